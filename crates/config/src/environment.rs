@@ -1,0 +1,99 @@
+//! The process environment as a figment provider, and the one table of setting names.
+//!
+//! figment's own `Env` guesses a type for every value (`[a]` becomes an array, `123` a number),
+//! which would mangle passwords; this provider types a value by the setting it feeds instead.
+
+use figment::{
+    Error, Metadata, Profile, Provider,
+    value::{Dict, Map, Value},
+};
+
+/// How a setting's raw text is typed before serde sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueKind {
+    /// Taken verbatim: names, addresses, secrets.
+    Text,
+    /// Parsed as figment parses numbers, so `abc` reaches serde as a string and fails there
+    /// with "expected u16", and `-1` as a negative number.
+    Number,
+}
+
+/// One setting: its key in `configs/*.toml`, its environment variable, how it is typed.
+#[derive(Debug)]
+pub struct SettingName {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub(crate) kind: ValueKind,
+}
+
+const fn setting(key: &'static str, env: &'static str, kind: ValueKind) -> SettingName {
+    SettingName { key, env, kind }
+}
+
+/// Every setting Tessera reads. The seed's names first, then the `TESSERA_` ones.
+pub const SETTINGS: &[SettingName] = &[
+    setting("redis_url", "REDIS_URL", ValueKind::Text),
+    setting("redis_host", "REDIS_HOST", ValueKind::Text),
+    setting("redis_port", "REDIS_PORT", ValueKind::Number),
+    setting("redis_password", "REDIS_PASSWORD", ValueKind::Text),
+    setting("redis_db", "REDIS_DB", ValueKind::Number),
+    setting("access_token_expire_minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", ValueKind::Number),
+    setting("listen", "TESSERA_LISTEN", ValueKind::Text),
+    setting("store", "TESSERA_STORE", ValueKind::Text),
+    setting("internal_key", "TESSERA_INTERNAL_KEY", ValueKind::Text),
+    setting("redis_username", "TESSERA_REDIS_USERNAME", ValueKind::Text),
+    setting("redis_pool_size", "TESSERA_REDIS_POOL_SIZE", ValueKind::Number),
+    setting("redis_connect_timeout_ms", "TESSERA_REDIS_CONNECT_TIMEOUT_MS", ValueKind::Number),
+    setting("redis_command_timeout_ms", "TESSERA_REDIS_COMMAND_TIMEOUT_MS", ValueKind::Number),
+    setting("redis_reconnect_min_ms", "TESSERA_REDIS_RECONNECT_MIN_MS", ValueKind::Number),
+    setting("redis_reconnect_max_ms", "TESSERA_REDIS_RECONNECT_MAX_MS", ValueKind::Number),
+    setting("shutdown_timeout_ms", "TESSERA_SHUTDOWN_TIMEOUT_MS", ValueKind::Number),
+    setting("log_format", "TESSERA_LOG_FORMAT", ValueKind::Text),
+    setting("log", "TESSERA_LOG", ValueKind::Text),
+];
+
+/// The settings key an environment-style name feeds, if it is one of ours.
+pub(crate) fn setting_key(env_name: &str) -> Option<&'static str> {
+    SETTINGS.iter().find(|setting| setting.env == env_name).map(|setting| setting.key)
+}
+
+/// The environment variable name of a settings key: what messages call the setting.
+pub(crate) fn env_name(key: &str) -> &str {
+    SETTINGS.iter().find(|setting| setting.key == key).map_or(key, |setting| setting.env)
+}
+
+pub(crate) fn typed_value(key: &str, raw: &str) -> Value {
+    let kind = SETTINGS.iter().find(|setting| setting.key == key).map(|setting| setting.kind);
+    match kind {
+        Some(ValueKind::Number) => raw.trim().parse::<Value>().unwrap_or_else(|_| Value::from(raw.to_owned())),
+        Some(ValueKind::Text) | None => Value::from(raw.to_owned()),
+    }
+}
+
+pub(crate) const ENVIRONMENT_SOURCE: &str = "environment";
+
+/// The variables of [`SETTINGS`] found in the process environment.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessEnvironment;
+
+impl Provider for ProcessEnvironment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENVIRONMENT_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        let mut dict = Dict::new();
+        for setting in SETTINGS {
+            match std::env::var(setting.env) {
+                Ok(raw) => {
+                    dict.insert(setting.key.to_owned(), typed_value(setting.key, &raw));
+                }
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(Error::from(format!("{} is not valid UTF-8", setting.env)));
+                }
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}

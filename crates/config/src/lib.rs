@@ -1,0 +1,353 @@
+//! Tessera's settings: loaded once with figment, validated into typed [`Settings`], secrets
+//! redacted. Precedence, lowest first: built-in defaults, `configs/{APP_ENV}.toml`,
+//! `configs/.env.{APP_ENV}`, the process environment.
+//!
+//! This crate depends on no other Tessera crate and knows nothing about Redis clients or HTTP.
+
+mod dotenv;
+mod environment;
+mod redis_target;
+mod secret;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment, Metadata, Provider,
+    providers::{Format, Toml},
+};
+use serde::Deserialize;
+
+pub use environment::{SETTINGS, SettingName};
+pub use redis_target::{HostPort, RedisTarget};
+pub use secret::Secret;
+
+/// Which `configs/` profile is loaded: `APP_ENV`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Dev,
+    Test,
+    Prod,
+}
+
+impl AppEnv {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Test => "test",
+            Self::Prod => "prod",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "dev" | "development" => Some(Self::Dev),
+            "test" => Some(Self::Test),
+            "prod" | "production" => Some(Self::Prod),
+            _ => None,
+        }
+    }
+}
+
+/// Which backend keeps the data: `TESSERA_STORE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything about reaching Redis.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub target: RedisTarget,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// `rediss://`: the connection must be encrypted.
+    pub tls: bool,
+    pub pool_size: usize,
+    /// Bounds the first connection and every reconnection attempt.
+    pub connect_timeout: Duration,
+    /// Bounds every command: a slow or absent Redis answers with an error, never a hang.
+    pub command_timeout: Duration,
+    /// Reconnect backoff: starts here, doubles, never waits longer than `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// The validated settings. Built only by [`Settings::load`] or [`Settings::from_figment`].
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub listen: SocketAddr,
+    pub store: StoreKind,
+    pub redis: RedisSettings,
+    pub access_token_ttl: Duration,
+    /// Keys accepted on internal routes; several while a key is rotated. Empty: internal routes off.
+    pub internal_keys: Vec<Secret>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `tessera=debug,fred=warn`.
+    pub log_filter: String,
+}
+
+/// A setting that could not be used: which one, where its value came from, what is wrong.
+/// Its text is one line and never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting} (from {origin}): {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub origin: String,
+    pub problem: String,
+}
+
+const MIN_INTERNAL_KEY_LEN: usize = 16;
+const MAX_POOL_SIZE: usize = 256;
+
+impl Settings {
+    /// Loads from `APP_ENV`, `TESSERA_CONFIG_DIR` (default `configs`) and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let app_env = match std::env::var("APP_ENV") {
+            Err(_) => AppEnv::Dev,
+            Ok(text) => AppEnv::parse(&text).ok_or_else(|| ConfigError {
+                setting: "APP_ENV".to_owned(),
+                origin: "environment".to_owned(),
+                problem: format!("unknown environment `{text}`, expected dev, test or prod"),
+            })?,
+        };
+        let config_dir = std::env::var_os("TESSERA_CONFIG_DIR").map_or_else(|| PathBuf::from("configs"), PathBuf::from);
+        Self::from_figment(app_env, &Self::figment(app_env, &config_dir)?)
+    }
+
+    /// The layered sources for `app_env`, lowest precedence first.
+    pub fn figment(app_env: AppEnv, config_dir: &Path) -> Result<Figment, ConfigError> {
+        let toml_path = config_dir.join(format!("{}.toml", app_env.as_str()));
+        let mut figment = Figment::new();
+        if toml_path.is_file() {
+            let toml = Toml::file_exact(&toml_path);
+            reject_unknown_keys(&toml, &toml_path)?;
+            figment = figment.merge(toml);
+        }
+        let dotenv_path = config_dir.join(format!(".env.{}", app_env.as_str()));
+        Ok(figment
+            .merge(dotenv::DotenvFile::new(&dotenv_path))
+            .merge(environment::ProcessEnvironment))
+    }
+
+    /// Extracts and validates the settings from an assembled figment.
+    pub fn from_figment(app_env: AppEnv, figment: &Figment) -> Result<Self, ConfigError> {
+        let raw: RawSettings = figment.extract().map_err(|error| extraction_error(figment, &error))?;
+        Validator { figment }.validate(app_env, raw)
+    }
+}
+
+/// The settings as written, before validation. Keys are [`SETTINGS`]' keys.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawSettings {
+    redis_url: Option<String>,
+    redis_host: Option<String>,
+    redis_port: u16,
+    redis_password: Option<String>,
+    redis_username: Option<String>,
+    redis_db: u8,
+    access_token_expire_minutes: u32,
+    listen: String,
+    store: String,
+    internal_key: Option<String>,
+    redis_pool_size: Option<usize>,
+    redis_connect_timeout_ms: u64,
+    redis_command_timeout_ms: u64,
+    redis_reconnect_min_ms: u64,
+    redis_reconnect_max_ms: u64,
+    shutdown_timeout_ms: u64,
+    log_format: String,
+    log: String,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            redis_host: None,
+            redis_port: 6379,
+            redis_password: None,
+            redis_username: None,
+            redis_db: 0,
+            access_token_expire_minutes: 30,
+            listen: "127.0.0.1:8080".to_owned(),
+            store: "redis".to_owned(),
+            internal_key: None,
+            redis_pool_size: None,
+            redis_connect_timeout_ms: 2_000,
+            redis_command_timeout_ms: 1_000,
+            redis_reconnect_min_ms: 100,
+            redis_reconnect_max_ms: 2_000,
+            shutdown_timeout_ms: 10_000,
+            log_format: "pretty".to_owned(),
+            log: "info".to_owned(),
+        }
+    }
+}
+
+struct Validator<'a> {
+    figment: &'a Figment,
+}
+
+impl Validator<'_> {
+    fn validate(&self, app_env: AppEnv, raw: RawSettings) -> Result<Settings, ConfigError> {
+        let redis = self.redis(&raw)?;
+        let listen = raw.listen.trim().parse::<SocketAddr>().map_err(|_| {
+            self.error("listen", format!("`{}` is not an address such as 127.0.0.1:8080 (port 0 picks a free port)", raw.listen))
+        })?;
+        let store = match raw.store.trim().to_ascii_lowercase().as_str() {
+            "redis" => StoreKind::Redis,
+            other => return Err(self.error("store", format!("unknown store `{other}`, expected `redis`"))),
+        };
+        if raw.access_token_expire_minutes == 0 {
+            return Err(self.error("access_token_expire_minutes", "must be at least 1 minute".to_owned()));
+        }
+        let internal_keys = self.internal_keys(raw.internal_key.as_deref())?;
+        let log_format = match raw.log_format.trim().to_ascii_lowercase().as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => return Err(self.error("log_format", format!("unknown log format `{other}`, expected `pretty` or `json`"))),
+        };
+        Ok(Settings {
+            app_env,
+            listen,
+            store,
+            redis,
+            access_token_ttl: Duration::from_secs(u64::from(raw.access_token_expire_minutes) * 60),
+            internal_keys,
+            shutdown_timeout: self.positive_millis("shutdown_timeout_ms", raw.shutdown_timeout_ms)?,
+            log_format,
+            log_filter: raw.log,
+        })
+    }
+
+    fn redis(&self, raw: &RawSettings) -> Result<RedisSettings, ConfigError> {
+        let separate_password = raw.redis_password.clone().filter(|password| !password.is_empty());
+        let (target, username, password, tls) = match raw.redis_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => {
+                let parsed = redis_target::parse_redis_url(url).map_err(|problem| self.error("redis_url", problem))?;
+                let password = parsed.password.or(separate_password);
+                (parsed.target, parsed.username.or_else(|| raw.redis_username.clone()), password, parsed.tls)
+            }
+            _ => {
+                if raw.redis_port == 0 {
+                    return Err(self.error("redis_port", "0 is not a valid port, expected 1-65535".to_owned()));
+                }
+                let host = raw.redis_host.as_deref().map(str::trim).filter(|host| !host.is_empty());
+                let server = HostPort { host: host.unwrap_or("127.0.0.1").to_owned(), port: raw.redis_port };
+                (RedisTarget::Standalone { server, db: raw.redis_db }, raw.redis_username.clone(), separate_password, false)
+            }
+        };
+        let pool_size = raw.redis_pool_size.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from).max(2));
+        if !(1..=MAX_POOL_SIZE).contains(&pool_size) {
+            return Err(self.error("redis_pool_size", format!("{pool_size} is out of range, expected 1-{MAX_POOL_SIZE}")));
+        }
+        let reconnect_min = self.positive_millis("redis_reconnect_min_ms", raw.redis_reconnect_min_ms)?;
+        let reconnect_max = self.positive_millis("redis_reconnect_max_ms", raw.redis_reconnect_max_ms)?;
+        if reconnect_max < reconnect_min {
+            return Err(self.error(
+                "redis_reconnect_max_ms",
+                format!("{} is below TESSERA_REDIS_RECONNECT_MIN_MS ({})", raw.redis_reconnect_max_ms, raw.redis_reconnect_min_ms),
+            ));
+        }
+        Ok(RedisSettings {
+            target,
+            username,
+            password: password.map(Secret::new),
+            tls,
+            pool_size,
+            connect_timeout: self.positive_millis("redis_connect_timeout_ms", raw.redis_connect_timeout_ms)?,
+            command_timeout: self.positive_millis("redis_command_timeout_ms", raw.redis_command_timeout_ms)?,
+            reconnect_min,
+            reconnect_max,
+        })
+    }
+
+    fn internal_keys(&self, text: Option<&str>) -> Result<Vec<Secret>, ConfigError> {
+        let keys: Vec<&str> = text.unwrap_or_default().split(',').map(str::trim).filter(|key| !key.is_empty()).collect();
+        if let Some(position) = keys.iter().position(|key| key.len() < MIN_INTERNAL_KEY_LEN) {
+            return Err(self.error(
+                "internal_key",
+                format!("key number {} is shorter than {MIN_INTERNAL_KEY_LEN} characters", position + 1),
+            ));
+        }
+        Ok(keys.into_iter().map(Secret::new).collect())
+    }
+
+    fn positive_millis(&self, key: &str, millis: u64) -> Result<Duration, ConfigError> {
+        if millis == 0 {
+            return Err(self.error(key, "must be at least 1 millisecond".to_owned()));
+        }
+        Ok(Duration::from_millis(millis))
+    }
+
+    fn error(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError { setting: environment::env_name(key).to_owned(), origin: origin(self.figment.find_metadata(key)), problem }
+    }
+}
+
+/// Where a value came from, in words: `environment`, `file configs/dev.toml`, or `default`.
+fn origin(metadata: Option<&Metadata>) -> String {
+    match metadata {
+        None => "default".to_owned(),
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(path)) => format!("file {}", path.display()),
+            _ => metadata.name.to_string(),
+        },
+    }
+}
+
+fn extraction_error(figment: &Figment, error: &figment::Error) -> ConfigError {
+    let key = error.path.first().map(String::as_str).unwrap_or_default();
+    let metadata = error.metadata.as_ref().or_else(|| figment.find_metadata(key));
+    let setting = if key.is_empty() { "settings".to_owned() } else { environment::env_name(key).to_owned() };
+    ConfigError { setting, origin: origin(metadata), problem: one_line(&error.kind) }
+}
+
+fn one_line(kind: &impl fmt::Display) -> String {
+    kind.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+/// A misspelt key in a TOML file would otherwise be ignored in silence.
+fn reject_unknown_keys(toml: &impl Provider, path: &Path) -> Result<(), ConfigError> {
+    let origin = format!("file {}", path.display());
+    let data = toml.data().map_err(|error| ConfigError {
+        setting: "settings".to_owned(),
+        origin: origin.clone(),
+        problem: one_line(&error.kind),
+    })?;
+    for dict in data.values() {
+        if let Some(key) = dict.keys().find(|key| !SETTINGS.iter().any(|setting| setting.key == key.as_str())) {
+            return Err(ConfigError {
+                setting: key.clone(),
+                origin,
+                problem: "unknown setting (README lists the known ones)".to_owned(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Settings tests: every precedence level, every bad value the issue names, redaction.
+//! Each runs inside a figment `Jail` (its own working directory and environment).
+
+use figment::Jail;
+
+use super::*;
+
+/// Loads from the jail's `configs/` with an empty environment but for `env`.
+fn load_in(jail: &mut Jail, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    try_load_in(jail, env)
+}
+
+fn try_load_in(jail: &mut Jail, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    jail.clear_env();
+    for (name, value) in env {
+        jail.set_env(name, value);
+    }
+    Settings::load()
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_set() {
+    Jail::expect_with(|jail| {
+        let settings = load_in(jail, &[]).expect("defaults load");
+        assert_eq!(settings.app_env, AppEnv::Dev);
+        assert_eq!(settings.listen, "127.0.0.1:8080".parse().expect("address"));
+        assert_eq!(settings.store, StoreKind::Redis);
+        assert_eq!(
+            settings.redis.target,
+            RedisTarget::Standalone { server: HostPort { host: "127.0.0.1".into(), port: 6379 }, db: 0 }
+        );
+        assert_eq!(settings.access_token_ttl, Duration::from_secs(30 * 60));
+        assert!(settings.internal_keys.is_empty());
+        assert!(settings.redis.pool_size >= 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn each_level_overrides_the_one_below() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("configs")?;
+        jail.create_file(
+            "configs/dev.toml",
+            "redis_host = \"toml-host\"\nredis_port = 7001\nredis_db = 1\naccess_token_expire_minutes = 11\nlisten = \"127.0.0.1:9001\"",
+        )?;
+        jail.create_file("configs/.env.dev", "# seed-style file\nREDIS_PORT=7002\nREDIS_DB=\"2\"\nexport ACCESS_TOKEN_EXPIRE_MINUTES=12 # minutes\n")?;
+        let settings = load_in(jail, &[("REDIS_DB", "3")]).map_err(|error| error.to_string())?;
+        let RedisTarget::Standalone { server, db } = settings.redis.target else { panic!("standalone expected") };
+        assert_eq!(server.host, "toml-host", "toml beats the default");
+        assert_eq!(server.port, 7002, ".env file beats toml");
+        assert_eq!(db, 3, "environment beats the .env file");
+        assert_eq!(settings.access_token_ttl, Duration::from_secs(12 * 60), "export and trailing comment are understood");
+        assert_eq!(settings.listen.port(), 9001, "toml value stays where nothing overrides it");
+        Ok(())
+    });
+}
+
+#[test]
+fn app_env_picks_the_profile_files() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("configs")?;
+        jail.create_file("configs/dev.toml", "listen = \"127.0.0.1:1111\"")?;
+        jail.create_file("configs/prod.toml", "listen = \"0.0.0.0:2222\"")?;
+        let settings = load_in(jail, &[("APP_ENV", "prod")]).map_err(|error| error.to_string())?;
+        assert_eq!(settings.app_env, AppEnv::Prod);
+        assert_eq!(settings.listen.port(), 2222);
+        let error = load_in(jail, &[("APP_ENV", "staging")]).expect_err("unknown APP_ENV");
+        assert_eq!(error.setting, "APP_ENV");
+        Ok(())
+    });
+}
+
+#[test]
+fn redis_url_wins_over_the_parts() {
+    Jail::expect_with(|jail| {
+        let settings = load_in(jail, &[("REDIS_HOST", "ignored"), ("REDIS_PORT", "1"), ("REDIS_URL", "redis://:s3cret@10.0.0.5:7000/4")]).map_err(|error| error.to_string())?;
+        assert_eq!(
+            settings.redis.target,
+            RedisTarget::Standalone { server: HostPort { host: "10.0.0.5".into(), port: 7000 }, db: 4 }
+        );
+        assert_eq!(settings.redis.password.as_ref().map(Secret::expose), Some("s3cret"));
+        Ok(())
+    });
+}
+
+#[test]
+fn redis_url_schemes() {
+    Jail::expect_with(|jail| {
+        let cases: &[(&str, RedisTarget, bool)] = &[
+            ("redis://h", RedisTarget::Standalone { server: HostPort { host: "h".into(), port: 6379 }, db: 0 }, false),
+            ("rediss://h:1/2", RedisTarget::Standalone { server: HostPort { host: "h".into(), port: 1 }, db: 2 }, true),
+            (
+                "redis-cluster://a:1?node=b:2&node=c",
+                RedisTarget::Cluster {
+                    seeds: vec![
+                        HostPort { host: "a".into(), port: 1 },
+                        HostPort { host: "b".into(), port: 2 },
+                        HostPort { host: "c".into(), port: 6379 },
+                    ],
+                },
+                false,
+            ),
+            (
+                "redis-sentinel://s:26000/3?sentinelServiceName=main",
+                RedisTarget::Sentinel {
+                    sentinels: vec![HostPort { host: "s".into(), port: 26000 }],
+                    service_name: "main".into(),
+                    db: 3,
+                },
+                false,
+            ),
+        ];
+        for (url, target, tls) in cases {
+            let settings = load_in(jail, &[("REDIS_URL", url)]).unwrap_or_else(|error| panic!("{url}: {error}"));
+            assert_eq!(&settings.redis.target, target, "{url}");
+            assert_eq!(settings.redis.tls, *tls, "{url}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn a_password_that_looks_like_a_number_or_array_stays_text() {
+    Jail::expect_with(|jail| {
+        for password in ["12345", "[a,b]", "{x}", "true"] {
+            let settings = load_in(jail, &[("REDIS_PASSWORD", password)]).map_err(|error| error.to_string())?;
+            assert_eq!(settings.redis.password.as_ref().map(Secret::expose), Some(password));
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_values_name_the_setting_and_where_it_came_from() {
+    Jail::expect_with(|jail| {
+        let cases: &[(&str, &str, &str)] = &[
+            ("REDIS_PORT", "abc", "u16"),
+            ("REDIS_PORT", "0", "0 is not a valid port"),
+            ("REDIS_PORT", "70000", "70000"),
+            ("REDIS_DB", "-1", "-1"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "0", "at least 1 minute"),
+            ("REDIS_URL", "not a url", "not a URL"),
+            ("REDIS_URL", "http://h:1", "unsupported scheme"),
+            ("REDIS_URL", "redis-sentinel://h:1", "sentinelServiceName"),
+            ("TESSERA_STORE", "memcached", "unknown store `memcached`"),
+            ("TESSERA_LISTEN", "nowhere", "not an address"),
+            ("TESSERA_LOG_FORMAT", "xml", "unknown log format"),
+            ("TESSERA_INTERNAL_KEY", "short", "shorter than 16"),
+            ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "0", "at least 1 millisecond"),
+        ];
+        for (name, value, problem) in cases {
+            let error = load_in(jail, &[(name, value)]).expect_err(&format!("{name}={value} must be rejected"));
+            assert_eq!(error.setting, *name, "{name}={value}: {error}");
+            assert_eq!(error.origin, "environment", "{name}={value}: {error}");
+            assert!(error.problem.contains(problem), "{name}={value}: `{error}` should mention `{problem}`");
+            let text = error.to_string();
+            assert_eq!(text.lines().count(), 1, "{name}={value}: one line, got {text:?}");
+            assert!(text.starts_with(&format!("invalid setting {name} (from environment)")), "{text}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_value_in_a_file_names_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("configs")?;
+        jail.create_file("configs/.env.dev", "REDIS_PORT=0\n")?;
+        let error = load_in(jail, &[]).expect_err("port 0");
+        assert_eq!(error.setting, "REDIS_PORT");
+        assert_eq!(error.origin, format!("file {}", Path::new("configs").join(".env.dev").display()));
+
+        jail.create_file("configs/.env.dev", "")?;
+        jail.create_file("configs/dev.toml", "redis_port = \"abc\"")?;
+        let error = load_in(jail, &[]).expect_err("toml abc");
+        assert_eq!(error.setting, "REDIS_PORT");
+        assert!(error.origin.ends_with("dev.toml"), "{error}");
+
+        jail.create_file("configs/dev.toml", "redis_prot = 1")?;
+        let error = load_in(jail, &[]).expect_err("misspelt key");
+        assert_eq!(error.setting, "redis_prot");
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_never_show_the_password() {
+    Jail::expect_with(|jail| {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("REDIS_URL", "redis://:hunter2hunter2@h:99999")],
+            &[("REDIS_URL", "redis://:hunter2hunter2@h/notanumber")],
+            &[("REDIS_URL", "ftp://:hunter2hunter2@h")],
+            &[("REDIS_PASSWORD", "hunter2hunter2"), ("REDIS_PORT", "abc")],
+        ];
+        for env in cases {
+            let error = load_in(jail, env).expect_err("must fail");
+            assert!(!error.to_string().contains("hunter2"), "password leaked: {error}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn debug_redacts_secrets() {
+    Jail::expect_with(|jail| {
+        let settings = load_in(
+            jail,
+            &[("REDIS_URL", "redis://user:url-pass-123@h:1"), ("TESSERA_INTERNAL_KEY", "internal-key-abcdef,second-key-0123456")],
+        ).map_err(|error| error.to_string())?;
+        let debug = format!("{settings:?}");
+        for secret in ["url-pass-123", "internal-key-abcdef", "second-key-0123456"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert_eq!(settings.internal_keys.len(), 2);
+        assert_eq!(settings.redis.username.as_deref(), Some("user"));
+        Ok(())
+    });
+}
