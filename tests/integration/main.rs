@@ -1,1 +1,9 @@
-fn main(){}
+//! The workspace's one integration-test binary. Every test talks to real Redis started by
+//! `cargo xtask test` (or owned by the test itself), and, for the server, to the real server.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
+#![allow(clippy::print_stderr, reason = "tests report measured recovery times in their output")]
+
+mod binary;
+mod infra_lifecycle;
+mod server;

@@ -40,11 +40,7 @@ impl Provider for DotenvFile {
             }
             let line = line.strip_prefix("export ").unwrap_or(line);
             let Some((name, value)) = line.split_once('=') else {
-                return Err(Error::from(format!(
-                    "{} line {}: expected NAME=VALUE",
-                    self.path.display(),
-                    number + 1
-                )));
+                return Err(Error::from(format!("{} line {}: expected NAME=VALUE", self.path.display(), number + 1)));
             };
             if let Some(key) = crate::environment::setting_key(name.trim()) {
                 dict.insert(key.to_owned(), parse_value(key, value.trim()));

@@ -97,3 +97,27 @@ impl Provider for ProcessEnvironment {
         Ok(Profile::Default.collect(dict))
     }
 }
+
+pub(crate) const GIVEN_SOURCE: &str = "given values";
+
+/// Environment-style `NAME=value` pairs handed over in code (embedding, tests); typed exactly
+/// like the process environment. Unknown names are an error: a typo must not pass in silence.
+#[derive(Debug)]
+pub(crate) struct GivenValues<'a> {
+    pub(crate) pairs: &'a [(&'a str, &'a str)],
+}
+
+impl Provider for GivenValues<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(GIVEN_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        let mut dict = Dict::new();
+        for (name, raw) in self.pairs {
+            let key = setting_key(name).ok_or_else(|| Error::from(format!("unknown setting {name}")))?;
+            dict.insert(key.to_owned(), typed_value(key, raw));
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}

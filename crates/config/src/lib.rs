@@ -148,9 +148,21 @@ impl Settings {
             figment = figment.merge(toml);
         }
         let dotenv_path = config_dir.join(format!(".env.{}", app_env.as_str()));
-        Ok(figment
-            .merge(dotenv::DotenvFile::new(&dotenv_path))
-            .merge(environment::ProcessEnvironment))
+        Ok(figment.merge(dotenv::DotenvFile::new(&dotenv_path)).merge(environment::ProcessEnvironment))
+    }
+
+    /// Settings from environment-style pairs alone (no files, no process environment), for
+    /// services that embed Tessera and for tests: `[("REDIS_URL", "redis://127.0.0.1:7000")]`.
+    pub fn from_env_pairs(app_env: AppEnv, pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let given = environment::GivenValues { pairs };
+        if let Err(error) = given.data() {
+            return Err(ConfigError {
+                setting: "settings".to_owned(),
+                origin: environment::GIVEN_SOURCE.to_owned(),
+                problem: one_line(&error.kind),
+            });
+        }
+        Self::from_figment(app_env, &Figment::from(given))
     }
 
     /// Extracts and validates the settings from an assembled figment.
@@ -217,7 +229,10 @@ impl Validator<'_> {
     fn validate(&self, app_env: AppEnv, raw: RawSettings) -> Result<Settings, ConfigError> {
         let redis = self.redis(&raw)?;
         let listen = raw.listen.trim().parse::<SocketAddr>().map_err(|_| {
-            self.error("listen", format!("`{}` is not an address such as 127.0.0.1:8080 (port 0 picks a free port)", raw.listen))
+            self.error(
+                "listen",
+                format!("`{}` is not an address such as 127.0.0.1:8080 (port 0 picks a free port)", raw.listen),
+            )
         })?;
         let store = match raw.store.trim().to_ascii_lowercase().as_str() {
             "redis" => StoreKind::Redis,
@@ -230,7 +245,11 @@ impl Validator<'_> {
         let log_format = match raw.log_format.trim().to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
-            other => return Err(self.error("log_format", format!("unknown log format `{other}`, expected `pretty` or `json`"))),
+            other => {
+                return Err(
+                    self.error("log_format", format!("unknown log format `{other}`, expected `pretty` or `json`"))
+                );
+            }
         };
         Ok(Settings {
             app_env,
@@ -259,19 +278,30 @@ impl Validator<'_> {
                 }
                 let host = raw.redis_host.as_deref().map(str::trim).filter(|host| !host.is_empty());
                 let server = HostPort { host: host.unwrap_or("127.0.0.1").to_owned(), port: raw.redis_port };
-                (RedisTarget::Standalone { server, db: raw.redis_db }, raw.redis_username.clone(), separate_password, false)
+                (
+                    RedisTarget::Standalone { server, db: raw.redis_db },
+                    raw.redis_username.clone(),
+                    separate_password,
+                    false,
+                )
             }
         };
-        let pool_size = raw.redis_pool_size.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from).max(2));
+        let pool_size =
+            raw.redis_pool_size.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from).max(2));
         if !(1..=MAX_POOL_SIZE).contains(&pool_size) {
-            return Err(self.error("redis_pool_size", format!("{pool_size} is out of range, expected 1-{MAX_POOL_SIZE}")));
+            return Err(
+                self.error("redis_pool_size", format!("{pool_size} is out of range, expected 1-{MAX_POOL_SIZE}"))
+            );
         }
         let reconnect_min = self.positive_millis("redis_reconnect_min_ms", raw.redis_reconnect_min_ms)?;
         let reconnect_max = self.positive_millis("redis_reconnect_max_ms", raw.redis_reconnect_max_ms)?;
         if reconnect_max < reconnect_min {
             return Err(self.error(
                 "redis_reconnect_max_ms",
-                format!("{} is below TESSERA_REDIS_RECONNECT_MIN_MS ({})", raw.redis_reconnect_max_ms, raw.redis_reconnect_min_ms),
+                format!(
+                    "{} is below TESSERA_REDIS_RECONNECT_MIN_MS ({})",
+                    raw.redis_reconnect_max_ms, raw.redis_reconnect_min_ms
+                ),
             ));
         }
         Ok(RedisSettings {
@@ -288,7 +318,8 @@ impl Validator<'_> {
     }
 
     fn internal_keys(&self, text: Option<&str>) -> Result<Vec<Secret>, ConfigError> {
-        let keys: Vec<&str> = text.unwrap_or_default().split(',').map(str::trim).filter(|key| !key.is_empty()).collect();
+        let keys: Vec<&str> =
+            text.unwrap_or_default().split(',').map(str::trim).filter(|key| !key.is_empty()).collect();
         if let Some(position) = keys.iter().position(|key| key.len() < MIN_INTERNAL_KEY_LEN) {
             return Err(self.error(
                 "internal_key",
@@ -306,7 +337,11 @@ impl Validator<'_> {
     }
 
     fn error(&self, key: &str, problem: String) -> ConfigError {
-        ConfigError { setting: environment::env_name(key).to_owned(), origin: origin(self.figment.find_metadata(key)), problem }
+        ConfigError {
+            setting: environment::env_name(key).to_owned(),
+            origin: origin(self.figment.find_metadata(key)),
+            problem,
+        }
     }
 }
 

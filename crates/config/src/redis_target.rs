@@ -132,10 +132,7 @@ fn db_from_path(url: &Url) -> Result<u8, String> {
 }
 
 fn query_nodes(url: &Url, name: &str, default_port: u16) -> Result<Vec<HostPort>, String> {
-    url.query_pairs()
-        .filter(|(key, _)| key == name)
-        .map(|(_, value)| parse_host_port(&value, default_port))
-        .collect()
+    url.query_pairs().filter(|(key, _)| key == name).map(|(_, value)| parse_host_port(&value, default_port)).collect()
 }
 
 fn parse_host_port(text: &str, default_port: u16) -> Result<HostPort, String> {

@@ -1,6 +1,8 @@
 //! Settings tests: every precedence level, every bad value the issue names, redaction.
 //! Each runs inside a figment `Jail` (its own working directory and environment).
 
+#![allow(clippy::result_large_err, reason = "figment::Jail closures must return figment::Error, which is large")]
+
 use figment::Jail;
 
 use super::*;
@@ -44,13 +46,20 @@ fn each_level_overrides_the_one_below() {
             "configs/dev.toml",
             "redis_host = \"toml-host\"\nredis_port = 7001\nredis_db = 1\naccess_token_expire_minutes = 11\nlisten = \"127.0.0.1:9001\"",
         )?;
-        jail.create_file("configs/.env.dev", "# seed-style file\nREDIS_PORT=7002\nREDIS_DB=\"2\"\nexport ACCESS_TOKEN_EXPIRE_MINUTES=12 # minutes\n")?;
+        jail.create_file(
+            "configs/.env.dev",
+            "# seed-style file\nREDIS_PORT=7002\nREDIS_DB=\"2\"\nexport ACCESS_TOKEN_EXPIRE_MINUTES=12 # minutes\n",
+        )?;
         let settings = load_in(jail, &[("REDIS_DB", "3")]).map_err(|error| error.to_string())?;
         let RedisTarget::Standalone { server, db } = settings.redis.target else { panic!("standalone expected") };
         assert_eq!(server.host, "toml-host", "toml beats the default");
         assert_eq!(server.port, 7002, ".env file beats toml");
         assert_eq!(db, 3, "environment beats the .env file");
-        assert_eq!(settings.access_token_ttl, Duration::from_secs(12 * 60), "export and trailing comment are understood");
+        assert_eq!(
+            settings.access_token_ttl,
+            Duration::from_secs(12 * 60),
+            "export and trailing comment are understood"
+        );
         assert_eq!(settings.listen.port(), 9001, "toml value stays where nothing overrides it");
         Ok(())
     });
@@ -74,7 +83,11 @@ fn app_env_picks_the_profile_files() {
 #[test]
 fn redis_url_wins_over_the_parts() {
     Jail::expect_with(|jail| {
-        let settings = load_in(jail, &[("REDIS_HOST", "ignored"), ("REDIS_PORT", "1"), ("REDIS_URL", "redis://:s3cret@10.0.0.5:7000/4")]).map_err(|error| error.to_string())?;
+        let settings = load_in(
+            jail,
+            &[("REDIS_HOST", "ignored"), ("REDIS_PORT", "1"), ("REDIS_URL", "redis://:s3cret@10.0.0.5:7000/4")],
+        )
+        .map_err(|error| error.to_string())?;
         assert_eq!(
             settings.redis.target,
             RedisTarget::Standalone { server: HostPort { host: "10.0.0.5".into(), port: 7000 }, db: 4 }
@@ -206,8 +219,12 @@ fn debug_redacts_secrets() {
     Jail::expect_with(|jail| {
         let settings = load_in(
             jail,
-            &[("REDIS_URL", "redis://user:url-pass-123@h:1"), ("TESSERA_INTERNAL_KEY", "internal-key-abcdef,second-key-0123456")],
-        ).map_err(|error| error.to_string())?;
+            &[
+                ("REDIS_URL", "redis://user:url-pass-123@h:1"),
+                ("TESSERA_INTERNAL_KEY", "internal-key-abcdef,second-key-0123456"),
+            ],
+        )
+        .map_err(|error| error.to_string())?;
         let debug = format!("{settings:?}");
         for secret in ["url-pass-123", "internal-key-abcdef", "second-key-0123456"] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
@@ -217,4 +234,44 @@ fn debug_redacts_secrets() {
         assert_eq!(settings.redis.username.as_deref(), Some("user"));
         Ok(())
     });
+}
+
+#[test]
+fn env_pairs_are_typed_like_the_environment_and_reject_unknown_names() {
+    let settings = Settings::from_env_pairs(
+        AppEnv::Test,
+        &[("REDIS_URL", "redis://127.0.0.1:7000/2"), ("TESSERA_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("valid pairs");
+    assert_eq!(settings.redis.target.addresses(), "127.0.0.1:7000");
+    assert_eq!(settings.listen.port(), 0);
+    let error = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_PORTT", "1")]).expect_err("typo");
+    assert!(error.problem.contains("REDIS_PORTT"), "{error}");
+    let error = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_PORT", "abc")]).expect_err("abc");
+    assert_eq!((error.setting.as_str(), error.origin.as_str()), ("REDIS_PORT", "given values"));
+}
+
+fn repository_file(relative: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+}
+
+#[test]
+fn the_shipped_profiles_load() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        for app_env in [AppEnv::Dev, AppEnv::Test, AppEnv::Prod] {
+            let figment = Settings::figment(app_env, &repository_file("configs")).map_err(|error| error.to_string())?;
+            let settings = Settings::from_figment(app_env, &figment).map_err(|error| error.to_string())?;
+            assert_eq!(settings.app_env, app_env);
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn the_readme_documents_every_setting() {
+    let readme = std::fs::read_to_string(repository_file("README.md")).expect("README.md");
+    for setting in SETTINGS {
+        assert!(readme.contains(&format!("`{}`", setting.env)), "README.md does not document {}", setting.env);
+    }
 }

@@ -1,0 +1,168 @@
+//! [`CacheError`]: which operation failed, on which key, and whether a retry may help.
+//! fred's error kinds are inspected here and nowhere else.
+
+use std::fmt;
+
+use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
+
+/// What kind of failure a cache operation met; what a caller acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheErrorKind {
+    /// The store could not answer: connection lost, timed out, cluster or sentinel unreachable.
+    /// The same call may succeed later.
+    Unavailable,
+    /// The key holds another type than the operation needs (Redis `WRONGTYPE`).
+    WrongType,
+    /// The stored value cannot be decoded as the requested type.
+    BadData,
+    /// A server-side script failed.
+    Script,
+    /// Redis refused the command itself (bad argument, unknown command, auth, configuration).
+    Rejected,
+}
+
+impl CacheErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::WrongType => "wrong type",
+            Self::BadData => "bad stored data",
+            Self::Script => "script error",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// A failed cache operation. Its text names the operation and the key (cut to
+/// [`CacheError::MAX_KEY_LEN`] characters), never a value.
+#[derive(Debug, thiserror::Error)]
+pub struct CacheError {
+    operation: &'static str,
+    key: Option<String>,
+    kind: CacheErrorKind,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CacheError {
+    /// Keys longer than this are cut in messages: a 1 MiB key must not become a 1 MiB log line.
+    pub const MAX_KEY_LEN: usize = 120;
+
+    pub(crate) fn from_fred(operation: &'static str, key: Option<&str>, error: FredError) -> Self {
+        let kind = classify(&error);
+        Self { operation, key: key.map(cut_key), kind, source: Box::new(error) }
+    }
+
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+
+    /// The key involved, already cut to [`Self::MAX_KEY_LEN`].
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    pub fn kind(&self) -> CacheErrorKind {
+        self.kind
+    }
+
+    /// Whether the same call may succeed later (the store was unreachable or slow).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == CacheErrorKind::Unavailable
+    }
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cache {} failed", self.operation)?;
+        if let Some(key) = &self.key {
+            write!(f, " on key `{key}`")?;
+        }
+        write!(f, ": {}: {}", self.kind.as_str(), self.source)
+    }
+}
+
+fn cut_key(key: &str) -> String {
+    match key.char_indices().nth(CacheError::MAX_KEY_LEN) {
+        None => key.to_owned(),
+        Some((end, _)) => format!("{}…", &key[..end]),
+    }
+}
+
+fn classify(error: &FredError) -> CacheErrorKind {
+    let details = error.details();
+    if details.starts_with("WRONGTYPE") {
+        return CacheErrorKind::WrongType;
+    }
+    if details.starts_with("NOSCRIPT") || details.contains("Error running script") || details.starts_with("ERR Error") {
+        return CacheErrorKind::Script;
+    }
+    match error.kind() {
+        FredErrorKind::IO
+        | FredErrorKind::Timeout
+        | FredErrorKind::Canceled
+        | FredErrorKind::Cluster
+        | FredErrorKind::Sentinel
+        | FredErrorKind::Backpressure
+        | FredErrorKind::Routing => CacheErrorKind::Unavailable,
+        FredErrorKind::Parse => CacheErrorKind::BadData,
+        FredErrorKind::Config
+        | FredErrorKind::Auth
+        | FredErrorKind::InvalidCommand
+        | FredErrorKind::InvalidArgument
+        | FredErrorKind::Url
+        | FredErrorKind::Protocol
+        | FredErrorKind::Unknown
+        | FredErrorKind::NotFound => {
+            if is_transient_reply(details) {
+                CacheErrorKind::Unavailable
+            } else {
+                CacheErrorKind::Rejected
+            }
+        }
+    }
+}
+
+/// Server replies that mean "not now" rather than "never": loading, failover, read-only replica.
+fn is_transient_reply(details: &str) -> bool {
+    ["LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"]
+        .iter()
+        .any(|prefix| details.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_of_fred_errors() {
+        let cases = [
+            (FredErrorKind::IO, "connection reset", CacheErrorKind::Unavailable),
+            (FredErrorKind::Timeout, "Request timed out.", CacheErrorKind::Unavailable),
+            (
+                FredErrorKind::Unknown,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                CacheErrorKind::WrongType,
+            ),
+            (FredErrorKind::Unknown, "NOSCRIPT No matching script.", CacheErrorKind::Script),
+            (FredErrorKind::Parse, "Could not convert to string.", CacheErrorKind::BadData),
+            (FredErrorKind::Unknown, "LOADING Redis is loading the dataset in memory", CacheErrorKind::Unavailable),
+            (FredErrorKind::InvalidArgument, "ERR syntax error", CacheErrorKind::Rejected),
+        ];
+        for (kind, details, expected) in cases {
+            assert_eq!(classify(&FredError::new(kind, details)), expected, "{details}");
+        }
+    }
+
+    #[test]
+    fn message_names_operation_and_cut_key() {
+        let long_key = "k".repeat(1000);
+        let error =
+            CacheError::from_fred("get", Some(&long_key), FredError::new(FredErrorKind::Timeout, "Request timed out."));
+        let text = error.to_string();
+        assert!(text.starts_with("cache get failed on key `kkk"), "{text}");
+        assert!(text.len() < 300, "key must be cut: {} chars", text.len());
+        assert!(error.is_retryable());
+        assert_eq!(error.key().map(|key| key.chars().count()), Some(CacheError::MAX_KEY_LEN + 1));
+    }
+}

@@ -1,0 +1,75 @@
+//! The fred pool for a [`RedisSettings`]: standalone, cluster or sentinel, with the timeouts and
+//! the reconnect policy FRED-NOTES.md found necessary (infinite capped retries *and* a command
+//! timeout, so commands fail fast while Redis is away and the pool heals by itself).
+
+use fred::{
+    clients::Pool,
+    types::{
+        Builder,
+        config::{Config, ReconnectPolicy, Server, ServerConfig},
+    },
+};
+
+use config::{HostPort, RedisSettings, RedisTarget};
+
+use crate::backend::InfraError;
+
+/// Retry forever: a finite budget leaves a dead client once it runs out (FRED-NOTES.md).
+const UNLIMITED_ATTEMPTS: u32 = 0;
+const BACKOFF_BASE: u32 = 2;
+
+pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
+    if settings.tls {
+        // fred without a TLS feature would silently connect in plaintext.
+        return Err(InfraError::TlsUnsupported { addresses: settings.target.addresses() });
+    }
+    let (server, database) = match &settings.target {
+        RedisTarget::Standalone { server, db } => (ServerConfig::Centralized { server: fred_server(server) }, *db),
+        RedisTarget::Cluster { seeds } => {
+            (ServerConfig::Clustered { hosts: seeds.iter().map(fred_server).collect(), policy: Default::default() }, 0)
+        }
+        RedisTarget::Sentinel { sentinels, service_name, db } => (
+            ServerConfig::Sentinel {
+                hosts: sentinels.iter().map(fred_server).collect(),
+                service_name: service_name.clone(),
+            },
+            *db,
+        ),
+    };
+    let config = Config {
+        server,
+        username: settings.username.clone(),
+        password: settings.password.as_ref().map(|password| password.expose().to_owned()),
+        database: (database != 0).then_some(database),
+        fail_fast: true,
+        ..Config::default()
+    };
+    let policy = ReconnectPolicy::new_exponential(
+        UNLIMITED_ATTEMPTS,
+        millis_u32(settings.reconnect_min),
+        millis_u32(settings.reconnect_max),
+        BACKOFF_BASE,
+    );
+    Builder::from_config(config)
+        .with_connection_config(|connection| {
+            connection.connection_timeout = settings.connect_timeout;
+            connection.internal_command_timeout = settings.connect_timeout.max(settings.command_timeout);
+        })
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = settings.command_timeout;
+        })
+        .set_policy(policy)
+        .build_pool(settings.pool_size)
+        .map_err(|source| InfraError::Build {
+            addresses: settings.target.addresses(),
+            reason: source.details().to_owned(),
+        })
+}
+
+fn fred_server(node: &HostPort) -> Server {
+    Server::new(node.host.as_str(), node.port)
+}
+
+fn millis_u32(duration: std::time::Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,110 @@
+//! The built `tessera` binary as an operator runs it: bad settings exit non-zero with one line,
+//! an unreachable Redis exits non-zero naming the address, SIGTERM drains and exits 0.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use hyper::StatusCode;
+use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
+
+use tests::{free_port, get_on, required_env, test_redis_url};
+
+/// The binary with a clean environment and a working directory without `configs/`.
+fn tessera(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(required_env("TESSERA_TEST_BIN"));
+    command.env_clear().current_dir(std::env::temp_dir()).envs(env.iter().copied()).kill_on_drop(true);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+#[tokio::test]
+async fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("REDIS_PORT", "abc")], "REDIS_PORT"),
+        (&[("REDIS_PORT", "0")], "REDIS_PORT"),
+        (&[("REDIS_PORT", "70000")], "REDIS_PORT"),
+        (&[("REDIS_DB", "-1")], "REDIS_DB"),
+        (&[("ACCESS_TOKEN_EXPIRE_MINUTES", "0")], "ACCESS_TOKEN_EXPIRE_MINUTES"),
+        (&[("REDIS_URL", "redis://:pw-in-url-9@host:notaport")], "REDIS_URL"),
+        (&[("TESSERA_STORE", "memcached")], "TESSERA_STORE"),
+        (&[("REDIS_PASSWORD", "pw-in-env-9"), ("REDIS_PORT", "abc")], "REDIS_PORT"),
+    ];
+    for (env, setting) in cases {
+        let output = tessera(env).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{env:?}: one line expected, got {stderr:?}");
+        assert!(stderr.contains(setting) && stderr.contains("from environment"), "{env:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+        assert!(!stderr.contains("pw-in-"), "password leaked: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_exits_non_zero_naming_the_address() {
+    let port = free_port();
+    let url = format!("redis://:pw-unreachable-7@127.0.0.1:{port}");
+    let started = Instant::now();
+    let output =
+        tessera(&[("REDIS_URL", &url), ("TESSERA_REDIS_CONNECT_TIMEOUT_MS", "500"), ("TESSERA_LISTEN", "127.0.0.1:0")])
+            .output()
+            .await
+            .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    let everything = format!("{stderr}{}", String::from_utf8_lossy(&output.stdout));
+    assert!(!everything.contains("pw-unreachable-7"), "password leaked: {everything}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline() {
+    let url = test_redis_url("standalone");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tessera(&[
+        ("REDIS_URL", &url),
+        ("TESSERA_LISTEN", &listen),
+        ("TESSERA_SHUTDOWN_TIMEOUT_MS", "3000"),
+        ("TESSERA_LOG_FORMAT", "json"),
+    ])
+    .spawn()
+    .unwrap();
+
+    let started = Instant::now();
+    let address: std::net::SocketAddr = listen.parse().unwrap();
+    loop {
+        if let Ok(stream) = TcpStream::connect(address).await {
+            let response = get_on(stream, "/healthz").await;
+            assert_eq!(response.status, StatusCode::OK);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An idle keep-alive connection must not hold shutdown up to the deadline.
+    let idle = TcpStream::connect(address).await.unwrap();
+    let idle_task = tokio::spawn(async move { get_on(idle, "/readyz").await });
+    assert_eq!(idle_task.await.unwrap().status, StatusCode::OK);
+    let _still_open = TcpStream::connect(address).await.unwrap();
+
+    let pid = child.id().unwrap().to_string();
+    let signalled = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(status.success());
+    let exit =
+        tokio::time::timeout(Duration::from_secs(6), child.wait()).await.expect("exit within the deadline").unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
+    assert!(took < Duration::from_millis(3_000 + 1_500), "shutdown took {took:?}");
+    assert!(TcpStream::connect(address).await.is_err(), "the port must be closed after exit");
+
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+    for line in ["tessera listening", "SIGTERM received", "redis connections closed", "tessera stopped"] {
+        assert!(stdout.contains(line), "log lacks `{line}`:\n{stdout}");
+    }
+}

@@ -1,0 +1,61 @@
+//! The server in-process on port 0 against real Redis: liveness, readiness as Redis goes away
+//! and comes back, JSON errors.
+
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use tests::{PrivateRedis, get, spawn_app, test_redis_url};
+
+#[tokio::test]
+async fn healthz_answers_200_json() {
+    let url = test_redis_url("standalone");
+    let app = spawn_app(&[("REDIS_URL", &url)]).await;
+    let response = get(app.address, "/healthz").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.headers["content-type"], "application/json");
+    assert_eq!(response.body, r#"{"status":"ok"}"#);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_get_a_json_404() {
+    let url = test_redis_url("standalone");
+    let app = spawn_app(&[("REDIS_URL", &url)]).await;
+    let response = get(app.address, "/nope").await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert!(response.body.contains(r#""error":"not_found""#), "{}", response.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_follows_redis_down_and_back() {
+    let mut redis = PrivateRedis::start();
+    let app = spawn_app(&[
+        ("REDIS_URL", &redis.url()),
+        ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "400"),
+        ("TESSERA_REDIS_RECONNECT_MAX_MS", "400"),
+    ])
+    .await;
+    let response = get(app.address, "/readyz").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert!(response.body.contains(r#""status":"ready""#), "{}", response.body);
+
+    redis.stop();
+    let started = Instant::now();
+    let response = get(app.address, "/readyz").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.body);
+    assert!(response.body.contains(r#""error":"store_unavailable""#), "{}", response.body);
+    assert!(started.elapsed() < Duration::from_millis(400 + 600), "503 took {:?}", started.elapsed());
+
+    redis.restart();
+    let restarted = Instant::now();
+    loop {
+        let response = get(app.address, "/readyz").await;
+        if response.status == StatusCode::OK {
+            break;
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(5), "still {} 5 s after restart", response.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}

@@ -1,0 +1,109 @@
+//! Redis for tests: the topologies `cargo xtask test` started (read from the environment) and
+//! private `redis-server` processes that one test owns and may stop and restart.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const HOW_TO_GET_REDIS: &str =
+    "run the tests with `cargo xtask test` (it installs redis-server when missing and starts private Redis servers)";
+
+/// An environment variable `cargo xtask test` sets; a missing one fails the test with the fix.
+pub fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("{name} is not set: {HOW_TO_GET_REDIS}"),
+    }
+}
+
+/// The URL of one of the shared test topologies: `standalone`, `cluster` or `sentinel`.
+pub fn test_redis_url(topology: &str) -> String {
+    match topology {
+        "standalone" => required_env("TESSERA_TEST_REDIS_URL"),
+        "cluster" => required_env("TESSERA_TEST_REDIS_CLUSTER_URL"),
+        "sentinel" => required_env("TESSERA_TEST_REDIS_SENTINEL_URL"),
+        other => panic!("unknown topology {other}"),
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A `redis-server` this test owns, on its own port, killed on drop.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("tessera-test-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self { port, dir, child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: like a crash) and waits until its port refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        self.stop();
+        let binary = required_env("TESSERA_TEST_REDIS_SERVER");
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers_ping(self.port) {
+            assert!(Instant::now() < deadline, "redis-server on port {} did not answer PING within 10 s", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0_u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
