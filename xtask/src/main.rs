@@ -1,1 +1,77 @@
-fn main() {}
+//! `cargo xtask`: Tessera's dev commands. This file only parses the command line and dispatches;
+//! each command lives in its own module: `redis` (private topologies), `test`, `ci`, and the
+//! `tidy` checks that run as plain tests. xtask depends on no Tessera crate.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "xtask is a command-line tool that reports to the terminal"
+)]
+
+mod ci;
+mod install;
+mod process;
+mod redis;
+mod test;
+#[cfg(test)]
+mod tidy;
+mod workspace;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+commands:
+  redis up [--topology standalone|cluster|sentinel]
+                  start a private Redis topology (default standalone) on free loopback ports,
+                  with its files under target/redis/<topology>/, and print its URL
+  redis down [--topology standalone|cluster|sentinel]
+                  stop the topologies xtask started (all of them, or the one named)
+  redis status    list the topologies xtask started, their URLs and whether they are alive
+  test [ARGS...]  build `tessera`, start a private standalone Redis, a 6-node cluster and a
+                  sentinel, run `cargo test --workspace ARGS...` against them, stop them again
+  ci              cargo fmt --check, cargo clippy -D warnings, then what `test` does
+  help            this text
+
+redis-server and redis-cli are taken from PATH. When they are missing and xtask runs as root
+where apt-get exists, it installs the Debian package redis-server; otherwise it says what to
+install.
+
+`test` exports to the tests:
+  TESSERA_TEST_REDIS_URL          redis://127.0.0.1:PORT
+  TESSERA_TEST_REDIS_CLUSTER_URL  redis-cluster://127.0.0.1:PORT?node=...
+  TESSERA_TEST_REDIS_SENTINEL_URL redis-sentinel://127.0.0.1:PORT/0?sentinelServiceName=tessera
+  TESSERA_TEST_REDIS_SERVER       absolute path of redis-server, for tests that run their own
+  TESSERA_TEST_BIN                absolute path of the freshly built tessera binary
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let Some((command, rest)) = args.split_first() else {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command.as_str() {
+        "redis" => redis::command(rest),
+        "test" => test::command(rest),
+        "ci" => ci::command(rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`; `cargo xtask help` lists the commands"),
+    }
+}

@@ -1,0 +1,133 @@
+//! Finding the programs xtask drives (`redis-server` and `redis-cli` now; `nginx` and `wrk` for
+//! the benchmark later) and, when one is missing, installing its Debian package when this
+//! machine allows it: as root, with apt-get. Otherwise the error says exactly what to install.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process;
+
+/// Absolute paths of the Redis programs.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisTools {
+    pub(crate) server: PathBuf,
+    pub(crate) cli: PathBuf,
+}
+
+/// `redis-server` and `redis-cli`, installed with the Debian package `redis-server` (which pulls
+/// in `redis-tools`, the package of `redis-cli`) when missing and possible.
+pub(crate) fn ensure_redis() -> Result<RedisTools> {
+    ensure_installed(&["redis-server", "redis-cli"], "redis-server")?;
+    Ok(RedisTools { server: located("redis-server")?, cli: located("redis-cli")? })
+}
+
+/// The absolute path of `binary`, after installing `debian_package` when it is missing and
+/// this machine allows it.
+#[allow(dead_code, reason = "the benchmark (nginx, wrk) is the next user; redis uses ensure_installed directly")]
+pub(crate) fn ensure_tool(binary: &str, debian_package: &str) -> Result<PathBuf> {
+    ensure_installed(&[binary], debian_package)?;
+    located(binary)
+}
+
+/// Makes sure every one of `binaries` is on PATH, installing `debian_package` (which provides
+/// them all) once when any is missing.
+fn ensure_installed(binaries: &[&str], debian_package: &str) -> Result<()> {
+    let Some(missing) = binaries.iter().find(|binary| find_on_path(binary).is_none()) else {
+        return Ok(());
+    };
+    let advice = missing_advice(missing, binaries, debian_package);
+    if !is_root() || find_on_path("apt-get").is_none() {
+        bail!("{advice}");
+    }
+    apt_install(debian_package).with_context(|| advice.clone())?;
+    if let Some(still_missing) = binaries.iter().find(|binary| find_on_path(binary).is_none()) {
+        bail!("apt-get installed {debian_package}, yet {still_missing} is still not on PATH");
+    }
+    Ok(())
+}
+
+/// What to install, said exactly: for Redis, "redis-server is missing: install the Debian/Ubuntu
+/// package redis-server (apt-get install redis-server), or put redis-server and redis-cli on PATH".
+fn missing_advice(missing: &str, binaries: &[&str], debian_package: &str) -> String {
+    format!(
+        "{missing} is missing: install the Debian/Ubuntu package {debian_package} \
+         (apt-get install {debian_package}), or put {} on PATH",
+        binaries.join(" and ")
+    )
+}
+
+/// `apt-get update`, then a non-interactive install of `package`, then a stop of any system
+/// service the package started: xtask runs its own private servers and must not leave one on
+/// the package's default port (6379 for Redis) behind.
+fn apt_install(package: &str) -> Result<()> {
+    eprintln!("xtask: {package} is missing; running as root with apt-get, so installing it:");
+    eprintln!("xtask:   apt-get update");
+    eprintln!(
+        "xtask:   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+         apt-get install -y --no-install-recommends {package}"
+    );
+    eprintln!("xtask: (RUNLEVEL=1 asks the package's init script not to start a system service)");
+    // apt's chatter goes to stderr: stdout of `redis up` is the URL alone.
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        command
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("RUNLEVEL", "1")
+            .stdin(Stdio::null())
+            .stdout(std::io::stderr());
+        command
+    };
+    for mut command in [apt(&["update"]), apt(&["install", "-y", "--no-install-recommends", package])] {
+        let status = process::status_of(&mut command)?;
+        if !status.success() {
+            bail!("`{}` failed with {status}", process::describe(&command));
+        }
+    }
+    stop_system_service(package);
+    Ok(())
+}
+
+/// Stops the SysV service of `package` if the package has one; failure is ignored (there is
+/// usually nothing running to stop).
+fn stop_system_service(package: &str) {
+    let script = Path::new("/etc/init.d").join(package);
+    if !script.is_file() {
+        return;
+    }
+    eprintln!("xtask: stopping any service the package started: {} stop", script.display());
+    Command::new(&script)
+        .arg("stop")
+        .env("RUNLEVEL", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok();
+}
+
+fn located(binary: &str) -> Result<PathBuf> {
+    find_on_path(binary).with_context(|| format!("{binary} is not on PATH"))
+}
+
+/// The first executable file named `binary` in a PATH directory, as an absolute path.
+fn find_on_path(binary: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).filter_map(|dir| std::path::absolute(dir.join(binary)).ok()).find(|candidate| {
+        candidate.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success() && output.stdout.trim_ascii() == b"0")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! `cargo xtask test`: builds the `tessera` binary, starts private Redis topologies (standalone,
+//! 6-node cluster, sentinel) that belong to this run, runs `cargo test` against them with their
+//! URLs in the environment, and stops them again however the run ends.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::install::{self, RedisTools};
+use crate::process;
+use crate::redis::{self, Topology};
+use crate::workspace;
+
+/// `redis://` URL of the private standalone server.
+const ENV_REDIS_URL: &str = "TESSERA_TEST_REDIS_URL";
+/// `redis-cluster://` URL of the private 6-node cluster.
+const ENV_CLUSTER_URL: &str = "TESSERA_TEST_REDIS_CLUSTER_URL";
+/// `redis-sentinel://` URL of the private sentinel.
+const ENV_SENTINEL_URL: &str = "TESSERA_TEST_REDIS_SENTINEL_URL";
+/// Absolute path of `redis-server`, for tests that run (and stop, and restart) their own.
+const ENV_REDIS_SERVER: &str = "TESSERA_TEST_REDIS_SERVER";
+/// Absolute path of the `tessera` binary built for this run.
+const ENV_TESSERA_BIN: &str = "TESSERA_TEST_BIN";
+
+/// The topologies of a test run, in `target/redis/<name>`, apart from those of `redis up`.
+const TEST_TOPOLOGIES: [(Topology, &str); 3] = [
+    (Topology::Standalone, "test-standalone"),
+    (Topology::Cluster, "test-cluster"),
+    (Topology::Sentinel, "test-sentinel"),
+];
+
+/// `cargo xtask test [ARGS...]`
+pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
+    run(args).map(process::exit_code)
+}
+
+/// Does the whole run and returns `cargo test`'s exit status; `ci` calls this too.
+pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
+    let tools = install::ensure_redis()?;
+    let tessera = build_tessera()?;
+    let topologies = TestTopologies::start(&tools)?;
+
+    let mut cargo_test = workspace::cargo();
+    cargo_test.arg("test");
+    if !selects_packages(args) {
+        cargo_test.arg("--workspace");
+    }
+    cargo_test
+        .args(args)
+        .env(ENV_REDIS_URL, topologies.url(Topology::Standalone)?)
+        .env(ENV_CLUSTER_URL, topologies.url(Topology::Cluster)?)
+        .env(ENV_SENTINEL_URL, topologies.url(Topology::Sentinel)?)
+        .env(ENV_REDIS_SERVER, &tools.server)
+        .env(ENV_TESSERA_BIN, &tessera);
+    eprintln!("xtask: {}", process::describe(&cargo_test));
+    let status = process::status_of(&mut cargo_test);
+    drop(topologies);
+    status
+}
+
+/// `cargo build --bin tessera`, and the path of the binary it made.
+fn build_tessera() -> Result<PathBuf> {
+    let mut build = workspace::cargo();
+    build.args(["build", "--bin", "tessera"]);
+    eprintln!("xtask: {}", process::describe(&build));
+    let status = process::status_of(&mut build)?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", process::describe(&build));
+    }
+    let binary = workspace::target_dir().join("debug").join("tessera");
+    if !binary.is_file() {
+        bail!("`cargo build --bin tessera` succeeded but made no {}", binary.display());
+    }
+    Ok(binary)
+}
+
+/// Whether `cargo test` args pick packages themselves (`-p`, `--package`), which cargo refuses
+/// to combine with `--workspace`. Only args before a `--` are cargo's.
+fn selects_packages(args: &[String]) -> bool {
+    args.iter().take_while(|arg| *arg != "--").any(|arg| {
+        arg == "--package" || arg.starts_with("--package=") || (arg.starts_with("-p") && !arg.starts_with("--"))
+    })
+}
+
+/// The running test topologies; dropping it stops them all, on success, on error and on panic.
+///
+/// Being killed (Ctrl-C) skips `Drop`, so a watchdog shell is started first: it ignores SIGINT
+/// and, once this xtask is gone, runs `xtask redis reap`, which stops the topologies this run
+/// owns (the `OWNER_PID` in their `state.env`) and nothing else.
+#[derive(Debug)]
+struct TestTopologies {
+    urls: Vec<(Topology, String)>,
+    watchdog: Option<Child>,
+}
+
+impl TestTopologies {
+    fn start(tools: &RedisTools) -> Result<TestTopologies> {
+        let mut topologies = TestTopologies { urls: Vec::new(), watchdog: start_watchdog() };
+        for (topology, name) in TEST_TOPOLOGIES {
+            eprintln!("xtask: starting redis {name}");
+            let url = redis::start(tools, topology, name, Some(std::process::id()))?;
+            eprintln!("xtask: redis {name} is up: {url}");
+            topologies.urls.push((topology, url));
+        }
+        Ok(topologies)
+    }
+
+    fn url(&self, topology: Topology) -> Result<&str> {
+        self.urls
+            .iter()
+            .find(|(started, _)| *started == topology)
+            .map(|(_, url)| url.as_str())
+            .with_context(|| format!("no {} topology was started", topology.as_str()))
+    }
+}
+
+impl Drop for TestTopologies {
+    fn drop(&mut self) {
+        // Every name this run owns, not only those in `urls`: a start that failed halfway
+        // cleans up after itself, but stopping an absent topology costs nothing.
+        for (_, name) in TEST_TOPOLOGIES {
+            match redis::stop_if_owned(name, std::process::id()) {
+                Ok(0) => {}
+                Ok(stopped) => eprintln!("xtask: stopped redis {name} ({stopped} processes)"),
+                Err(error) => eprintln!("xtask: stopping redis {name} failed: {error:#}"),
+            }
+        }
+        if let Some(mut watchdog) = self.watchdog.take() {
+            watchdog.kill().ok();
+            watchdog.wait().ok();
+        }
+    }
+}
+
+/// Waits (ignoring SIGINT and SIGHUP) while its parent is this xtask, then stops this run's
+/// topologies. `$$` is the shell itself; field 4 of `/proc/$$/stat` is its current parent,
+/// which changes when this xtask dies, even before the dead xtask is reaped.
+const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
+owner=$1; xtask=$2; shift 2
+while read -r _ _ _ parent _ < /proc/$$/stat && [ "$parent" = "$owner" ]; do sleep 1; done
+exec "$xtask" redis reap "$owner" "$@"
+"#;
+
+/// Starts the watchdog; without one (no `sh`), a killed run leaves its topologies for
+/// `cargo xtask redis down`, which is said once.
+fn start_watchdog() -> Option<Child> {
+    let xtask = std::env::current_exe().ok()?;
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", WATCHDOG_SCRIPT, "xtask-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(xtask)
+        .args(TEST_TOPOLOGIES.map(|(_, name)| name))
+        .stdin(Stdio::null());
+    match command.spawn() {
+        Ok(child) => Some(child),
+        Err(error) => {
+            eprintln!(
+                "xtask: no watchdog ({error}); if this run is killed, `cargo xtask redis down` \
+                 stops its servers"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
