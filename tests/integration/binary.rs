@@ -108,3 +108,31 @@ async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline()
         assert!(stdout.contains(line), "log lacks `{line}`:\n{stdout}");
     }
 }
+
+#[tokio::test]
+async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_says_so() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tessera(&[("TESSERA_LISTEN", &listen)]).spawn().unwrap();
+    let address: std::net::SocketAddr = listen.parse().unwrap();
+    let started = Instant::now();
+    let response = loop {
+        if let Ok(stream) = TcpStream::connect(address).await {
+            break get_on(stream, "/readyz").await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+    assert!(
+        stdout.contains("embedded in-process store") && stdout.contains("not shared between processes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("store=embedded"), "the start-up line names the store: {stdout}");
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use cache_toolkit::CacheErrorKind;
+use cache_toolkit::{CacheErrorKind, CacheOptions};
 use config::{AppEnv, RedisSettings, Settings};
 use infra::{Backend, InfraError};
 use tests::{PrivateRedis, free_port, test_redis_url};
@@ -14,7 +14,7 @@ fn redis_settings(pairs: &[(&str, &str)]) -> RedisSettings {
 
 async fn init_ping_close(topology: &str) {
     let url = test_redis_url(topology);
-    let backend = Backend::init(&redis_settings(&[("REDIS_URL", &url)]))
+    let backend = Backend::connect_redis(&redis_settings(&[("REDIS_URL", &url)]), CacheOptions::default())
         .await
         .unwrap_or_else(|error| panic!("{topology}: {error}"));
     assert!(backend.describe().contains(topology), "{}", backend.describe());
@@ -48,7 +48,7 @@ async fn a_closed_port_fails_within_the_connect_timeout_naming_the_address() {
     let url = format!("redis://:topsecretpw@127.0.0.1:{port}");
     let settings = redis_settings(&[("REDIS_URL", &url), ("TESSERA_REDIS_CONNECT_TIMEOUT_MS", "800")]);
     let started = Instant::now();
-    let error = Backend::init(&settings).await.expect_err("nothing listens there");
+    let error = Backend::connect_redis(&settings, CacheOptions::default()).await.expect_err("nothing listens there");
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_millis(800 + 700), "init took {elapsed:?}");
     let text = error.to_string();
@@ -63,7 +63,7 @@ async fn an_unanswering_cluster_seed_fails_within_the_connect_timeout() {
     let url = format!("redis-cluster://127.0.0.1:{port}");
     let settings = redis_settings(&[("REDIS_URL", &url), ("TESSERA_REDIS_CONNECT_TIMEOUT_MS", "800")]);
     let started = Instant::now();
-    let error = Backend::init(&settings).await.expect_err("nothing listens there");
+    let error = Backend::connect_redis(&settings, CacheOptions::default()).await.expect_err("nothing listens there");
     assert!(started.elapsed() < Duration::from_millis(1_500), "init took {:?}", started.elapsed());
     assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
 }
@@ -76,7 +76,7 @@ async fn the_same_client_answers_again_after_redis_restarts() {
         ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "500"),
         ("TESSERA_REDIS_RECONNECT_MAX_MS", "500"),
     ]);
-    let backend = Backend::init(&settings).await.unwrap();
+    let backend = Backend::connect_redis(&settings, CacheOptions::default()).await.unwrap();
     let cache = backend.cache().clone();
     cache.ping().await.unwrap();
 

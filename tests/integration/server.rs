@@ -59,3 +59,12 @@ async fn readyz_follows_redis_down_and_back() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_embedded_store_is_ready_without_redis() {
+    let app = spawn_app(&[("TESSERA_STORE", "embedded")]).await;
+    let response = get(app.address, "/readyz").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert!(response.body.contains(r#""store":"embedded (in-process)""#), "{}", response.body);
+    app.stop().await;
+}

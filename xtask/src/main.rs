@@ -1,5 +1,5 @@
 //! `cargo xtask`: Tessera's dev commands. This file only parses the command line and dispatches;
-//! each command lives in its own module: `redis` (private topologies), `test`, `ci`, and the
+//! each command lives in its own module: `redis` (private topologies), `test`, `ci`, `bench`, and the
 //! `tidy` checks that run as plain tests. xtask depends on no Tessera crate.
 
 #![allow(
@@ -8,6 +8,7 @@
     reason = "xtask is a command-line tool that reports to the terminal"
 )]
 
+mod bench;
 mod ci;
 mod install;
 mod process;
@@ -34,6 +35,8 @@ commands:
   test [ARGS...]  build `tessera`, start a private standalone Redis, a 6-node cluster and a
                   sentinel, run `cargo test --workspace ARGS...` against them, stop them again
   ci              cargo fmt --check, cargo clippy -D warnings, then what `test` does
+  bench [--quick] start a private Redis and run the release-mode benchmarks against it;
+                  prints ratios measured in one run and writes them under target/bench/
   help            this text
 
 redis-server and redis-cli are taken from PATH. When they are missing and xtask runs as root
@@ -68,6 +71,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "redis" => redis::command(rest),
         "test" => test::command(rest),
         "ci" => ci::command(rest),
+        "bench" => bench::command(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)

@@ -1,33 +1,511 @@
-//! [`CacheClient`]: the cache operations over a fred connection pool.
+//! [`CacheClient`]: every cache operation, once, for both stores. Each call goes through
+//! [`CacheClient::call`], which applies the key prefix, times the call, counts it (and its
+//! error kind) in [`CacheMetrics`], traces it, and turns store errors into [`CacheError`].
 
-use std::time::{Duration, Instant};
+use std::{borrow::Cow, collections::HashMap, sync::Arc, time::Duration};
 
-use fred::{clients::Pool, interfaces::ClientLike};
+use fred::clients::Pool;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::time::Instant;
 
-use crate::error::CacheError;
+use crate::{CacheError, EmbeddedStore, KeyPrefix, ListEnd, Ttl, embedded::WrongType, metrics::CacheMetrics, redis};
 
-/// A cheap-to-clone handle on the cache. Get one from an initialized `infra` lifecycle, which
-/// owns the connections; clones share them.
+/// Where the data lives.
+#[derive(Clone, Debug)]
+pub enum CacheStore {
+    /// A connected fred pool (standalone, sentinel or cluster). Its owner connects and closes it.
+    Redis(Pool),
+    /// The in-process store.
+    Embedded(EmbeddedStore),
+}
+
+/// How a [`CacheClient`] behaves around its store.
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// Put in front of every key and pattern; empty by default (the Python system's keys).
+    pub key_prefix: KeyPrefix,
+    /// Operations at least this slow are counted and logged (rate-limited).
+    pub slow_threshold: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self { key_prefix: KeyPrefix::default(), slow_threshold: Duration::from_millis(50) }
+    }
+}
+
+/// A cheap-to-clone handle on the cache; clones share the store and the metrics.
+/// Keys are always given and returned without the prefix.
 #[derive(Clone, Debug)]
 pub struct CacheClient {
-    pool: Pool,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: CacheStore,
+    prefix: KeyPrefix,
+    metrics: CacheMetrics,
+}
+
+/// A store's answer before it becomes a [`CacheError`].
+enum StoreFailure {
+    Redis(fred::error::Error),
+    WrongType,
+}
+
+impl From<fred::error::Error> for StoreFailure {
+    fn from(error: fred::error::Error) -> Self {
+        Self::Redis(error)
+    }
+}
+
+impl From<WrongType> for StoreFailure {
+    fn from(WrongType: WrongType) -> Self {
+        Self::WrongType
+    }
 }
 
 impl CacheClient {
-    /// Wraps a pool that is already connected. Connecting and closing it is the owner's job.
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(store: CacheStore, options: CacheOptions) -> Self {
+        let metrics = CacheMetrics::new(options.slow_threshold);
+        Self { inner: Arc::new(Inner { store, prefix: options.key_prefix, metrics }) }
     }
 
-    /// Sends PING on every connection of the pool and returns the slowest round trip:
-    /// one broken connection is enough to say the cache cannot answer.
-    pub async fn ping(&self) -> Result<Duration, CacheError> {
-        let mut slowest = Duration::ZERO;
-        for client in self.pool.clients() {
-            let started = Instant::now();
-            client.ping::<()>(None).await.map_err(|error| CacheError::from_fred("ping", None, error))?;
-            slowest = slowest.max(started.elapsed());
-        }
-        Ok(slowest)
+    /// A client on a fresh embedded store with default options (tests, examples, dev).
+    pub fn embedded() -> Self {
+        Self::new(CacheStore::Embedded(EmbeddedStore::new()), CacheOptions::default())
     }
+
+    /// Another client on the same store (same connections or keyspace) under another prefix,
+    /// with its own metrics.
+    pub fn with_key_prefix(&self, key_prefix: KeyPrefix) -> Self {
+        let options = CacheOptions { key_prefix, slow_threshold: self.inner.metrics.slow_threshold() };
+        Self::new(self.inner.store.clone(), options)
+    }
+
+    pub fn metrics(&self) -> &CacheMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn key_prefix(&self) -> &KeyPrefix {
+        &self.inner.prefix
+    }
+
+    /// `redis` or `embedded`.
+    pub fn store_kind(&self) -> &'static str {
+        match self.inner.store {
+            CacheStore::Redis(_) => "redis",
+            CacheStore::Embedded(_) => "embedded",
+        }
+    }
+
+    fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
+        self.inner.prefix.apply(key)
+    }
+
+    /// Runs one operation on whichever store this client has.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
+        on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, WrongType>,
+    ) -> Result<T, CacheError> {
+        let started = Instant::now();
+        let outcome = match &self.inner.store {
+            CacheStore::Redis(pool) => on_redis(pool).await.map_err(StoreFailure::from),
+            CacheStore::Embedded(store) => on_embedded(store).map_err(StoreFailure::from),
+        };
+        let result = outcome.map_err(|failure| match failure {
+            StoreFailure::Redis(error) => CacheError::from_fred(operation, Some(key), error),
+            StoreFailure::WrongType => CacheError::wrong_type(operation, key),
+        });
+        self.finish(operation, key, started, result)
+    }
+
+    fn finish<T>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        started: Instant,
+        result: Result<T, CacheError>,
+    ) -> Result<T, CacheError> {
+        let latency = started.elapsed();
+        let error_kind = result.as_ref().err().map(CacheError::kind);
+        self.inner.metrics.record(operation, key, latency, error_kind);
+        tracing::trace!(
+            operation,
+            key = crate::error::cut_key(key).as_ref(),
+            latency_us = latency.as_micros() as u64,
+            ok = error_kind.is_none()
+        );
+        result
+    }
+
+    fn read<T>(&self, found: Result<Option<T>, CacheError>) -> Result<Option<T>, CacheError> {
+        if let Ok(value) = &found {
+            self.inner.metrics.record_read(value.is_some());
+        }
+        found
+    }
+
+    fn check_ttl(&self, operation: &'static str, key: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
+        match ttl {
+            Some(ttl) if ttl < Duration::from_millis(1) => {
+                let error = CacheError::invalid_input(operation, Some(key), "a TTL must be at least 1 ms");
+                self.inner.metrics.record(operation, key, Duration::ZERO, Some(error.kind()));
+                Err(error)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// PING every connection (Redis) and return the slowest round trip; the embedded store
+    /// answers at once.
+    pub async fn ping(&self) -> Result<Duration, CacheError> {
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            CacheStore::Redis(pool) => ping_every_connection(pool).await,
+            CacheStore::Embedded(_) => Ok(Duration::ZERO),
+        };
+        self.finish("ping", "", started, result)
+    }
+
+    // --- strings -------------------------------------------------------------------------
+
+    /// SET `key` to `value`, with an optional TTL (none: the key never expires, and any earlier
+    /// TTL is cleared, as Redis does).
+    pub async fn set_value(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
+        let key = self.key(key);
+        self.check_ttl("set_value", &key, ttl)?;
+        self.call(
+            "set_value",
+            &key,
+            async |pool| redis::set(pool, &key, value, ttl, false).await,
+            |store| Ok(store.set(&key, value, ttl, false)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// SET NX: writes only if the key is absent; `true` when written.
+    pub async fn set_value_if_absent(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<bool, CacheError> {
+        let key = self.key(key);
+        self.check_ttl("set_value_if_absent", &key, ttl)?;
+        self.call(
+            "set_value_if_absent",
+            &key,
+            async |pool| redis::set(pool, &key, value, ttl, true).await,
+            |store| Ok(store.set(&key, value, ttl, true)),
+        )
+        .await
+    }
+
+    /// GET: `None` when the key is missing (or expired).
+    pub async fn get_value(&self, key: &str) -> Result<Option<String>, CacheError> {
+        let key = self.key(key);
+        let found =
+            self.call("get_value", &key, async |pool| redis::get(pool, &key).await, |store| store.get(&key)).await;
+        self.read(found)
+    }
+
+    // --- JSON (the seed's set_dict/get_dict and set_list/get_list_value) --------------------
+
+    /// Stores any serializable value as compact JSON (simd-json), like the seed's orjson.
+    pub async fn set_json<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let json = crate::json::encode(value)
+            .map_err(|error| CacheError::invalid_input("set_json", Some(&self.key(key)), error))?;
+        self.set_value(key, &json, ttl).await
+    }
+
+    /// Reads a JSON value: `None` when missing; a stored value that is not valid JSON for `T`
+    /// is a [`crate::CacheErrorKind::BadData`] error naming the key.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CacheError> {
+        let Some(text) = self.get_value(key).await? else { return Ok(None) };
+        let mut bytes = text.into_bytes();
+        crate::json::decode::<T>(&mut bytes)
+            .map(Some)
+            .map_err(|error| CacheError::bad_data("get_json", &self.key(key), error))
+    }
+
+    // --- keys --------------------------------------------------------------------------------
+
+    /// DEL one key; `true` when it existed.
+    pub async fn delete_key(&self, key: &str) -> Result<bool, CacheError> {
+        let stored = self.key(key).into_owned();
+        let deleted = self
+            .call(
+                "delete_key",
+                &stored,
+                async |pool| redis::unlink(pool, std::slice::from_ref(&stored)).await,
+                |store| Ok(store.delete(&[stored.as_str()])),
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// Sets a TTL on an existing key (`false` when it does not exist). A zero TTL deletes the
+    /// key, as in Redis.
+    pub async fn set_expiry(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let key = self.key(key);
+        self.call(
+            "set_expiry",
+            &key,
+            async |pool| redis::expire(pool, &key, ttl).await,
+            |store| Ok(store.expire(&key, ttl)),
+        )
+        .await
+    }
+
+    pub async fn key_exists(&self, key: &str) -> Result<bool, CacheError> {
+        let key = self.key(key);
+        self.call("key_exists", &key, async |pool| redis::exists(pool, &key).await, |store| Ok(store.exists(&key)))
+            .await
+    }
+
+    pub async fn get_ttl(&self, key: &str) -> Result<Ttl, CacheError> {
+        let key = self.key(key);
+        self.call("get_ttl", &key, async |pool| redis::ttl(pool, &key).await, |store| Ok(store.ttl(&key))).await
+    }
+
+    /// Deletes many keys; works in a cluster (grouped by hash slot). An empty list costs no
+    /// round trip. Returns how many existed.
+    pub async fn batch_delete_keys<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let stored: Vec<String> = keys.iter().map(|key| self.key(key.as_ref()).into_owned()).collect();
+        let first = stored[0].clone();
+        self.call(
+            "batch_delete_keys",
+            &first,
+            async |pool| redis::unlink(pool, &stored).await,
+            |store| Ok(store.delete(&stored.iter().map(String::as_str).collect::<Vec<_>>())),
+        )
+        .await
+    }
+
+    /// Deletes every key matching a Redis glob pattern (under the prefix), by SCAN over every
+    /// primary — never KEYS. Returns how many were deleted.
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
+        let pattern = format!("{}{pattern}", crate::embedded::glob_escape(self.inner.prefix.as_str()));
+        self.call(
+            "delete_matching",
+            &pattern,
+            async |pool| redis::delete_matching(pool, &pattern).await,
+            |store| {
+                let keys = store.matching_keys(&pattern);
+                Ok(store.delete(&keys.iter().map(String::as_str).collect::<Vec<_>>()))
+            },
+        )
+        .await
+    }
+
+    // --- hashes ------------------------------------------------------------------------------
+
+    /// HSET one field; `true` when the field is new.
+    pub async fn set_hash(&self, name: &str, field: &str, value: &str) -> Result<bool, CacheError> {
+        let name = self.key(name);
+        self.call(
+            "set_hash",
+            &name,
+            async |pool| redis::hash_set(pool, &name, field, value).await,
+            |store| store.hash_set(&name, field, value),
+        )
+        .await
+    }
+
+    pub async fn get_hash(&self, name: &str, field: &str) -> Result<Option<String>, CacheError> {
+        let name = self.key(name);
+        let found = self
+            .call(
+                "get_hash",
+                &name,
+                async |pool| redis::hash_get(pool, &name, field).await,
+                |store| store.hash_get(&name, field),
+            )
+            .await;
+        self.read(found)
+    }
+
+    /// HGETALL: every field; empty when the hash is missing.
+    pub async fn get_hash_all(&self, name: &str) -> Result<HashMap<String, String>, CacheError> {
+        let name = self.key(name);
+        self.call(
+            "get_hash_all",
+            &name,
+            async |pool| redis::hash_get_all(pool, &name).await,
+            |store| store.hash_get_all(&name),
+        )
+        .await
+    }
+
+    /// HDEL one field; `true` when it existed.
+    pub async fn delete_hash_field(&self, name: &str, field: &str) -> Result<bool, CacheError> {
+        let name = self.key(name);
+        self.call(
+            "delete_hash_field",
+            &name,
+            async |pool| redis::hash_delete(pool, &name, field).await,
+            |store| store.hash_delete(&name, field),
+        )
+        .await
+    }
+
+    // --- lists -------------------------------------------------------------------------------
+
+    /// LPUSH or RPUSH one value; returns the list's new length.
+    pub async fn push_to_list(&self, name: &str, value: &str, end: ListEnd) -> Result<u64, CacheError> {
+        self.push_many_to_list(name, &[value], end).await
+    }
+
+    /// LPUSH or RPUSH several values in one command (LPUSH a b leaves b first, as Redis does).
+    pub async fn push_many_to_list<V: AsRef<str>>(
+        &self,
+        name: &str,
+        values: &[V],
+        end: ListEnd,
+    ) -> Result<u64, CacheError> {
+        let name = self.key(name);
+        let owned: Vec<String> = values.iter().map(|value| value.as_ref().to_owned()).collect();
+        if owned.is_empty() {
+            return self.list_len_stored(&name).await;
+        }
+        self.call(
+            "push_to_list",
+            &name,
+            async |pool| redis::list_push(pool, &name, owned.clone(), end).await,
+            |store| store.list_push(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), end),
+        )
+        .await
+    }
+
+    /// LRANGE 0 -1: the whole list; empty when missing.
+    pub async fn get_list(&self, name: &str) -> Result<Vec<String>, CacheError> {
+        self.list_range(name, 0, -1).await
+    }
+
+    /// LRANGE with Redis's index rules (negative indices count from the tail, inclusive ends).
+    pub async fn list_range(&self, name: &str, start: i64, stop: i64) -> Result<Vec<String>, CacheError> {
+        let name = self.key(name);
+        self.call(
+            "list_range",
+            &name,
+            async |pool| redis::list_range(pool, &name, start, stop).await,
+            |store| store.list_range(&name, start, stop),
+        )
+        .await
+    }
+
+    /// LPOP: the head, `None` when the list is empty or missing.
+    pub async fn left_pop_list(&self, name: &str) -> Result<Option<String>, CacheError> {
+        self.pop_list(name, ListEnd::Left).await
+    }
+
+    pub async fn pop_list(&self, name: &str, end: ListEnd) -> Result<Option<String>, CacheError> {
+        let name = self.key(name);
+        let found = self
+            .call(
+                "pop_list",
+                &name,
+                async |pool| redis::list_pop(pool, &name, end).await,
+                |store| store.list_pop(&name, end),
+            )
+            .await;
+        self.read(found)
+    }
+
+    /// LPOS: the index of the first `value`, `None` when absent. Membership without fetching
+    /// the list.
+    pub async fn list_position(&self, name: &str, value: &str) -> Result<Option<u64>, CacheError> {
+        let name = self.key(name);
+        let found = self
+            .call(
+                "list_position",
+                &name,
+                async |pool| redis::list_position(pool, &name, value).await,
+                |store| store.list_position(&name, value),
+            )
+            .await;
+        self.read(found)
+    }
+
+    /// LREM: `count > 0` removes the first `count` matches from the head, `count < 0` from the
+    /// tail, `0` every match. Returns how many were removed.
+    pub async fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, CacheError> {
+        let name = self.key(name);
+        self.call(
+            "list_remove",
+            &name,
+            async |pool| redis::list_remove(pool, &name, count, value).await,
+            |store| store.list_remove(&name, count, value),
+        )
+        .await
+    }
+
+    /// LTRIM: keep only `start..=stop` (Redis's index rules).
+    pub async fn list_trim(&self, name: &str, start: i64, stop: i64) -> Result<(), CacheError> {
+        let name = self.key(name);
+        self.call(
+            "list_trim",
+            &name,
+            async |pool| redis::list_trim(pool, &name, start, stop).await,
+            |store| store.list_trim(&name, start, stop),
+        )
+        .await
+    }
+
+    /// LLEN: 0 when missing.
+    pub async fn list_len(&self, name: &str) -> Result<u64, CacheError> {
+        let name = self.key(name);
+        self.list_len_stored(&name).await
+    }
+
+    async fn list_len_stored(&self, name: &str) -> Result<u64, CacheError> {
+        self.call("list_len", name, async |pool| redis::list_len(pool, name).await, |store| store.list_len(name)).await
+    }
+
+    // --- compare-and-act (locks) -----------------------------------------------------------
+
+    /// Deletes `key` only while it still holds `expected`, atomically.
+    pub(crate) async fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool, CacheError> {
+        let key = self.key(key);
+        self.call(
+            "release_lock",
+            &key,
+            async |pool| redis::delete_if_equals(pool, &key, expected).await,
+            |store| store.delete_if_equals(&key, expected),
+        )
+        .await
+    }
+
+    /// Sets a new TTL on `key` only while it still holds `expected`, atomically.
+    pub(crate) async fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let key = self.key(key);
+        self.check_ttl("extend_lock", &key, Some(ttl))?;
+        self.call(
+            "extend_lock",
+            &key,
+            async |pool| redis::expire_if_equals(pool, &key, expected, ttl).await,
+            |store| store.expire_if_equals(&key, expected, ttl),
+        )
+        .await
+    }
+}
+
+async fn ping_every_connection(pool: &Pool) -> Result<Duration, CacheError> {
+    use fred::interfaces::ClientLike;
+    let mut slowest = Duration::ZERO;
+    for client in pool.clients() {
+        let started = Instant::now();
+        client.ping::<()>(None).await.map_err(|error| CacheError::from_fred("ping", None, error))?;
+        slowest = slowest.max(started.elapsed());
+    }
+    Ok(slowest)
 }

@@ -19,6 +19,9 @@ pub enum CacheErrorKind {
     Script,
     /// Redis refused the command itself (bad argument, unknown command, auth, configuration).
     Rejected,
+    /// The caller's input was refused before reaching the store (a zero TTL, a value that
+    /// cannot be encoded as JSON). Nothing stored was touched.
+    InvalidInput,
 }
 
 impl CacheErrorKind {
@@ -29,6 +32,7 @@ impl CacheErrorKind {
             Self::BadData => "bad stored data",
             Self::Script => "script error",
             Self::Rejected => "rejected",
+            Self::InvalidInput => "invalid input",
         }
     }
 }
@@ -50,7 +54,36 @@ impl CacheError {
 
     pub(crate) fn from_fred(operation: &'static str, key: Option<&str>, error: FredError) -> Self {
         let kind = classify(&error);
-        Self { operation, key: key.map(cut_key), kind, source: Box::new(error) }
+        Self::new(operation, key, kind, Box::new(error))
+    }
+
+    pub(crate) fn wrong_type(operation: &'static str, key: &str) -> Self {
+        Self::new(operation, Some(key), CacheErrorKind::WrongType, "key holds another type of value".into())
+    }
+
+    pub(crate) fn bad_data(
+        operation: &'static str,
+        key: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::new(operation, Some(key), CacheErrorKind::BadData, source.into())
+    }
+
+    pub(crate) fn invalid_input(
+        operation: &'static str,
+        key: Option<&str>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::new(operation, key, CacheErrorKind::InvalidInput, source.into())
+    }
+
+    fn new(
+        operation: &'static str,
+        key: Option<&str>,
+        kind: CacheErrorKind,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Self {
+        Self { operation, key: key.map(|key| cut_key(key).into_owned()), kind, source }
     }
 
     pub fn operation(&self) -> &'static str {
@@ -82,10 +115,11 @@ impl fmt::Display for CacheError {
     }
 }
 
-fn cut_key(key: &str) -> String {
+/// The key as messages show it: at most [`CacheError::MAX_KEY_LEN`] characters.
+pub(crate) fn cut_key(key: &str) -> std::borrow::Cow<'_, str> {
     match key.char_indices().nth(CacheError::MAX_KEY_LEN) {
-        None => key.to_owned(),
-        Some((end, _)) => format!("{}…", &key[..end]),
+        None => std::borrow::Cow::Borrowed(key),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &key[..end])),
     }
 }
 

@@ -1,11 +1,48 @@
 //! The cache toolkit: [`CacheClient`], the one type every other layer and every library user
-//! calls to reach the cache, and [`CacheError`], its one error type.
+//! calls to reach the cache — strings, JSON, lists, hashes, TTLs, locks, batch and pattern
+//! deletes — on Redis (standalone, sentinel, cluster, through a fred pool) or on the
+//! [`EmbeddedStore`], with the same semantics; [`CacheError`], its one error type; and
+//! [`CacheMetrics`], the counters the server exports.
 //!
-//! It owns no configuration and builds no connections: `infra` builds the fred pool and hands
-//! it over. It must not depend on any other Tessera crate.
+//! It owns no configuration and connects nothing: `infra` builds the fred pool or the embedded
+//! store and hands it over. It must not depend on any other Tessera crate.
 
 mod client;
+#[cfg(test)]
+mod conformance;
+mod embedded;
 mod error;
+pub mod json;
+mod key;
+mod lock;
+mod metrics;
+mod redis;
 
-pub use client::CacheClient;
+use std::time::Duration;
+
+pub use client::{CacheClient, CacheOptions, CacheStore};
+pub use embedded::EmbeddedStore;
 pub use error::{CacheError, CacheErrorKind};
+pub use key::{KeyPrefix, KeyPrefixError};
+pub use lock::{LockGuard, LockRelease};
+pub use metrics::{CacheMetrics, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+
+/// Which end of a list an operation works on (the seed's `direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEnd {
+    /// The head: LPUSH, LPOP. Index 0.
+    Left,
+    /// The tail: RPUSH, RPOP. Index -1.
+    Right,
+}
+
+/// How long a key has left to live: Redis's -2 / -1 / n, as a type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires.
+    NoExpiry,
+    /// The key expires after this long (millisecond precision on Redis).
+    ExpiresIn(Duration),
+}

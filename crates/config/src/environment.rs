@@ -41,6 +41,8 @@ pub const SETTINGS: &[SettingName] = &[
     setting("listen", "TESSERA_LISTEN", ValueKind::Text),
     setting("store", "TESSERA_STORE", ValueKind::Text),
     setting("internal_key", "TESSERA_INTERNAL_KEY", ValueKind::Text),
+    setting("key_prefix", "TESSERA_KEY_PREFIX", ValueKind::Text),
+    setting("slow_operation_ms", "TESSERA_SLOW_OPERATION_MS", ValueKind::Number),
     setting("redis_username", "TESSERA_REDIS_USERNAME", ValueKind::Text),
     setting("redis_pool_size", "TESSERA_REDIS_POOL_SIZE", ValueKind::Number),
     setting("redis_connect_timeout_ms", "TESSERA_REDIS_CONNECT_TIMEOUT_MS", ValueKind::Number),

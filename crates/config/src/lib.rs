@@ -55,16 +55,20 @@ impl AppEnv {
     }
 }
 
-/// Which backend keeps the data: `TESSERA_STORE`.
+/// Which backend keeps the data: `TESSERA_STORE`. Unset, it is `embedded` in the dev profile
+/// when neither `REDIS_URL` nor `REDIS_HOST` is set, and `redis` otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     Redis,
+    /// In-process: not shared between processes, lost on restart. For development and trials.
+    Embedded,
 }
 
 impl StoreKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Redis => "redis",
+            Self::Embedded => "embedded",
         }
     }
 }
@@ -101,6 +105,10 @@ pub struct Settings {
     pub store: StoreKind,
     pub redis: RedisSettings,
     pub access_token_ttl: Duration,
+    /// Put in front of every key (a namespace); empty keeps the Python system's keys.
+    pub key_prefix: String,
+    /// Cache operations at least this slow are counted and logged.
+    pub slow_operation: Duration,
     /// Keys accepted on internal routes; several while a key is rotated. Empty: internal routes off.
     pub internal_keys: Vec<Secret>,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -122,6 +130,7 @@ pub struct ConfigError {
 
 const MIN_INTERNAL_KEY_LEN: usize = 16;
 const MAX_POOL_SIZE: usize = 256;
+const MAX_KEY_PREFIX_LEN: usize = 64;
 
 impl Settings {
     /// Loads from `APP_ENV`, `TESSERA_CONFIG_DIR` (default `configs`) and the process environment.
@@ -184,7 +193,9 @@ struct RawSettings {
     redis_db: u8,
     access_token_expire_minutes: u32,
     listen: String,
-    store: String,
+    store: Option<String>,
+    key_prefix: String,
+    slow_operation_ms: u64,
     internal_key: Option<String>,
     redis_pool_size: Option<usize>,
     redis_connect_timeout_ms: u64,
@@ -207,7 +218,9 @@ impl Default for RawSettings {
             redis_db: 0,
             access_token_expire_minutes: 30,
             listen: "127.0.0.1:8080".to_owned(),
-            store: "redis".to_owned(),
+            store: None,
+            key_prefix: String::new(),
+            slow_operation_ms: 50,
             internal_key: None,
             redis_pool_size: None,
             redis_connect_timeout_ms: 2_000,
@@ -234,10 +247,27 @@ impl Validator<'_> {
                 format!("`{}` is not an address such as 127.0.0.1:8080 (port 0 picks a free port)", raw.listen),
             )
         })?;
-        let store = match raw.store.trim().to_ascii_lowercase().as_str() {
-            "redis" => StoreKind::Redis,
-            other => return Err(self.error("store", format!("unknown store `{other}`, expected `redis`"))),
+        let store = match raw.store.as_deref().map(|store| store.trim().to_ascii_lowercase()) {
+            Some(store) if store == "redis" => StoreKind::Redis,
+            Some(store) if store == "embedded" => StoreKind::Embedded,
+            Some(other) => {
+                return Err(self.error("store", format!("unknown store `{other}`, expected `redis` or `embedded`")));
+            }
+            None => {
+                let redis_named = [&raw.redis_url, &raw.redis_host]
+                    .iter()
+                    .any(|setting| setting.as_deref().is_some_and(|text| !text.trim().is_empty()));
+                if app_env == AppEnv::Dev && !redis_named { StoreKind::Embedded } else { StoreKind::Redis }
+            }
         };
+        if raw.key_prefix.len() > MAX_KEY_PREFIX_LEN
+            || raw.key_prefix.chars().any(|character| character.is_whitespace() || character.is_control())
+        {
+            return Err(self.error(
+                "key_prefix",
+                format!("must be at most {MAX_KEY_PREFIX_LEN} bytes without whitespace or control characters"),
+            ));
+        }
         if raw.access_token_expire_minutes == 0 {
             return Err(self.error("access_token_expire_minutes", "must be at least 1 minute".to_owned()));
         }
@@ -257,6 +287,8 @@ impl Validator<'_> {
             store,
             redis,
             access_token_ttl: Duration::from_secs(u64::from(raw.access_token_expire_minutes) * 60),
+            key_prefix: raw.key_prefix,
+            slow_operation: self.positive_millis("slow_operation_ms", raw.slow_operation_ms)?,
             internal_keys,
             shutdown_timeout: self.positive_millis("shutdown_timeout_ms", raw.shutdown_timeout_ms)?,
             log_format,

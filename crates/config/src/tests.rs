@@ -26,7 +26,8 @@ fn defaults_apply_when_nothing_is_set() {
         let settings = load_in(jail, &[]).expect("defaults load");
         assert_eq!(settings.app_env, AppEnv::Dev);
         assert_eq!(settings.listen, "127.0.0.1:8080".parse().expect("address"));
-        assert_eq!(settings.store, StoreKind::Redis);
+        assert_eq!(settings.store, StoreKind::Embedded, "dev without REDIS_URL or REDIS_HOST");
+        assert_eq!(settings.key_prefix, "");
         assert_eq!(
             settings.redis.target,
             RedisTarget::Standalone { server: HostPort { host: "127.0.0.1".into(), port: 6379 }, db: 0 }
@@ -157,6 +158,8 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
             ("REDIS_URL", "http://h:1", "unsupported scheme"),
             ("REDIS_URL", "redis-sentinel://h:1", "sentinelServiceName"),
             ("TESSERA_STORE", "memcached", "unknown store `memcached`"),
+            ("TESSERA_KEY_PREFIX", "has space", "whitespace"),
+            ("TESSERA_SLOW_OPERATION_MS", "0", "at least 1 millisecond"),
             ("TESSERA_LISTEN", "nowhere", "not an address"),
             ("TESSERA_LOG_FORMAT", "xml", "unknown log format"),
             ("TESSERA_INTERNAL_KEY", "short", "shorter than 16"),
@@ -274,4 +277,32 @@ fn the_readme_documents_every_setting() {
     for setting in SETTINGS {
         assert!(readme.contains(&format!("`{}`", setting.env)), "README.md does not document {}", setting.env);
     }
+}
+
+#[test]
+fn the_store_follows_the_profile_and_the_redis_settings() {
+    Jail::expect_with(|jail| {
+        type Case<'a> = (&'a [(&'a str, &'a str)], StoreKind, &'a str);
+        let cases: &[Case<'_>] = &[
+            (&[], StoreKind::Embedded, "dev, nothing names a Redis"),
+            (&[("REDIS_HOST", "cache.internal")], StoreKind::Redis, "dev with REDIS_HOST"),
+            (&[("REDIS_URL", "redis://h")], StoreKind::Redis, "dev with REDIS_URL"),
+            (&[("REDIS_HOST", "h"), ("TESSERA_STORE", "embedded")], StoreKind::Embedded, "explicit embedded wins"),
+            (&[("APP_ENV", "test")], StoreKind::Redis, "test profile"),
+            (&[("APP_ENV", "prod")], StoreKind::Redis, "prod profile"),
+            (&[("APP_ENV", "prod"), ("TESSERA_STORE", "Embedded")], StoreKind::Embedded, "explicit, any case"),
+        ];
+        for (env, store, why) in cases {
+            let settings = load_in(jail, env).map_err(|error| error.to_string())?;
+            assert_eq!(settings.store, *store, "{why}");
+        }
+        jail.create_dir("configs")?;
+        jail.create_file("configs/.env.dev", "REDIS_HOST=127.0.0.1\n")?;
+        assert_eq!(
+            load_in(jail, &[]).map_err(|error| error.to_string())?.store,
+            StoreKind::Redis,
+            "REDIS_HOST in .env.dev"
+        );
+        Ok(())
+    });
 }

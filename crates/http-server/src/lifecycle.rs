@@ -2,7 +2,7 @@
 //! after the last request has drained. The one place that decides the start/stop order.
 
 use cache_toolkit::CacheClient;
-use config::{Settings, StoreKind};
+use config::Settings;
 use infra::{Backend, InfraError};
 
 /// Owns the backend for the life of the server.
@@ -14,9 +14,12 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// Initializes the store named by the settings (bounded by the connect timeout).
     pub async fn start(settings: &Settings) -> Result<Self, InfraError> {
-        let backend = match settings.store {
-            StoreKind::Redis => Backend::init(&settings.redis).await?,
-        };
+        let backend = Backend::start(settings).await?;
+        if backend.is_embedded() {
+            tracing::warn!(
+                "using the embedded in-process store: sessions are not shared between processes and do not survive a restart; set REDIS_URL or REDIS_HOST (or TESSERA_STORE=redis) for Redis"
+            );
+        }
         Ok(Self { backend })
     }
 

@@ -17,7 +17,8 @@ pub struct TelemetryError {
 pub fn init(settings: &Settings) -> Result<(), TelemetryError> {
     let filter = EnvFilter::try_new(&settings.log_filter)
         .map_err(|error| TelemetryError { filter: settings.log_filter.clone(), reason: error.to_string() })?;
-    let builder = fmt().with_env_filter(filter).with_target(true);
+    let colors = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = fmt().with_env_filter(filter).with_target(true).with_ansi(colors);
     let installed = match settings.log_format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

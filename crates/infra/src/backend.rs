@@ -1,18 +1,20 @@
-//! [`Backend`]: an initialized cache backend and its lifecycle. Holding one means the first
-//! connection succeeded; the only way to a [`CacheClient`] is through it.
+//! [`Backend`]: an initialized cache backend — Redis or embedded — and its lifecycle. Holding
+//! one means the store is ready; the only way to a [`CacheClient`] is through it.
 
 use std::time::{Duration, Instant};
 
 use fred::{clients::Pool, interfaces::ClientLike, types::ConnectHandle};
 
-use cache_toolkit::{CacheClient, CacheError};
-use config::RedisSettings;
+use cache_toolkit::{CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
+use config::{RedisSettings, Settings, StoreKind};
 
 /// Why the backend could not be built, reached or closed. Texts name `host:port`, never a password.
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
     #[error("cannot configure the redis client for {addresses}: {reason}")]
     Build { addresses: String, reason: String },
+    #[error("invalid setting TESSERA_KEY_PREFIX: {0}")]
+    KeyPrefix(#[from] cache_toolkit::KeyPrefixError),
     #[error("rediss:// (TLS) for {addresses} is not supported by this build; use redis:// on a trusted network")]
     TlsUnsupported { addresses: String },
     #[error("cannot connect to redis ({topology}) at {addresses} within {timeout:?}")]
@@ -23,11 +25,23 @@ pub enum InfraError {
     Reset { addresses: String, reason: String },
 }
 
-/// The Redis backend: a connected fred pool, the task that drives it, and how to describe it.
+/// A ready store: the cache handle plus whatever must be closed at the end.
 #[derive(Debug)]
 pub struct Backend {
-    pool: Pool,
     cache: CacheClient,
+    store: Store,
+}
+
+#[derive(Debug)]
+enum Store {
+    Redis(RedisConnection),
+    Embedded,
+}
+
+/// A connected fred pool, the task that drives it, and how to describe it.
+#[derive(Debug)]
+struct RedisConnection {
+    pool: Pool,
     connection_task: ConnectHandle,
     topology: &'static str,
     addresses: String,
@@ -35,10 +49,28 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Starts the store the settings name: connects to Redis (bounded by the connect timeout)
+    /// or creates the embedded store.
+    pub async fn start(settings: &Settings) -> Result<Self, InfraError> {
+        let options = CacheOptions {
+            key_prefix: KeyPrefix::parse(&settings.key_prefix)?,
+            slow_threshold: settings.slow_operation,
+        };
+        match settings.store {
+            StoreKind::Redis => Self::connect_redis(&settings.redis, options).await,
+            StoreKind::Embedded => Ok(Self::embedded(options)),
+        }
+    }
+
+    /// A fresh in-process store.
+    pub fn embedded(options: CacheOptions) -> Self {
+        Self { cache: CacheClient::new(CacheStore::Embedded(EmbeddedStore::new()), options), store: Store::Embedded }
+    }
+
     /// Connects and waits (at most the connect timeout) for every pooled connection to be ready.
-    /// A backend that failed to connect is torn down here, never handed out half-alive.
+    /// A pool that failed to connect is torn down here, never handed out half-alive.
     #[tracing::instrument(skip_all, fields(topology = settings.target.topology(), addresses = %settings.target.addresses()))]
-    pub async fn init(settings: &RedisSettings) -> Result<Self, InfraError> {
+    pub async fn connect_redis(settings: &RedisSettings, options: CacheOptions) -> Result<Self, InfraError> {
         let topology = settings.target.topology();
         let addresses = settings.target.addresses();
         let pool = crate::redis::build_pool(settings)?;
@@ -59,24 +91,31 @@ impl Backend {
             pool_size = pool.size(),
             "connected to redis"
         );
-        Ok(Self {
-            cache: CacheClient::new(pool.clone()),
-            pool,
+        let connection = RedisConnection {
+            pool: pool.clone(),
             connection_task,
             topology,
             addresses,
             close_timeout: settings.connect_timeout.max(settings.command_timeout),
-        })
+        };
+        Ok(Self { cache: CacheClient::new(CacheStore::Redis(pool), options), store: Store::Redis(connection) })
     }
 
-    /// The cache handle; clones share this backend's connections.
+    /// The cache handle; clones share this backend's connections (or keyspace).
     pub fn cache(&self) -> &CacheClient {
         &self.cache
     }
 
-    /// `redis standalone 127.0.0.1:6379`: safe to log, no credentials.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.store, Store::Embedded)
+    }
+
+    /// `redis standalone 127.0.0.1:6379` or `embedded`: safe to log, no credentials.
     pub fn describe(&self) -> String {
-        format!("redis {} {}", self.topology, self.addresses)
+        match &self.store {
+            Store::Redis(redis) => format!("redis {} {}", redis.topology, redis.addresses),
+            Store::Embedded => "embedded (in-process)".to_owned(),
+        }
     }
 
     /// PING on every pooled connection; the slowest round trip, or why the store cannot answer.
@@ -85,33 +124,39 @@ impl Backend {
     }
 
     /// Drops and rebuilds every connection in place (the seed's `reset_async_redis`); handles
-    /// already given out keep working. In a cluster this also refreshes the slot map.
+    /// already given out keep working. In a cluster this also refreshes the slot map. Nothing
+    /// to do for the embedded store.
     pub async fn reset(&self) -> Result<(), InfraError> {
-        self.pool.force_reconnection().await.map_err(|error| InfraError::Reset {
-            addresses: self.addresses.clone(),
+        let Store::Redis(redis) = &self.store else { return Ok(()) };
+        redis.pool.force_reconnection().await.map_err(|error| InfraError::Reset {
+            addresses: redis.addresses.clone(),
             reason: error.details().to_owned(),
         })
     }
 
     /// Sends QUIT on every connection and waits (bounded) for the connection task to end.
     pub async fn close(self) {
-        if tokio::time::timeout(self.close_timeout, self.pool.quit()).await.is_err() {
-            tracing::warn!(addresses = %self.addresses, "redis QUIT did not complete in time");
+        let Store::Redis(redis) = self.store else {
+            tracing::info!("embedded store dropped");
+            return;
+        };
+        if tokio::time::timeout(redis.close_timeout, redis.pool.quit()).await.is_err() {
+            tracing::warn!(addresses = %redis.addresses, "redis QUIT did not complete in time");
         }
-        let mut task = self.connection_task;
-        match tokio::time::timeout(self.close_timeout, &mut task).await {
-            Ok(Ok(Ok(()))) => tracing::info!(addresses = %self.addresses, "redis connections closed"),
+        let mut task = redis.connection_task;
+        match tokio::time::timeout(redis.close_timeout, &mut task).await {
+            Ok(Ok(Ok(()))) => tracing::info!(addresses = %redis.addresses, "redis connections closed"),
             Ok(Ok(Err(error))) if error.is_canceled() => {
-                tracing::info!(addresses = %self.addresses, "redis connections closed")
+                tracing::info!(addresses = %redis.addresses, "redis connections closed");
             }
             Ok(Ok(Err(error))) => {
-                tracing::warn!(addresses = %self.addresses, %error, "redis connection task ended with an error")
+                tracing::warn!(addresses = %redis.addresses, %error, "redis connection task ended with an error")
             }
             Ok(Err(join_error)) => {
-                tracing::warn!(addresses = %self.addresses, %join_error, "redis connection task failed")
+                tracing::warn!(addresses = %redis.addresses, %join_error, "redis connection task failed")
             }
             Err(_) => {
-                tracing::warn!(addresses = %self.addresses, "redis connection task did not stop in time; aborting it");
+                tracing::warn!(addresses = %redis.addresses, "redis connection task did not stop in time; aborting it");
                 task.abort();
             }
         }

@@ -1,0 +1,94 @@
+//! The conformance suite: one set of cases ([`cases`]) run against every backend — the
+//! embedded store, standalone Redis, Redis Cluster and Sentinel-discovered Redis. The backend is
+//! part of each test's path (`conformance::cluster::lists_negative_indices`), so a run shows
+//! which backend passed what. Redis backends come from `cargo xtask test`; without it these
+//! tests fail and say so. Each test works under its own random key prefix.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
+
+mod cases;
+
+use std::time::Duration;
+
+use fred::{
+    interfaces::ClientLike,
+    types::{
+        Builder,
+        config::{Config, ReconnectPolicy},
+    },
+};
+
+use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
+
+fn unique_options() -> CacheOptions {
+    let prefix = format!("conformance:{:016x}:", rand::random::<u64>());
+    CacheOptions { key_prefix: KeyPrefix::parse(&prefix).unwrap(), ..CacheOptions::default() }
+}
+
+fn embedded() -> CacheClient {
+    CacheClient::new(CacheStore::Embedded(EmbeddedStore::new()), unique_options())
+}
+
+/// A pooled client on one of the topologies `cargo xtask test` started. (Production pools are
+/// built by `infra`, which this crate cannot depend on; these settings mirror its essentials.)
+async fn redis(variable: &str) -> CacheClient {
+    let url = std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the tests with `cargo xtask test` (it starts private Redis servers)")
+    });
+    let config = Config::from_url(&url).unwrap_or_else(|error| panic!("{variable}={url}: {error}"));
+    let pool = Builder::from_config(config)
+        .with_connection_config(|connection| connection.connection_timeout = Duration::from_secs(2))
+        .with_performance_config(|performance| performance.default_command_timeout = Duration::from_secs(5))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+        .build_pool(2)
+        .unwrap();
+    pool.init().await.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
+    CacheClient::new(CacheStore::Redis(pool), unique_options())
+}
+
+macro_rules! conformance_suite {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $case() { super::cases::$case(super::embedded()).await; })*
+        }
+        mod standalone {
+            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
+        }
+        mod cluster {
+            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+        }
+        mod sentinel {
+            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
+        }
+    };
+}
+
+conformance_suite!(
+    ping_answers,
+    strings_set_get_overwrite_and_missing,
+    strings_odd_keys_and_values,
+    strings_one_mebibyte_value,
+    strings_set_if_absent,
+    keys_exist_and_delete,
+    ttl_states,
+    ttl_zero_is_refused_or_deletes,
+    ttl_expires_for_real,
+    json_nested_round_trips,
+    json_bad_stored_data_is_an_error_naming_the_key,
+    wrong_type_is_an_error_on_every_structure,
+    hashes_set_get_all_delete,
+    lists_push_order_and_length,
+    lists_negative_indices,
+    lists_pop_both_ends,
+    lists_position,
+    lists_remove_positive_negative_and_zero_counts,
+    lists_trim,
+    lock_contention_loses_no_update,
+    lock_expired_cannot_be_released_by_its_old_holder,
+    lock_wrong_identifier_cannot_release_or_extend,
+    lock_acquire_times_out,
+    batch_delete_over_many_slots,
+    delete_matching_pattern_everywhere,
+    prefixes_isolate_clients_on_one_store,
+    metrics_count_hits_misses_and_errors,
+);

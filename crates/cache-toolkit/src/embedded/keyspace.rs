@@ -1,0 +1,337 @@
+//! The embedded keyspace: values, TTLs and an expiry index, with the Redis semantics the
+//! conformance suite checks. Every method takes `now`, so time is explicit and testable.
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::{ListEnd, Ttl};
+
+/// The key holds another type than the operation needs (Redis's `WRONGTYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WrongType;
+
+#[derive(Debug)]
+enum Value {
+    String(String),
+    List(VecDeque<String>),
+    Hash(HashMap<String, String>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Value,
+    expires_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Keyspace {
+    entries: HashMap<String, Entry>,
+    /// `(deadline, key)` for every key with a TTL; stale pairs (TTL changed or key gone) are
+    /// skipped when swept, so updating a TTL never searches the index.
+    expiries: BTreeSet<(Instant, String)>,
+}
+
+impl Keyspace {
+    /// The live entry for `key`, removing it first if it has expired.
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        let expired = self.entries.get(key).is_some_and(|entry| entry.expires_at.is_some_and(|at| at <= now));
+        if expired {
+            self.entries.remove(key);
+        }
+        self.entries.get_mut(key)
+    }
+
+    fn set_expiry(&mut self, key: &str, expires_at: Option<Instant>) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.expires_at = expires_at;
+            if let Some(at) = expires_at {
+                self.expiries.insert((at, key.to_owned()));
+            }
+        }
+    }
+
+    /// Redis deletes a list or hash when its last element goes.
+    fn drop_if_empty(&mut self, key: &str) {
+        let empty = self.entries.get(key).is_some_and(|entry| match &entry.value {
+            Value::List(list) => list.is_empty(),
+            Value::Hash(hash) => hash.is_empty(),
+            Value::String(_) => false,
+        });
+        if empty {
+            self.entries.remove(key);
+        }
+    }
+
+    pub(crate) fn remove_live(&mut self, key: &str, now: Instant) -> bool {
+        self.live(key, now).is_some() && self.entries.remove(key).is_some()
+    }
+
+    pub(crate) fn live_len(&self, now: Instant) -> usize {
+        self.entries.values().filter(|entry| entry.expires_at.is_none_or(|at| at > now)).count()
+    }
+
+    /// Removes up to `limit` expired keys; returns how many index entries it consumed.
+    pub(crate) fn sweep(&mut self, now: Instant, limit: usize) -> usize {
+        let mut consumed = 0;
+        while consumed < limit {
+            let Some((at, _)) = self.expiries.first() else { break };
+            if *at > now {
+                break;
+            }
+            let Some((at, key)) = self.expiries.pop_first() else { break };
+            consumed += 1;
+            if self.entries.get(&key).is_some_and(|entry| entry.expires_at == Some(at)) {
+                self.entries.remove(&key);
+            }
+        }
+        consumed
+    }
+
+    #[cfg(test)]
+    pub(crate) fn stored_len(&self) -> usize {
+        self.entries.len() + self.expiries.len()
+    }
+
+    pub(crate) fn get_string(&mut self, key: &str, now: Instant) -> Result<Option<String>, WrongType> {
+        match self.live(key, now) {
+            None => Ok(None),
+            Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.clone())),
+            Some(_) => Err(WrongType),
+        }
+    }
+
+    pub(crate) fn set_string(
+        &mut self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+        only_if_absent: bool,
+        now: Instant,
+    ) -> bool {
+        if only_if_absent && self.live(key, now).is_some() {
+            return false;
+        }
+        self.entries.insert(key.to_owned(), Entry { value: Value::String(value.to_owned()), expires_at: None });
+        self.set_expiry(key, ttl.map(|ttl| now + ttl));
+        true
+    }
+
+    pub(crate) fn expire(&mut self, key: &str, ttl: Duration, now: Instant) -> bool {
+        if self.live(key, now).is_none() {
+            return false;
+        }
+        if ttl.is_zero() {
+            self.entries.remove(key);
+        } else {
+            self.set_expiry(key, Some(now + ttl));
+        }
+        true
+    }
+
+    pub(crate) fn exists(&mut self, key: &str, now: Instant) -> bool {
+        self.live(key, now).is_some()
+    }
+
+    pub(crate) fn ttl(&mut self, key: &str, now: Instant) -> Ttl {
+        match self.live(key, now) {
+            None => Ttl::Missing,
+            Some(Entry { expires_at: None, .. }) => Ttl::NoExpiry,
+            Some(Entry { expires_at: Some(at), .. }) => Ttl::ExpiresIn(at.saturating_duration_since(now)),
+        }
+    }
+
+    fn hash_mut(
+        &mut self,
+        name: &str,
+        now: Instant,
+        create: bool,
+    ) -> Result<Option<&mut HashMap<String, String>>, WrongType> {
+        if self.live(name, now).is_none() {
+            if !create {
+                return Ok(None);
+            }
+            self.entries.insert(name.to_owned(), Entry { value: Value::Hash(HashMap::new()), expires_at: None });
+        }
+        match self.entries.get_mut(name) {
+            Some(Entry { value: Value::Hash(hash), .. }) => Ok(Some(hash)),
+            Some(_) => Err(WrongType),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn hash_set(&mut self, name: &str, field: &str, value: &str, now: Instant) -> Result<bool, WrongType> {
+        let Some(hash) = self.hash_mut(name, now, true)? else { return Ok(false) };
+        Ok(hash.insert(field.to_owned(), value.to_owned()).is_none())
+    }
+
+    pub(crate) fn hash_get(&mut self, name: &str, field: &str, now: Instant) -> Result<Option<String>, WrongType> {
+        Ok(self.hash_mut(name, now, false)?.and_then(|hash| hash.get(field).cloned()))
+    }
+
+    pub(crate) fn hash_get_all(&mut self, name: &str, now: Instant) -> Result<HashMap<String, String>, WrongType> {
+        Ok(self.hash_mut(name, now, false)?.map(|hash| hash.clone()).unwrap_or_default())
+    }
+
+    pub(crate) fn hash_delete(&mut self, name: &str, field: &str, now: Instant) -> Result<bool, WrongType> {
+        let removed = self.hash_mut(name, now, false)?.is_some_and(|hash| hash.remove(field).is_some());
+        self.drop_if_empty(name);
+        Ok(removed)
+    }
+
+    fn list_mut(&mut self, name: &str, now: Instant, create: bool) -> Result<Option<&mut VecDeque<String>>, WrongType> {
+        if self.live(name, now).is_none() {
+            if !create {
+                return Ok(None);
+            }
+            self.entries.insert(name.to_owned(), Entry { value: Value::List(VecDeque::new()), expires_at: None });
+        }
+        match self.entries.get_mut(name) {
+            Some(Entry { value: Value::List(list), .. }) => Ok(Some(list)),
+            Some(_) => Err(WrongType),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn list_push(
+        &mut self,
+        name: &str,
+        values: &[&str],
+        end: ListEnd,
+        now: Instant,
+    ) -> Result<u64, WrongType> {
+        if values.is_empty() {
+            return self.list_len(name, now);
+        }
+        let Some(list) = self.list_mut(name, now, true)? else { return Ok(0) };
+        for value in values {
+            match end {
+                ListEnd::Left => list.push_front((*value).to_owned()),
+                ListEnd::Right => list.push_back((*value).to_owned()),
+            }
+        }
+        Ok(list.len() as u64)
+    }
+
+    pub(crate) fn list_len(&mut self, name: &str, now: Instant) -> Result<u64, WrongType> {
+        Ok(self.list_mut(name, now, false)?.map_or(0, |list| list.len() as u64))
+    }
+
+    pub(crate) fn list_range(
+        &mut self,
+        name: &str,
+        start: i64,
+        stop: i64,
+        now: Instant,
+    ) -> Result<Vec<String>, WrongType> {
+        let Some(list) = self.list_mut(name, now, false)? else { return Ok(Vec::new()) };
+        Ok(match resolve_range(list.len(), start, stop) {
+            Some((first, last)) => list.range(first..=last).cloned().collect(),
+            None => Vec::new(),
+        })
+    }
+
+    pub(crate) fn list_pop(&mut self, name: &str, end: ListEnd, now: Instant) -> Result<Option<String>, WrongType> {
+        let popped = self.list_mut(name, now, false)?.and_then(|list| match end {
+            ListEnd::Left => list.pop_front(),
+            ListEnd::Right => list.pop_back(),
+        });
+        self.drop_if_empty(name);
+        Ok(popped)
+    }
+
+    pub(crate) fn list_position(&mut self, name: &str, value: &str, now: Instant) -> Result<Option<u64>, WrongType> {
+        Ok(self
+            .list_mut(name, now, false)?
+            .and_then(|list| list.iter().position(|item| item == value))
+            .map(|at| at as u64))
+    }
+
+    /// LREM: `count > 0` removes the first `count` matches from the head, `count < 0` from the
+    /// tail, `0` all of them.
+    pub(crate) fn list_remove(&mut self, name: &str, count: i64, value: &str, now: Instant) -> Result<u64, WrongType> {
+        let Some(list) = self.list_mut(name, now, false)? else { return Ok(0) };
+        let limit = if count == 0 { usize::MAX } else { usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX) };
+        let mut removed = 0;
+        if count >= 0 {
+            let mut index = 0;
+            while index < list.len() && removed < limit {
+                if list[index] == value {
+                    list.remove(index);
+                    removed += 1;
+                } else {
+                    index += 1;
+                }
+            }
+        } else {
+            let mut index = list.len();
+            while index > 0 && removed < limit {
+                index -= 1;
+                if list[index] == value {
+                    list.remove(index);
+                    removed += 1;
+                }
+            }
+        }
+        self.drop_if_empty(name);
+        Ok(removed as u64)
+    }
+
+    pub(crate) fn list_trim(&mut self, name: &str, start: i64, stop: i64, now: Instant) -> Result<(), WrongType> {
+        let Some(list) = self.list_mut(name, now, false)? else { return Ok(()) };
+        match resolve_range(list.len(), start, stop) {
+            Some((first, last)) => {
+                list.truncate(last + 1);
+                list.drain(..first);
+            }
+            None => list.clear(),
+        }
+        self.drop_if_empty(name);
+        Ok(())
+    }
+
+    pub(crate) fn delete_if_equals(&mut self, key: &str, expected: &str, now: Instant) -> Result<bool, WrongType> {
+        match self.get_string(key, now)? {
+            Some(current) if current == expected => Ok(self.entries.remove(key).is_some()),
+            _ => Ok(false),
+        }
+    }
+
+    pub(crate) fn expire_if_equals(
+        &mut self,
+        key: &str,
+        expected: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<bool, WrongType> {
+        match self.get_string(key, now)? {
+            Some(current) if current == expected => Ok(self.expire(key, ttl, now)),
+            _ => Ok(false),
+        }
+    }
+
+    pub(crate) fn matching_keys(&mut self, pattern: &str, now: Instant) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(key, entry)| {
+                entry.expires_at.is_none_or(|at| at > now) && super::glob::glob_matches(pattern, key)
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// Redis's index rules for LRANGE/LTRIM: negative counts from the end, out-of-range ends are
+/// clamped; `None` when the range is empty.
+fn resolve_range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let stop = if stop < 0 { len + stop } else { stop.min(len - 1) };
+    if start > stop || start >= len || stop < 0 {
+        return None;
+    }
+    Some((usize::try_from(start).ok()?, usize::try_from(stop).ok()?))
+}

@@ -1,0 +1,181 @@
+//! The embedded store: an in-process keyspace with Redis's semantics for what the toolkit uses
+//! (strings with EX/PX/NX, lists, hashes, TTLs, compare-and-delete), so `tessera` runs on a
+//! machine with no Redis. Data is neither shared between processes nor kept across restarts.
+//!
+//! One `std::sync::Mutex` guards the keyspace; it is never held across an `.await`. Expired
+//! keys are invisible at once and their memory is reclaimed by a background sweeper that stops
+//! when the last handle is dropped.
+
+mod glob;
+mod keyspace;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+pub(crate) use glob::glob_escape;
+use keyspace::Keyspace;
+pub(crate) use keyspace::WrongType;
+
+use crate::{ListEnd, Ttl};
+
+/// How often expired keys are swept, and how many one sweep may remove before yielding the lock.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+const SWEEP_BATCH: usize = 1_000;
+
+/// A handle on one in-process keyspace; clones share it.
+#[derive(Clone, Debug)]
+pub struct EmbeddedStore {
+    keyspace: Arc<Mutex<Keyspace>>,
+}
+
+impl Default for EmbeddedStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EmbeddedStore {
+    /// An empty keyspace. Inside a tokio runtime this also starts the sweeper that reclaims
+    /// expired keys; outside one, expired keys are still never returned, and go when touched.
+    pub fn new() -> Self {
+        let keyspace = Arc::new(Mutex::new(Keyspace::default()));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_until_dropped(Arc::downgrade(&keyspace)));
+        }
+        Self { keyspace }
+    }
+
+    /// Number of live keys (expired ones are not counted).
+    pub fn len(&self) -> usize {
+        self.lock().live_len(Instant::now())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Keyspace> {
+        // A panic while holding the lock cannot leave the map half-updated in a way later
+        // calls would misread (each operation finishes its mutation before anything can panic).
+        self.keyspace.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Option<String>, WrongType> {
+        self.lock().get_string(key, Instant::now())
+    }
+
+    pub(crate) fn set(&self, key: &str, value: &str, ttl: Option<Duration>, only_if_absent: bool) -> bool {
+        self.lock().set_string(key, value, ttl, only_if_absent, Instant::now())
+    }
+
+    pub(crate) fn delete(&self, keys: &[&str]) -> u64 {
+        let now = Instant::now();
+        let mut keyspace = self.lock();
+        keys.iter().filter(|key| keyspace.remove_live(key, now)).count() as u64
+    }
+
+    pub(crate) fn expire(&self, key: &str, ttl: Duration) -> bool {
+        self.lock().expire(key, ttl, Instant::now())
+    }
+
+    pub(crate) fn exists(&self, key: &str) -> bool {
+        self.lock().exists(key, Instant::now())
+    }
+
+    pub(crate) fn ttl(&self, key: &str) -> Ttl {
+        self.lock().ttl(key, Instant::now())
+    }
+
+    pub(crate) fn hash_set(&self, name: &str, field: &str, value: &str) -> Result<bool, WrongType> {
+        self.lock().hash_set(name, field, value, Instant::now())
+    }
+
+    pub(crate) fn hash_get(&self, name: &str, field: &str) -> Result<Option<String>, WrongType> {
+        self.lock().hash_get(name, field, Instant::now())
+    }
+
+    pub(crate) fn hash_get_all(&self, name: &str) -> Result<HashMap<String, String>, WrongType> {
+        self.lock().hash_get_all(name, Instant::now())
+    }
+
+    pub(crate) fn hash_delete(&self, name: &str, field: &str) -> Result<bool, WrongType> {
+        self.lock().hash_delete(name, field, Instant::now())
+    }
+
+    pub(crate) fn list_push(&self, name: &str, values: &[&str], end: ListEnd) -> Result<u64, WrongType> {
+        self.lock().list_push(name, values, end, Instant::now())
+    }
+
+    pub(crate) fn list_range(&self, name: &str, start: i64, stop: i64) -> Result<Vec<String>, WrongType> {
+        self.lock().list_range(name, start, stop, Instant::now())
+    }
+
+    pub(crate) fn list_pop(&self, name: &str, end: ListEnd) -> Result<Option<String>, WrongType> {
+        self.lock().list_pop(name, end, Instant::now())
+    }
+
+    pub(crate) fn list_position(&self, name: &str, value: &str) -> Result<Option<u64>, WrongType> {
+        self.lock().list_position(name, value, Instant::now())
+    }
+
+    pub(crate) fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, WrongType> {
+        self.lock().list_remove(name, count, value, Instant::now())
+    }
+
+    pub(crate) fn list_trim(&self, name: &str, start: i64, stop: i64) -> Result<(), WrongType> {
+        self.lock().list_trim(name, start, stop, Instant::now())
+    }
+
+    pub(crate) fn list_len(&self, name: &str) -> Result<u64, WrongType> {
+        self.lock().list_len(name, Instant::now())
+    }
+
+    /// Deletes `key` only while it holds `expected` (a lock's compare-and-delete).
+    pub(crate) fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool, WrongType> {
+        self.lock().delete_if_equals(key, expected, Instant::now())
+    }
+
+    /// Sets a new TTL on `key` only while it holds `expected` (a lock's compare-and-pexpire).
+    pub(crate) fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, WrongType> {
+        self.lock().expire_if_equals(key, expected, ttl, Instant::now())
+    }
+
+    /// Live keys matching a Redis glob pattern.
+    pub(crate) fn matching_keys(&self, pattern: &str) -> Vec<String> {
+        self.lock().matching_keys(pattern, Instant::now())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn stored_len(&self) -> usize {
+        self.lock().stored_len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sweep_now(&self) -> usize {
+        self.lock().sweep(Instant::now(), usize::MAX)
+    }
+}
+
+async fn sweep_until_dropped(keyspace: Weak<Mutex<Keyspace>>) {
+    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(keyspace) = keyspace.upgrade() else { return };
+        loop {
+            let removed =
+                keyspace.lock().unwrap_or_else(std::sync::PoisonError::into_inner).sweep(Instant::now(), SWEEP_BATCH);
+            if removed < SWEEP_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The Redis side of each operation, over a fred pool: the exact commands sent. Nothing here
+//! counts, logs or maps errors; [`crate::CacheClient`] does that around every call.
+
+use std::{collections::HashMap, sync::LazyLock, time::Duration};
+
+use fred::{
+    clients::Pool,
+    error::Error as FredError,
+    interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface},
+    types::{Expiration, SetOptions, scan::Scanner, scripts::Script},
+};
+use futures::StreamExt;
+
+use crate::{ListEnd, Ttl};
+
+/// Keys per UNLINK outside a cluster: big enough to amortize the round trip, small enough not
+/// to block Redis noticeably.
+const UNLINK_CHUNK: usize = 500;
+/// SCAN's COUNT hint.
+const SCAN_PAGE: u32 = 500;
+
+static RELEASE_IF_EQUALS: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+    )
+});
+
+static PEXPIRE_IF_EQUALS: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
+    )
+});
+
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) async fn get(pool: &Pool, key: &str) -> Result<Option<String>, FredError> {
+    pool.get(key).await
+}
+
+/// SET with PX and, for locks, NX. Returns whether the value was written.
+pub(crate) async fn set(
+    pool: &Pool,
+    key: &str,
+    value: &str,
+    ttl: Option<Duration>,
+    only_if_absent: bool,
+) -> Result<bool, FredError> {
+    let expire = ttl.map(|ttl| Expiration::PX(millis(ttl)));
+    let options = only_if_absent.then_some(SetOptions::NX);
+    // NX that did not write answers nil, which fred refuses to read as a bool (FRED-NOTES.md).
+    let reply: Option<String> = pool.set(key, value, expire, options, false).await?;
+    Ok(reply.is_some())
+}
+
+pub(crate) async fn expire(pool: &Pool, key: &str, ttl: Duration) -> Result<bool, FredError> {
+    pool.pexpire(key, millis(ttl), None).await
+}
+
+pub(crate) async fn exists(pool: &Pool, key: &str) -> Result<bool, FredError> {
+    let count: i64 = pool.exists(key).await?;
+    Ok(count > 0)
+}
+
+pub(crate) async fn ttl(pool: &Pool, key: &str) -> Result<Ttl, FredError> {
+    let millis: i64 = pool.pttl(key).await?;
+    Ok(match millis {
+        -2 => Ttl::Missing,
+        -1 => Ttl::NoExpiry,
+        left => Ttl::ExpiresIn(Duration::from_millis(u64::try_from(left).unwrap_or(0))),
+    })
+}
+
+pub(crate) async fn hash_set(pool: &Pool, name: &str, field: &str, value: &str) -> Result<bool, FredError> {
+    let added: i64 = pool.hset(name, (field, value)).await?;
+    Ok(added > 0)
+}
+
+pub(crate) async fn hash_get(pool: &Pool, name: &str, field: &str) -> Result<Option<String>, FredError> {
+    pool.hget(name, field).await
+}
+
+pub(crate) async fn hash_get_all(pool: &Pool, name: &str) -> Result<HashMap<String, String>, FredError> {
+    pool.hgetall(name).await
+}
+
+pub(crate) async fn hash_delete(pool: &Pool, name: &str, field: &str) -> Result<bool, FredError> {
+    let removed: i64 = pool.hdel(name, field).await?;
+    Ok(removed > 0)
+}
+
+pub(crate) async fn list_push(pool: &Pool, name: &str, values: Vec<String>, end: ListEnd) -> Result<u64, FredError> {
+    match end {
+        ListEnd::Left => pool.lpush(name, values).await,
+        ListEnd::Right => pool.rpush(name, values).await,
+    }
+}
+
+pub(crate) async fn list_len(pool: &Pool, name: &str) -> Result<u64, FredError> {
+    pool.llen(name).await
+}
+
+pub(crate) async fn list_range(pool: &Pool, name: &str, start: i64, stop: i64) -> Result<Vec<String>, FredError> {
+    pool.lrange(name, start, stop).await
+}
+
+pub(crate) async fn list_pop(pool: &Pool, name: &str, end: ListEnd) -> Result<Option<String>, FredError> {
+    match end {
+        ListEnd::Left => pool.lpop(name, None).await,
+        ListEnd::Right => pool.rpop(name, None).await,
+    }
+}
+
+pub(crate) async fn list_position(pool: &Pool, name: &str, value: &str) -> Result<Option<u64>, FredError> {
+    pool.lpos(name, value, None, None, None).await
+}
+
+pub(crate) async fn list_remove(pool: &Pool, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
+    pool.lrem(name, count, value).await
+}
+
+pub(crate) async fn list_trim(pool: &Pool, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
+    pool.ltrim(name, start, stop).await
+}
+
+/// Compare-and-delete in one atomic script (EVALSHA, reloaded on NOSCRIPT).
+pub(crate) async fn delete_if_equals(pool: &Pool, key: &str, expected: &str) -> Result<bool, FredError> {
+    let deleted: i64 = RELEASE_IF_EQUALS.evalsha_with_reload(pool.next(), key, expected).await?;
+    Ok(deleted > 0)
+}
+
+/// Compare-and-pexpire in one atomic script (EVALSHA, reloaded on NOSCRIPT).
+pub(crate) async fn expire_if_equals(pool: &Pool, key: &str, expected: &str, ttl: Duration) -> Result<bool, FredError> {
+    let args = vec![expected.to_owned(), millis(ttl).to_string()];
+    let extended: i64 = PEXPIRE_IF_EQUALS.evalsha_with_reload(pool.next(), key, args).await?;
+    Ok(extended > 0)
+}
+
+/// UNLINKs stored keys. In a cluster a multi-key command must stay inside one hash slot, so the
+/// keys are grouped by slot and the groups pipelined; elsewhere, chunks of [`UNLINK_CHUNK`].
+pub(crate) async fn unlink(pool: &Pool, keys: &[String]) -> Result<u64, FredError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let client = pool.next();
+    let groups: Vec<Vec<String>> = if client.is_clustered() {
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<String>> = std::collections::BTreeMap::new();
+        for key in keys {
+            by_slot.entry(fred::util::redis_keyslot(key.as_bytes())).or_default().push(key.clone());
+        }
+        by_slot.into_values().collect()
+    } else {
+        keys.chunks(UNLINK_CHUNK).map(<[String]>::to_vec).collect()
+    };
+    if let [only] = groups.as_slice() {
+        return pool.unlink(only.clone()).await;
+    }
+    let pipeline = client.pipeline();
+    for group in groups {
+        let () = pipeline.unlink(group).await?;
+    }
+    let counts: Vec<u64> = pipeline.all().await?;
+    Ok(counts.into_iter().sum())
+}
+
+/// SCANs every primary (never KEYS) and UNLINKs each page as it comes.
+pub(crate) async fn delete_matching(pool: &Pool, pattern: &str) -> Result<u64, FredError> {
+    let client = pool.next();
+    let mut deleted = 0;
+    if client.is_clustered() {
+        let mut pages = std::pin::pin!(client.scan_cluster(pattern, Some(SCAN_PAGE), None));
+        while let Some(page) = pages.next().await {
+            let mut page = page?;
+            let keys = page_keys(page.take_results());
+            deleted += unlink(pool, &keys).await?;
+            page.next();
+        }
+    } else {
+        let mut pages = std::pin::pin!(client.scan(pattern, Some(SCAN_PAGE), None));
+        while let Some(page) = pages.next().await {
+            let mut page = page?;
+            let keys = page_keys(page.take_results());
+            deleted += unlink(pool, &keys).await?;
+            page.next();
+        }
+    }
+    Ok(deleted)
+}
+
+fn page_keys(keys: Option<Vec<fred::types::Key>>) -> Vec<String> {
+    keys.unwrap_or_default().into_iter().filter_map(|key| key.into_string()).collect()
+}
