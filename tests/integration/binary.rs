@@ -9,7 +9,7 @@ use std::{
 use hyper::StatusCode;
 use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
 
-use tests::{free_port, get_on, required_env, test_redis_url};
+use tests::{PrivateRedis, free_port, get, get_on, required_env, test_redis_url};
 
 /// The binary with a clean environment and a working directory without `configs/`.
 fn tessera(env: &[(&str, &str)]) -> Command {
@@ -135,4 +135,39 @@ async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_
         "{stdout}"
     );
     assert!(stdout.contains("store=embedded"), "the start-up line names the store: {stdout}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_before_exiting() {
+    let redis = PrivateRedis::start();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tessera(&[
+        ("REDIS_URL", &redis.url()),
+        ("TESSERA_LISTEN", &listen),
+        ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "1500"),
+        ("TESSERA_SHUTDOWN_TIMEOUT_MS", "5000"),
+    ])
+    .spawn()
+    .unwrap();
+    let address: std::net::SocketAddr = listen.parse().unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(address).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A frozen Redis keeps /readyz waiting for the whole command timeout: a request in flight.
+    redis.freeze();
+    let in_flight = tokio::spawn(async move { get(address, "/readyz").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let response = in_flight.await.unwrap();
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "the in-flight request gets its answer");
+    redis.thaw();
+    let exit =
+        tokio::time::timeout(Duration::from_secs(8), child.wait()).await.expect("exit within the deadline").unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(signalled.elapsed() >= Duration::from_millis(900), "exited before the request finished");
 }

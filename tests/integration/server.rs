@@ -68,3 +68,23 @@ async fn the_embedded_store_is_ready_without_redis() {
     assert!(response.body.contains(r#""store":"embedded (in-process)""#), "{}", response.body);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_frozen_redis_gives_503_within_the_command_timeout_not_a_hang() {
+    let redis = PrivateRedis::start();
+    let app = spawn_app(&[("REDIS_URL", &redis.url()), ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "500")]).await;
+    assert_eq!(get(app.address, "/readyz").await.status, StatusCode::OK);
+    redis.freeze();
+    let started = Instant::now();
+    let response = get(app.address, "/readyz").await;
+    let took = started.elapsed();
+    redis.thaw();
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.body);
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(500 + 700), "503 after {took:?}");
+    let thawed = Instant::now();
+    while get(app.address, "/readyz").await.status != StatusCode::OK {
+        assert!(thawed.elapsed() < Duration::from_secs(5), "not ready 5 s after the thaw");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}

@@ -146,3 +146,35 @@ impl CacheMetrics {
             && self.last_slow_log.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_operations_are_counted_and_logged_at_most_once_a_second() {
+        let metrics = CacheMetrics::new(Duration::from_millis(10));
+        metrics.record("get_value", "fast", Duration::from_millis(5), None);
+        metrics.record("get_value", "slow", Duration::from_millis(20), None);
+        metrics.record("get_value", "slow", Duration::from_millis(10), Some(CacheErrorKind::Unavailable));
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.operations, 3);
+        assert_eq!(snapshot.slow_operations, 2, "at or above the threshold is slow");
+        assert_eq!(snapshot.errors_of(CacheErrorKind::Unavailable), 1);
+        assert_eq!(snapshot.latency_sum, Duration::from_millis(35));
+        assert!(!metrics.may_log_slow(), "the first slow operation just logged; the next must wait a second");
+    }
+
+    #[test]
+    fn latency_lands_in_the_right_bucket() {
+        let metrics = CacheMetrics::new(Duration::from_secs(1));
+        metrics.record("op", "k", Duration::from_micros(50), None);
+        metrics.record("op", "k", Duration::from_micros(300), None);
+        metrics.record("op", "k", Duration::from_secs(5), None);
+        let buckets = metrics.snapshot().latency_buckets;
+        assert_eq!(buckets[0], 1, "≤ 100 µs");
+        assert_eq!(buckets[2], 1, "≤ 500 µs");
+        assert_eq!(buckets[LATENCY_BUCKETS_SECONDS.len()], 1, "+Inf");
+        assert_eq!(buckets.iter().sum::<u64>(), 3);
+    }
+}

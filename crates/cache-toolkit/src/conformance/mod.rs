@@ -32,6 +32,10 @@ fn embedded() -> CacheClient {
 /// A pooled client on one of the topologies `cargo xtask test` started. (Production pools are
 /// built by `infra`, which this crate cannot depend on; these settings mirror its essentials.)
 async fn redis(variable: &str) -> CacheClient {
+    redis_with_pool(variable).await.0
+}
+
+async fn redis_with_pool(variable: &str) -> (CacheClient, fred::clients::Pool) {
     let url = std::env::var(variable).unwrap_or_else(|_| {
         panic!("{variable} is not set: run the tests with `cargo xtask test` (it starts private Redis servers)")
     });
@@ -43,7 +47,50 @@ async fn redis(variable: &str) -> CacheClient {
         .build_pool(2)
         .unwrap();
     pool.init().await.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
-    CacheClient::new(CacheStore::Redis(pool), unique_options())
+    (CacheClient::new(CacheStore::Redis(pool.clone()), unique_options()), pool)
+}
+
+/// Lock scripts are sent by EVALSHA; after Redis forgets them (restart, SCRIPT FLUSH) the
+/// NOSCRIPT reply must lead to a reload, not to a failed release.
+async fn lock_scripts_survive_a_script_flush(variable: &str) {
+    use fred::interfaces::LuaInterface;
+
+    use crate::LockRelease;
+
+    let (cache, pool) = redis_with_pool(variable).await;
+    let flush = async || {
+        if pool.next().is_clustered() {
+            pool.next().script_flush_cluster(false).await.unwrap();
+        } else {
+            pool.script_flush(false).await.unwrap();
+        }
+    };
+    for _ in 0..2 {
+        flush().await;
+        let guard = cache.acquire_lock("lock", Duration::from_secs(10), Duration::ZERO, Duration::ZERO).await.unwrap();
+        let guard = guard.expect("a free lock");
+        flush().await;
+        assert!(guard.extend(Duration::from_secs(20)).await.unwrap(), "extend after SCRIPT FLUSH");
+        flush().await;
+        assert_eq!(guard.release().await.unwrap(), LockRelease::Released, "release after SCRIPT FLUSH");
+    }
+}
+
+mod noscript_fallback {
+    #[tokio::test]
+    async fn standalone() {
+        super::lock_scripts_survive_a_script_flush("TESSERA_TEST_REDIS_URL").await;
+    }
+
+    #[tokio::test]
+    async fn cluster() {
+        super::lock_scripts_survive_a_script_flush("TESSERA_TEST_REDIS_CLUSTER_URL").await;
+    }
+
+    #[tokio::test]
+    async fn sentinel() {
+        super::lock_scripts_survive_a_script_flush("TESSERA_TEST_REDIS_SENTINEL_URL").await;
+    }
 }
 
 macro_rules! conformance_suite {
