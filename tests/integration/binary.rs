@@ -11,6 +11,15 @@ use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
 
 use tests::{PrivateRedis, free_port, get, get_on, required_env, test_redis_url};
 
+/// Waits (at most 10 s) until something accepts connections on `address`.
+async fn wait_until_listening(address: std::net::SocketAddr) {
+    let started = Instant::now();
+    while TcpStream::connect(address).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening on {address}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The binary with a clean environment and a working directory without `configs/`.
 fn tessera(env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(required_env("TESSERA_TEST_BIN"));
@@ -74,17 +83,9 @@ async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline()
     .spawn()
     .unwrap();
 
-    let started = Instant::now();
     let address: std::net::SocketAddr = listen.parse().unwrap();
-    loop {
-        if let Ok(stream) = TcpStream::connect(address).await {
-            let response = get_on(stream, "/healthz").await;
-            assert_eq!(response.status, StatusCode::OK);
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_listening(address).await;
+    assert_eq!(get(address, "/healthz").await.status, StatusCode::OK);
     // An idle keep-alive connection must not hold shutdown up to the deadline.
     let idle = TcpStream::connect(address).await.unwrap();
     let idle_task = tokio::spawn(async move { get_on(idle, "/readyz").await });
@@ -115,14 +116,8 @@ async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_
     let listen = format!("127.0.0.1:{port}");
     let mut child = tessera(&[("TESSERA_LISTEN", &listen)]).spawn().unwrap();
     let address: std::net::SocketAddr = listen.parse().unwrap();
-    let started = Instant::now();
-    let response = loop {
-        if let Ok(stream) = TcpStream::connect(address).await {
-            break get_on(stream, "/readyz").await;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    wait_until_listening(address).await;
+    let response = get(address, "/readyz").await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
@@ -151,11 +146,7 @@ async fn sigterm_lets_an_in_flight_request_finish_before_exiting() {
     .spawn()
     .unwrap();
     let address: std::net::SocketAddr = listen.parse().unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(address).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_listening(address).await;
     // A frozen Redis keeps /readyz waiting for the whole command timeout: a request in flight.
     redis.freeze();
     let in_flight = tokio::spawn(async move { get(address, "/readyz").await });

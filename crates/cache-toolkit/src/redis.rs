@@ -167,23 +167,23 @@ pub(crate) async fn unlink(pool: &Pool, keys: &[String]) -> Result<u64, FredErro
 /// SCANs every primary (never KEYS) and UNLINKs each page as it comes.
 pub(crate) async fn delete_matching(pool: &Pool, pattern: &str) -> Result<u64, FredError> {
     let client = pool.next();
-    let mut deleted = 0;
     if client.is_clustered() {
-        let mut pages = std::pin::pin!(client.scan_cluster(pattern, Some(SCAN_PAGE), None));
-        while let Some(page) = pages.next().await {
-            let mut page = page?;
-            let keys = page_keys(page.take_results());
-            deleted += unlink(pool, &keys).await?;
-            page.next();
-        }
+        unlink_pages(pool, client.scan_cluster(pattern, Some(SCAN_PAGE), None)).await
     } else {
-        let mut pages = std::pin::pin!(client.scan(pattern, Some(SCAN_PAGE), None));
-        while let Some(page) = pages.next().await {
-            let mut page = page?;
-            let keys = page_keys(page.take_results());
-            deleted += unlink(pool, &keys).await?;
-            page.next();
-        }
+        unlink_pages(pool, client.scan(pattern, Some(SCAN_PAGE), None)).await
+    }
+}
+
+async fn unlink_pages(
+    pool: &Pool,
+    pages: impl futures::Stream<Item = Result<fred::types::scan::ScanResult, FredError>>,
+) -> Result<u64, FredError> {
+    let mut pages = std::pin::pin!(pages);
+    let mut deleted = 0;
+    while let Some(page) = pages.next().await {
+        let mut page = page?;
+        deleted += unlink(pool, &page_keys(page.take_results())).await?;
+        page.next();
     }
     Ok(deleted)
 }
