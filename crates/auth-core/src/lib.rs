@@ -1,2 +1,15 @@
-//! Tokens: format and validation, issue, verify, revoke, list. Built in the token-auth issue.
-//! Depends only on `dao` (and `cache-toolkit` below it); knows nothing about HTTP.
+//! Tokens: format and validation ([`Token`]), and [`Authenticator`], which issues, verifies,
+//! lists and revokes them over the key space of `dao`.
+//!
+//! Depends on `dao` and `cache-toolkit` only; knows nothing about HTTP or configuration files.
+
+mod authenticator;
+#[cfg(test)]
+mod tests;
+mod token;
+
+pub use authenticator::{
+    AuthError, AuthPolicy, Authenticator, InvalidReason, IssuedToken, Principal, Session, Verification,
+};
+pub use dao::{CorruptMetadata, MetadataObject, MetadataValue, UserId, UserIdError};
+pub use token::{SessionId, Token, TokenFormatError};

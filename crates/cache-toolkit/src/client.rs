@@ -269,6 +269,23 @@ impl CacheClient {
             .await
     }
 
+    /// Which of `keys` exist, in order; one round trip (a pipeline), even in a cluster. An
+    /// empty list costs nothing.
+    pub async fn existing_keys<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<bool>, CacheError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored: Vec<String> = keys.iter().map(|key| self.key(key.as_ref()).into_owned()).collect();
+        let first = stored[0].clone();
+        self.call(
+            "existing_keys",
+            &first,
+            async |pool| redis::existing(pool, &stored).await,
+            |store| Ok(stored.iter().map(|key| store.exists(key)).collect()),
+        )
+        .await
+    }
+
     pub async fn get_ttl(&self, key: &str) -> Result<Ttl, CacheError> {
         let key = self.key(key);
         self.call("get_ttl", &key, async |pool| redis::ttl(pool, &key).await, |store| Ok(store.ttl(&key))).await

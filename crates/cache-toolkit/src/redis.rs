@@ -63,6 +63,16 @@ pub(crate) async fn exists(pool: &Pool, key: &str) -> Result<bool, FredError> {
     Ok(count > 0)
 }
 
+/// One EXISTS per key, pipelined: a cluster refuses multi-key EXISTS across slots.
+pub(crate) async fn existing(pool: &Pool, keys: &[String]) -> Result<Vec<bool>, FredError> {
+    let pipeline = pool.next().pipeline();
+    for key in keys {
+        let () = pipeline.exists(key.as_str()).await?;
+    }
+    let counts: Vec<i64> = pipeline.all().await?;
+    Ok(counts.into_iter().map(|count| count > 0).collect())
+}
+
 pub(crate) async fn ttl(pool: &Pool, key: &str) -> Result<Ttl, FredError> {
     let millis: i64 = pool.pttl(key).await?;
     Ok(match millis {

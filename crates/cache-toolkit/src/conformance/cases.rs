@@ -70,6 +70,16 @@ pub(super) async fn keys_exist_and_delete(cache: CacheClient) {
     assert_eq!(cache.get_value("k").await.unwrap(), None);
 }
 
+pub(super) async fn existing_keys_in_order_across_slots(cache: CacheClient) {
+    assert!(cache.existing_keys::<&str>(&[]).await.unwrap().is_empty());
+    let keys: Vec<String> = (0..50).map(|index| format!("exists:{index}")).collect();
+    for key in keys.iter().step_by(2) {
+        cache.set_value(key, "v", None).await.unwrap();
+    }
+    let expected: Vec<bool> = (0..50).map(|index| index % 2 == 0).collect();
+    assert_eq!(cache.existing_keys(&keys).await.unwrap(), expected);
+}
+
 pub(super) async fn ttl_states(cache: CacheClient) {
     assert_eq!(cache.get_ttl("k").await.unwrap(), Ttl::Missing);
     assert!(!cache.set_expiry("k", Duration::from_secs(10)).await.unwrap(), "no TTL on a missing key");

@@ -117,6 +117,7 @@ conformance_suite!(
     strings_one_mebibyte_value,
     strings_set_if_absent,
     keys_exist_and_delete,
+    existing_keys_in_order_across_slots,
     ttl_states,
     ttl_zero_is_refused_or_deletes,
     ttl_expires_for_real,

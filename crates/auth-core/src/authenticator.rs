@@ -1,0 +1,278 @@
+//! [`Authenticator`]: verify, issue, log out, revoke, list — the token rules of DESIGN.md §3.
+//! A token is valid iff `token:{t}` holds a JSON object with a `user_id` and `t` is in
+//! `token_list:{user_id}`; anything else is invalid; a store that cannot answer is
+//! [`AuthError::Unavailable`], never "invalid" and never "valid".
+
+use std::time::{Duration, SystemTime};
+
+use cache_toolkit::{CacheError, CacheErrorKind, Ttl};
+use dao::{CacheDao, CorruptMetadata, MetadataObject, MetadataValue, TokenLookup, TokenRecord, UserId};
+
+use crate::{SessionId, Token, TokenFormatError};
+
+/// How tokens are issued and kept.
+#[derive(Clone, Debug)]
+pub struct AuthPolicy {
+    /// Lifetime of a token issued without an explicit one (`ACCESS_TOKEN_EXPIRE_MINUTES`).
+    pub default_ttl: Duration,
+    /// At most this many sessions per user; the oldest go first. `None`: no cap.
+    pub max_sessions_per_user: Option<u64>,
+    /// Each successful verification gives the token a fresh `default_ttl` (off by default:
+    /// it costs a write per verification).
+    pub sliding_expiry: bool,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self { default_ttl: Duration::from_secs(30 * 60), max_sessions_per_user: Some(100), sliding_expiry: false }
+    }
+}
+
+/// The longest lifetime a token may be issued with.
+const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// Who a valid token belongs to.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    token: Token,
+    record: TokenRecord,
+}
+
+impl Principal {
+    pub fn user_id(&self) -> &UserId {
+        self.record.user_id()
+    }
+
+    pub fn session_id(&self) -> SessionId {
+        self.token.session_id()
+    }
+
+    /// The token the caller presented (a credential: never log it).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The stored metadata JSON, exactly as stored.
+    pub fn metadata_json(&self) -> &str {
+        self.record.json()
+    }
+
+    pub fn metadata(&self) -> &MetadataObject {
+        self.record.fields()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&MetadataValue> {
+        self.record.field(name)
+    }
+}
+
+/// Why a token is not valid. For logs and metrics; clients only learn "invalid".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReason {
+    #[error("malformed token: {0}")]
+    Malformed(TokenFormatError),
+    #[error("unknown or expired token")]
+    Unknown,
+    #[error("corrupt token metadata: {0}")]
+    Corrupt(CorruptMetadata),
+    #[error("token not in its user's token list")]
+    NotListed,
+}
+
+impl InvalidReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Unknown => "unknown",
+            Self::Corrupt(_) => "corrupt",
+            Self::NotListed => "not_listed",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Verification {
+    Valid(Principal),
+    Invalid(InvalidReason),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The store could not answer (down, slow, failing over): say 503, not 401.
+    #[error("the session store cannot answer")]
+    Unavailable(#[source] CacheError),
+    /// The request asked for something impossible (a TTL out of range).
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+}
+
+impl From<CacheError> for AuthError {
+    fn from(error: CacheError) -> Self {
+        Self::Unavailable(error)
+    }
+}
+
+/// A token just issued.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub token: Token,
+    pub session_id: SessionId,
+    pub expires_in: Duration,
+    pub expires_at: SystemTime,
+}
+
+/// One of a user's sessions, named by its [`SessionId`] (never its token).
+#[derive(Debug)]
+pub struct Session {
+    pub session_id: SessionId,
+    pub record: TokenRecord,
+    /// `None` when the token key has no expiry (written without EX by another system).
+    pub expires_in: Option<Duration>,
+}
+
+/// Issues, verifies and revokes tokens. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    dao: CacheDao,
+    policy: AuthPolicy,
+}
+
+impl Authenticator {
+    pub fn new(dao: CacheDao, policy: AuthPolicy) -> Self {
+        Self { dao, policy }
+    }
+
+    pub fn policy(&self) -> &AuthPolicy {
+        &self.policy
+    }
+
+    /// Checks a presented token. A malformed one is refused without any I/O.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify(&self, presented: &str) -> Result<Verification, AuthError> {
+        let token = match Token::parse(presented) {
+            Ok(token) => token,
+            Err(format) => return Ok(Verification::Invalid(InvalidReason::Malformed(format))),
+        };
+        let record = match self.dao.read_token(token.expose()).await? {
+            TokenLookup::Missing => return Ok(Verification::Invalid(InvalidReason::Unknown)),
+            TokenLookup::Corrupt(corrupt) => {
+                tracing::warn!(session = %token.session_id(), reason = %corrupt, "stored token metadata is corrupt");
+                return Ok(Verification::Invalid(InvalidReason::Corrupt(corrupt)));
+            }
+            TokenLookup::Found(record) => record,
+        };
+        match self.dao.is_listed(record.user_id(), token.expose()).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Verification::Invalid(InvalidReason::NotListed)),
+            Err(error) if error.kind() == CacheErrorKind::WrongType => {
+                tracing::warn!(session = %token.session_id(), "the user's token list is not a list");
+                return Ok(Verification::Invalid(InvalidReason::NotListed));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        if self.policy.sliding_expiry {
+            self.dao.refresh_token(token.expose(), self.policy.default_ttl).await?;
+            self.dao.extend_list_ttl(record.user_id(), self.policy.default_ttl).await?;
+        }
+        Ok(Verification::Valid(Principal { token, record }))
+    }
+
+    /// Issues a new token for `user_id` with `metadata` (any JSON object; `user_id` is set
+    /// from the argument). Caps the user's sessions and prunes dead list entries.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn issue(
+        &self,
+        user_id: UserId,
+        metadata: MetadataObject,
+        ttl: Option<Duration>,
+    ) -> Result<IssuedToken, AuthError> {
+        let ttl = ttl.unwrap_or(self.policy.default_ttl);
+        if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
+            return Err(AuthError::InvalidInput(format!("ttl must be between 1 s and {} s", MAX_TTL.as_secs())));
+        }
+        let token = Token::generate();
+        let record = TokenRecord::new(user_id, metadata);
+        let listed = self.dao.store_token(token.expose(), &record, ttl).await?;
+        self.dao.extend_list_ttl(record.user_id(), ttl.max(self.policy.default_ttl)).await?;
+        if let Some(cap) = self.policy.max_sessions_per_user {
+            if listed > cap {
+                let dropped = self.dao.keep_newest(record.user_id(), cap).await?;
+                tracing::info!(dropped = dropped.len(), cap, "oldest sessions revoked by the session cap");
+            }
+        }
+        if listed > 1 {
+            self.prune(record.user_id()).await?;
+        }
+        Ok(IssuedToken { session_id: token.session_id(), token, expires_in: ttl, expires_at: SystemTime::now() + ttl })
+    }
+
+    /// Removes list entries whose token key has expired; returns the live tokens.
+    async fn prune(&self, user_id: &UserId) -> Result<Vec<String>, AuthError> {
+        let tokens = self.dao.user_tokens(user_id).await?;
+        let alive = self.dao.tokens_alive(&tokens).await?;
+        let (live, dead): (Vec<_>, Vec<_>) = tokens.into_iter().zip(alive).partition(|(_, alive)| *alive);
+        let dead: Vec<String> = dead.into_iter().map(|(token, _)| token).collect();
+        if !dead.is_empty() {
+            self.dao.unlist(user_id, &dead).await?;
+            tracing::debug!(pruned = dead.len(), "dead entries removed from the token list");
+        }
+        Ok(live.into_iter().map(|(token, _)| token).collect())
+    }
+
+    /// Logs a token out (the Python system's LREM + DEL). `false` when it was not valid.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, presented: &str) -> Result<bool, AuthError> {
+        let Ok(token) = Token::parse(presented) else { return Ok(false) };
+        match self.dao.read_token(token.expose()).await? {
+            TokenLookup::Found(record) => Ok(self.dao.remove_token(record.user_id(), token.expose()).await?),
+            TokenLookup::Missing | TokenLookup::Corrupt(_) => Ok(false),
+        }
+    }
+
+    /// Revokes every session of the user; returns how many were live.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn revoke_all(&self, user_id: &UserId) -> Result<u64, AuthError> {
+        Ok(self.dao.remove_all(user_id).await?)
+    }
+
+    /// Revokes one session, named by its id; `false` when the user has no such session.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn revoke_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool, AuthError> {
+        let tokens = self.dao.user_tokens(user_id).await?;
+        let Some(token) = tokens.iter().find(|token| Token::parse(token).is_ok_and(|t| &t.session_id() == session_id))
+        else {
+            return Ok(false);
+        };
+        self.dao.remove_token(user_id, token).await?;
+        Ok(true)
+    }
+
+    /// The user's live sessions, newest first, with their metadata and time left.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, AuthError> {
+        let mut sessions = Vec::new();
+        for token in self.prune(user_id).await? {
+            // An entry that is not even a well-formed token can never verify: not a session.
+            let Ok(parsed) = Token::parse(&token) else { continue };
+            let TokenLookup::Found(record) = self.dao.read_token(&token).await? else { continue };
+            if record.user_id().key_part() != user_id.key_part() {
+                continue;
+            }
+            let expires_in = match self.dao.token_ttl(&token).await? {
+                Ttl::Missing => continue,
+                Ttl::NoExpiry => None,
+                Ttl::ExpiresIn(left) => Some(left),
+            };
+            sessions.push(Session { session_id: parsed.session_id(), record, expires_in });
+        }
+        Ok(sessions)
+    }
+
+    /// Time left on a valid token (`None`: it never expires).
+    pub async fn time_left(&self, principal: &Principal) -> Result<Option<Duration>, AuthError> {
+        Ok(match self.dao.token_ttl(principal.token().expose()).await? {
+            Ttl::ExpiresIn(left) => Some(left),
+            Ttl::Missing | Ttl::NoExpiry => None,
+        })
+    }
+}
