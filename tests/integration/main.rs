@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
 #![allow(clippy::print_stderr, reason = "tests report measured recovery times in their output")]
 
+mod auth_api;
 mod binary;
+mod forward_auth;
 mod infra_lifecycle;
 mod server;

@@ -18,12 +18,12 @@ async fn healthz_answers_200_json() {
 }
 
 #[tokio::test]
-async fn unknown_routes_get_a_json_404() {
+async fn unknown_routes_need_a_token_first() {
     let url = test_redis_url("standalone");
     let app = spawn_app(&[("REDIS_URL", &url)]).await;
     let response = get(app.address, "/nope").await;
-    assert_eq!(response.status, StatusCode::NOT_FOUND);
-    assert!(response.body.contains(r#""error":"not_found""#), "{}", response.body);
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED, "no route is revealed to a caller without a token");
+    assert!(response.body.contains(r#""error":"invalid_token""#), "{}", response.body);
     app.stop().await;
 }
 

@@ -11,9 +11,11 @@
 )]
 
 mod http;
+mod process;
 mod redis;
 
-pub use http::{HttpResponse, get, get_on};
+pub use http::{HttpResponse, get, get_on, raw_status, send};
+pub use process::ServerProcess;
 pub use redis::{PrivateRedis, free_port, required_env, test_redis_url};
 
 use std::net::SocketAddr;

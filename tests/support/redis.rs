@@ -41,15 +41,26 @@ pub fn free_port() -> u16 {
 pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
+    durable: bool,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
+    /// A server without persistence: a restart starts empty.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// A server with an fsync-always append-only file: its data survives a kill and restart.
+    pub fn start_durable() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(durable: bool) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("tessera-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Self { port, dir, child: None };
+        let mut redis = Self { port, dir, durable, child: None };
         redis.restart();
         redis
     }
@@ -69,6 +80,32 @@ impl PrivateRedis {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Commands the server has processed so far (`INFO stats`); the INFO itself is counted in
+    /// the next reading, so a delta between two readings includes one INFO.
+    pub fn commands_processed(&self) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(b"INFO stats\r\n").unwrap();
+        // A bulk string: `$<length>\r\n<payload>\r\n`.
+        let mut reply = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        loop {
+            let read = stream.read(&mut chunk).unwrap();
+            assert!(read > 0, "redis closed the connection during INFO");
+            reply.extend_from_slice(&chunk[..read]);
+            let Some(header_end) = reply.windows(2).position(|pair| pair == b"\r\n") else { continue };
+            let length: usize = String::from_utf8_lossy(&reply[1..header_end]).parse().unwrap();
+            if reply.len() >= header_end + 2 + length + 2 {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&reply);
+        text.lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no total_commands_processed in {text:?}"))
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — a slow Redis.
@@ -91,8 +128,11 @@ impl PrivateRedis {
     pub fn restart(&mut self) {
         self.stop();
         let binary = required_env("TESSERA_TEST_REDIS_SERVER");
+        let persistence: &[&str] =
+            if self.durable { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
         let child = Command::new(&binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -32,16 +32,18 @@ commands:
   redis down [--topology standalone|cluster|sentinel]
                   stop the topologies xtask started (all of them, or the one named)
   redis status    list the topologies xtask started, their URLs and whether they are alive
-  test [ARGS...]  build `tessera`, start a private standalone Redis, a 6-node cluster and a
-                  sentinel, run `cargo test --workspace ARGS...` against them, stop them again
+  test [ARGS...]  build `tessera`, make sure nginx is installed, start a private standalone
+                  Redis, a 6-node cluster and a sentinel, run `cargo test --workspace ARGS...`
+                  against them, stop them again
   ci              cargo fmt --check, cargo clippy -D warnings, then what `test` does
   bench [--quick] start a private Redis and run the release-mode benchmarks against it;
                   prints ratios measured in one run and writes them under target/bench/
   help            this text
 
-redis-server and redis-cli are taken from PATH. When they are missing and xtask runs as root
-where apt-get exists, it installs the Debian package redis-server; otherwise it says what to
-install.
+redis-server, redis-cli and nginx are taken from PATH, then from /usr/local/sbin, /usr/sbin and
+/sbin. When one is missing and xtask runs as root where apt-get exists, it installs the Debian
+package (redis-server, nginx) and stops any system service the package started, so nothing is
+left on the default port (6379, 80); otherwise it says what to install.
 
 `test` exports to the tests:
   TESSERA_TEST_REDIS_URL          redis://127.0.0.1:PORT
@@ -49,6 +51,7 @@ install.
   TESSERA_TEST_REDIS_SENTINEL_URL redis-sentinel://127.0.0.1:PORT/0?sentinelServiceName=tessera
   TESSERA_TEST_REDIS_SERVER       absolute path of redis-server, for tests that run their own
   TESSERA_TEST_BIN                absolute path of the freshly built tessera binary
+  TESSERA_TEST_NGINX              absolute path of nginx, for the forward-auth tests
 ";
 
 fn main() -> ExitCode {

@@ -1,6 +1,7 @@
-//! `cargo xtask test`: builds the `tessera` binary, starts private Redis topologies (standalone,
-//! 6-node cluster, sentinel) that belong to this run, runs `cargo test` against them with their
-//! URLs in the environment, and stops them again however the run ends.
+//! `cargo xtask test`: builds the `tessera` binary, makes sure `nginx` is installed (the
+//! forward-auth tests run their own), starts private Redis topologies (standalone, 6-node
+//! cluster, sentinel) that belong to this run, runs `cargo test` against them with their URLs in
+//! the environment, and stops them again however the run ends.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -22,6 +23,8 @@ const ENV_SENTINEL_URL: &str = "TESSERA_TEST_REDIS_SENTINEL_URL";
 const ENV_REDIS_SERVER: &str = "TESSERA_TEST_REDIS_SERVER";
 /// Absolute path of the `tessera` binary built for this run.
 const ENV_TESSERA_BIN: &str = "TESSERA_TEST_BIN";
+/// Absolute path of `nginx`, for the forward-auth tests that run their own in front of `tessera`.
+const ENV_NGINX: &str = "TESSERA_TEST_NGINX";
 
 /// The topologies of a test run, in `target/redis/<name>`, apart from those of `redis up`.
 const TEST_TOPOLOGIES: [(Topology, &str); 3] = [
@@ -38,6 +41,7 @@ pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
 /// Does the whole run and returns `cargo test`'s exit status; `ci` calls this too.
 pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
     let tools = install::ensure_redis()?;
+    let nginx = install::ensure_tool("nginx", "nginx")?;
     let tessera = build_tessera()?;
     let topologies = TestTopologies::start(&tools)?;
 
@@ -52,7 +56,8 @@ pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
         .env(ENV_CLUSTER_URL, topologies.url(Topology::Cluster)?)
         .env(ENV_SENTINEL_URL, topologies.url(Topology::Sentinel)?)
         .env(ENV_REDIS_SERVER, &tools.server)
-        .env(ENV_TESSERA_BIN, &tessera);
+        .env(ENV_TESSERA_BIN, &tessera)
+        .env(ENV_NGINX, &nginx);
     eprintln!("xtask: {}", process::describe(&cargo_test));
     let status = process::status_of(&mut cargo_test);
     drop(topologies);

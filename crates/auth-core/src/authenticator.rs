@@ -28,6 +28,9 @@ impl Default for AuthPolicy {
     }
 }
 
+/// The metadata field holding the issue time (Unix seconds), added at issue.
+pub const ISSUED_AT_FIELD: &str = "iat";
+
 /// The longest lifetime a token may be issued with.
 const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
@@ -178,7 +181,8 @@ impl Authenticator {
     }
 
     /// Issues a new token for `user_id` with `metadata` (any JSON object; `user_id` is set
-    /// from the argument). Caps the user's sessions and prunes dead list entries.
+    /// from the argument, and `iat` — issue time, Unix seconds — is added unless present).
+    /// Caps the user's sessions and prunes dead list entries.
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn issue(
         &self,
@@ -191,6 +195,11 @@ impl Authenticator {
             return Err(AuthError::InvalidInput(format!("ttl must be between 1 s and {} s", MAX_TTL.as_secs())));
         }
         let token = Token::generate();
+        let mut metadata = metadata;
+        if !metadata.contains_key(ISSUED_AT_FIELD) {
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+            metadata.insert(ISSUED_AT_FIELD.to_owned(), MetadataValue::from(now));
+        }
         let record = TokenRecord::new(user_id, metadata);
         let listed = self.dao.store_token(token.expose(), &record, ttl).await?;
         self.dao.extend_list_ttl(record.user_id(), ttl.max(self.policy.default_ttl)).await?;

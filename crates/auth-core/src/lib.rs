@@ -9,7 +9,7 @@ mod tests;
 mod token;
 
 pub use authenticator::{
-    AuthError, AuthPolicy, Authenticator, InvalidReason, IssuedToken, Principal, Session, Verification,
+    AuthError, AuthPolicy, Authenticator, ISSUED_AT_FIELD, InvalidReason, IssuedToken, Principal, Session, Verification,
 };
 pub use dao::{CorruptMetadata, MetadataObject, MetadataValue, UserId, UserIdError};
 pub use token::{SessionId, Token, TokenFormatError};

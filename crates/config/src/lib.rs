@@ -97,6 +97,27 @@ pub struct RedisSettings {
     pub reconnect_max: Duration,
 }
 
+/// How tokens are issued and kept.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Oldest sessions beyond this many per user are revoked at issue time; `None`: no cap.
+    pub max_sessions_per_user: Option<u64>,
+    /// Every successful verification renews the token's TTL.
+    pub sliding_expiry: bool,
+}
+
+/// The HTTP face: which paths skip auth, which metadata fields become forward-auth headers,
+/// and the size limits.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Exact paths served without a token.
+    pub public_paths: Vec<String>,
+    /// `(metadata field, response header)` pairs added by `/auth/verify`.
+    pub forward_headers: Vec<(String, String)>,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
 /// The validated settings. Built only by [`Settings::load`] or [`Settings::from_figment`].
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -109,6 +130,8 @@ pub struct Settings {
     pub key_prefix: String,
     /// Cache operations at least this slow are counted and logged.
     pub slow_operation: Duration,
+    pub auth: AuthSettings,
+    pub http: HttpSettings,
     /// Keys accepted on internal routes; several while a key is rotated. Empty: internal routes off.
     pub internal_keys: Vec<Secret>,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -131,6 +154,9 @@ pub struct ConfigError {
 const MIN_INTERNAL_KEY_LEN: usize = 16;
 const MAX_POOL_SIZE: usize = 256;
 const MAX_KEY_PREFIX_LEN: usize = 64;
+/// hyper's smallest read buffer; the largest is a sane cap for one request's head.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 impl Settings {
     /// Loads from `APP_ENV`, `TESSERA_CONFIG_DIR` (default `configs`) and the process environment.
@@ -196,6 +222,12 @@ struct RawSettings {
     store: Option<String>,
     key_prefix: String,
     slow_operation_ms: u64,
+    max_sessions_per_user: u64,
+    sliding_expiry: String,
+    public_paths: String,
+    forward_headers: String,
+    max_header_bytes: usize,
+    max_body_bytes: usize,
     internal_key: Option<String>,
     redis_pool_size: Option<usize>,
     redis_connect_timeout_ms: u64,
@@ -221,6 +253,12 @@ impl Default for RawSettings {
             store: None,
             key_prefix: String::new(),
             slow_operation_ms: 50,
+            max_sessions_per_user: 100,
+            sliding_expiry: "false".to_owned(),
+            public_paths: "/healthz,/readyz".to_owned(),
+            forward_headers: String::new(),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
             internal_key: None,
             redis_pool_size: None,
             redis_connect_timeout_ms: 2_000,
@@ -272,6 +310,7 @@ impl Validator<'_> {
             return Err(self.error("access_token_expire_minutes", "must be at least 1 minute".to_owned()));
         }
         let internal_keys = self.internal_keys(raw.internal_key.as_deref())?;
+        let http = self.http(&raw)?;
         let log_format = match raw.log_format.trim().to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -289,6 +328,11 @@ impl Validator<'_> {
             access_token_ttl: Duration::from_secs(u64::from(raw.access_token_expire_minutes) * 60),
             key_prefix: raw.key_prefix,
             slow_operation: self.positive_millis("slow_operation_ms", raw.slow_operation_ms)?,
+            auth: AuthSettings {
+                max_sessions_per_user: (raw.max_sessions_per_user > 0).then_some(raw.max_sessions_per_user),
+                sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
+            },
+            http,
             internal_keys,
             shutdown_timeout: self.positive_millis("shutdown_timeout_ms", raw.shutdown_timeout_ms)?,
             log_format,
@@ -349,6 +393,48 @@ impl Validator<'_> {
         })
     }
 
+    fn http(&self, raw: &RawSettings) -> Result<HttpSettings, ConfigError> {
+        let public_paths: Vec<String> = comma_list(&raw.public_paths).map(str::to_owned).collect();
+        if let Some(path) = public_paths.iter().find(|path| !path.starts_with('/') || path.contains(['?', '#', '%'])) {
+            return Err(self.error("public_paths", format!("`{path}` is not a plain path starting with `/`")));
+        }
+        let mut forward_headers = Vec::new();
+        for pair in comma_list(&raw.forward_headers) {
+            let Some((field, header)) = pair.split_once('=').map(|(field, header)| (field.trim(), header.trim()))
+            else {
+                return Err(self.error("forward_headers", format!("`{pair}` is not FIELD=Header-Name")));
+            };
+            let is_token_char = |byte: u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte);
+            if field.is_empty() || header.is_empty() || !header.bytes().all(is_token_char) {
+                return Err(self.error("forward_headers", format!("`{pair}` is not FIELD=Header-Name")));
+            }
+            forward_headers.push((field.to_owned(), header.to_owned()));
+        }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&raw.max_header_bytes) {
+            return Err(self.error(
+                "max_header_bytes",
+                format!("{} is out of range, expected {MIN_HEADER_BYTES}-{MAX_HEADER_BYTES}", raw.max_header_bytes),
+            ));
+        }
+        if raw.max_body_bytes == 0 {
+            return Err(self.error("max_body_bytes", "must be at least 1 byte".to_owned()));
+        }
+        Ok(HttpSettings {
+            public_paths,
+            forward_headers,
+            max_header_bytes: raw.max_header_bytes,
+            max_body_bytes: raw.max_body_bytes,
+        })
+    }
+
+    fn flag(&self, key: &str, text: &str) -> Result<bool, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            other => Err(self.error(key, format!("`{other}` is not a boolean, expected true or false"))),
+        }
+    }
+
     fn internal_keys(&self, text: Option<&str>) -> Result<Vec<Secret>, ConfigError> {
         let keys: Vec<&str> =
             text.unwrap_or_default().split(',').map(str::trim).filter(|key| !key.is_empty()).collect();
@@ -375,6 +461,10 @@ impl Validator<'_> {
             problem,
         }
     }
+}
+
+fn comma_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|item| !item.is_empty())
 }
 
 /// Where a value came from, in words: `environment`, `file configs/dev.toml`, or `default`.

@@ -159,6 +159,12 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
             ("REDIS_URL", "redis-sentinel://h:1", "sentinelServiceName"),
             ("TESSERA_STORE", "memcached", "unknown store `memcached`"),
             ("TESSERA_KEY_PREFIX", "has space", "whitespace"),
+            ("TESSERA_SLIDING_EXPIRY", "maybe", "not a boolean"),
+            ("TESSERA_PUBLIC_PATHS", "/healthz,api", "not a plain path"),
+            ("TESSERA_FORWARD_HEADERS", "username", "FIELD=Header-Name"),
+            ("TESSERA_FORWARD_HEADERS", "username=X Bad", "FIELD=Header-Name"),
+            ("TESSERA_MAX_HEADER_BYTES", "100", "out of range"),
+            ("TESSERA_MAX_SESSIONS_PER_USER", "-1", "-1"),
             ("TESSERA_SLOW_OPERATION_MS", "0", "at least 1 millisecond"),
             ("TESSERA_LISTEN", "nowhere", "not an address"),
             ("TESSERA_LOG_FORMAT", "xml", "unknown log format"),
@@ -302,6 +308,35 @@ fn the_store_follows_the_profile_and_the_redis_settings() {
             load_in(jail, &[]).map_err(|error| error.to_string())?.store,
             StoreKind::Redis,
             "REDIS_HOST in .env.dev"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn auth_and_http_settings() {
+    Jail::expect_with(|jail| {
+        let defaults = load_in(jail, &[]).map_err(|error| error.to_string())?;
+        assert_eq!(defaults.auth.max_sessions_per_user, Some(100));
+        assert!(!defaults.auth.sliding_expiry);
+        assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz"]);
+        assert!(defaults.http.forward_headers.is_empty());
+        let settings = load_in(
+            jail,
+            &[
+                ("TESSERA_MAX_SESSIONS_PER_USER", "0"),
+                ("TESSERA_SLIDING_EXPIRY", "yes"),
+                ("TESSERA_PUBLIC_PATHS", "/healthz, /status"),
+                ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username, role = X-Auth-Role"),
+            ],
+        )
+        .map_err(|error| error.to_string())?;
+        assert_eq!(settings.auth.max_sessions_per_user, None, "0 means no cap");
+        assert!(settings.auth.sliding_expiry);
+        assert_eq!(settings.http.public_paths, ["/healthz", "/status"]);
+        assert_eq!(
+            settings.http.forward_headers,
+            [("username".to_owned(), "X-Auth-Username".to_owned()), ("role".to_owned(), "X-Auth-Role".to_owned())]
         );
         Ok(())
     });

@@ -4,13 +4,20 @@
 //! Top of the layer table: it may depend on every other Tessera crate; none depends on it.
 //! It is the only crate whose types go on the wire.
 
+mod error;
+mod handlers;
 mod lifecycle;
+mod metrics;
+pub mod middleware;
 mod response;
 mod routes;
 mod shutdown;
 mod startup;
+mod state;
 pub mod telemetry;
+mod wire;
 
 pub use lifecycle::Lifecycle;
+pub use middleware::{AuthLayer, AuthService, InternalCaller, VerifyOutcome};
 pub use shutdown::shutdown_signal;
-pub use startup::Application;
+pub use startup::{Application, StartError};

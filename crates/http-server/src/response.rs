@@ -1,4 +1,6 @@
-//! JSON responses and the error body every route uses: `{"error": "...", "message": "..."}`.
+//! Building responses: JSON bodies and the error shape `{"error": "...", "message": "..."}`.
+//! Generic over the body type (anything built from `Bytes`), so the public auth layer can
+//! answer inside another service's stack.
 
 use http_body_util::Full;
 use hyper::{
@@ -8,6 +10,7 @@ use hyper::{
 };
 use serde::Serialize;
 
+/// The body type of Tessera's own routes.
 pub(crate) type Body = Full<Bytes>;
 
 #[derive(Serialize)]
@@ -16,12 +19,12 @@ struct ErrorBody<'a> {
     message: &'a str,
 }
 
-pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+pub(crate) fn json<T: Serialize, B: From<Bytes>>(status: StatusCode, value: &T) -> Response<B> {
     match simd_json::to_vec(value) {
-        Ok(bytes) => with_json_type(status, Bytes::from(bytes)),
+        Ok(bytes) => raw_json(status, Bytes::from(bytes)),
         Err(error) => {
             tracing::error!(%error, "cannot serialize a response body");
-            with_json_type(
+            raw_json(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Bytes::from_static(br#"{"error":"internal","message":"cannot serialize the response"}"#),
             )
@@ -29,13 +32,20 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body
     }
 }
 
-pub(crate) fn error(status: StatusCode, error: &str, message: &str) -> Response<Body> {
+/// A body that is already JSON text (e.g. stored metadata, passed through untouched).
+pub(crate) fn raw_json<B: From<Bytes>>(status: StatusCode, body: Bytes) -> Response<B> {
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub(crate) fn error<B: From<Bytes>>(status: StatusCode, error: &str, message: &str) -> Response<B> {
     json(status, &ErrorBody { error, message })
 }
 
-fn with_json_type(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+pub(crate) fn empty<B: From<Bytes>>(status: StatusCode) -> Response<B> {
+    let mut response = Response::new(B::from(Bytes::new()));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -1,72 +1,163 @@
-//! Request routing and the handlers: `GET /healthz` (liveness) and `GET /readyz` (the store
-//! answers PING).
+//! The route table ([`Route::of`], used by the router and by metrics alike) and the router
+//! that sends each request to its handler in `handlers`.
 
-use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
+use hyper::{Method, Request, Response, body::Incoming};
+use percent_encoding::percent_decode_str;
 
-use cache_toolkit::CacheClient;
+use auth_core::{SessionId, UserId};
 
-use crate::response::{self, Body};
+use crate::{error::ApiError, handlers, response::Body, state::AppState};
 
-/// What every handler may use; cheap to clone into each connection.
-#[derive(Clone, Debug)]
-pub(crate) struct AppState {
-    pub(crate) cache: CacheClient,
-    pub(crate) store: std::sync::Arc<str>,
+/// Every route, parsed from the raw path (no decoding of `/`, no normalization).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Healthz,
+    Readyz,
+    Verify,
+    Me,
+    Logout,
+    IssueSession,
+    UserSessions(String),
+    UserSession(String, String),
+    Introspect,
+    Metrics,
+    Unknown,
 }
 
-pub(crate) async fn route<B>(state: AppState, request: Request<B>) -> Response<Body> {
-    match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => healthz(),
-        (&Method::GET | &Method::HEAD, "/readyz") => readyz(&state).await,
-        (_, "/healthz" | "/readyz") => {
-            response::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET on this route")
+impl Route {
+    pub(crate) fn of(path: &str) -> Self {
+        match path {
+            "/healthz" => return Self::Healthz,
+            "/readyz" => return Self::Readyz,
+            "/auth/verify" => return Self::Verify,
+            "/api/me" => return Self::Me,
+            "/api/logout" => return Self::Logout,
+            "/internal/sessions" => return Self::IssueSession,
+            "/internal/introspect" => return Self::Introspect,
+            "/metrics" => return Self::Metrics,
+            _ => {}
         }
-        _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+        let Some(rest) = path.strip_prefix("/internal/users/") else { return Self::Unknown };
+        let segments: Vec<&str> = rest.split('/').collect();
+        match segments.as_slice() {
+            [user, "sessions"] if !user.is_empty() => Self::UserSessions((*user).to_owned()),
+            [user, "sessions", session] if !user.is_empty() && !session.is_empty() => {
+                Self::UserSession((*user).to_owned(), (*session).to_owned())
+            }
+            _ => Self::Unknown,
+        }
+    }
+
+    /// A bounded label for metrics (never the raw path).
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::Healthz => "healthz",
+            Self::Readyz => "readyz",
+            Self::Verify => "auth_verify",
+            Self::Me => "api_me",
+            Self::Logout => "api_logout",
+            Self::IssueSession => "internal_issue_session",
+            Self::UserSessions(_) => "internal_user_sessions",
+            Self::UserSession(_, _) => "internal_user_session",
+            Self::Introspect => "internal_introspect",
+            Self::Metrics => "metrics",
+            Self::Unknown => "unknown",
+        }
     }
 }
 
-#[derive(Serialize)]
-struct Health<'a> {
-    status: &'a str,
+/// Which paths are internal (need the internal key): `/internal/…` and `/metrics`.
+pub(crate) fn is_internal_path(path: &str) -> bool {
+    path.starts_with("/internal/") || path == "/metrics"
 }
 
-fn healthz() -> Response<Body> {
-    response::json(StatusCode::OK, &Health { status: "ok" })
+/// The router as a tower service, to sit behind [`crate::AuthLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Router {
+    state: AppState,
 }
 
-#[derive(Serialize)]
-struct Ready<'a> {
-    status: &'a str,
-    store: &'a str,
-    latency_ms: f64,
+impl Router {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self { state }
+    }
 }
 
-#[derive(Serialize)]
-struct NotReady<'a> {
-    status: &'a str,
-    error: &'a str,
-    message: String,
-    store: &'a str,
+impl tower::Service<Request<Incoming>> for Router {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            Ok(match dispatch(&state, request).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            })
+        })
+    }
 }
 
-async fn readyz(state: &AppState) -> Response<Body> {
-    match state.cache.ping().await {
-        Ok(latency) => response::json(
-            StatusCode::OK,
-            &Ready { status: "ready", store: &state.store, latency_ms: latency.as_secs_f64() * 1_000.0 },
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            response::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &NotReady {
-                    status: "unavailable",
-                    error: "store_unavailable",
-                    message: error.to_string(),
-                    store: &state.store,
-                },
-            )
+async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let method = request.method().clone();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    match Route::of(request.uri().path()) {
+        Route::Healthz if is_get => Ok(handlers::healthz()),
+        Route::Readyz if is_get => Ok(handlers::readyz(state).await),
+        // Forward-auth proxies send the original request's method: accept them all.
+        Route::Verify => handlers::verify(state, &request),
+        Route::Me if is_get => handlers::me(&request),
+        Route::Logout if method == Method::POST => handlers::logout(state, &request).await,
+        Route::IssueSession if method == Method::POST => handlers::issue_session(state, request).await,
+        Route::UserSessions(user) if is_get => handlers::list_sessions(state, &user_id(&user)?).await,
+        Route::UserSessions(user) if method == Method::DELETE => handlers::revoke_all(state, &user_id(&user)?).await,
+        Route::UserSession(user, session) if method == Method::DELETE => {
+            let session = SessionId::parse(&session).ok_or(ApiError::NotFound)?;
+            handlers::revoke_session(state, &user_id(&user)?, &session).await
         }
+        Route::Introspect if method == Method::POST => handlers::introspect(state, request).await,
+        Route::Metrics if is_get => Ok(handlers::metrics(state)),
+        Route::Unknown => Err(ApiError::NotFound),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn user_id(segment: &str) -> Result<UserId, ApiError> {
+    let decoded = percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("the user id in the path is not UTF-8".to_owned()))?;
+    UserId::from_path_segment(&decoded).map_err(|error| ApiError::BadRequest(format!("user id: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_paths_map_to_routes_exactly() {
+        let cases = [
+            ("/healthz", Route::Healthz),
+            ("/healthz/", Route::Unknown),
+            ("//healthz", Route::Unknown),
+            ("/healthz/../api/me", Route::Unknown),
+            ("/%2e%2e/api/me", Route::Unknown),
+            ("/API/me", Route::Unknown),
+            ("/api/me/", Route::Unknown),
+            ("/api/me", Route::Me),
+            ("/internal/users/42/sessions", Route::UserSessions("42".to_owned())),
+            ("/internal/users/a%2Fb/sessions", Route::UserSessions("a%2Fb".to_owned())),
+            ("/internal/users/42/sessions/abc", Route::UserSession("42".to_owned(), "abc".to_owned())),
+            ("/internal/users//sessions", Route::Unknown),
+            ("/internal/users/42/sessions/abc/x", Route::Unknown),
+        ];
+        for (path, route) in cases {
+            assert_eq!(Route::of(path), route, "{path}");
+        }
+        assert!(is_internal_path("/internal/x") && is_internal_path("/metrics") && !is_internal_path("/metrics/"));
     }
 }

@@ -2,18 +2,37 @@
 //! documented order — stop accepting, drain in-flight requests within the deadline, close the
 //! store last.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use hyper::{server::conn::http1, service::service_fn};
+use hyper::{
+    Request, Response,
+    body::Incoming,
+    header::{HeaderName, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
 use tokio::net::TcpListener;
+use tower::{Service, ServiceExt};
 
+use auth_core::{AuthPolicy, Authenticator};
 use config::Settings;
+use dao::CacheDao;
 
-use crate::{lifecycle::Lifecycle, routes::AppState};
+use crate::{
+    lifecycle::Lifecycle,
+    metrics::HttpMetrics,
+    middleware::{AuthLayer, VerifyOutcome},
+    response::Body,
+    routes::{self, Route},
+    state::AppState,
+};
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// A client that opens a connection and sends nothing is dropped after this long.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,9 +45,14 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     lifecycle: Lifecycle,
-    state: AppState,
+    stack: Stack,
+    max_header_bytes: usize,
     shutdown_timeout: Duration,
+    metrics: Arc<HttpMetrics>,
 }
+
+/// The per-request service: the auth layer in front of the router.
+type Stack = crate::middleware::AuthService<routes::Router>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +65,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] infra::InfraError),
+    #[error("invalid setting TESSERA_FORWARD_HEADERS: `{0}` is not a header name")]
+    HeaderName(String),
 }
 
 impl Application {
@@ -51,15 +77,53 @@ impl Application {
             .map_err(|source| StartError::Bind { address: settings.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| StartError::Bind { address: settings.listen, source })?;
+        let forward_headers = settings
+            .http
+            .forward_headers
+            .iter()
+            .map(|(field, header)| {
+                HeaderName::try_from(header.as_str())
+                    .map(|name| (field.clone(), name))
+                    .map_err(|_| StartError::HeaderName(header.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let lifecycle = Lifecycle::start(&settings).await?;
-        let state = AppState { cache: lifecycle.cache().clone(), store: Arc::from(lifecycle.describe_store()) };
+        let policy = AuthPolicy {
+            default_ttl: settings.access_token_ttl,
+            max_sessions_per_user: settings.auth.max_sessions_per_user,
+            sliding_expiry: settings.auth.sliding_expiry,
+        };
+        let auth = Authenticator::new(CacheDao::new(lifecycle.cache().clone()), policy);
+        let state = AppState {
+            auth: auth.clone(),
+            cache: lifecycle.cache().clone(),
+            store: Arc::from(lifecycle.describe_store()),
+            forward_headers: Arc::from(forward_headers),
+            max_body_bytes: settings.http.max_body_bytes,
+            metrics: Arc::new(HttpMetrics::default()),
+        };
         tracing::info!(
             listen = %local_addr,
             store = %state.store,
             app_env = settings.app_env.as_str(),
+            internal_routes = !settings.internal_keys.is_empty(),
             "tessera listening"
         );
-        Ok(Self { listener, local_addr, lifecycle, state, shutdown_timeout: settings.shutdown_timeout })
+        let stack = tower::Layer::layer(
+            &AuthLayer::new(auth)
+                .public_paths(settings.http.public_paths.iter().cloned())
+                .internal(settings.internal_keys.clone(), routes::is_internal_path),
+            routes::Router::new(state.clone()),
+        );
+        Ok(Self {
+            listener,
+            local_addr,
+            lifecycle,
+            stack,
+            max_header_bytes: settings.http.max_header_bytes,
+            shutdown_timeout: settings.shutdown_timeout,
+            metrics: state.metrics,
+        })
     }
 
     /// The bound port (useful with `TESSERA_LISTEN=127.0.0.1:0`).
@@ -73,21 +137,20 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains and closes. Returns once the store is closed.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
-        let Self { listener, lifecycle, state, shutdown_timeout, .. } = self;
+        let Self { listener, lifecycle, stack, metrics, max_header_bytes, shutdown_timeout, .. } = self;
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
-                        let state = state.clone();
-                        let service = service_fn(move |request| {
-                            let state = state.clone();
-                            async move { Ok::<_, std::convert::Infallible>(crate::routes::route(state, request).await) }
-                        });
+                        let stack = stack.clone();
+                        let metrics = Arc::clone(&metrics);
+                        let service = service_fn(move |request| serve(stack.clone(), Arc::clone(&metrics), request));
                         let connection = http1::Builder::new()
                             .timer(TokioTimer::new())
                             .header_read_timeout(HEADER_READ_TIMEOUT)
+                            .max_buf_size(max_header_bytes)
                             .serve_connection(TokioIo::new(stream), service);
                         let connection = graceful.watch(connection);
                         tokio::spawn(async move {
@@ -118,4 +181,40 @@ impl Application {
         lifecycle.stop().await;
         tracing::info!("tessera stopped");
     }
+}
+
+/// One request through the stack, with a request id (propagated when sane, generated
+/// otherwise) on the response and its route, status and auth outcome counted.
+async fn serve(
+    mut stack: Stack,
+    metrics: Arc<HttpMetrics>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let route = Route::of(request.uri().path()).label();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .filter(|value| {
+            let bytes = value.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID_LEN
+                && bytes.iter().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(byte))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>())).unwrap_or(HeaderValue::from_static("-"))
+        });
+    let ready = match stack.ready().await {
+        Ok(ready) => ready,
+        Err(never) => match never {},
+    };
+    let mut response = match ready.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let outcome = response.extensions().get::<VerifyOutcome>().copied();
+    metrics.record(route, response.status().as_u16(), outcome);
+    tracing::debug!(route, status = response.status().as_u16(), request_id = ?request_id, "request");
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+    Ok(response)
 }

@@ -26,3 +26,17 @@ fn a_present_tool_is_found_without_installing() -> Result<()> {
     assert!(sh.is_absolute(), "{} should be absolute", sh.display());
     Ok(())
 }
+
+#[test]
+fn sbin_directories_are_searched_after_path_even_when_path_lacks_them() {
+    let cases: [(Option<&str>, &[&str]); 4] = [
+        (None, &["/usr/local/sbin", "/usr/sbin", "/sbin"]),
+        (Some("/usr/bin:/bin"), &["/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin"]),
+        (Some("/usr/sbin:/usr/bin"), &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/sbin"]),
+        (Some("/opt/x/bin:/sbin:/usr/local/sbin"), &["/opt/x/bin", "/sbin", "/usr/local/sbin", "/usr/sbin"]),
+    ];
+    for (path, expected) in cases {
+        let expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();
+        assert_eq!(search_dirs(path.map(OsString::from)), expected, "for PATH={path:?}");
+    }
+}

@@ -1,0 +1,233 @@
+//! The route handlers. Authentication has already happened in [`crate::middleware`]: a
+//! handler behind a protected route finds the [`Principal`] in the request's extensions.
+
+use std::time::{Duration, SystemTime};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::{
+    Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    header::{CONTENT_TYPE, HeaderValue},
+};
+use simd_json::prelude::ValueAsScalar;
+
+use auth_core::{MetadataObject, MetadataValue, Principal, SessionId, UserId, Verification};
+
+use crate::{
+    error::ApiError,
+    middleware,
+    response::{self, Body},
+    state::AppState,
+    wire,
+};
+
+pub(crate) const USER_ID_HEADER: &str = "x-auth-user-id";
+
+pub(crate) fn healthz() -> Response<Body> {
+    response::json(StatusCode::OK, &wire::Health { status: "ok" })
+}
+
+pub(crate) async fn readyz(state: &AppState) -> Response<Body> {
+    match state.cache.ping().await {
+        Ok(latency) => response::json(
+            StatusCode::OK,
+            &wire::Ready { status: "ready", store: &state.store, latency_ms: latency.as_secs_f64() * 1_000.0 },
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &wire::NotReady {
+                    status: "unavailable",
+                    error: "store_unavailable",
+                    message: error.to_string(),
+                    store: &state.store,
+                },
+            )
+        }
+    }
+}
+
+fn principal<B>(request: &Request<B>) -> Result<&Principal, ApiError> {
+    middleware::principal(request).ok_or(ApiError::InvalidToken { presented: false })
+}
+
+/// Forward-auth: 200 with `X-Auth-User-Id` and the configured metadata headers.
+pub(crate) fn verify(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let principal = principal(request)?;
+    let mut response = response::empty(StatusCode::OK);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_bytes(principal.user_id().key_part().as_bytes()) {
+        headers.insert(USER_ID_HEADER, value);
+    }
+    for (field, header) in state.forward_headers.iter() {
+        let Some(value) = principal.field(field) else { continue };
+        let text = match value.as_str() {
+            Some(text) => text.to_owned(),
+            None => simd_json::to_string(value).unwrap_or_default(),
+        };
+        match HeaderValue::from_bytes(text.as_bytes()) {
+            Ok(value) => {
+                headers.insert(header.clone(), value);
+            }
+            Err(_) => tracing::warn!(field = field.as_str(), "metadata field cannot be sent as a header; skipped"),
+        }
+    }
+    Ok(response)
+}
+
+/// The caller's metadata, exactly as stored.
+pub(crate) fn me(request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let principal = principal(request)?;
+    Ok(response::raw_json(StatusCode::OK, Bytes::copy_from_slice(principal.metadata_json().as_bytes())))
+}
+
+pub(crate) async fn logout(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let principal = principal(request)?;
+    state.auth.logout(principal.token().expose()).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+pub(crate) async fn issue_session(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let body = read_json_object(state, request).await?;
+    let user_id = match body.get("user_id") {
+        Some(value) => user_id_from_json(value)?,
+        None => return Err(ApiError::BadRequest("`user_id` is required".to_owned())),
+    };
+    let metadata = match body.get("metadata") {
+        None | Some(MetadataValue::Static(simd_json::StaticNode::Null)) => MetadataObject::new(),
+        Some(MetadataValue::Object(object)) => (**object).clone(),
+        Some(_) => return Err(ApiError::BadRequest("`metadata` must be a JSON object".to_owned())),
+    };
+    let ttl = match body.get("ttl_seconds") {
+        None | Some(MetadataValue::Static(simd_json::StaticNode::Null)) => None,
+        Some(value) => match value.as_u64() {
+            Some(seconds) if seconds > 0 => Some(Duration::from_secs(seconds)),
+            _ => return Err(ApiError::BadRequest("`ttl_seconds` must be a positive integer".to_owned())),
+        },
+    };
+    let issued = state.auth.issue(user_id, metadata, ttl).await?;
+    let expires_at = issued.expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    Ok(response::json(
+        StatusCode::CREATED,
+        &wire::IssuedSession {
+            token: issued.token.expose(),
+            token_type: "Bearer",
+            expires_in: issued.expires_in.as_secs(),
+            expires_at,
+            session_id: issued.session_id.as_str(),
+        },
+    ))
+}
+
+fn user_id_from_json(value: &MetadataValue) -> Result<UserId, ApiError> {
+    if let Some(text) = value.as_str() {
+        return UserId::text(text).map_err(|error| ApiError::BadRequest(format!("`user_id`: {error}")));
+    }
+    if let Some(number) = value.as_i64() {
+        return Ok(UserId::Integer(i128::from(number)));
+    }
+    if let Some(number) = value.as_u64() {
+        return Ok(UserId::Integer(i128::from(number)));
+    }
+    Err(ApiError::BadRequest("`user_id` must be a string or an integer".to_owned()))
+}
+
+pub(crate) async fn list_sessions(state: &AppState, user_id: &UserId) -> Result<Response<Body>, ApiError> {
+    let sessions = state.auth.list_sessions(user_id).await?;
+    let sessions: Vec<wire::SessionEntry<'_>> = sessions
+        .iter()
+        .map(|session| wire::SessionEntry {
+            session_id: session.session_id.as_str(),
+            expires_in: session.expires_in.map(|left| left.as_secs()),
+            metadata: MetadataValue::Object(Box::new(session.record.fields().clone())),
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &wire::Sessions { user_id: user_id.to_json(), sessions }))
+}
+
+pub(crate) async fn revoke_all(state: &AppState, user_id: &UserId) -> Result<Response<Body>, ApiError> {
+    let revoked = state.auth.revoke_all(user_id).await?;
+    Ok(response::json(StatusCode::OK, &wire::Revoked { revoked }))
+}
+
+pub(crate) async fn revoke_session(
+    state: &AppState,
+    user_id: &UserId,
+    session_id: &SessionId,
+) -> Result<Response<Body>, ApiError> {
+    if state.auth.revoke_session(user_id, session_id).await? {
+        Ok(response::empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// RFC 7662: `token` as a form field or in a JSON object.
+pub(crate) async fn introspect(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let is_json = content_type_is(&request, "application/json");
+    let is_form = content_type_is(&request, "application/x-www-form-urlencoded");
+    let token = if is_json {
+        let body = read_json_object(state, request).await?;
+        body.get("token").and_then(|value| value.as_str()).map(str::to_owned)
+    } else if is_form {
+        let bytes = read_body(state, request).await?;
+        form_urlencoded::parse(&bytes).find(|(name, _)| name == "token").map(|(_, value)| value.into_owned())
+    } else {
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    let token = token.ok_or_else(|| ApiError::BadRequest("`token` is required".to_owned()))?;
+    let Verification::Valid(principal) = state.auth.verify(&token).await? else {
+        return Ok(response::json(StatusCode::OK, &wire::Inactive { active: false }));
+    };
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let exp = state.auth.time_left(&principal).await?.map(|left| now + left.as_secs());
+    let mut body = principal.metadata().clone();
+    for reserved in ["active", "sub", "exp", "token_type"] {
+        body.remove(reserved);
+    }
+    body.insert("active".to_owned(), MetadataValue::from(true));
+    body.insert("sub".to_owned(), MetadataValue::from(principal.user_id().key_part().into_owned()));
+    body.insert("token_type".to_owned(), MetadataValue::from("Bearer"));
+    if let Some(exp) = exp {
+        body.insert("exp".to_owned(), MetadataValue::from(exp));
+    }
+    Ok(response::json(StatusCode::OK, &MetadataValue::Object(Box::new(body))))
+}
+
+pub(crate) fn metrics(state: &AppState) -> Response<Body> {
+    let text = state.metrics.render(&state.cache.metrics().snapshot());
+    let mut response = Response::new(Body::from(text));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+fn content_type_is<B>(request: &Request<B>, expected: &str) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case(expected))
+}
+
+async fn read_body(state: &AppState, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = state.max_body_bytes;
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(error) => Err(ApiError::BadRequest(format!("cannot read the body: {error}"))),
+    }
+}
+
+async fn read_json_object(state: &AppState, request: Request<Incoming>) -> Result<MetadataObject, ApiError> {
+    if !content_type_is(&request, "application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let mut bytes = read_body(state, request).await?.to_vec();
+    match simd_json::to_owned_value(&mut bytes) {
+        Ok(MetadataValue::Object(object)) => Ok(*object),
+        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".to_owned())),
+        Err(_) => Err(ApiError::BadRequest("the body is not valid JSON".to_owned())),
+    }
+}

@@ -1,0 +1,22 @@
+//! [`AppState`]: what every handler may use; cheap to clone into each request.
+
+use std::sync::Arc;
+
+use hyper::header::HeaderName;
+
+use auth_core::Authenticator;
+use cache_toolkit::CacheClient;
+
+use crate::metrics::HttpMetrics;
+
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) auth: Authenticator,
+    pub(crate) cache: CacheClient,
+    /// How the store is described in `/readyz` (no credentials).
+    pub(crate) store: Arc<str>,
+    /// `(metadata field, header)` pairs `/auth/verify` sends.
+    pub(crate) forward_headers: Arc<[(String, HeaderName)]>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) metrics: Arc<HttpMetrics>,
+}

@@ -1,0 +1,561 @@
+//! The token API end to end: the real server on port 0 against standalone Redis, Redis
+//! Cluster and the embedded store (the backend is in each test's path), plus what only Redis
+//! can show: keys written the Python system's way, corrupt stored metadata, fail-closed.
+
+use std::time::{Duration, Instant};
+
+use hyper::{Method, StatusCode};
+
+use cache_toolkit::{CacheClient, CacheOptions, ListEnd};
+use config::{AppEnv, Settings};
+use infra::Backend;
+use tests::{PrivateRedis, TestApp, raw_status, send, spawn_app, test_redis_url};
+
+const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789";
+
+/// Request headers, in order (a name may repeat).
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+async fn app_on(backend: &str, extra: &[(&str, &str)]) -> TestApp {
+    let url;
+    let mut pairs =
+        vec![("TESSERA_INTERNAL_KEY", INTERNAL_KEY), ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username")];
+    match backend {
+        "embedded" => pairs.push(("TESSERA_STORE", "embedded")),
+        topology => {
+            url = test_redis_url(topology);
+            pairs.push(("REDIS_URL", &url));
+        }
+    }
+    pairs.extend_from_slice(extra);
+    spawn_app(&pairs).await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn unique_user() -> u64 {
+    rand_u64() % 1_000_000_000_000
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish()
+}
+
+/// Issues a token through the internal API; returns the response body's fields.
+async fn issue(app: &TestApp, body: &str) -> (String, String) {
+    let response = send(
+        app.address,
+        Method::POST,
+        "/internal/sessions",
+        &[("x-internal-key", INTERNAL_KEY)],
+        Some(("application/json", body.as_bytes().to_vec())),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+    (json_field(&response.body, "token"), json_field(&response.body, "session_id"))
+}
+
+/// A top-level string field of a compact JSON object (enough for these responses).
+fn json_field(json: &str, name: &str) -> String {
+    let marker = format!("\"{name}\":\"");
+    let start = json.find(&marker).unwrap_or_else(|| panic!("no {name} in {json}")) + marker.len();
+    json[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn verify(app: &TestApp, headers: &[(&str, &str)]) -> tests::HttpResponse {
+    send(app.address, Method::GET, "/auth/verify", headers, None).await
+}
+
+/// Store operations the app has made so far, read from its own `/metrics`.
+async fn store_operations(app: &TestApp) -> u64 {
+    let response = send(app.address, Method::GET, "/metrics", &[("x-internal-key", INTERNAL_KEY)], None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    response
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("tessera_store_operation_seconds_count "))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no operation count in {}", response.body))
+}
+
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $case() { super::$case("embedded").await; })*
+        }
+        mod standalone {
+            $(#[tokio::test] async fn $case() { super::$case("standalone").await; })*
+        }
+        mod cluster {
+            $(#[tokio::test] async fn $case() { super::$case("cluster").await; })*
+        }
+    };
+}
+
+on_every_backend!(
+    issue_verify_me_logout_then_refused,
+    bad_input_is_refused_without_touching_the_store,
+    internal_routes_need_the_internal_key,
+    paths_cannot_slip_past_the_whitelist,
+    sessions_are_listed_revoked_and_introspected,
+    limits_and_request_ids,
+);
+
+async fn issue_verify_me_logout_then_refused(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let user = unique_user();
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let response = send(
+        app.address,
+        Method::POST,
+        "/internal/sessions",
+        &[("x-internal-key", INTERNAL_KEY)],
+        Some((
+            "application/json",
+            format!(r#"{{"user_id":{user},"metadata":{{"username":"alice","plan":"pro"}}}}"#).into_bytes(),
+        )),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+    assert!(
+        response.body.contains(r#""token_type":"Bearer""#) && response.body.contains(r#""expires_in":1800"#),
+        "{}",
+        response.body
+    );
+    let expires_at: u64 =
+        response.body.split("\"expires_at\":").nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap();
+    assert!((started + 1800..=started + 1802).contains(&expires_at), "{expires_at}");
+    let token = json_field(&response.body, "token");
+    assert_eq!(token.len(), 43);
+
+    let verified = verify(&app, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert_eq!(verified.header("x-auth-user-id"), Some(user.to_string().as_str()));
+    assert_eq!(verified.header("x-auth-username"), Some("alice"));
+    assert!(verified.header("x-request-id").is_some());
+
+    let me = send(app.address, Method::GET, "/api/me", &[("authorization", &bearer(&token))], None).await;
+    assert_eq!(me.status, StatusCode::OK);
+    for fragment in [format!("\"user_id\":{user}"), "\"username\":\"alice\"".to_owned(), "\"plan\":\"pro\"".to_owned()]
+    {
+        assert!(me.body.contains(&fragment), "{} lacks {fragment}", me.body);
+    }
+
+    let logout = send(app.address, Method::POST, "/api/logout", &[("authorization", &bearer(&token))], None).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let refused = verify(&app, &[("authorization", &bearer(&token))]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+    assert!(refused.body.contains(r#""error":"invalid_token""#), "{}", refused.body);
+    let me = send(app.address, Method::GET, "/api/me", &[("authorization", &bearer(&token))], None).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+async fn bad_input_is_refused_without_touching_the_store(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let long = format!("Bearer {}", "a".repeat(8 * 1024));
+    let cases: &[(&str, Headers<'_>, StatusCode)] = &[
+        ("no header", &[], StatusCode::UNAUTHORIZED),
+        ("Bearer alone", &[("authorization", "Bearer")], StatusCode::UNAUTHORIZED),
+        ("Bearer and spaces", &[("authorization", "Bearer    ")], StatusCode::UNAUTHORIZED),
+        ("Basic scheme", &[("authorization", "Basic dXNlcjpwYXNzd29yZA==")], StatusCode::UNAUTHORIZED),
+        ("Token scheme", &[("authorization", "Token abcdefghijklmnopqrstuvwxyz")], StatusCode::UNAUTHORIZED),
+        ("bare token", &[("authorization", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")], StatusCode::UNAUTHORIZED),
+        (
+            "two Authorization headers",
+            &[
+                ("authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
+                ("authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+        ("an 8 KiB token", &[("authorization", long.as_str())], StatusCode::UNAUTHORIZED),
+        ("a * in the token", &[("authorization", "Bearer abcdefghij*klmnopqrstuvwxyz")], StatusCode::UNAUTHORIZED),
+        ("a : in the token", &[("authorization", "Bearer token:abcdefghijklmnopqrstuvwxyz")], StatusCode::UNAUTHORIZED),
+        ("a space in the token", &[("authorization", "Bearer abcdefghij klmnopqrstuvwxyz")], StatusCode::UNAUTHORIZED),
+        ("a short token", &[("authorization", "Bearer abc")], StatusCode::UNAUTHORIZED),
+        ("a glob token", &[("authorization", "Bearer ****************")], StatusCode::UNAUTHORIZED),
+    ];
+    let before = store_operations(&app).await;
+    for (what, headers, expected) in cases {
+        for path in ["/auth/verify", "/api/me"] {
+            let response = send(app.address, Method::GET, path, headers, None).await;
+            assert_eq!(response.status, *expected, "{what} on {path}: {}", response.body);
+            assert!(response.body.contains("\"error\":"), "{what}: JSON error expected, got {}", response.body);
+        }
+    }
+    let unicode = send(app.address, Method::GET, "/auth/verify", &[], None).await;
+    assert_eq!(unicode.status, StatusCode::UNAUTHORIZED);
+    for (what, head) in [
+        ("unicode token", "GET /auth/verify HTTP/1.1\r\nAuthorization: Bearer ключ-abcdefghijklmnopqrstu"),
+        ("newline in the token", "GET /auth/verify HTTP/1.1\r\nAuthorization: Bearer abcdefghij\nklmnopqrstuvwxyz"),
+        ("NUL in the token", "GET /auth/verify HTTP/1.1\r\nAuthorization: Bearer abcdefghij\0klmnopqrstuvwxyz"),
+    ] {
+        let status = raw_status(app.address, head).await;
+        assert!(status == 400 || status == 401, "{what}: {status}");
+    }
+    assert_eq!(store_operations(&app).await, before, "nothing rejectable may reach the store");
+    app.stop().await;
+}
+
+async fn internal_routes_need_the_internal_key(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let near_miss = format!("{}X", &INTERNAL_KEY[..INTERNAL_KEY.len() - 1]);
+    let longer = format!("{INTERNAL_KEY}0");
+    let shorter = &INTERNAL_KEY[..INTERNAL_KEY.len() - 1];
+    let query = format!("/internal/sessions?internal_key={INTERNAL_KEY}&key={INTERNAL_KEY}");
+    let body = || Some(("application/json", br#"{"user_id":1}"#.to_vec()));
+    let cases: &[(&str, &str, Headers<'_>)] = &[
+        ("missing", "/internal/sessions", &[]),
+        ("wrong", "/internal/sessions", &[("x-internal-key", "wrong-key-wrong-key-wrong")]),
+        ("near miss", "/internal/sessions", &[("x-internal-key", near_miss.as_str())]),
+        ("one character longer", "/internal/sessions", &[("x-internal-key", longer.as_str())]),
+        ("one character shorter", "/internal/sessions", &[("x-internal-key", shorter)]),
+        ("in the query string", query.as_str(), &[]),
+        (
+            "X-Forwarded-For loopback",
+            "/internal/sessions",
+            &[("x-forwarded-for", "127.0.0.1"), ("x-real-ip", "127.0.0.1")],
+        ),
+        (
+            "a bearer that is not the key",
+            "/internal/sessions",
+            &[("authorization", "Bearer wrong-key-wrong-key-wrong")],
+        ),
+    ];
+    for (what, path, headers) in cases {
+        let response = send(app.address, Method::POST, path, headers, body()).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{what}: {}", response.body);
+    }
+    for path in ["/metrics", "/internal/users/1/sessions"] {
+        assert_eq!(send(app.address, Method::GET, path, &[], None).await.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let as_header =
+        send(app.address, Method::POST, "/internal/sessions", &[("x-internal-key", INTERNAL_KEY)], body()).await;
+    assert_eq!(as_header.status, StatusCode::CREATED);
+    let as_bearer =
+        send(app.address, Method::POST, "/internal/sessions", &[("authorization", &bearer(INTERNAL_KEY))], body())
+            .await;
+    assert_eq!(as_bearer.status, StatusCode::CREATED);
+    app.stop().await;
+
+    let rotated =
+        app_on(backend, &[("TESSERA_INTERNAL_KEY", "old-key-0123456789abcdef,new-key-0123456789abcdef")]).await;
+    for key in ["old-key-0123456789abcdef", "new-key-0123456789abcdef"] {
+        let response =
+            send(rotated.address, Method::POST, "/internal/sessions", &[("x-internal-key", key)], body()).await;
+        assert_eq!(response.status, StatusCode::CREATED, "rotation: {key}");
+    }
+    rotated.stop().await;
+
+    let off = app_on(backend, &[("TESSERA_INTERNAL_KEY", "")]).await;
+    let response =
+        send(off.address, Method::POST, "/internal/sessions", &[("x-internal-key", INTERNAL_KEY)], body()).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND, "no key configured: internal routes are off");
+    off.stop().await;
+}
+
+async fn paths_cannot_slip_past_the_whitelist(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let before = store_operations(&app).await;
+    for path in [
+        "//api/me",
+        "/healthz/../api/me",
+        "/%2e%2e/api/me",
+        "/API/me",
+        "/api/me/",
+        "/healthz%2F..%2Fapi/me",
+        "/healthz/",
+        "/readyz/../internal/sessions",
+        "/./api/me",
+        "/api//me",
+    ] {
+        let status = raw_status(app.address, &format!("GET {path} HTTP/1.1")).await;
+        assert!(status == 401 || status == 400, "{path} without a token answered {status}");
+    }
+    assert_eq!(raw_status(app.address, "GET /healthz HTTP/1.1").await, 200);
+    assert_eq!(store_operations(&app).await, before, "refused before any lookup");
+    let (token, _) = issue(&app, r#"{"user_id":"slip"}"#).await;
+    let odd = send(app.address, Method::GET, "/API/me", &[("authorization", &bearer(&token))], None).await;
+    assert_eq!(odd.status, StatusCode::NOT_FOUND, "with a token an unknown path is just not found");
+    app.stop().await;
+}
+
+async fn sessions_are_listed_revoked_and_introspected(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let user = format!("user-{}", unique_user());
+    let mut tokens = Vec::new();
+    for index in 0..3 {
+        tokens.push(
+            issue(&app, &format!(r#"{{"user_id":"{user}","metadata":{{"username":"u{index}"}},"ttl_seconds":600}}"#))
+                .await,
+        );
+    }
+    let key = [("x-internal-key", INTERNAL_KEY)];
+    let sessions_path = format!("/internal/users/{user}/sessions");
+    let listed = send(app.address, Method::GET, &sessions_path, &key, None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    for (token, session_id) in &tokens {
+        assert!(listed.body.contains(session_id.as_str()), "{} lacks {session_id}", listed.body);
+        assert!(!listed.body.contains(token.as_str()), "a token leaked in the session list");
+    }
+    assert!(
+        listed.body.contains(&format!(r#""user_id":"{user}""#)) && listed.body.contains(r#""expires_in":"#),
+        "{}",
+        listed.body
+    );
+
+    let (revoked_token, revoked_session) = &tokens[1];
+    let deleted = send(app.address, Method::DELETE, &format!("{sessions_path}/{revoked_session}"), &key, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(verify(&app, &[("authorization", &bearer(revoked_token))]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify(&app, &[("authorization", &bearer(&tokens[0].0))]).await.status, StatusCode::OK);
+    let again = send(app.address, Method::DELETE, &format!("{sessions_path}/{revoked_session}"), &key, None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    let form = format!("token={}", tokens[0].0);
+    let active = send(
+        app.address,
+        Method::POST,
+        "/internal/introspect",
+        &key,
+        Some(("application/x-www-form-urlencoded", form.into_bytes())),
+    )
+    .await;
+    assert_eq!(active.status, StatusCode::OK, "{}", active.body);
+    for fragment in [
+        "\"active\":true",
+        &format!("\"sub\":\"{user}\""),
+        "\"token_type\":\"Bearer\"",
+        "\"username\":\"u0\"",
+        "\"exp\":",
+        "\"iat\":",
+    ] {
+        assert!(active.body.contains(fragment), "{} lacks {fragment}", active.body);
+    }
+    let json = format!(r#"{{"token":"{}"}}"#, tokens[2].0);
+    let active =
+        send(app.address, Method::POST, "/internal/introspect", &key, Some(("application/json", json.into_bytes())))
+            .await;
+    assert!(active.body.contains("\"active\":true"), "{}", active.body);
+    let inactive = send(
+        app.address,
+        Method::POST,
+        "/internal/introspect",
+        &key,
+        Some(("application/x-www-form-urlencoded", format!("token={revoked_token}").into_bytes())),
+    )
+    .await;
+    assert_eq!(inactive.body, r#"{"active":false}"#);
+    let missing = send(
+        app.address,
+        Method::POST,
+        "/internal/introspect",
+        &key,
+        Some(("application/x-www-form-urlencoded", b"x=1".to_vec())),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let wrong_type =
+        send(app.address, Method::POST, "/internal/introspect", &key, Some(("text/plain", b"token=x".to_vec()))).await;
+    assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let all = send(app.address, Method::DELETE, &sessions_path, &key, None).await;
+    assert_eq!(all.body, r#"{"revoked":2}"#);
+    for (token, _) in &tokens {
+        assert_eq!(verify(&app, &[("authorization", &bearer(token))]).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let listed = send(app.address, Method::GET, &sessions_path, &key, None).await;
+    assert!(listed.body.contains(r#""sessions":[]"#), "{}", listed.body);
+
+    let metrics = send(app.address, Method::GET, "/metrics", &key, None).await;
+    for fragment in [
+        "tessera_http_requests_total{route=\"auth_verify\",status=\"200\"}",
+        "tessera_http_requests_total{route=\"auth_verify\",status=\"401\"}",
+        "tessera_auth_outcomes_total{outcome=\"valid\"}",
+        "tessera_auth_outcomes_total{outcome=\"invalid\"}",
+        "tessera_store_operation_seconds_bucket{le=\"+Inf\"}",
+        "tessera_store_errors_total{kind=\"unavailable\"} 0",
+    ] {
+        assert!(metrics.body.contains(fragment), "metrics lack {fragment}:\n{}", metrics.body);
+    }
+    app.stop().await;
+}
+
+async fn limits_and_request_ids(backend: &str) {
+    let app = app_on(backend, &[("TESSERA_MAX_BODY_BYTES", "1024")]).await;
+    let key = [("x-internal-key", INTERNAL_KEY)];
+    let big = format!(r#"{{"user_id":1,"metadata":{{"pad":"{}"}}}}"#, "x".repeat(2048));
+    let response =
+        send(app.address, Method::POST, "/internal/sessions", &key, Some(("application/json", big.into_bytes()))).await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
+    for (body, what) in [
+        ("not json", "not JSON"),
+        ("[1]", "not an object"),
+        (r#"{"metadata":{}}"#, "no user_id"),
+        (r#"{"user_id":null}"#, "null user_id"),
+        (r#"{"user_id":1.5}"#, "float user_id"),
+        (r#"{"user_id":""}"#, "empty user_id"),
+        (r#"{"user_id":1,"metadata":[1]}"#, "metadata not an object"),
+        (r#"{"user_id":1,"ttl_seconds":0}"#, "zero ttl"),
+        (r#"{"user_id":1,"ttl_seconds":-5}"#, "negative ttl"),
+        (r#"{"user_id":1,"ttl_seconds":99999999999}"#, "huge ttl"),
+    ] {
+        let response = send(
+            app.address,
+            Method::POST,
+            "/internal/sessions",
+            &key,
+            Some(("application/json", body.as_bytes().to_vec())),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{what}: {}", response.body);
+    }
+    let huge_header = "h".repeat(20 * 1024);
+    let response = send(app.address, Method::GET, "/healthz", &[("x-padding", huge_header.as_str())], None).await;
+    assert_eq!(response.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let propagated = send(app.address, Method::GET, "/healthz", &[("x-request-id", "req-abc.123")], None).await;
+    assert_eq!(propagated.header("x-request-id"), Some("req-abc.123"));
+    let replaced = send(app.address, Method::GET, "/healthz", &[("x-request-id", "bad id with spaces")], None).await;
+    assert_eq!(replaced.header("x-request-id").map(str::len), Some(32), "an unusable id is replaced");
+    app.stop().await;
+}
+
+/// A cache client on a test topology with no prefix: the keys exactly as another system sees them.
+async fn raw_cache(url: &str) -> (Backend, CacheClient) {
+    let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", url)]).unwrap();
+    let backend = Backend::connect_redis(&settings.redis, CacheOptions::default()).await.unwrap();
+    let cache = backend.cache().clone();
+    (backend, cache)
+}
+
+mod python_compatibility {
+    #[tokio::test]
+    async fn standalone() {
+        super::python_compatibility("standalone").await;
+    }
+
+    #[tokio::test]
+    async fn cluster() {
+        super::python_compatibility("cluster").await;
+    }
+}
+
+async fn python_compatibility(topology: &str) {
+    let app = app_on(topology, &[]).await;
+    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let user = unique_user();
+
+    // Written as the Python system writes it: orjson compact JSON with EX, then LPUSH.
+    let python_token = format!("Drmhze6EPcv0fN_81Bj-{:023}", unique_user());
+    let metadata = format!(r#"{{"user_id":{user},"username":"alice","roles":["admin"],"score":1.5}}"#);
+    raw.set_value(&format!("token:{python_token}"), &metadata, Some(Duration::from_secs(600))).await.unwrap();
+    raw.push_to_list(&format!("token_list:{user}"), &python_token, ListEnd::Left).await.unwrap();
+    let verified = verify(&app, &[("authorization", &bearer(&python_token))]).await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert_eq!(verified.header("x-auth-user-id"), Some(user.to_string().as_str()));
+    assert_eq!(verified.header("x-auth-username"), Some("alice"));
+    let me = send(app.address, Method::GET, "/api/me", &[("authorization", &bearer(&python_token))], None).await;
+    assert_eq!(me.body, metadata, "metadata comes back exactly as stored");
+
+    // The Python system's logout: LREM, then DEL.
+    raw.list_remove(&format!("token_list:{user}"), 0, &python_token).await.unwrap();
+    raw.delete_key(&format!("token:{python_token}")).await.unwrap();
+    assert_eq!(verify(&app, &[("authorization", &bearer(&python_token))]).await.status, StatusCode::UNAUTHORIZED);
+
+    // A token issued by Tessera, read the way the Python system reads it.
+    let (token, _) = issue(&app, &format!(r#"{{"user_id":{user},"metadata":{{"username":"bob"}}}}"#)).await;
+    let stored = raw.get_value(&format!("token:{token}")).await.unwrap().expect("token key");
+    assert!(stored.starts_with('{') && stored.contains(&format!("\"user_id\":{user}")), "{stored}");
+    assert!(stored.contains("\"username\":\"bob\""), "{stored}");
+    assert!(raw.get_list(&format!("token_list:{user}")).await.unwrap().contains(&token));
+    assert!(matches!(raw.get_ttl(&format!("token:{token}")).await.unwrap(), cache_toolkit::Ttl::ExpiresIn(_)));
+    assert!(matches!(raw.get_ttl(&format!("token_list:{user}")).await.unwrap(), cache_toolkit::Ttl::ExpiresIn(_)));
+
+    // A string user id names the list by its text.
+    let (text_token, _) = issue(&app, &format!(r#"{{"user_id":"alice-{user}"}}"#)).await;
+    assert!(raw.get_list(&format!("token_list:alice-{user}")).await.unwrap().contains(&text_token));
+
+    // Stored metadata that is not usable: 401, never 5xx.
+    for (what, value) in [
+        ("not JSON", "this is not json"),
+        ("a JSON array", "[1,2,3]"),
+        ("no user_id", r#"{"username":"x"}"#),
+        ("user_id null", r#"{"user_id":null}"#),
+    ] {
+        let corrupt = format!("Corrupt0000000000000-{:022}", unique_user());
+        raw.set_value(&format!("token:{corrupt}"), value, Some(Duration::from_secs(60))).await.unwrap();
+        raw.push_to_list(&format!("token_list:{user}"), &corrupt, ListEnd::Left).await.unwrap();
+        let response = verify(&app, &[("authorization", &bearer(&corrupt))]).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{what}: {}", response.body);
+    }
+    let wrong_type = format!("WrongType00000000000-{:022}", unique_user());
+    raw.push_to_list(&format!("token:{wrong_type}"), "x", ListEnd::Left).await.unwrap();
+    assert_eq!(verify(&app, &[("authorization", &bearer(&wrong_type))]).await.status, StatusCode::UNAUTHORIZED);
+    backend.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_redis_gives_503_in_bounded_time_and_the_same_token_works_when_it_is_back() {
+    let mut redis = PrivateRedis::start_durable();
+    let url = redis.url();
+    let app = spawn_app(&[
+        ("REDIS_URL", &url),
+        ("TESSERA_INTERNAL_KEY", INTERNAL_KEY),
+        ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "500"),
+        ("TESSERA_REDIS_RECONNECT_MAX_MS", "300"),
+    ])
+    .await;
+    let (token, _) = issue(&app, r#"{"user_id":7}"#).await;
+    let authorization = bearer(&token);
+    assert_eq!(verify(&app, &[("authorization", &authorization)]).await.status, StatusCode::OK);
+
+    let before = redis.commands_processed();
+    let rejected = verify(&app, &[("authorization", "Bearer no*good")]).await;
+    assert_eq!(rejected.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(redis.commands_processed() - before, 1, "only our own INFO: a malformed token costs no command");
+
+    redis.stop();
+    for path in ["/auth/verify", "/api/me"] {
+        let started = Instant::now();
+        let response = send(app.address, Method::GET, path, &[("authorization", &authorization)], None).await;
+        let took = started.elapsed();
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", response.body);
+        assert_eq!(response.header("retry-after"), Some("1"));
+        assert!(took < Duration::from_millis(500 + 700), "{path}: 503 after {took:?}");
+    }
+    redis.restart();
+    let back = Instant::now();
+    loop {
+        let status = verify(&app, &[("authorization", &authorization)]).await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "the token must not be reported invalid");
+        assert!(back.elapsed() < Duration::from_secs(5), "still {status} 5 s after Redis came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_valid_token_costs_two_commands_on_standalone() {
+    let redis = PrivateRedis::start();
+    let app = spawn_app(&[("REDIS_URL", &redis.url()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)]).await;
+    let (token, _) = issue(&app, r#"{"user_id":8}"#).await;
+    let before = redis.commands_processed();
+    assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
+    assert_eq!(redis.commands_processed() - before - 1, 2, "GET token + LPOS list");
+    let before = redis.commands_processed();
+    let unknown = format!("Unknown0000000000000-{:022}", unique_user());
+    assert_eq!(verify(&app, &[("authorization", &bearer(&unknown))]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(redis.commands_processed() - before - 1, 1, "an unknown token costs one GET");
+    app.stop().await;
+}
