@@ -545,17 +545,146 @@ async fn a_stopped_redis_gives_503_in_bounded_time_and_the_same_token_works_when
     app.stop().await;
 }
 
+/// Calls per command between two readings of `INFO commandstats` (the INFO itself left out).
+fn calls_between(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
+        .filter(|(name, calls)| *calls > 0 && name != "info")
+        .collect()
+}
+
+fn calls(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
+    expected.iter().map(|(name, calls)| ((*name).to_owned(), *calls)).collect()
+}
+
 #[tokio::test]
-async fn a_valid_token_costs_two_commands_on_standalone() {
+async fn a_valid_token_costs_one_command_on_standalone() {
     let redis = PrivateRedis::start();
     let app = spawn_app(&[("REDIS_URL", &redis.url()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)]).await;
     let (token, _) = issue(&app, r#"{"user_id":8}"#).await;
-    let before = redis.commands_processed();
+    let before = redis.command_calls();
     assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
-    assert_eq!(redis.commands_processed() - before - 1, 2, "GET token + LPOS list");
-    let before = redis.commands_processed();
+    let after = redis.command_calls();
+    assert_eq!(
+        calls_between(&before, &after),
+        calls(&[("evalsha", 1), ("get", 1), ("lpos", 1)]),
+        "one EVALSHA on the wire; GET and LPOS run inside it"
+    );
     let unknown = format!("Unknown0000000000000-{:022}", unique_user());
     assert_eq!(verify(&app, &[("authorization", &bearer(&unknown))]).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(redis.commands_processed() - before - 1, 1, "an unknown token costs one GET");
+    assert_eq!(
+        calls_between(&after, &redis.command_calls()),
+        calls(&[("evalsha", 1), ("get", 1)]),
+        "an unknown token: one EVALSHA, whose GET finds nothing"
+    );
     app.stop().await;
+}
+
+/// Store round trips per valid verification, from the app's own metrics: one script call on
+/// standalone, GET + LPOS where scripts cannot run (the two keys are in different slots of a
+/// cluster; the embedded store runs no Lua).
+async fn round_trips_per_verification(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let (token, _) = issue(&app, r#"{"user_id":"trips"}"#).await;
+    verify(&app, &[("authorization", &bearer(&token))]).await;
+    let before = store_operations(&app).await;
+    for _ in 0..10 {
+        assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
+    }
+    let expected = if backend == "standalone" { 1 } else { 2 };
+    assert_eq!(store_operations(&app).await - before, 10 * expected, "{backend}");
+    app.stop().await;
+}
+
+/// What the verification script must get right: a user id beyond 2^53, a decoy `user_id` in a
+/// nested object, an id with escapes and unicode, a list key of the wrong type, a key prefix.
+async fn script_edge_cases(topology: &str) {
+    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    for prefix in ["", "edge:"] {
+        let app = app_on(topology, &[("TESSERA_KEY_PREFIX", prefix)]).await;
+        let seed = unique_user();
+        let big = 9_007_199_254_740_993_u64 + seed;
+        let cases: Vec<(String, String, Vec<String>, StatusCode, Option<String>)> = vec![
+            (
+                "big integer id".to_owned(),
+                format!(r#"{{"user_id":{big},"n":1}}"#),
+                vec![format!("token_list:{big}")],
+                StatusCode::OK,
+                Some(big.to_string()),
+            ),
+            (
+                "decoy user_id, token in the real list".to_owned(),
+                format!(r#"{{"meta":{{"user_id":{seed}}},"user_id":{}}}"#, seed + 1),
+                vec![format!("token_list:{}", seed + 1)],
+                StatusCode::OK,
+                Some((seed + 1).to_string()),
+            ),
+            (
+                "decoy user_id, token only in the decoy's list".to_owned(),
+                format!(r#"{{"meta":{{"user_id":{seed}}},"user_id":{}}}"#, seed + 2),
+                vec![format!("token_list:{seed}")],
+                StatusCode::UNAUTHORIZED,
+                None,
+            ),
+            (
+                "escaped unicode id".to_owned(),
+                format!(r#"{{"user_id":"al\"ice-ü-{seed}"}}"#),
+                vec![format!("token_list:al\"ice-ü-{seed}")],
+                StatusCode::OK,
+                None,
+            ),
+        ];
+        for (index, (what, metadata, lists, status, user_header)) in cases.into_iter().enumerate() {
+            let token = format!("Edge{index}{:0>38}", format!("{seed}{}", prefix.len()));
+            raw.set_value(&format!("{prefix}token:{token}"), &metadata, Some(Duration::from_secs(60))).await.unwrap();
+            for list in &lists {
+                raw.push_to_list(&format!("{prefix}{list}"), &token, ListEnd::Left).await.unwrap();
+            }
+            let response = verify(&app, &[("authorization", &bearer(&token))]).await;
+            assert_eq!(response.status, status, "{topology} prefix {prefix:?}: {what}");
+            if let Some(user) = user_header {
+                assert_eq!(response.header("x-auth-user-id"), Some(user.as_str()), "{what}");
+            }
+        }
+        let token = format!("WrongList{:0>34}", format!("{seed}{}", prefix.len()));
+        raw.set_value(&format!("{prefix}token:{token}"), &format!(r#"{{"user_id":"wl-{seed}"}}"#), None).await.unwrap();
+        raw.set_value(&format!("{prefix}token_list:wl-{seed}"), "not a list", None).await.unwrap();
+        let response = verify(&app, &[("authorization", &bearer(&token))]).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{topology}: a list key of the wrong type");
+        let (issued, _) = issue(&app, r#"{"user_id":"prefixed"}"#).await;
+        assert_eq!(verify(&app, &[("authorization", &bearer(&issued))]).await.status, StatusCode::OK, "{prefix:?}");
+        app.stop().await;
+    }
+    backend.close().await;
+}
+
+mod verification_path {
+    #[tokio::test]
+    async fn standalone_round_trips() {
+        super::round_trips_per_verification("standalone").await;
+    }
+
+    #[tokio::test]
+    async fn cluster_round_trips() {
+        super::round_trips_per_verification("cluster").await;
+    }
+
+    #[tokio::test]
+    async fn embedded_operations() {
+        super::round_trips_per_verification("embedded").await;
+    }
+
+    #[tokio::test]
+    async fn standalone_edge_cases() {
+        super::script_edge_cases("standalone").await;
+    }
+
+    #[tokio::test]
+    async fn cluster_edge_cases() {
+        super::script_edge_cases("cluster").await;
+    }
 }

@@ -82,12 +82,33 @@ impl PrivateRedis {
         }
     }
 
-    /// Commands the server has processed so far (`INFO stats`); the INFO itself is counted in
-    /// the next reading, so a delta between two readings includes one INFO.
+    /// Commands the server has processed so far (`INFO stats`), those run by Lua scripts
+    /// included; the INFO itself is counted in the next reading, so a delta between two
+    /// readings includes one INFO.
     pub fn commands_processed(&self) -> u64 {
+        let text = self.info("stats");
+        text.lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no total_commands_processed in {text:?}"))
+    }
+
+    /// Calls per command name (`INFO commandstats`), commands run inside scripts included.
+    pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.info("commandstats")
+            .lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats.split(',').find_map(|field| field.strip_prefix("calls="))?.parse().ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
+    fn info(&self, section: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        stream.write_all(b"INFO stats\r\n").unwrap();
+        stream.write_all(format!("INFO {section}\r\n").as_bytes()).unwrap();
         // A bulk string: `$<length>\r\n<payload>\r\n`.
         let mut reply = Vec::new();
         let mut chunk = [0_u8; 4096];
@@ -98,14 +119,9 @@ impl PrivateRedis {
             let Some(header_end) = reply.windows(2).position(|pair| pair == b"\r\n") else { continue };
             let length: usize = String::from_utf8_lossy(&reply[1..header_end]).parse().unwrap();
             if reply.len() >= header_end + 2 + length + 2 {
-                break;
+                return String::from_utf8_lossy(&reply[header_end + 2..header_end + 2 + length]).into_owned();
             }
         }
-        let text = String::from_utf8_lossy(&reply);
-        text.lines()
-            .find_map(|line| line.strip_prefix("total_commands_processed:"))
-            .and_then(|count| count.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no total_commands_processed in {text:?}"))
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — a slow Redis.

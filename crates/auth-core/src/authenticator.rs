@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use cache_toolkit::{CacheError, CacheErrorKind, Ttl};
-use dao::{CacheDao, CorruptMetadata, MetadataObject, MetadataValue, TokenLookup, TokenRecord, UserId};
+use cache_toolkit::{CacheError, Ttl};
+use dao::{CacheDao, CorruptMetadata, Membership, MetadataObject, MetadataValue, TokenLookup, TokenRecord, UserId};
 
 use crate::{SessionId, Token, TokenFormatError};
 
@@ -145,6 +145,12 @@ impl Authenticator {
         Self { dao, policy }
     }
 
+    /// Loads what verification needs on the store ahead of the first request (the Lua script
+    /// on Redis). Optional; failures are for the caller to log.
+    pub async fn prepare(&self) -> Result<(), AuthError> {
+        Ok(self.dao.prepare().await?)
+    }
+
     pub fn policy(&self) -> &AuthPolicy {
         &self.policy
     }
@@ -156,23 +162,15 @@ impl Authenticator {
             Ok(token) => token,
             Err(format) => return Ok(Verification::Invalid(InvalidReason::Malformed(format))),
         };
-        let record = match self.dao.read_token(token.expose()).await? {
-            TokenLookup::Missing => return Ok(Verification::Invalid(InvalidReason::Unknown)),
-            TokenLookup::Corrupt(corrupt) => {
+        let record = match self.dao.membership(token.expose()).await? {
+            Membership::Missing => return Ok(Verification::Invalid(InvalidReason::Unknown)),
+            Membership::Corrupt(corrupt) => {
                 tracing::warn!(session = %token.session_id(), reason = %corrupt, "stored token metadata is corrupt");
                 return Ok(Verification::Invalid(InvalidReason::Corrupt(corrupt)));
             }
-            TokenLookup::Found(record) => record,
+            Membership::Found { listed: false, .. } => return Ok(Verification::Invalid(InvalidReason::NotListed)),
+            Membership::Found { record, listed: true } => record,
         };
-        match self.dao.is_listed(record.user_id(), token.expose()).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(Verification::Invalid(InvalidReason::NotListed)),
-            Err(error) if error.kind() == CacheErrorKind::WrongType => {
-                tracing::warn!(session = %token.session_id(), "the user's token list is not a list");
-                return Ok(Verification::Invalid(InvalidReason::NotListed));
-            }
-            Err(error) => return Err(error.into()),
-        }
         if self.policy.sliding_expiry {
             self.dao.refresh_token(token.expose(), self.policy.default_ttl).await?;
             self.dao.extend_list_ttl(record.user_id(), self.policy.default_ttl).await?;

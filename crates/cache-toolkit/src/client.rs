@@ -8,7 +8,10 @@ use fred::clients::Pool;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
-use crate::{CacheError, EmbeddedStore, KeyPrefix, ListEnd, Ttl, embedded::WrongType, metrics::CacheMetrics, redis};
+use crate::{
+    CacheError, CacheScript, EmbeddedStore, KeyPrefix, ListEnd, ScriptReply, Ttl, embedded::WrongType,
+    metrics::CacheMetrics, redis,
+};
 
 /// Where the data lives.
 #[derive(Clone, Debug)]
@@ -98,6 +101,49 @@ impl CacheClient {
             CacheStore::Redis(_) => "redis",
             CacheStore::Embedded(_) => "embedded",
         }
+    }
+
+    /// Whether [`Self::run_script`] works here: Redis standalone or sentinel. The embedded
+    /// store runs no Lua, and a cluster refuses scripts that touch keys of several slots, so
+    /// callers fall back to plain operations there.
+    pub fn runs_scripts(&self) -> bool {
+        match &self.inner.store {
+            CacheStore::Redis(pool) => !fred::interfaces::ClientLike::is_clustered(pool.next()),
+            CacheStore::Embedded(_) => false,
+        }
+    }
+
+    /// Runs a Lua script by EVALSHA (reloading it on NOSCRIPT). `keys` get the key prefix;
+    /// `args` are passed as they are. On a store that [cannot](Self::runs_scripts) run
+    /// scripts this is an [`crate::CacheErrorKind::InvalidInput`] error.
+    pub async fn run_script(
+        &self,
+        script: &CacheScript,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<ScriptReply, CacheError> {
+        let first = keys.first().map_or(Cow::Borrowed(""), |key| self.key(key)).into_owned();
+        if !self.runs_scripts() {
+            return Err(CacheError::invalid_input("run_script", Some(&first), "this store does not run scripts"));
+        }
+        let keys: Vec<String> = keys.iter().map(|key| self.key(key).into_owned()).collect();
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self.call(
+            "run_script",
+            &first,
+            async |pool| crate::script::run(pool, script, keys, args).await,
+            |_| unreachable!("runs_scripts() is false for the embedded store"),
+        )
+        .await
+    }
+
+    /// Loads a script on every primary ahead of its first use (optional: EVALSHA reloads it
+    /// on NOSCRIPT anyway). Nothing to do where scripts do not run.
+    pub async fn load_script(&self, script: &CacheScript) -> Result<(), CacheError> {
+        if !self.runs_scripts() {
+            return Ok(());
+        }
+        self.call("load_script", "", async |pool| crate::script::load(pool, script).await, |_| Ok(())).await
     }
 
     fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {

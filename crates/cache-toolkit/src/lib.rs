@@ -17,6 +17,7 @@ mod key;
 mod lock;
 mod metrics;
 mod redis;
+mod script;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockRelease};
 pub use metrics::{CacheMetrics, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+pub use script::{CacheScript, ScriptReply};
 
 /// Which end of a list an operation works on (the seed's `direction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

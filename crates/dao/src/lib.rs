@@ -8,6 +8,7 @@ mod keys;
 mod record;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub use record::{CorruptMetadata, TokenRecord, UserId, UserIdError};
 pub use simd_json::OwnedValue as MetadataValue;
 /// A metadata object: the JSON object stored under `token:{token}`.
 pub use simd_json::owned::Object as MetadataObject;
+pub use verify::Membership;
 
 /// What is stored under `token:{token}`.
 #[derive(Debug)]

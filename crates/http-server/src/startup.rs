@@ -94,6 +94,9 @@ impl Application {
             sliding_expiry: settings.auth.sliding_expiry,
         };
         let auth = Authenticator::new(CacheDao::new(lifecycle.cache().clone()), policy);
+        if let Err(error) = auth.prepare().await {
+            tracing::warn!(%error, "cannot preload the verification script; it will load on first use");
+        }
         let state = AppState {
             auth: auth.clone(),
             cache: lifecycle.cache().clone(),

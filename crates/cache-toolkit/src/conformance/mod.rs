@@ -140,3 +140,63 @@ conformance_suite!(
     prefixes_isolate_clients_on_one_store,
     metrics_count_hits_misses_and_errors,
 );
+
+/// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the
+/// embedded store and a cluster refuse them plainly (callers fall back to plain operations).
+mod scripts {
+    use std::sync::LazyLock;
+
+    use crate::{CacheClient, CacheErrorKind, CacheScript, ScriptReply};
+
+    static ECHO: LazyLock<CacheScript> = LazyLock::new(|| {
+        CacheScript::new(
+            "if ARGV[1] == 'nil' then return false end \
+             return {KEYS[1], tonumber(ARGV[2]), redis.call('SET', KEYS[1], ARGV[1]) and 1, redis.call('GET', KEYS[1])}",
+        )
+    });
+
+    async fn runs(cache: CacheClient) {
+        assert!(cache.runs_scripts());
+        cache.load_script(&ECHO).await.unwrap();
+        let prefix = cache.key_prefix().as_str().to_owned();
+        let reply = cache.run_script(&ECHO, &["k"], &["vé", "42"]).await.unwrap();
+        assert_eq!(
+            reply,
+            ScriptReply::Array(vec![
+                ScriptReply::Text(format!("{prefix}k")),
+                ScriptReply::Integer(42),
+                ScriptReply::Integer(1),
+                ScriptReply::Text("vé".to_owned()),
+            ])
+        );
+        assert_eq!(cache.run_script(&ECHO, &["k"], &["nil", "0"]).await.unwrap(), ScriptReply::Nil);
+        assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("vé"));
+    }
+
+    async fn refused(cache: CacheClient) {
+        assert!(!cache.runs_scripts());
+        cache.load_script(&ECHO).await.unwrap();
+        let error = cache.run_script(&ECHO, &["k"], &["v", "1"]).await.expect_err("no scripts here");
+        assert_eq!(error.kind(), CacheErrorKind::InvalidInput, "{error}");
+    }
+
+    #[tokio::test]
+    async fn standalone() {
+        runs(super::redis("TESSERA_TEST_REDIS_URL").await).await;
+    }
+
+    #[tokio::test]
+    async fn sentinel() {
+        runs(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await;
+    }
+
+    #[tokio::test]
+    async fn cluster() {
+        refused(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await;
+    }
+
+    #[tokio::test]
+    async fn embedded() {
+        refused(super::embedded()).await;
+    }
+}

@@ -1,0 +1,118 @@
+//! One round trip for a verification where the store runs scripts (Redis standalone and
+//! sentinel): a Lua script reads `token:{t}`, finds `user_id` and checks `token_list:{user_id}`
+//! with LPOS. Where it cannot (a cluster: the two keys live in different slots; the embedded
+//! store), the same answer takes two operations.
+//!
+//! The script's reading of `user_id` is only a guess made to save a round trip: Rust decodes
+//! the metadata itself and uses the script's LPOS answer only when the script looked at the
+//! very list Rust would have looked at; otherwise it asks again. A large integer id (beyond a
+//! Lua double) is taken from the JSON text, not from `cjson`, so it keeps every digit.
+
+use std::sync::LazyLock;
+
+use cache_toolkit::{CacheError, CacheErrorKind, CacheScript, ScriptReply};
+
+use crate::{CacheDao, CorruptMetadata, TokenLookup, TokenRecord, keys};
+
+/// KEYS[1] = `token:{t}`; ARGV[1] = the token; ARGV[2] = the (prefixed) `token_list:` key head.
+/// Returns nil (no token key), `{value}` (no usable `user_id` found), or
+/// `{value, user_id text, 1 | 0 | -1}` (listed, not listed, the list key holds another type).
+static VERIFY: LazyLock<CacheScript> = LazyLock::new(|| {
+    CacheScript::new(
+        r#"
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local ok, decoded = pcall(cjson.decode, value)
+if not ok or type(decoded) ~= 'table' then return {value} end
+local user_id = decoded['user_id']
+local part
+if type(user_id) == 'string' then
+  part = user_id
+elseif type(user_id) == 'number' then
+  part = string.match(value, '"user_id"%s*:%s*(%-?%d+)')
+end
+if not part or part == '' then return {value} end
+local found = redis.pcall('LPOS', ARGV[2] .. part, ARGV[1])
+if type(found) == 'table' and found.err then return {value, part, -1} end
+if found then return {value, part, 1} end
+return {value, part, 0}
+"#,
+    )
+});
+
+/// What verification needs to know about a token.
+#[derive(Debug)]
+pub enum Membership {
+    Missing,
+    Corrupt(CorruptMetadata),
+    Found { record: TokenRecord, listed: bool },
+}
+
+impl CacheDao {
+    /// Loads the verification script ahead of the first request (optional).
+    pub async fn prepare(&self) -> Result<(), CacheError> {
+        self.cache.load_script(&VERIFY).await
+    }
+
+    /// The token's record and whether it is in its user's list: one round trip on Redis
+    /// standalone and sentinel, two elsewhere.
+    #[tracing::instrument(skip_all)]
+    pub async fn membership(&self, token: &str) -> Result<Membership, CacheError> {
+        if !self.cache.runs_scripts() {
+            return self.membership_in_two_steps(token).await;
+        }
+        let list_head = format!("{}{}", self.cache.key_prefix().as_str(), keys::TOKEN_LIST);
+        let reply = match self.cache.run_script(&VERIFY, &[&keys::token(token)], &[token, &list_head]).await {
+            Ok(reply) => reply,
+            Err(error) if error.kind() == CacheErrorKind::WrongType => {
+                return Ok(Membership::Corrupt(CorruptMetadata::NotAString));
+            }
+            Err(error) => return Err(error),
+        };
+        let mut items = match reply {
+            ScriptReply::Nil => return Ok(Membership::Missing),
+            ScriptReply::Array(items) => items.into_iter(),
+            other => {
+                tracing::warn!(?other, "unexpected reply from the verification script");
+                return self.membership_in_two_steps(token).await;
+            }
+        };
+        let record = match items.next() {
+            Some(ScriptReply::Text(value)) => match TokenRecord::decode(value) {
+                Ok(record) => record,
+                Err(corrupt) => return Ok(Membership::Corrupt(corrupt)),
+            },
+            Some(ScriptReply::Bytes(_)) => return Ok(Membership::Corrupt(CorruptMetadata::NotJson)),
+            _ => return self.membership_in_two_steps(token).await,
+        };
+        let listed = match (items.next(), items.next()) {
+            (Some(ScriptReply::Text(part)), Some(ScriptReply::Integer(found)))
+                if part == record.user_id().key_part() =>
+            {
+                found == 1
+            }
+            // The script read another user_id than Rust did (or none): ask again, exactly.
+            _ => self.is_listed_or_not_a_list(&record, token).await?,
+        };
+        Ok(Membership::Found { record, listed })
+    }
+
+    async fn membership_in_two_steps(&self, token: &str) -> Result<Membership, CacheError> {
+        Ok(match self.read_token(token).await? {
+            TokenLookup::Missing => Membership::Missing,
+            TokenLookup::Corrupt(corrupt) => Membership::Corrupt(corrupt),
+            TokenLookup::Found(record) => {
+                let listed = self.is_listed_or_not_a_list(&record, token).await?;
+                Membership::Found { record, listed }
+            }
+        })
+    }
+
+    /// LPOS, where a list key of another type counts as "not listed".
+    async fn is_listed_or_not_a_list(&self, record: &TokenRecord, token: &str) -> Result<bool, CacheError> {
+        match self.is_listed(record.user_id(), token).await {
+            Err(error) if error.kind() == CacheErrorKind::WrongType => Ok(false),
+            other => other,
+        }
+    }
+}
