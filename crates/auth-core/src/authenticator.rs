@@ -156,7 +156,7 @@ impl Authenticator {
     }
 
     /// Checks a presented token. A malformed one is refused without any I/O.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self, presented: &str) -> Result<Verification, AuthError> {
         let token = match Token::parse(presented) {
             Ok(token) => token,
@@ -181,7 +181,7 @@ impl Authenticator {
     /// Issues a new token for `user_id` with `metadata` (any JSON object; `user_id` is set
     /// from the argument, and `iat` — issue time, Unix seconds — is added unless present).
     /// Caps the user's sessions and prunes dead list entries.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn issue(
         &self,
         user_id: UserId,
@@ -227,7 +227,7 @@ impl Authenticator {
     }
 
     /// Logs a token out (the Python system's LREM + DEL). `false` when it was not valid.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, presented: &str) -> Result<bool, AuthError> {
         let Ok(token) = Token::parse(presented) else { return Ok(false) };
         match self.dao.read_token(token.expose()).await? {
@@ -237,13 +237,13 @@ impl Authenticator {
     }
 
     /// Revokes every session of the user; returns how many were live.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn revoke_all(&self, user_id: &UserId) -> Result<u64, AuthError> {
         Ok(self.dao.remove_all(user_id).await?)
     }
 
     /// Revokes one session, named by its id; `false` when the user has no such session.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn revoke_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool, AuthError> {
         let tokens = self.dao.user_tokens(user_id).await?;
         let Some(token) = tokens.iter().find(|token| Token::parse(token).is_ok_and(|t| &t.session_id() == session_id))
@@ -255,7 +255,7 @@ impl Authenticator {
     }
 
     /// The user's live sessions, newest first, with their metadata and time left.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, AuthError> {
         let mut sessions = Vec::new();
         for token in self.prune(user_id).await? {

@@ -49,7 +49,7 @@ impl CacheDao {
 
     /// GET `token:{token}` and decode it. A value of the wrong Redis type is reported as
     /// corrupt, like undecodable JSON; only a store that cannot answer is an error.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn read_token(&self, token: &str) -> Result<TokenLookup, CacheError> {
         match self.cache.get_value(&keys::token(token)).await {
             Ok(None) => Ok(TokenLookup::Missing),
@@ -65,27 +65,27 @@ impl CacheDao {
     }
 
     /// LPOS: whether `token` is in the user's list, without fetching the list.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn is_listed(&self, user_id: &UserId, token: &str) -> Result<bool, CacheError> {
         Ok(self.cache.list_position(&keys::token_list(user_id), token).await?.is_some())
     }
 
     /// The user's tokens, newest first.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn user_tokens(&self, user_id: &UserId) -> Result<Vec<String>, CacheError> {
         self.cache.get_list(&keys::token_list(user_id)).await
     }
 
     /// Writes `token:{token}` (EX `ttl`) and LPUSHes the token on the user's list, as the
     /// Python system does; returns the list's new length.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn store_token(&self, token: &str, record: &TokenRecord, ttl: Duration) -> Result<u64, CacheError> {
         self.cache.set_value(&keys::token(token), record.json(), Some(ttl)).await?;
         self.cache.push_to_list(&keys::token_list(record.user_id()), token, ListEnd::Left).await
     }
 
     /// Makes the user's list live at least `ttl` from now (never shortens it).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn extend_list_ttl(&self, user_id: &UserId, ttl: Duration) -> Result<(), CacheError> {
         let list = keys::token_list(user_id);
         let longer = match self.cache.get_ttl(&list).await? {
@@ -100,7 +100,7 @@ impl CacheDao {
     }
 
     /// Gives `token:{token}` a fresh TTL (sliding expiry); `false` when it is gone.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh_token(&self, token: &str, ttl: Duration) -> Result<bool, CacheError> {
         self.cache.set_expiry(&keys::token(token), ttl).await
     }
@@ -118,7 +118,7 @@ impl CacheDao {
 
     /// Keeps the newest `keep` tokens of the user's list and deletes the others' token keys;
     /// returns the tokens it removed.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn keep_newest(&self, user_id: &UserId, keep: u64) -> Result<Vec<String>, CacheError> {
         let list = keys::token_list(user_id);
         let start = i64::try_from(keep).unwrap_or(i64::MAX);
@@ -143,7 +143,7 @@ impl CacheDao {
 
     /// The Python system's logout: LREM the token from the list, DEL `token:{token}`.
     /// `true` when the token key existed.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_token(&self, user_id: &UserId, token: &str) -> Result<bool, CacheError> {
         self.cache.list_remove(&keys::token_list(user_id), 0, token).await?;
         self.cache.delete_key(&keys::token(token)).await
@@ -151,7 +151,7 @@ impl CacheDao {
 
     /// Deletes every token key of the user's list and the list itself; returns how many token
     /// keys existed.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_all(&self, user_id: &UserId) -> Result<u64, CacheError> {
         let list = keys::token_list(user_id);
         let tokens = self.cache.get_list(&list).await?;

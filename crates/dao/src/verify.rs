@@ -56,7 +56,7 @@ impl CacheDao {
 
     /// The token's record and whether it is in its user's list: one round trip on Redis
     /// standalone and sentinel, two elsewhere.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn membership(&self, token: &str) -> Result<Membership, CacheError> {
         if !self.cache.runs_scripts() {
             return self.membership_in_two_steps(token).await;

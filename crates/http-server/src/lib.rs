@@ -4,6 +4,10 @@
 //! Top of the layer table: it may depend on every other Tessera crate; none depends on it.
 //! It is the only crate whose types go on the wire.
 
+// The auth layer's future nests the whole verification path (authenticator, DAO, toolkit,
+// fred); rustc's default query depth of 128 is too shallow to lay it out.
+#![recursion_limit = "256"]
+
 mod error;
 mod handlers;
 mod lifecycle;

@@ -1,28 +1,42 @@
 //! [`HttpMetrics`]: requests by route and status, verify outcomes, and the cache's own counters,
 //! rendered as Prometheus text for `GET /metrics`.
 
-use std::{collections::BTreeMap, fmt::Write, sync::Mutex};
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use cache_toolkit::{LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 
-use crate::middleware::VerifyOutcome;
+use crate::{middleware::VerifyOutcome, routes::Route};
 
+/// Status codes counted individually; anything else is counted as `other`.
+const STATUSES: [u16; 13] = [200, 201, 204, 400, 401, 404, 405, 413, 415, 431, 500, 503, 0];
+
+const OUTCOMES: [VerifyOutcome; 7] = [
+    VerifyOutcome::Public,
+    VerifyOutcome::Internal,
+    VerifyOutcome::InternalRefused,
+    VerifyOutcome::Valid,
+    VerifyOutcome::Rejected,
+    VerifyOutcome::Invalid,
+    VerifyOutcome::Unavailable,
+];
+
+/// Lock-free counters: one atomic per (route, status) and per outcome, so two requests never
+/// wait on each other to be counted.
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
-    /// Route labels and outcome labels are `'static` and bounded, so the maps stay small. The
-    /// std mutex is held only to bump a counter, never across an `.await`.
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    requests: [[AtomicU64; STATUSES.len()]; Route::LABELS.len()],
+    outcomes: [AtomicU64; OUTCOMES.len()],
 }
 
 impl HttpMetrics {
-    pub(crate) fn record(&self, route: &'static str, status: u16, outcome: Option<VerifyOutcome>) {
-        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *requests.entry((route, status)).or_default() += 1;
-        drop(requests);
-        if let Some(outcome) = outcome {
-            let mut outcomes = self.outcomes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            *outcomes.entry(outcome.label()).or_default() += 1;
+    pub(crate) fn record(&self, route: &Route, status: u16, outcome: Option<VerifyOutcome>) {
+        let status = STATUSES.iter().position(|counted| *counted == status).unwrap_or(STATUSES.len() - 1);
+        self.requests[route.index()][status].fetch_add(1, Ordering::Relaxed);
+        if let Some(outcome) = outcome.and_then(|outcome| OUTCOMES.iter().position(|counted| *counted == outcome)) {
+            self.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -30,15 +44,25 @@ impl HttpMetrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
-        let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        for ((route, status), count) in requests {
-            let _ = writeln!(out, "tessera_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+        for (route, counts) in Route::LABELS.iter().zip(&self.requests) {
+            for (status, count) in STATUSES.iter().zip(counts) {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let status = if *status == 0 { "other".to_owned() } else { status.to_string() };
+                    let _ =
+                        writeln!(out, "tessera_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+                }
+            }
         }
         out.push_str("# HELP tessera_auth_outcomes_total Outcomes of the auth check.\n");
         out.push_str("# TYPE tessera_auth_outcomes_total counter\n");
-        let outcomes = self.outcomes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        for (outcome, count) in outcomes {
-            let _ = writeln!(out, "tessera_auth_outcomes_total{{outcome=\"{outcome}\"}} {count}");
+        for (outcome, count) in OUTCOMES.iter().zip(&self.outcomes) {
+            let _ = writeln!(
+                out,
+                "tessera_auth_outcomes_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                count.load(Ordering::Relaxed)
+            );
         }
         render_cache(&mut out, cache);
         out

@@ -48,21 +48,39 @@ impl Route {
         }
     }
 
-    /// A bounded label for metrics (never the raw path).
-    pub(crate) fn label(&self) -> &'static str {
+    /// Every route's metrics label, in [`Self::index`] order (never the raw path).
+    pub(crate) const LABELS: [&'static str; 11] = [
+        "healthz",
+        "readyz",
+        "auth_verify",
+        "api_me",
+        "api_logout",
+        "internal_issue_session",
+        "internal_user_sessions",
+        "internal_user_session",
+        "internal_introspect",
+        "metrics",
+        "unknown",
+    ];
+
+    pub(crate) fn index(&self) -> usize {
         match self {
-            Self::Healthz => "healthz",
-            Self::Readyz => "readyz",
-            Self::Verify => "auth_verify",
-            Self::Me => "api_me",
-            Self::Logout => "api_logout",
-            Self::IssueSession => "internal_issue_session",
-            Self::UserSessions(_) => "internal_user_sessions",
-            Self::UserSession(_, _) => "internal_user_session",
-            Self::Introspect => "internal_introspect",
-            Self::Metrics => "metrics",
-            Self::Unknown => "unknown",
+            Self::Healthz => 0,
+            Self::Readyz => 1,
+            Self::Verify => 2,
+            Self::Me => 3,
+            Self::Logout => 4,
+            Self::IssueSession => 5,
+            Self::UserSessions(_) => 6,
+            Self::UserSession(_, _) => 7,
+            Self::Introspect => 8,
+            Self::Metrics => 9,
+            Self::Unknown => 10,
         }
+    }
+
+    pub(crate) fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
     }
 }
 
