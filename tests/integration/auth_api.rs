@@ -608,7 +608,9 @@ async fn script_edge_cases(topology: &str) {
         let app = app_on(topology, &[("TESSERA_KEY_PREFIX", prefix)]).await;
         let seed = unique_user();
         let big = 9_007_199_254_740_993_u64 + seed;
-        let cases: Vec<(String, String, Vec<String>, StatusCode, Option<String>)> = vec![
+        // (what, stored metadata, lists holding the token, expected status, expected X-Auth-User-Id)
+        type Case = (String, String, Vec<String>, StatusCode, Option<String>);
+        let cases: Vec<Case> = vec![
             (
                 "big integer id".to_owned(),
                 format!(r#"{{"user_id":{big},"n":1}}"#),

@@ -1,18 +1,66 @@
-//! `cargo xtask bench [--quick]`: starts a private standalone Redis (no persistence) owned by
-//! this run, runs the release-mode benchmarks against it, and stops it however the run ends.
-//! Results are printed as markdown tables of ratios measured in the same run and written under
-//! `target/bench/`.
+//! `cargo xtask bench [--quick]`: builds the release binaries (`tessera` and the `bench`
+//! package's servers and seeder), makes sure wrk and Redis are installed, starts a private
+//! standalone Redis (no persistence) owned by this run, runs the toolkit micro-benchmark
+//! against it, seeds 10,000 users through Tessera's own code, and then measures
+//! `GET /auth/verify` under wrk, the rows interleaved round by round: the ceiling (bare
+//! hyper), the naive port, tessera on Redis and on the embedded store, tessera under
+//! invalid- and malformed-token floods, and redis-benchmark GET as the Redis limit.
+//!
+//! Prints the table, writes `target/bench/latest.md` and `latest.json` and, for a full run,
+//! `docs/BENCHMARKS.md`. Exits 0 when it measured (a missed budget is reported, not a
+//! failure), non-zero when something broke. Everything it starts is stopped however the run
+//! ends: guards on drop, and a watchdog for when xtask itself is killed.
 
-use std::process::{ExitCode, ExitStatus};
+mod load;
+mod probe;
+mod redis_stats;
+mod report;
+mod servers;
+#[cfg(test)]
+mod tests;
 
-use anyhow::{Result, bail};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
 
 use crate::install;
 use crate::process;
 use crate::redis::{self, Topology};
 use crate::workspace;
 
+use self::redis_stats::RedisCli;
+use self::report::{Load, Machine, Report, Round, RoundTrips, Row, Setup};
+use self::servers::ServerProcess;
+
 const BENCH_TOPOLOGY: &str = "bench-standalone";
+/// Seeded users, one token each.
+const USERS: u64 = 10_000;
+/// Sequential requests over which the commands sent to Redis are counted exactly.
+const PROBE_REQUESTS: u64 = 1_000;
+const REDIS_BENCHMARK_REQUESTS: u64 = 200_000;
+const SEED_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a run is.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    quick: bool,
+    rounds: usize,
+    seconds: u64,
+    warmup_seconds: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan { quick, rounds: 3, seconds: 3, warmup_seconds: 1 }
+        } else {
+            Plan { quick, rounds: 5, seconds: 10, warmup_seconds: 2 }
+        }
+    }
+}
 
 /// `cargo xtask bench [--quick]`
 pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
@@ -21,20 +69,548 @@ pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
         [flag] if flag == "--quick" => true,
         _ => bail!("usage: cargo xtask bench [--quick]"),
     };
-    run(quick).map(process::exit_code)
+    run(Plan::new(quick))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn run(quick: bool) -> Result<ExitStatus> {
+/// The programs this run builds.
+#[derive(Debug)]
+struct Binaries {
+    tessera: PathBuf,
+    ceiling: PathBuf,
+    naive: PathBuf,
+    seed: PathBuf,
+}
+
+/// What the measuring steps share.
+#[derive(Debug)]
+struct Bench {
+    plan: Plan,
+    wrk: PathBuf,
+    redis_benchmark: PathBuf,
+    redis: RedisCli,
+    redis_port: u16,
+    redis_pid: u32,
+    clock_ticks: f64,
+}
+
+/// How one row is loaded: wrk on one of the servers with a token script, or redis-benchmark.
+#[derive(Debug)]
+enum Driver {
+    Wrk { server: usize, script: PathBuf, tokens: Vec<String> },
+    RedisBenchmark { pipeline: u32 },
+}
+
+/// The servers, in the order [`start_servers`] starts them (indexes into its result).
+const CEILING: usize = 0;
+const NAIVE: usize = 1;
+const TESSERA_REDIS: usize = 2;
+const TESSERA_EMBEDDED: usize = 3;
+
+fn run(plan: Plan) -> Result<()> {
+    let started = Instant::now();
+    let dir = workspace::target_dir().join("bench");
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let binaries = build()?;
     let tools = install::ensure_redis()?;
+    let redis_benchmark = install::ensure_tool("redis-benchmark", "redis-tools")?;
+    let wrk = install::ensure_tool("wrk", "wrk")?;
+
+    // Dropped last, after every guard below has stopped what it guards.
+    let registry = dir.join("servers.pids");
+    let _watchdog = servers::Watchdog::start(&registry, BENCH_TOPOLOGY);
+    eprintln!("xtask: starting redis {BENCH_TOPOLOGY} (no persistence)");
     let url = redis::start(&tools, Topology::Standalone, BENCH_TOPOLOGY, Some(std::process::id()))?;
-    let _stop = StopOnDrop;
+    let _stop_redis = StopOnDrop;
+    servers::reset_registry(&registry)?;
+    let redis_port = port_of(&url)?;
+    let redis = RedisCli::new(&tools.cli, redis_port);
+    let toolkit = toolkit_benchmark(&url, plan.quick)?;
+
+    eprintln!("xtask: seeding {USERS} users through auth-core on redis");
+    seed(Command::new(&binaries.seed).args(["--redis", &url]).args(seed_output_args(&dir.join(REDIS_TOKENS))))?;
+    probe::write_tokens(&dir.join(UNKNOWN_TOKENS), &probe::unknown_tokens(USERS as usize)?)?;
+    probe::write_tokens(&dir.join(MALFORMED_TOKENS), &probe::malformed_tokens(USERS as usize)?)?;
+    let internal_key = format!("bench-{}", probe::unknown_tokens(1)?.concat());
+    let mut servers = start_servers(&binaries, &url, redis_port, &internal_key, &logs, &registry)?;
+    eprintln!("xtask: seeding {USERS} users into tessera's embedded store through POST /internal/sessions");
+    seed(
+        Command::new(&binaries.seed)
+            .args(["--http", &format!("http://{}", listen(servers[TESSERA_EMBEDDED].port()))])
+            .args(["--internal-key", &internal_key])
+            .args(seed_output_args(&dir.join(EMBEDDED_TOKENS))),
+    )?;
+
+    let bench = Bench {
+        plan,
+        wrk,
+        redis_benchmark,
+        redis_pid: redis.pid()?,
+        redis,
+        redis_port,
+        clock_ticks: servers::clock_ticks_per_second()?,
+    };
+    let mut rows = plan_rows(&dir)?;
+    warm_up(&bench, &mut servers, &rows)?;
+    for (row, driver) in &mut rows {
+        if let Driver::Wrk { server, tokens, .. } = driver {
+            row.round_trips = Some(count_round_trips(&bench, &mut servers[*server], row, tokens)?);
+        }
+    }
+    measure_rounds(&bench, &mut servers, &mut rows)?;
+
+    let report = Report {
+        setup: Setup {
+            quick: plan.quick,
+            rounds: plan.rounds,
+            seconds: plan.seconds,
+            users: USERS,
+            connections: load::CONNECTIONS,
+            wrk_threads: load::WRK_THREADS,
+            probe_requests: PROBE_REQUESTS,
+            redis_benchmark_requests: REDIS_BENCHMARK_REQUESTS,
+        },
+        machine: machine(&bench),
+        rows: rows.into_iter().map(|(row, _)| row).collect(),
+        toolkit,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
+    drop(servers);
+    let markdown = report.markdown();
+    println!("{markdown}");
+    write(&dir.join("latest.md"), &markdown)?;
+    write(&dir.join("latest.json"), &report.json())?;
+    if !plan.quick {
+        write(&workspace::root().join("docs").join("BENCHMARKS.md"), &benchmarks_doc(&report, &markdown))?;
+        eprintln!("xtask: wrote docs/BENCHMARKS.md");
+    }
+    eprintln!(
+        "xtask: wrote {} and latest.json; the benchmark took {:.0} s",
+        dir.join("latest.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Token files under `target/bench/`: seeded on Redis, seeded in the embedded store, and the
+/// two floods.
+const REDIS_TOKENS: &str = "tokens-redis.txt";
+const EMBEDDED_TOKENS: &str = "tokens-embedded.txt";
+const UNKNOWN_TOKENS: &str = "tokens-unknown.txt";
+const MALFORMED_TOKENS: &str = "tokens-malformed.txt";
+
+/// Starts the four servers, each on a free loopback port: the ceiling, the naive port, and
+/// tessera on Redis and on the embedded store.
+fn start_servers(
+    binaries: &Binaries,
+    url: &str,
+    redis_port: u16,
+    internal_key: &str,
+    logs: &Path,
+    registry: &Path,
+) -> Result<Vec<ServerProcess>> {
+    eprintln!("xtask: starting the servers");
+    let mut ports = vec![redis_port];
+    for _ in 0..4 {
+        ports.push(servers::free_port(&ports)?);
+    }
+    let ports = &ports[1..];
+    let mut ceiling = Command::new(&binaries.ceiling);
+    ceiling.args(["--listen", &listen(ports[CEILING])]);
+    let mut naive = Command::new(&binaries.naive);
+    naive.args(["--listen", &listen(ports[NAIVE]), "--redis", url]);
+    let commands = [
+        ("ceiling", ceiling),
+        ("naive", naive),
+        ("tessera-redis", tessera_command(&binaries.tessera, ports[TESSERA_REDIS], Some(url), internal_key)),
+        ("tessera-embedded", tessera_command(&binaries.tessera, ports[TESSERA_EMBEDDED], None, internal_key)),
+    ];
+    let mut servers = Vec::new();
+    for ((name, mut command), port) in commands.into_iter().zip(ports) {
+        servers.push(ServerProcess::start(name, &mut command, *port, logs, registry)?);
+    }
+    Ok(servers)
+}
+
+/// The rows, in the order each round runs them, and how each is driven.
+fn plan_rows(dir: &Path) -> Result<Vec<(Row, Driver)>> {
+    let wrk = |server: usize, tokens_file: &str| -> Result<Driver> {
+        let tokens_file = dir.join(tokens_file);
+        let stem = tokens_file.file_stem().unwrap_or_default().to_string_lossy().replace("tokens-", "");
+        let script = dir.join(format!("verify-{stem}.lua"));
+        load::write_wrk_script(&script, &tokens_file)?;
+        Ok(Driver::Wrk { server, script, tokens: probe::read_tokens(&tokens_file)? })
+    };
+    let valid = Load::Wrk { valid: true };
+    let refused = Load::Wrk { valid: false };
+    Ok(vec![
+        (Row::new("ceiling", "ceiling: bare hyper, fixed 200", valid), wrk(CEILING, REDIS_TOKENS)?),
+        (Row::new("naive", "naive port: hyper + fred, GET + serde_json + LRANGE", valid), wrk(NAIVE, REDIS_TOKENS)?),
+        (Row::new("tessera-redis", "tessera, Redis standalone", valid), wrk(TESSERA_REDIS, REDIS_TOKENS)?),
+        (Row::new("tessera-embedded", "tessera, embedded store", valid), wrk(TESSERA_EMBEDDED, EMBEDDED_TOKENS)?),
+        (
+            Row::new("tessera-invalid", "tessera/Redis, invalid-token flood (401)", refused),
+            wrk(TESSERA_REDIS, UNKNOWN_TOKENS)?,
+        ),
+        (
+            Row::new("tessera-malformed", "tessera/Redis, malformed-token flood (401)", refused),
+            wrk(TESSERA_REDIS, MALFORMED_TOKENS)?,
+        ),
+        (
+            Row::new("redis-get-p1", "redis-benchmark GET -P 1 (50 clients)", Load::RedisBenchmark { pipeline: 1 }),
+            Driver::RedisBenchmark { pipeline: 1 },
+        ),
+        (
+            Row::new("redis-get-p16", "redis-benchmark GET -P 16 (50 clients)", Load::RedisBenchmark { pipeline: 16 }),
+            Driver::RedisBenchmark { pipeline: 16 },
+        ),
+    ])
+}
+
+/// The rounds: each runs every row once, in order, so drift hits every row alike; then each
+/// row's ratio to the same round's ceiling, and at the end each server's peak RSS.
+fn measure_rounds(bench: &Bench, servers: &mut [ServerProcess], rows: &mut [(Row, Driver)]) -> Result<()> {
+    let plan = bench.plan;
+    for round in 1..=plan.rounds {
+        for (row, driver) in rows.iter_mut() {
+            let measured = match driver {
+                Driver::Wrk { server, script, .. } => measure_wrk(bench, &mut servers[*server], row, script)?,
+                Driver::RedisBenchmark { pipeline } => measure_redis_benchmark(bench, *pipeline)?,
+            };
+            eprintln!(
+                "xtask: round {round}/{}: {:<18} {:>9} req/s  p50 {}  p99 {}",
+                plan.rounds,
+                row.key,
+                report::thousands(measured.requests_per_second),
+                measured.p50_ms.map_or("—".to_owned(), |ms| format!("{ms:.2} ms")),
+                measured.p99_ms.map_or("—".to_owned(), |ms| format!("{ms:.2} ms")),
+            );
+            row.rounds.push(measured);
+        }
+        let ceiling = rows[0].0.rounds.last().map_or(f64::NAN, |round| round.requests_per_second);
+        for (row, _) in rows.iter_mut() {
+            if let (Load::Wrk { .. }, Some(last)) = (row.load, row.rounds.last_mut()) {
+                last.ratio_to_ceiling = Some(last.requests_per_second / ceiling);
+            }
+        }
+    }
+    for (row, driver) in rows.iter_mut() {
+        let pid = match driver {
+            Driver::Wrk { server, .. } => servers[*server].pid(),
+            Driver::RedisBenchmark { .. } => bench.redis_pid,
+        };
+        row.peak_rss_kib = Some(servers::peak_rss_kib(pid)?);
+    }
+    Ok(())
+}
+
+/// `cargo build --release` of `tessera` and the bench servers; their paths.
+fn build() -> Result<Binaries> {
+    let mut build = workspace::cargo();
+    build.args(["build", "--release", "--package", "bench", "--package", "http-server", "--bins"]);
+    eprintln!("xtask: {}", process::describe(&build));
+    let status = process::status_of(&mut build)?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", process::describe(&build));
+    }
+    let release = workspace::target_dir().join("release");
+    let binaries = Binaries {
+        tessera: release.join("tessera"),
+        ceiling: release.join("bench-ceiling"),
+        naive: release.join("bench-naive"),
+        seed: release.join("bench-seed"),
+    };
+    for binary in [&binaries.tessera, &binaries.ceiling, &binaries.naive, &binaries.seed] {
+        if !binary.is_file() {
+            bail!("`{}` succeeded but made no {}", process::describe(&build), binary.display());
+        }
+    }
+    Ok(binaries)
+}
+
+/// Runs the toolkit micro-benchmark (`crates/cache-toolkit/benches/toolkit.rs`) against the
+/// benchmark's Redis; its markdown table.
+fn toolkit_benchmark(url: &str, quick: bool) -> Result<Option<String>> {
+    // The micro-benchmark writes beside the workspace's own target directory.
+    let table = workspace::root().join("target").join("bench").join("toolkit.md");
+    fs::remove_file(&table).ok();
     let mut bench = workspace::cargo();
     bench
         .args(["bench", "--package", "cache-toolkit", "--bench", "toolkit"])
-        .env("TESSERA_BENCH_REDIS_URL", &url)
-        .env("TESSERA_BENCH_QUICK", if quick { "1" } else { "0" });
+        .env("TESSERA_BENCH_REDIS_URL", url)
+        .env("TESSERA_BENCH_QUICK", if quick { "1" } else { "0" })
+        // Its table is part of the report printed at the end; stdout carries that report alone.
+        .stdout(std::io::stderr());
     eprintln!("xtask: {}", process::describe(&bench));
-    process::status_of(&mut bench)
+    let status = process::status_of(&mut bench)?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", process::describe(&bench));
+    }
+    Ok(fs::read_to_string(&table).ok())
+}
+
+fn seed_output_args(tokens_file: &Path) -> Vec<String> {
+    vec!["--users".to_owned(), USERS.to_string(), "--out".to_owned(), tokens_file.to_string_lossy().into_owned()]
+}
+
+/// Runs `bench-seed` to completion (bounded) and passes on what it said.
+fn seed(command: &mut Command) -> Result<()> {
+    let output = process::output_within(command, SEED_TIMEOUT)?;
+    if !output.status.success() {
+        bail!("`{}` failed with {}: {}", process::describe(command), output.status, process::combined_output(&output));
+    }
+    eprintln!("xtask: {}", process::combined_output(&output));
+    Ok(())
+}
+
+/// `tessera` as production runs it (`APP_ENV=prod`), quiet (`TESSERA_LOG=warn`), on
+/// 127.0.0.1:`port`, on the given Redis or else the embedded store. Settings from the
+/// caller's environment are left out, so they cannot change what is measured.
+fn tessera_command(binary: &Path, port: u16, redis_url: Option<&str>, internal_key: &str) -> Command {
+    let mut command = Command::new(binary);
+    command.current_dir(workspace::root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("TESSERA_")
+            || name.starts_with("REDIS_")
+            || name == "APP_ENV"
+            || name == "ACCESS_TOKEN_EXPIRE_MINUTES"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+        .env("APP_ENV", "prod")
+        .env("TESSERA_CONFIG_DIR", workspace::root().join("configs"))
+        .env("TESSERA_LISTEN", listen(port))
+        .env("TESSERA_INTERNAL_KEY", internal_key)
+        .env("TESSERA_LOG", "warn");
+    match redis_url {
+        Some(url) => command.env("TESSERA_STORE", "redis").env("REDIS_URL", url),
+        None => command.env("TESSERA_STORE", "embedded"),
+    };
+    command
+}
+
+fn listen(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// The port of `redis://127.0.0.1:PORT`.
+fn port_of(url: &str) -> Result<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse().ok())
+        .with_context(|| format!("no port in {url}"))
+}
+
+/// A short wrk run on each server with its first row's script, so connections, pools and
+/// scripts are set up before anything is measured.
+fn warm_up(bench: &Bench, servers: &mut [ServerProcess], rows: &[(Row, Driver)]) -> Result<()> {
+    eprintln!("xtask: warming up each server for {} s", bench.plan.warmup_seconds);
+    for (index, server) in servers.iter_mut().enumerate() {
+        let script = rows.iter().find_map(|(_, driver)| match driver {
+            Driver::Wrk { server, script, .. } if *server == index => Some(script),
+            _ => None,
+        });
+        let Some(script) = script else { continue };
+        let report = load::run_wrk(&bench.wrk, server.port(), script, bench.plan.warmup_seconds)
+            .with_context(|| format!("warming up {}", server.name()))?;
+        server.ensure_alive()?;
+        if report.non_2xx > 0 || report.requests == 0 {
+            bail!(
+                "warming up {}: {} of {} responses were not 2xx; valid tokens must verify",
+                server.name(),
+                report.non_2xx,
+                report.requests
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The commands clients sent to Redis over [`PROBE_REQUESTS`] sequential requests to the
+/// row's server (MONITOR), and the statuses: all 200 for a valid row, all 401 for a flood.
+fn count_round_trips(bench: &Bench, server: &mut ServerProcess, row: &Row, tokens: &[String]) -> Result<RoundTrips> {
+    server.ensure_alive()?;
+    let monitor = bench.redis.monitor()?;
+    let statuses = probe::verify_requests(server.port(), tokens, PROBE_REQUESTS)
+        .with_context(|| format!("{}: sending {PROBE_REQUESTS} requests one by one", row.title))?;
+    let commands = monitor.finish()?;
+    let expected = if matches!(row.load, Load::Wrk { valid: true }) { 200 } else { 401 };
+    if statuses.keys().any(|status| *status != expected) {
+        bail!("{}: expected {expected} for every request, got (status: count) {statuses:?}", row.title);
+    }
+    let trips = RoundTrips { requests: PROBE_REQUESTS, statuses, commands };
+    eprintln!(
+        "xtask: {:<18} {:.2} redis commands sent per request {:?}, run by scripts {:?}",
+        row.key,
+        trips.sent_per_request(),
+        trips.commands.sent,
+        trips.commands.in_scripts
+    );
+    Ok(trips)
+}
+
+/// One wrk run on `server`, with the server's and Redis's CPU and the Redis commands around it.
+fn measure_wrk(bench: &Bench, server: &mut ServerProcess, row: &Row, script: &Path) -> Result<Round> {
+    server.ensure_alive()?;
+    let calls_before = bench.redis.command_calls()?;
+    let redis_before = servers::cpu_ticks(bench.redis_pid)?;
+    let server_before = servers::cpu_ticks(server.pid())?;
+    let report = load::run_wrk(&bench.wrk, server.port(), script, bench.plan.seconds)
+        .with_context(|| format!("{}: wrk against {}", row.title, server.name()))?;
+    let server_after = servers::cpu_ticks(server.pid())?;
+    let redis_after = servers::cpu_ticks(bench.redis_pid)?;
+    let calls_after = bench.redis.command_calls()?;
+    server.ensure_alive()?;
+    if report.requests == 0 {
+        bail!("{}: wrk completed no request", row.title);
+    }
+    if report.socket_errors.connect > 0 {
+        bail!("{}: wrk could not connect {} times", row.title, report.socket_errors.connect);
+    }
+    match row.load {
+        Load::Wrk { valid: true } if report.non_2xx > 0 => bail!(
+            "{}: {} of {} responses were not 2xx under load; every seeded token must verify (see target/bench/logs/{}.log)",
+            row.title,
+            report.non_2xx,
+            report.requests,
+            server.name()
+        ),
+        Load::Wrk { valid: false } if report.non_2xx < report.requests => bail!(
+            "{}: {} of {} responses were 2xx; every token of a flood must be refused",
+            row.title,
+            report.requests - report.non_2xx,
+            report.requests
+        ),
+        _ => {}
+    }
+    if report.socket_errors.total() > 0 {
+        eprintln!("xtask: {}: wrk saw socket errors {:?}", row.title, report.socket_errors);
+    }
+    Ok(Round {
+        requests: report.requests,
+        requests_per_second: report.requests_per_second,
+        p50_ms: Some(report.p50_ms),
+        p99_ms: Some(report.p99_ms),
+        non_2xx: report.non_2xx,
+        socket_errors: report.socket_errors.total(),
+        executed_commands: redis_stats::calls_between(&calls_before, &calls_after),
+        server_cpu_ms_per_1k: Some(cpu_ms_per_1k(server_after - server_before, bench.clock_ticks, report.requests)),
+        redis_cpu_ms_per_1k: cpu_ms_per_1k(redis_after - redis_before, bench.clock_ticks, report.requests),
+        ratio_to_ceiling: None,
+    })
+}
+
+/// One redis-benchmark GET run against the benchmark's Redis.
+fn measure_redis_benchmark(bench: &Bench, pipeline: u32) -> Result<Round> {
+    let calls_before = bench.redis.command_calls()?;
+    let redis_before = servers::cpu_ticks(bench.redis_pid)?;
+    let report =
+        load::run_redis_benchmark(&bench.redis_benchmark, bench.redis_port, pipeline, REDIS_BENCHMARK_REQUESTS)?;
+    let redis_after = servers::cpu_ticks(bench.redis_pid)?;
+    let calls_after = bench.redis.command_calls()?;
+    Ok(Round {
+        requests: REDIS_BENCHMARK_REQUESTS,
+        requests_per_second: report.requests_per_second,
+        p50_ms: report.p50_ms,
+        p99_ms: report.p99_ms,
+        executed_commands: redis_stats::calls_between(&calls_before, &calls_after),
+        redis_cpu_ms_per_1k: cpu_ms_per_1k(redis_after - redis_before, bench.clock_ticks, REDIS_BENCHMARK_REQUESTS),
+        ..Round::default()
+    })
+}
+
+/// CPU milliseconds per 1,000 requests from a tick count.
+fn cpu_ms_per_1k(ticks: u64, ticks_per_second: f64, requests: u64) -> f64 {
+    report::per(ticks, requests) * 1_000.0 / ticks_per_second * 1_000.0
+}
+
+/// The machine and tools, for the report.
+fn machine(bench: &Bench) -> Machine {
+    let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let meminfo = read("/proc/meminfo");
+    let memory_kib: Option<f64> = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok());
+    let first_line = |command: &mut Command| {
+        command
+            .output()
+            .map(|output| {
+                let text =
+                    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+                text.lines().next().unwrap_or_default().trim().to_owned()
+            })
+            .unwrap_or_default()
+    };
+    Machine {
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        cpu_model: redis_stats::info_field(&cpuinfo.replace('\t', ""), "model name")
+            .map(|model| model.trim().to_owned())
+            .unwrap_or_else(|| "unknown CPU".to_owned()),
+        memory: memory_kib.map_or("unknown".to_owned(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0)),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        redis_version: bench.redis.version().unwrap_or_default(),
+        wrk_version: first_line(Command::new(&bench.wrk).arg("-v")).split(" [").next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// `docs/BENCHMARKS.md`: the machine, how to reproduce, what each row is, then the run.
+fn benchmarks_doc(report: &Report, markdown: &str) -> String {
+    let machine = &report.machine;
+    format!(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench` after a full run (`--quick` leaves this file alone); re-run it \
+         after a change to the verify path. Every number of the run, per round, is in \
+         `target/bench/latest.json`.\n\n\
+         ## The machine\n\n\
+         - {cores} cores (`nproc`), {cpu}, {memory} of memory, Linux {kernel}\n\
+         - run on {date}, redis-server {redis}, {wrk}; the whole run took {wall:.0} s\n\
+         - wrk, the servers and Redis share these cores, so each row is a fraction of what the machine \
+         can do with everything on it, and the ratios matter more than the absolute numbers\n\n\
+         ## How to reproduce\n\n\
+         ```sh\n\
+         cargo xtask ci              # once, on a fresh clone\n\
+         cargo xtask bench           # full run (5 rounds × 10 s per row): prints the table, rewrites this file\n\
+         cargo xtask bench --quick   # 3 rounds × 3 s: prints the table, writes target/bench/ only\n\
+         ```\n\n\
+         It builds the release binaries, installs `wrk` and `redis-server` when they are missing (as \
+         root, with apt-get), starts a private Redis without persistence on a free loopback port, seeds \
+         {users} users with one token each through Tessera's own code, and stops everything it started.\n\n\
+         ## The rows\n\n\
+         - **ceiling**: `bench-ceiling` (crates/bench), a bare hyper 1 server with tessera's connection \
+         settings answering every request with 200 and tessera's headers (`x-auth-user-id`, \
+         `x-request-id`): the HTTP limit of this machine.\n\
+         - **naive port**: `bench-naive`, hyper + a fred pool doing what the original design does: \
+         GET `token:{{t}}`, parse the JSON with serde_json, LRANGE `token_list:{{uid}}`, scan it.\n\
+         - **tessera, Redis standalone** and **tessera, embedded store** (seeded with its own tokens \
+         through `POST /internal/sessions`).\n\
+         - **floods**: tessera on Redis with random well-formed unknown tokens, and with malformed ones \
+         (a `*`, or 8 characters) that are refused before any I/O; every answer is 401.\n\
+         - **redis-benchmark GET**, pipeline 1 and 16, on the same Redis: the Redis limit.\n\n\
+         {markdown}",
+        cores = machine.cores,
+        cpu = machine.cpu_model,
+        memory = machine.memory,
+        kernel = machine.kernel,
+        date = machine.date,
+        redis = machine.redis_version,
+        wrk = machine.wrk_version,
+        wall = report.wall_seconds,
+        users = report::thousands(report.setup.users as f64),
+    )
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Stops the benchmark's Redis on every way out of `run`.

@@ -1,0 +1,591 @@
+//! The benchmark's results and how they are told: per row and round what was measured, the
+//! medians over rounds, the markdown table, the budgets the issue sets (checked, reported, never
+//! a failure), and the JSON of every number, written by hand (xtask has no JSON crate).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::redis_stats::CommandCounts;
+
+/// How a row loads its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Load {
+    /// wrk against an HTTP server; `valid`: every response must be 2xx, else every one
+    /// must be refused.
+    Wrk { valid: bool },
+    /// redis-benchmark GET with this pipeline depth, against the benchmark's Redis.
+    RedisBenchmark { pipeline: u32 },
+}
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub(super) struct Row {
+    /// Short stable name, used in the JSON and for the budgets.
+    pub(super) key: &'static str,
+    pub(super) title: &'static str,
+    pub(super) load: Load,
+    pub(super) rounds: Vec<Round>,
+    /// Commands sent to Redis over a fixed count of sequential requests (wrk rows).
+    pub(super) round_trips: Option<RoundTrips>,
+    /// VmHWM of the server process (Redis for redis-benchmark rows) after the row's last round.
+    pub(super) peak_rss_kib: Option<u64>,
+}
+
+/// One run of a row.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Round {
+    pub(super) requests: u64,
+    pub(super) requests_per_second: f64,
+    pub(super) p50_ms: Option<f64>,
+    pub(super) p99_ms: Option<f64>,
+    /// Non-2xx/3xx responses (the floods expect every one).
+    pub(super) non_2xx: u64,
+    pub(super) socket_errors: u64,
+    /// Commands Redis executed during the run (`INFO commandstats`, including those Lua
+    /// scripts ran) per completed request; requests still in flight when wrk stopped make it
+    /// slightly high.
+    pub(super) executed_commands: BTreeMap<String, u64>,
+    /// CPU (user + system) of the server process, ms per 1,000 requests (wrk rows).
+    pub(super) server_cpu_ms_per_1k: Option<f64>,
+    /// CPU of redis-server, ms per 1,000 requests.
+    pub(super) redis_cpu_ms_per_1k: f64,
+    /// This round's req/s over the same round's ceiling req/s.
+    pub(super) ratio_to_ceiling: Option<f64>,
+}
+
+impl Round {
+    pub(super) fn executed_commands_per_request(&self) -> f64 {
+        per(self.executed_commands.values().sum(), self.requests)
+    }
+}
+
+/// The commands clients sent to Redis (MONITOR) over `requests` sequential requests, and the
+/// statuses those requests got.
+#[derive(Debug, Clone)]
+pub(super) struct RoundTrips {
+    pub(super) requests: u64,
+    pub(super) statuses: BTreeMap<u16, u64>,
+    pub(super) commands: CommandCounts,
+}
+
+impl RoundTrips {
+    pub(super) fn sent_per_request(&self) -> f64 {
+        per(self.commands.sent.values().sum(), self.requests)
+    }
+}
+
+/// The machine and tools a run measured on.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Machine {
+    pub(super) cores: usize,
+    pub(super) cpu_model: String,
+    pub(super) memory: String,
+    pub(super) kernel: String,
+    pub(super) date: String,
+    pub(super) redis_version: String,
+    pub(super) wrk_version: String,
+}
+
+/// How a run was set up.
+#[derive(Debug, Clone)]
+pub(super) struct Setup {
+    pub(super) quick: bool,
+    pub(super) rounds: usize,
+    pub(super) seconds: u64,
+    pub(super) users: u64,
+    pub(super) connections: u32,
+    pub(super) wrk_threads: u32,
+    pub(super) probe_requests: u64,
+    pub(super) redis_benchmark_requests: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone)]
+pub(super) struct Report {
+    pub(super) setup: Setup,
+    pub(super) machine: Machine,
+    pub(super) rows: Vec<Row>,
+    /// `target/bench/toolkit.md`, the toolkit micro-benchmark's table.
+    pub(super) toolkit: Option<String>,
+    pub(super) wall_seconds: f64,
+}
+
+/// A budget of the issue, checked against this run.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Budget {
+    pub(super) name: &'static str,
+    pub(super) measured: Option<f64>,
+    pub(super) threshold: f64,
+    /// How measured and threshold compare when the budget is met.
+    pub(super) relation: Relation,
+    pub(super) unit: &'static str,
+    /// How the threshold was derived, when it depends on the run.
+    pub(super) derivation: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Relation {
+    AtLeast,
+    AtMost,
+    /// Equal, to within half a percent.
+    Equal,
+}
+
+impl Budget {
+    pub(super) fn met(&self) -> bool {
+        let Some(measured) = self.measured else { return false };
+        match self.relation {
+            Relation::AtLeast => measured >= self.threshold,
+            Relation::AtMost => measured <= self.threshold,
+            Relation::Equal => (measured - self.threshold).abs() <= self.threshold.abs() * 0.005,
+        }
+    }
+}
+
+impl Row {
+    pub(super) fn new(key: &'static str, title: &'static str, load: Load) -> Row {
+        Row { key, title, load, rounds: Vec::new(), round_trips: None, peak_rss_kib: None }
+    }
+
+    pub(super) fn median_rps(&self) -> Option<f64> {
+        median(self.rounds.iter().map(|round| round.requests_per_second))
+    }
+
+    pub(super) fn median_p50_ms(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(|round| round.p50_ms))
+    }
+
+    pub(super) fn median_p99_ms(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(|round| round.p99_ms))
+    }
+
+    pub(super) fn median_ratio_to_ceiling(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(|round| round.ratio_to_ceiling))
+    }
+
+    fn median_server_cpu(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(|round| round.server_cpu_ms_per_1k))
+    }
+
+    fn median_redis_cpu(&self) -> Option<f64> {
+        median(self.rounds.iter().map(|round| round.redis_cpu_ms_per_1k))
+    }
+
+    /// Commands per request for the table: sent by clients (MONITOR probe) for wrk rows,
+    /// executed (commandstats) for redis-benchmark rows.
+    pub(super) fn commands_per_request(&self) -> Option<f64> {
+        match self.load {
+            Load::Wrk { .. } => self.round_trips.as_ref().map(RoundTrips::sent_per_request),
+            Load::RedisBenchmark { .. } => median(self.rounds.iter().map(Round::executed_commands_per_request)),
+        }
+    }
+
+    /// `1.00 (evalsha → get, lpos)`: per request, with the commands named (those a script
+    /// ran after the arrow).
+    fn commands_cell(&self) -> String {
+        let Some(per_request) = self.commands_per_request() else { return "—".to_owned() };
+        let (sent, in_scripts): (Vec<String>, Vec<String>) = match (&self.load, &self.round_trips) {
+            (Load::Wrk { .. }, Some(trips)) => {
+                (names(&trips.commands.sent, trips.requests), names(&trips.commands.in_scripts, trips.requests))
+            }
+            _ => {
+                let mut total = BTreeMap::new();
+                let mut requests = 0;
+                for round in &self.rounds {
+                    requests += round.requests;
+                    for (name, calls) in &round.executed_commands {
+                        *total.entry(name.clone()).or_insert(0) += calls;
+                    }
+                }
+                (names(&total, requests), Vec::new())
+            }
+        };
+        if sent.is_empty() {
+            return format!("{per_request:.2}");
+        }
+        let scripts = if in_scripts.is_empty() { String::new() } else { format!(" → {}", in_scripts.join(", ")) };
+        format!("{per_request:.2} ({}{scripts})", sent.join(", "))
+    }
+
+    fn cpu_cell(&self) -> String {
+        let redis = self.median_redis_cpu();
+        match (self.load, self.median_server_cpu(), redis) {
+            (Load::Wrk { .. }, Some(server), Some(redis)) => format!("{server:.1} + {redis:.1}"),
+            (Load::RedisBenchmark { .. }, _, Some(redis)) => format!("{redis:.1} (Redis)"),
+            _ => "—".to_owned(),
+        }
+    }
+}
+
+/// Command names called at least once per 100 requests, most called first.
+fn names(calls: &BTreeMap<String, u64>, requests: u64) -> Vec<String> {
+    let mut frequent: Vec<(&String, &u64)> =
+        calls.iter().filter(|(_, count)| **count * 100 >= requests.max(1)).collect();
+    frequent.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    frequent.into_iter().map(|(name, _)| name.clone()).collect()
+}
+
+impl Report {
+    pub(super) fn row(&self, key: &str) -> Option<&Row> {
+        self.rows.iter().find(|row| row.key == key)
+    }
+
+    /// The issue's budgets, measured on this run.
+    pub(super) fn budgets(&self) -> Vec<Budget> {
+        let naive = self.row("naive");
+        let tessera = self.row("tessera-redis");
+        let embedded = self.row("tessera-embedded");
+        let ceiling = self.row("ceiling");
+        let over_naive = tessera.zip(naive).and_then(|(tessera, naive)| {
+            median(tessera.rounds.iter().zip(&naive.rounds).map(|(t, n)| t.requests_per_second / n.requests_per_second))
+        });
+        let ceiling_p99 = ceiling.and_then(Row::median_p99_ms);
+        let peak_rss_mib = [tessera, embedded]
+            .into_iter()
+            .flatten()
+            .filter_map(|row| row.peak_rss_kib)
+            .max()
+            .map(|kib| kib as f64 / 1024.0);
+        vec![
+            Budget {
+                name: "tessera/Redis req/s ÷ naive port req/s (median of per-round ratios)",
+                measured: over_naive,
+                threshold: 1.3,
+                relation: Relation::AtLeast,
+                unit: "×",
+                derivation: None,
+            },
+            Budget {
+                name: "Redis commands sent per valid verification (tessera/Redis, standalone)",
+                measured: tessera.and_then(Row::commands_per_request),
+                threshold: 1.0,
+                relation: Relation::Equal,
+                unit: "",
+                derivation: None,
+            },
+            Budget {
+                name: "tessera/embedded req/s ÷ ceiling req/s (median of per-round ratios)",
+                measured: embedded.and_then(Row::median_ratio_to_ceiling),
+                threshold: 0.7,
+                relation: Relation::AtLeast,
+                unit: "×",
+                derivation: None,
+            },
+            Budget {
+                name: "p99 of tessera/Redis",
+                measured: tessera.and_then(Row::median_p99_ms),
+                threshold: ceiling_p99.map_or(f64::NAN, |p99| 2.0 * p99 + 2.0),
+                relation: Relation::AtMost,
+                unit: " ms",
+                derivation: ceiling_p99.map(|p99| format!("2 × ceiling p99 ({p99:.2} ms) + 2 ms")),
+            },
+            Budget {
+                name: "peak RSS of tessera under the load (the larger of Redis and embedded)",
+                measured: peak_rss_mib,
+                threshold: 64.0,
+                relation: Relation::AtMost,
+                unit: " MiB",
+                derivation: None,
+            },
+        ]
+    }
+
+    /// The table, the budgets and the toolkit section, as markdown.
+    pub(super) fn markdown(&self) -> String {
+        let setup = &self.setup;
+        let mut text = String::new();
+        writeln!(
+            text,
+            "## HTTP: `GET /auth/verify` under load\n\n\
+             {} run: {} rounds × {} s per row, the rows interleaved (each round runs every row once, in \
+             table order); wrk -t{} -c{}, a random token per request (seeded) from {} users, one token \
+             each, ~200-byte metadata.\n",
+            if setup.quick { "Quick (`--quick`)" } else { "Full" },
+            setup.rounds,
+            setup.seconds,
+            setup.wrk_threads,
+            setup.connections,
+            thousands(setup.users as f64),
+        )
+        .ok();
+        text.push_str(
+            "| row | req/s median (min–max) | p50 | p99 | × ceiling | Redis cmds/req | CPU ms per 1k req (server + Redis) | peak RSS MiB |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for row in &self.rows {
+            let spread = {
+                let rates: Vec<f64> = row.rounds.iter().map(|round| round.requests_per_second).collect();
+                let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = rates.iter().copied().fold(0.0, f64::max);
+                match row.median_rps() {
+                    Some(median) => format!("{} ({}–{})", thousands(median), thousands(min), thousands(max)),
+                    None => "—".to_owned(),
+                }
+            };
+            writeln!(
+                text,
+                "| {} | {spread} | {} | {} | {} | {} | {} | {} |",
+                row.title,
+                milliseconds(row.median_p50_ms()),
+                milliseconds(row.median_p99_ms()),
+                row.median_ratio_to_ceiling().map_or("—".to_owned(), |ratio| format!("{ratio:.2}")),
+                row.commands_cell(),
+                row.cpu_cell(),
+                row.peak_rss_kib.map_or("—".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+            )
+            .ok();
+        }
+        text.push_str(
+            "\np50, p99: medians over the rounds of wrk's percentiles (redis-benchmark's for its rows). \
+             × ceiling: median over the rounds of the row's req/s ÷ the same round's ceiling req/s. \
+             Redis cmds/req: the commands a client sent to Redis per request, counted with MONITOR over \
+             ",
+        );
+        writeln!(
+            text,
+            "{} sequential requests (after `→`: the commands a Lua script ran inside Redis); for the \
+             redis-benchmark rows, commands executed per request. CPU: user + system time of the server \
+             process and of redis-server per 1,000 requests (median over rounds; wrk shares the machine). \
+             Peak RSS: VmHWM of the server process (redis-server for its rows) after its last round. \
+             The flood rows expect 401 for every request.\n",
+            thousands(setup.probe_requests as f64)
+        )
+        .ok();
+        text.push_str("### Budgets\n\n| budget | measured | threshold | |\n|---|---|---|---|\n");
+        for budget in self.budgets() {
+            let measured = budget.measured.map_or("—".to_owned(), |value| format!("{value:.2}{}", budget.unit));
+            let sign = match budget.relation {
+                Relation::AtLeast => "≥",
+                Relation::AtMost => "≤",
+                Relation::Equal => "=",
+            };
+            let threshold = match &budget.derivation {
+                Some(derivation) => format!("{sign} {derivation} = {:.2}{}", budget.threshold, budget.unit),
+                None => format!("{sign} {:.2}{}", budget.threshold, budget.unit),
+            };
+            writeln!(
+                text,
+                "| {} | {measured} | {threshold} | {} |",
+                budget.name,
+                if budget.met() { "met" } else { "MISSED" }
+            )
+            .ok();
+        }
+        text.push_str("\nA missed budget is reported, not a failure: the run measured what it measured.\n");
+        if let Some(toolkit) = &self.toolkit {
+            writeln!(
+                text,
+                "\n## Toolkit micro-benchmark (`cargo bench -p cache-toolkit --bench toolkit`)\n\n{}",
+                toolkit.trim()
+            )
+            .ok();
+        }
+        text
+    }
+
+    /// Every number of the run, per row and per round.
+    pub(super) fn json(&self) -> String {
+        let setup = &self.setup;
+        let machine = &self.machine;
+        let rows: Vec<String> = self.rows.iter().map(row_json).collect();
+        let budgets: Vec<String> = self
+            .budgets()
+            .iter()
+            .map(|budget| {
+                object(&[
+                    ("name", string(budget.name)),
+                    ("measured", number_or_null(budget.measured)),
+                    ("threshold", number(budget.threshold)),
+                    (
+                        "relation",
+                        string(match budget.relation {
+                            Relation::AtLeast => "at_least",
+                            Relation::AtMost => "at_most",
+                            Relation::Equal => "equal",
+                        }),
+                    ),
+                    ("met", budget.met().to_string()),
+                ])
+            })
+            .collect();
+        let mut json = object(&[
+            ("quick", setup.quick.to_string()),
+            ("wall_seconds", number(self.wall_seconds)),
+            (
+                "setup",
+                object(&[
+                    ("rounds", setup.rounds.to_string()),
+                    ("seconds_per_row", setup.seconds.to_string()),
+                    ("users", setup.users.to_string()),
+                    ("connections", setup.connections.to_string()),
+                    ("wrk_threads", setup.wrk_threads.to_string()),
+                    ("round_trip_probe_requests", setup.probe_requests.to_string()),
+                    ("redis_benchmark_requests", setup.redis_benchmark_requests.to_string()),
+                ]),
+            ),
+            (
+                "machine",
+                object(&[
+                    ("cores", machine.cores.to_string()),
+                    ("cpu_model", string(&machine.cpu_model)),
+                    ("memory", string(&machine.memory)),
+                    ("kernel", string(&machine.kernel)),
+                    ("date", string(&machine.date)),
+                    ("redis_version", string(&machine.redis_version)),
+                    ("wrk_version", string(&machine.wrk_version)),
+                ]),
+            ),
+            ("rows", array(&rows)),
+            ("budgets", array(&budgets)),
+        ]);
+        json.push('\n');
+        json
+    }
+}
+
+fn row_json(row: &Row) -> String {
+    let rounds: Vec<String> = row
+        .rounds
+        .iter()
+        .map(|round| {
+            object(&[
+                ("requests", round.requests.to_string()),
+                ("requests_per_second", number(round.requests_per_second)),
+                ("p50_ms", number_or_null(round.p50_ms)),
+                ("p99_ms", number_or_null(round.p99_ms)),
+                ("non_2xx", round.non_2xx.to_string()),
+                ("socket_errors", round.socket_errors.to_string()),
+                ("ratio_to_ceiling", number_or_null(round.ratio_to_ceiling)),
+                ("redis_commands_executed_per_request", number(round.executed_commands_per_request())),
+                ("redis_commands_executed", counts(&round.executed_commands)),
+                ("server_cpu_ms_per_1k_requests", number_or_null(round.server_cpu_ms_per_1k)),
+                ("redis_cpu_ms_per_1k_requests", number(round.redis_cpu_ms_per_1k)),
+            ])
+        })
+        .collect();
+    let round_trips = match &row.round_trips {
+        Some(trips) => object(&[
+            ("requests", trips.requests.to_string()),
+            (
+                "statuses",
+                object(
+                    &trips
+                        .statuses
+                        .iter()
+                        .map(|(status, count)| (status.to_string(), count.to_string()))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("commands_sent_per_request", number(trips.sent_per_request())),
+            ("commands_sent", counts(&trips.commands.sent)),
+            ("commands_run_by_scripts", counts(&trips.commands.in_scripts)),
+        ]),
+        None => "null".to_owned(),
+    };
+    let (kind, pipeline) = match row.load {
+        Load::Wrk { valid: true } => ("wrk, valid tokens", None),
+        Load::Wrk { valid: false } => ("wrk, tokens that must be refused", None),
+        Load::RedisBenchmark { pipeline } => ("redis-benchmark GET", Some(pipeline)),
+    };
+    object(&[
+        ("key", string(row.key)),
+        ("title", string(row.title)),
+        ("load", string(kind)),
+        ("pipeline", pipeline.map_or("null".to_owned(), |depth| depth.to_string())),
+        ("requests_per_second_median", number_or_null(row.median_rps())),
+        ("p50_ms_median", number_or_null(row.median_p50_ms())),
+        ("p99_ms_median", number_or_null(row.median_p99_ms())),
+        ("ratio_to_ceiling_median", number_or_null(row.median_ratio_to_ceiling())),
+        ("redis_commands_per_request", number_or_null(row.commands_per_request())),
+        ("server_cpu_ms_per_1k_requests_median", number_or_null(row.median_server_cpu())),
+        ("redis_cpu_ms_per_1k_requests_median", number_or_null(row.median_redis_cpu())),
+        ("peak_rss_kib", row.peak_rss_kib.map_or("null".to_owned(), |kib| kib.to_string())),
+        ("round_trip_probe", round_trips),
+        ("rounds", array(&rounds)),
+    ])
+}
+
+/// The median; `None` for no values.
+pub(super) fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.filter(|value| value.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 0 { (sorted[middle - 1] + sorted[middle]) / 2.0 } else { sorted[middle] })
+}
+
+/// `numerator / denominator`, 0 for no denominator.
+pub(super) fn per(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
+}
+
+/// `45,123` (rounded to a whole number).
+pub(super) fn thousands(value: f64) -> String {
+    if !value.is_finite() {
+        return "—".to_owned();
+    }
+    let digits = format!("{:.0}", value.abs());
+    let mut grouped = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if value < 0.0 { format!("-{grouped}") } else { grouped }
+}
+
+fn milliseconds(value: Option<f64>) -> String {
+    value.map_or("—".to_owned(), |ms| format!("{ms:.2} ms"))
+}
+
+/// A JSON string literal.
+pub(super) fn string(text: &str) -> String {
+    let mut literal = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => literal.push_str("\\\""),
+            '\\' => literal.push_str("\\\\"),
+            '\n' => literal.push_str("\\n"),
+            '\r' => literal.push_str("\\r"),
+            '\t' => literal.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                write!(literal, "\\u{:04x}", u32::from(c)).ok();
+            }
+            c => literal.push(c),
+        }
+    }
+    literal.push('"');
+    literal
+}
+
+/// A JSON number (`null` when not finite), with at most 4 decimals.
+pub(super) fn number(value: f64) -> String {
+    if !value.is_finite() {
+        return "null".to_owned();
+    }
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" { "0".to_owned() } else { text.to_owned() }
+}
+
+fn number_or_null(value: Option<f64>) -> String {
+    value.map_or("null".to_owned(), number)
+}
+
+/// `{"key": value, ...}` from already rendered values.
+pub(super) fn object<K: AsRef<str>>(fields: &[(K, String)]) -> String {
+    let inner: Vec<String> = fields.iter().map(|(key, value)| format!("{}: {value}", string(key.as_ref()))).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+pub(super) fn array(items: &[String]) -> String {
+    format!("[{}]", items.join(", "))
+}
+
+fn counts(calls: &BTreeMap<String, u64>) -> String {
+    let fields: Vec<(&str, String)> = calls.iter().map(|(name, count)| (name.as_str(), count.to_string())).collect();
+    object(&fields)
+}

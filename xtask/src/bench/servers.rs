@@ -1,0 +1,276 @@
+//! The processes the HTTP benchmark starts and must stop again: the servers under test (each on
+//! a free loopback port, its output in a log under `target/bench/logs/`, stopped on drop —
+//! SIGTERM, then SIGKILL), what `/proc` says about a process (CPU time, peak RSS), and a
+//! watchdog that stops those servers and the benchmark's Redis when xtask itself is killed and
+//! no `Drop` runs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::probe::HttpClient;
+
+/// Ports never taken: the system Redis and Sentinel defaults.
+const RESERVED_PORTS: [u16; 2] = [6379, 26379];
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const TERM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A loopback port that is free now (found by binding port 0 and letting it go).
+pub(super) fn free_port(taken: &[u16]) -> Result<u16> {
+    for _ in 0..100 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .context("cannot bind a free port on 127.0.0.1")?
+            .port();
+        if !RESERVED_PORTS.contains(&port) && !taken.contains(&port) {
+            return Ok(port);
+        }
+    }
+    bail!("found no free port on 127.0.0.1 in 100 tries")
+}
+
+/// A server under test, running as a child of xtask; dropping it stops it.
+#[derive(Debug)]
+pub(super) struct ServerProcess {
+    name: &'static str,
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `command` (which must make the server listen on 127.0.0.1:`port`) with its output
+    /// in `logs/<name>.log`, records its pid in `registry` for the watchdog, and waits until it
+    /// answers HTTP.
+    pub(super) fn start(
+        name: &'static str,
+        command: &mut Command,
+        port: u16,
+        logs: &Path,
+        registry: &Path,
+    ) -> Result<ServerProcess> {
+        let log = logs.join(format!("{name}.log"));
+        let file = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().with_context(|| format!("cannot share {}", log.display()))?)
+            .stderr(file);
+        let child =
+            command.spawn().with_context(|| format!("cannot start {name}: `{}`", crate::process::describe(command)))?;
+        let mut server = ServerProcess { name, child, port, log };
+        server.register(registry)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    pub(super) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(super) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An error naming the server and quoting its log when it has exited.
+    pub(super) fn ensure_alive(&mut self) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                bail!("{} exited ({status}); see {}{}", self.name, self.log.display(), log_tail(&self.log))
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot check on {}", self.name)),
+        }
+    }
+
+    /// `pid exe` in the registry, for the watchdog, which only signals a pid that still runs
+    /// the same executable.
+    fn register(&self, registry: &Path) -> Result<()> {
+        let exe = fs::read_link(format!("/proc/{}/exe", self.pid()))
+            .with_context(|| format!("cannot read the executable of {} (pid {})", self.name, self.pid()))?;
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(registry)
+            .and_then(|mut file| writeln!(file, "{} {}", self.pid(), exe.display()))
+            .with_context(|| format!("cannot append to {}", registry.display()))
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.ensure_alive()?;
+            let answered = HttpClient::connect(self.port).and_then(|mut client| client.get("/healthz", None));
+            match answered {
+                Ok(_) => return Ok(()),
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(error).context(format!(
+                        "{} did not answer HTTP on 127.0.0.1:{} within {} s; see {}{}",
+                        self.name,
+                        self.port,
+                        READY_TIMEOUT.as_secs(),
+                        self.log.display(),
+                        log_tail(&self.log)
+                    ));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        Command::new("kill").args(["-TERM", &self.pid().to_string()]).stderr(Stdio::null()).status().ok();
+        let deadline = Instant::now() + TERM_TIMEOUT;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("xtask: {} ignored SIGTERM for {} s; killing it", self.name, TERM_TIMEOUT.as_secs());
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc/<pid>/stat`.
+pub(super) fn clock_ticks_per_second() -> Result<f64> {
+    let output = Command::new("getconf").arg("CLK_TCK").output().context("cannot run `getconf CLK_TCK`")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|ticks| *ticks > 0.0)
+        .with_context(|| format!("`getconf CLK_TCK` said {text:?}"))
+}
+
+/// User plus system CPU time of process `pid` so far, in clock ticks.
+pub(super) fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_cpu_ticks(&text).with_context(|| format!("unexpected {path}: {text:?}"))
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line: fields 14 and 15, counted after the command
+/// name in parentheses (which may itself hold spaces and parentheses).
+pub(super) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name, field 3 (state) is index 0, so utime (14) is index 11, stime (15) 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Peak resident set size of process `pid` (`VmHWM`), in KiB.
+pub(super) fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_vm_hwm(&text).with_context(|| format!("no VmHWM in {path}"))
+}
+
+pub(super) fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Stops, when this xtask is gone (killed: `Drop` never ran), the servers listed in the
+/// registry (`pid exe` lines; a pid is signalled only while it still runs that executable)
+/// and the benchmark's Redis (`xtask redis reap`, which stops only what this run owns).
+/// `$$` is the shell itself; field 4 of `/proc/$$/stat` is its current parent.
+const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
+owner=$1; xtask=$2; registry=$3; topology=$4
+while read -r _ _ _ parent _ < /proc/$$/stat && [ "$parent" = "$owner" ]; do sleep 1; done
+if [ -f "$registry" ]; then
+  while read -r pid exe; do
+    if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then kill -TERM "$pid" 2>/dev/null; fi
+  done < "$registry"
+fi
+exec "$xtask" redis reap "$owner" "$topology"
+"#;
+
+/// The watchdog shell; dropping it ends it (the run cleaned up after itself).
+#[derive(Debug)]
+pub(super) struct Watchdog {
+    child: Option<Child>,
+}
+
+impl Watchdog {
+    /// Starts the watchdog for `registry` and the Redis topology `topology`. Without `sh`, a
+    /// killed run leaves its processes; that is said once.
+    pub(super) fn start(registry: &Path, topology: &str) -> Watchdog {
+        let spawned = std::env::current_exe().and_then(|xtask| {
+            Command::new("sh")
+                .args(["-c", WATCHDOG_SCRIPT, "xtask-bench-watchdog"])
+                .arg(std::process::id().to_string())
+                .arg(xtask)
+                .arg(registry)
+                .arg(topology)
+                .stdin(Stdio::null())
+                .spawn()
+        });
+        match spawned {
+            Ok(child) => Watchdog { child: Some(child) },
+            Err(error) => {
+                eprintln!(
+                    "xtask: no watchdog ({error}); if this run is killed, stop its servers by hand \
+                     (pids in {}) and run `cargo xtask redis down`",
+                    registry.display()
+                );
+                Watchdog { child: None }
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// Stops what a registry left by an earlier, killed run still names (each pid only while it
+/// runs the recorded executable), then empties it.
+pub(super) fn reset_registry(registry: &Path) -> Result<()> {
+    if let Ok(text) = fs::read_to_string(registry) {
+        for line in text.lines() {
+            let Some((pid, exe)) = line.split_once(' ') else { continue };
+            let running = fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|path| path == Path::new(exe));
+            if running {
+                eprintln!("xtask: stopping {exe} (pid {pid}), left running by an earlier benchmark");
+                Command::new("kill").args(["-TERM", pid]).stderr(Stdio::null()).status().ok();
+            }
+        }
+    }
+    fs::write(registry, "").with_context(|| format!("cannot write {}", registry.display()))
+}
+
+/// The last lines of a log, indented, to put in an error; empty when there is none.
+pub(super) fn log_tail(log: &Path) -> String {
+    let Ok(text) = fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(10)..];
+    if tail.is_empty() {
+        return String::new();
+    }
+    format!("; its last lines:\n    {}", tail.join("\n    "))
+}
