@@ -1,9 +1,9 @@
 //! [`TokenRecord`] (the metadata stored under `token:{token}`) and [`UserId`]. The stored JSON
 //! text is kept verbatim, so fields Tessera does not know pass through untouched.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, sync::OnceLock};
 
-use simd_json::{OwnedValue, StaticNode, owned::Object, prelude::ValueAsScalar};
+use simd_json::{OwnedValue, StaticNode, owned::Object};
 
 /// A user id as the Python system stores it in the metadata: a JSON integer or a JSON string,
 /// kept as given (an integer stays an integer when written back).
@@ -69,17 +69,6 @@ impl UserId {
             Self::Text(text) => OwnedValue::String(text.clone()),
         }
     }
-
-    fn from_json(value: &OwnedValue) -> Result<Self, CorruptMetadata> {
-        if let Some(text) = value.as_str() {
-            return Self::text(text).map_err(|_| CorruptMetadata::BadUserId);
-        }
-        match value {
-            OwnedValue::Static(StaticNode::I64(number)) => Ok(Self::Integer(i128::from(*number))),
-            OwnedValue::Static(StaticNode::U64(number)) => Ok(Self::Integer(i128::from(*number))),
-            _ => Err(CorruptMetadata::BadUserId),
-        }
-    }
 }
 
 impl fmt::Display for UserId {
@@ -117,11 +106,14 @@ impl CorruptMetadata {
 }
 
 /// Token metadata: a JSON object holding `user_id`, plus any other fields.
+///
+/// Decoding reads only `user_id` (and checks the rest is well-formed JSON); the other fields
+/// are parsed the first time someone asks for them — the verify path usually does not.
 #[derive(Clone, Debug)]
 pub struct TokenRecord {
     user_id: UserId,
-    fields: Object,
     json: String,
+    fields: OnceLock<Object>,
 }
 
 impl TokenRecord {
@@ -130,16 +122,27 @@ impl TokenRecord {
         metadata.insert("user_id".to_owned(), user_id.to_json());
         let json = simd_json::to_string(&OwnedValue::Object(Box::new(metadata.clone())))
             .unwrap_or_else(|_| unreachable!("a JSON value built from JSON values always encodes"));
-        Self { user_id, fields: metadata, json }
+        Self { user_id, json, fields: OnceLock::from(metadata) }
     }
 
     /// Decodes a stored value; the text is kept as it was.
     pub fn decode(json: String) -> Result<Self, CorruptMetadata> {
         let mut bytes = json.clone().into_bytes();
-        let value = simd_json::to_owned_value(&mut bytes).map_err(|_| CorruptMetadata::NotJson)?;
-        let OwnedValue::Object(fields) = value else { return Err(CorruptMetadata::NotAnObject) };
-        let user_id = UserId::from_json(fields.get("user_id").ok_or(CorruptMetadata::NoUserId)?)?;
-        Ok(Self { user_id, fields: *fields, json })
+        if json.trim_start().as_bytes().first() != Some(&b'{') {
+            // Not an object: say whether it is JSON at all (a rare, already-failing path).
+            return Err(match simd_json::to_borrowed_value(&mut bytes) {
+                Ok(_) => CorruptMetadata::NotAnObject,
+                Err(_) => CorruptMetadata::NotJson,
+            });
+        }
+        let head: Head = cache_toolkit::json::decode(&mut bytes).map_err(|_| CorruptMetadata::NotJson)?;
+        let user_id = match head.user_id {
+            IdValue::Missing => return Err(CorruptMetadata::NoUserId),
+            IdValue::Integer(value) => UserId::Integer(value),
+            IdValue::Text(text) => UserId::text(&text).map_err(|_| CorruptMetadata::BadUserId)?,
+            IdValue::Other => return Err(CorruptMetadata::BadUserId),
+        };
+        Ok(Self { user_id, json, fields: OnceLock::new() })
     }
 
     pub fn user_id(&self) -> &UserId {
@@ -151,12 +154,90 @@ impl TokenRecord {
         &self.json
     }
 
-    /// Every field, `user_id` included.
+    /// Every field, `user_id` included (parsed on first use).
     pub fn fields(&self) -> &Object {
-        &self.fields
+        self.fields.get_or_init(|| {
+            let mut bytes = self.json.clone().into_bytes();
+            match simd_json::to_owned_value(&mut bytes) {
+                Ok(OwnedValue::Object(object)) => *object,
+                _ => unreachable!("decode() accepted only a JSON object"),
+            }
+        })
     }
 
     pub fn field(&self, name: &str) -> Option<&OwnedValue> {
-        self.fields.get(name)
+        self.fields().get(name)
+    }
+}
+
+/// The one field decoding needs; serde skips the others without building them.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    user_id: IdValue,
+}
+
+/// A `user_id` as found: absent, an integer, a string, or anything else (`null` included),
+/// which is corrupt.
+#[derive(Default)]
+enum IdValue {
+    #[default]
+    Missing,
+    Integer(i128),
+    Text(String),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for IdValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+struct IdVisitor;
+
+impl<'de> serde::de::Visitor<'de> for IdVisitor {
+    type Value = IdValue;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a user id")
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<IdValue, E> {
+        Ok(IdValue::Integer(i128::from(value)))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<IdValue, E> {
+        Ok(IdValue::Integer(i128::from(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<IdValue, E> {
+        Ok(IdValue::Text(value.to_owned()))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<IdValue, E> {
+        Ok(IdValue::Other)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<IdValue, E> {
+        Ok(IdValue::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<IdValue, E> {
+        Ok(IdValue::Other)
+    }
+
+    fn visit_none<E>(self) -> Result<IdValue, E> {
+        Ok(IdValue::Other)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<IdValue, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(IdValue::Other)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<IdValue, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(IdValue::Other)
     }
 }

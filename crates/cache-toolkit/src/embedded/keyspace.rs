@@ -27,15 +27,25 @@ struct Entry {
     expires_at: Option<Instant>,
 }
 
+/// Keys come from clients (tokens), so the hasher is seeded per process (foldhash's
+/// `RandomState`), which keeps flooding resistance while hashing far faster than SipHash.
+type Entries = HashMap<String, Entry, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Keyspace {
-    entries: HashMap<String, Entry>,
+    entries: Entries,
     /// `(deadline, key)` for every key with a TTL; stale pairs (TTL changed or key gone) are
     /// skipped when swept, so updating a TTL never searches the index.
     expiries: BTreeSet<(Instant, String)>,
 }
 
 impl Keyspace {
+    /// The live entry for `key`, for reading: one lookup; an expired entry is treated as
+    /// absent and left for the sweeper.
+    fn peek(&self, key: &str, now: Instant) -> Option<&Entry> {
+        self.entries.get(key).filter(|entry| entry.expires_at.is_none_or(|at| at > now))
+    }
+
     /// The live entry for `key`, removing it first if it has expired.
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         let expired = self.entries.get(key).is_some_and(|entry| entry.expires_at.is_some_and(|at| at <= now));
@@ -96,8 +106,8 @@ impl Keyspace {
         self.entries.len() + self.expiries.len()
     }
 
-    pub(crate) fn get_string(&mut self, key: &str, now: Instant) -> Result<Option<String>, WrongType> {
-        match self.live(key, now) {
+    pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, WrongType> {
+        match self.peek(key, now) {
             None => Ok(None),
             Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.clone())),
             Some(_) => Err(WrongType),
@@ -243,11 +253,14 @@ impl Keyspace {
         Ok(popped)
     }
 
-    pub(crate) fn list_position(&mut self, name: &str, value: &str, now: Instant) -> Result<Option<u64>, WrongType> {
-        Ok(self
-            .list_mut(name, now, false)?
-            .and_then(|list| list.iter().position(|item| item == value))
-            .map(|at| at as u64))
+    pub(crate) fn list_position(&self, name: &str, value: &str, now: Instant) -> Result<Option<u64>, WrongType> {
+        match self.peek(name, now) {
+            None => Ok(None),
+            Some(Entry { value: Value::List(list), .. }) => {
+                Ok(list.iter().position(|item| item == value).map(|at| at as u64))
+            }
+            Some(_) => Err(WrongType),
+        }
     }
 
     /// LREM: `count > 0` removes the first `count` matches from the head, `count < 0` from the
