@@ -26,7 +26,14 @@ static VERIFY: LazyLock<CacheScript> = LazyLock::new(|| {
         r#"
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
-local part = string.match(value, '"user_id"%s*:%s*"([^"\\]*)"') or string.match(value, '"user_id"%s*:%s*(%-?%d+)')
+local _, head = string.find(value, '"user_id"%s*:%s*')
+if not head then return {value} end
+local part
+if string.sub(value, head + 1, head + 1) == '"' then
+  part = string.match(value, '^([^"\\]*)"', head + 2)
+else
+  part = string.match(value, '^(%-?%d+)', head + 1)
+end
 if not part or part == '' then return {value} end
 local found = redis.pcall('LPOS', ARGV[2] .. part, ARGV[1])
 if type(found) == 'table' and found.err then return {value, part, -1} end
