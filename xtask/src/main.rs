@@ -36,8 +36,11 @@ commands:
                   Redis, a 6-node cluster and a sentinel, run `cargo test --workspace ARGS...`
                   against them, stop them again
   ci              cargo fmt --check, cargo clippy -D warnings, then what `test` does
-  bench [--quick] start a private Redis and run the release-mode benchmarks against it;
-                  prints ratios measured in one run and writes them under target/bench/
+  bench [--quick] build release, start a private Redis, seed 10,000 users and drive
+                  GET /auth/verify with wrk against the ceiling, the naive port and tessera
+                  (Redis, embedded, floods) in interleaved rounds, plus redis-benchmark and the
+                  toolkit micro-benchmark; prints ratios and budgets, writes target/bench/latest.*
+                  and, for a full run, docs/BENCHMARKS.md
   help            this text
 
 redis-server, redis-cli and nginx are taken from PATH, then from /usr/local/sbin, /usr/sbin and
