@@ -92,12 +92,13 @@ pub(crate) fn is_internal_path(path: &str) -> bool {
 /// The router as a tower service, to sit behind [`crate::AuthLayer`].
 #[derive(Clone, Debug)]
 pub(crate) struct Router {
-    state: AppState,
+    /// One reference count to bump per request instead of one per field.
+    state: std::sync::Arc<AppState>,
 }
 
 impl Router {
     pub(crate) fn new(state: AppState) -> Self {
-        Self { state }
+        Self { state: std::sync::Arc::new(state) }
     }
 }
 
@@ -111,7 +112,7 @@ impl tower::Service<Request<Incoming>> for Router {
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let state = self.state.clone();
+        let state = std::sync::Arc::clone(&self.state);
         Box::pin(async move {
             Ok(match dispatch(&state, request).await {
                 Ok(response) => response,
@@ -121,24 +122,28 @@ impl tower::Service<Request<Incoming>> for Router {
     }
 }
 
+/// The hot routes (`/auth/verify`, `/api/me`, health) run inline; the rare ones are boxed, so
+/// this future — moved and boxed once per request — stays small.
 async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let method = request.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
     match Route::of(request.uri().path()) {
         Route::Healthz if is_get => Ok(handlers::healthz()),
-        Route::Readyz if is_get => Ok(handlers::readyz(state).await),
+        Route::Readyz if is_get => Ok(Box::pin(handlers::readyz(state)).await),
         // Forward-auth proxies send the original request's method: accept them all.
         Route::Verify => handlers::verify(state, &request),
         Route::Me if is_get => handlers::me(&request),
-        Route::Logout if method == Method::POST => handlers::logout(state, &request).await,
-        Route::IssueSession if method == Method::POST => handlers::issue_session(state, request).await,
-        Route::UserSessions(user) if is_get => handlers::list_sessions(state, &user_id(&user)?).await,
-        Route::UserSessions(user) if method == Method::DELETE => handlers::revoke_all(state, &user_id(&user)?).await,
+        Route::Logout if method == Method::POST => Box::pin(handlers::logout(state, &request)).await,
+        Route::IssueSession if method == Method::POST => Box::pin(handlers::issue_session(state, request)).await,
+        Route::UserSessions(user) if is_get => Box::pin(handlers::list_sessions(state, &user_id(&user)?)).await,
+        Route::UserSessions(user) if method == Method::DELETE => {
+            Box::pin(handlers::revoke_all(state, &user_id(&user)?)).await
+        }
         Route::UserSession(user, session) if method == Method::DELETE => {
             let session = SessionId::parse(&session).ok_or(ApiError::NotFound)?;
-            handlers::revoke_session(state, &user_id(&user)?, &session).await
+            Box::pin(handlers::revoke_session(state, &user_id(&user)?, &session)).await
         }
-        Route::Introspect if method == Method::POST => handlers::introspect(state, request).await,
+        Route::Introspect if method == Method::POST => Box::pin(handlers::introspect(state, request)).await,
         Route::Metrics if is_get => Ok(handlers::metrics(state)),
         Route::Unknown => Err(ApiError::NotFound),
         _ => Err(ApiError::MethodNotAllowed),
