@@ -36,11 +36,14 @@ pub enum TokenLookup {
 #[derive(Clone, Debug)]
 pub struct CacheDao {
     cache: CacheClient,
+    /// `{prefix}token_list:`, built once: the verification script completes it with the user id.
+    list_head: std::sync::Arc<str>,
 }
 
 impl CacheDao {
     pub fn new(cache: CacheClient) -> Self {
-        Self { cache }
+        let list_head = format!("{}{}", cache.key_prefix().as_str(), keys::TOKEN_LIST).into();
+        Self { cache, list_head }
     }
 
     pub fn cache(&self) -> &CacheClient {

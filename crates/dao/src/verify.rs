@@ -64,8 +64,7 @@ impl CacheDao {
         if !self.cache.runs_scripts() {
             return self.membership_in_two_steps(token).await;
         }
-        let list_head = format!("{}{}", self.cache.key_prefix().as_str(), keys::TOKEN_LIST);
-        let reply = match self.cache.run_script(&VERIFY, &[&keys::token(token)], &[token, &list_head]).await {
+        let reply = match self.cache.run_script(&VERIFY, &[&keys::token(token)], &[token, &self.list_head]).await {
             Ok(reply) => reply,
             Err(error) if error.kind() == CacheErrorKind::WrongType => {
                 return Ok(Membership::Corrupt(CorruptMetadata::NotAString));

@@ -170,11 +170,12 @@ where
                     Err(error) => return Ok(refuse(error, VerifyOutcome::InternalRefused)),
                 }
             } else {
-                let presented = match bearer_token(request.headers()) {
-                    Ok(token) => token.to_owned(),
+                // The token is borrowed from the request's headers for the verification only.
+                let verification = match bearer_token(request.headers()) {
+                    Ok(presented) => rules.authenticator.verify(presented).await,
                     Err(error) => return Ok(refuse(error, VerifyOutcome::Rejected)),
                 };
-                match rules.authenticator.verify(&presented).await {
+                match verification {
                     Ok(Verification::Valid(principal)) => {
                         request.extensions_mut().insert(principal);
                         VerifyOutcome::Valid

@@ -204,9 +204,7 @@ async fn serve(
                 && bytes.iter().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(byte))
         })
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>())).unwrap_or(HeaderValue::from_static("-"))
-        });
+        .unwrap_or_else(new_request_id);
     let ready = match stack.ready().await {
         Ok(ready) => ready,
         Err(never) => match never {},
@@ -220,4 +218,27 @@ async fn serve(
     tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     Ok(response)
+}
+
+/// 128 random bits as 32 lowercase hex characters, formatted on the stack.
+fn new_request_id() -> HeaderValue {
+    let mut hex = [0_u8; 32];
+    let mut bits = rand::random::<u128>();
+    for digit in hex.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| unreachable!("hex digits are a valid header value"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let first = super::new_request_id();
+        let second = super::new_request_id();
+        assert_eq!(first.len(), 32);
+        assert!(first.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(first, second);
+    }
 }
