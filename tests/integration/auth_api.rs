@@ -529,7 +529,7 @@ async fn a_stopped_redis_gives_503_in_bounded_time_and_the_same_token_works_when
         let took = started.elapsed();
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", response.body);
         assert_eq!(response.header("retry-after"), Some("1"));
-        assert!(took < Duration::from_millis(500 + 700), "{path}: 503 after {took:?}");
+        assert!(took < Duration::from_millis(500 + 1_500), "{path}: 503 after {took:?}");
     }
     redis.restart();
     let back = Instant::now();

@@ -50,7 +50,7 @@ async fn a_closed_port_fails_within_the_connect_timeout_naming_the_address() {
     let started = Instant::now();
     let error = Backend::connect_redis(&settings, CacheOptions::default()).await.expect_err("nothing listens there");
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_millis(800 + 700), "init took {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(800 + 1_200), "init took {elapsed:?}");
     let text = error.to_string();
     assert!(matches!(error, InfraError::Connect { .. } | InfraError::ConnectTimeout { .. }), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
@@ -64,7 +64,7 @@ async fn an_unanswering_cluster_seed_fails_within_the_connect_timeout() {
     let settings = redis_settings(&[("REDIS_URL", &url), ("TESSERA_REDIS_CONNECT_TIMEOUT_MS", "800")]);
     let started = Instant::now();
     let error = Backend::connect_redis(&settings, CacheOptions::default()).await.expect_err("nothing listens there");
-    assert!(started.elapsed() < Duration::from_millis(1_500), "init took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(800 + 1_200), "init took {:?}", started.elapsed());
     assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
 }
 
@@ -86,7 +86,7 @@ async fn the_same_client_answers_again_after_redis_restarts() {
     assert_eq!(error.kind(), CacheErrorKind::Unavailable, "{error}");
     assert!(error.is_retryable());
     assert!(
-        started.elapsed() < Duration::from_millis(500 + 500),
+        started.elapsed() < Duration::from_millis(500 + 1_500),
         "a down redis must fail within the command timeout, took {:?}",
         started.elapsed()
     );

@@ -45,7 +45,7 @@ async fn readyz_follows_redis_down_and_back() {
     let response = get(app.address, "/readyz").await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.body);
     assert!(response.body.contains(r#""error":"store_unavailable""#), "{}", response.body);
-    assert!(started.elapsed() < Duration::from_millis(400 + 600), "503 took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(400 + 1_500), "503 took {:?}", started.elapsed());
 
     redis.restart();
     let restarted = Instant::now();
@@ -80,7 +80,7 @@ async fn a_frozen_redis_gives_503_within_the_command_timeout_not_a_hang() {
     let took = started.elapsed();
     redis.thaw();
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.body);
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(500 + 700), "503 after {took:?}");
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(500 + 1_500), "503 after {took:?}");
     let thawed = Instant::now();
     while get(app.address, "/readyz").await.status != StatusCode::OK {
         assert!(thawed.elapsed() < Duration::from_secs(5), "not ready 5 s after the thaw");
