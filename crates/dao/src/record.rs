@@ -154,13 +154,18 @@ impl TokenRecord {
         &self.json
     }
 
-    /// Every field, `user_id` included (parsed on first use).
+    /// Every field, `user_id` included (parsed on first use). `decode` accepted only a JSON
+    /// object, so the parse cannot fail; if it ever did, the record shows no fields rather than
+    /// taking the server down.
     pub fn fields(&self) -> &Object {
         self.fields.get_or_init(|| {
             let mut bytes = self.json.clone().into_bytes();
             match simd_json::to_owned_value(&mut bytes) {
                 Ok(OwnedValue::Object(object)) => *object,
-                _ => unreachable!("decode() accepted only a JSON object"),
+                _ => {
+                    tracing::error!("token metadata accepted by decode() did not parse as an object");
+                    Object::new()
+                }
             }
         })
     }

@@ -69,7 +69,7 @@ pub struct AuthLayer {
     rules: Arc<Rules>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Rules {
     authenticator: Authenticator,
     public_paths: HashSet<String>,
@@ -95,28 +95,18 @@ impl AuthLayer {
     }
 
     /// Exact paths served without a token.
-    pub fn public_paths<P: Into<String>>(self, paths: impl IntoIterator<Item = P>) -> Self {
-        let mut rules = self.into_rules();
-        rules.public_paths = paths.into_iter().map(Into::into).collect();
-        Self { rules: Arc::new(rules) }
+    pub fn public_paths<P: Into<String>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        Arc::make_mut(&mut self.rules).public_paths = paths.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Paths for which `is_internal` is true need one of `keys` instead of a token (404 when
     /// `keys` is empty: internal routes are off).
-    pub fn internal(self, keys: Vec<Secret>, is_internal: fn(&str) -> bool) -> Self {
-        let mut rules = self.into_rules();
+    pub fn internal(mut self, keys: Vec<Secret>, is_internal: fn(&str) -> bool) -> Self {
+        let rules = Arc::make_mut(&mut self.rules);
         rules.internal_keys = keys;
         rules.is_internal = is_internal;
-        Self { rules: Arc::new(rules) }
-    }
-
-    fn into_rules(self) -> Rules {
-        Arc::try_unwrap(self.rules).unwrap_or_else(|shared| Rules {
-            authenticator: shared.authenticator.clone(),
-            public_paths: shared.public_paths.clone(),
-            internal_keys: shared.internal_keys.clone(),
-            is_internal: shared.is_internal,
-        })
+        self
     }
 }
 
