@@ -146,12 +146,12 @@ impl CacheClient {
         self.call("load_script", "", async |pool| crate::script::load(pool, script).await, |_| Ok(())).await
     }
 
-    fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
+    pub(crate) fn key<'a>(&self, key: &'a str) -> Cow<'a, str> {
         self.inner.prefix.apply(key)
     }
 
     /// Runs one operation on whichever store this client has.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         operation: &'static str,
         key: &str,
@@ -196,7 +196,7 @@ impl CacheClient {
         found
     }
 
-    fn check_ttl(&self, operation: &'static str, key: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
+    pub(crate) fn check_ttl(&self, operation: &'static str, key: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
         match ttl {
             Some(ttl) if ttl < Duration::from_millis(1) => {
                 let error = CacheError::invalid_input(operation, Some(key), "a TTL must be at least 1 ms");

@@ -26,7 +26,7 @@ pub use embedded::EmbeddedStore;
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockRelease};
-pub use metrics::{CacheMetrics, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use script::{CacheScript, ScriptReply};
 
 /// Which end of a list an operation works on (the seed's `direction`).

@@ -27,6 +27,130 @@ const ERROR_KINDS: [CacheErrorKind; 6] = [
     CacheErrorKind::InvalidInput,
 ];
 
+/// What the protections, the near cache and the locks did, one counter each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheEvent {
+    /// A read answered from the near cache (L1), with no Redis command.
+    NearHit,
+    /// A read the near cache could not answer (it went to Redis).
+    NearMiss,
+    /// A value put into the near cache.
+    NearInsert,
+    /// A near-cache entry removed for size, expiry or replacement (not by an invalidation).
+    NearEviction,
+    /// A key invalidation received from Redis (client tracking) or made by an own write.
+    NearInvalidation,
+    /// A read's answer not put into the near cache because an invalidation, a flush or a
+    /// connection change happened while it was in flight.
+    NearInsertCancelled,
+    /// A loader run by `get_or_load` (the source was asked).
+    Load,
+    /// A `get_or_load` caller that waited for another caller's load instead of loading.
+    CoalescedWait,
+    /// A `get_or_load` answered `None` from a cached "missing" placeholder.
+    NegativeHit,
+    /// A probabilistic early refresh (XFetch) started.
+    EarlyRefresh,
+    /// A last good value served because Redis or the loader failed (stale-on-error).
+    StaleServed,
+    /// A load done straight from the source because Redis was unavailable (degraded mode).
+    DegradedLoad,
+    /// A key refused by a Bloom guard: certainly never added, so never loaded.
+    BloomRejection,
+    /// A lock lease extended by a guard's watchdog.
+    LockExtension,
+    /// A held lock found lost (expired or taken over) by its watchdog or on release.
+    LockLoss,
+}
+
+impl CacheEvent {
+    pub const ALL: [CacheEvent; 15] = [
+        CacheEvent::NearHit,
+        CacheEvent::NearMiss,
+        CacheEvent::NearInsert,
+        CacheEvent::NearEviction,
+        CacheEvent::NearInvalidation,
+        CacheEvent::NearInsertCancelled,
+        CacheEvent::Load,
+        CacheEvent::CoalescedWait,
+        CacheEvent::NegativeHit,
+        CacheEvent::EarlyRefresh,
+        CacheEvent::StaleServed,
+        CacheEvent::DegradedLoad,
+        CacheEvent::BloomRejection,
+        CacheEvent::LockExtension,
+        CacheEvent::LockLoss,
+    ];
+
+    /// The Prometheus-style name of the counter (without prefix or `_total`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheEvent::NearHit => "near_hits",
+            CacheEvent::NearMiss => "near_misses",
+            CacheEvent::NearInsert => "near_inserts",
+            CacheEvent::NearEviction => "near_evictions",
+            CacheEvent::NearInvalidation => "near_invalidations",
+            CacheEvent::NearInsertCancelled => "near_inserts_cancelled",
+            CacheEvent::Load => "loads",
+            CacheEvent::CoalescedWait => "coalesced_waits",
+            CacheEvent::NegativeHit => "negative_hits",
+            CacheEvent::EarlyRefresh => "early_refreshes",
+            CacheEvent::StaleServed => "stale_served",
+            CacheEvent::DegradedLoad => "degraded_loads",
+            CacheEvent::BloomRejection => "bloom_rejections",
+            CacheEvent::LockExtension => "lock_extensions",
+            CacheEvent::LockLoss => "lock_losses",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|event| *event == self).unwrap_or(0)
+    }
+}
+
+/// Why the near cache dropped every entry one connection vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlushCause {
+    /// The connection reported an error or closed.
+    Disconnect,
+    /// The connection came back: tracking has to be set up again, nothing it said before holds.
+    Reconnect,
+    /// The invalidation receiver fell behind and messages were lost.
+    Lagged,
+    /// The keyspace was flushed (FLUSHALL/FLUSHDB), seen by the connection's canary key.
+    Flushed,
+    /// The connection did not answer its heartbeat in time (frozen or half-open Redis).
+    Unresponsive,
+    /// The application asked for it.
+    Requested,
+}
+
+impl FlushCause {
+    pub const ALL: [FlushCause; 6] = [
+        FlushCause::Disconnect,
+        FlushCause::Reconnect,
+        FlushCause::Lagged,
+        FlushCause::Flushed,
+        FlushCause::Unresponsive,
+        FlushCause::Requested,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushCause::Disconnect => "disconnect",
+            FlushCause::Reconnect => "reconnect",
+            FlushCause::Lagged => "lagged",
+            FlushCause::Flushed => "flushed",
+            FlushCause::Unresponsive => "unresponsive",
+            FlushCause::Requested => "requested",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|cause| *cause == self).unwrap_or(0)
+    }
+}
+
 #[derive(Debug)]
 pub struct CacheMetrics {
     slow_threshold: Duration,
@@ -40,6 +164,9 @@ pub struct CacheMetrics {
     last_slow_log: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
     latency_sum_micros: AtomicU64,
+    events: [AtomicU64; CacheEvent::ALL.len()],
+    flushes: [AtomicU64; FlushCause::ALL.len()],
+    near_bytes: AtomicU64,
 }
 
 /// A point-in-time copy of the counters.
@@ -57,6 +184,12 @@ pub struct MetricsSnapshot {
     /// Operation count per bucket of [`LATENCY_BUCKETS_SECONDS`] (not cumulative), then +Inf.
     pub latency_buckets: Vec<u64>,
     pub latency_sum: Duration,
+    /// How often each [`CacheEvent`] happened, in [`CacheEvent::ALL`] order.
+    pub events: Vec<(CacheEvent, u64)>,
+    /// Near-cache flushes by cause, in [`FlushCause::ALL`] order.
+    pub flushes: Vec<(FlushCause, u64)>,
+    /// Bytes the near cache holds now (keys and values).
+    pub near_bytes: u64,
 }
 
 impl MetricsSnapshot {
@@ -68,6 +201,14 @@ impl MetricsSnapshot {
 
     pub fn errors_of(&self, kind: CacheErrorKind) -> u64 {
         self.errors.iter().find(|(counted, _)| *counted == kind).map_or(0, |(_, count)| *count)
+    }
+
+    pub fn event(&self, event: CacheEvent) -> u64 {
+        self.events.iter().find(|(counted, _)| *counted == event).map_or(0, |(_, count)| *count)
+    }
+
+    pub fn flushes_by(&self, cause: FlushCause) -> u64 {
+        self.flushes.iter().find(|(counted, _)| *counted == cause).map_or(0, |(_, count)| *count)
     }
 }
 
@@ -84,6 +225,9 @@ impl CacheMetrics {
             last_slow_log: AtomicU64::new(0),
             latency_buckets: Default::default(),
             latency_sum_micros: AtomicU64::new(0),
+            events: Default::default(),
+            flushes: Default::default(),
+            near_bytes: AtomicU64::new(0),
         }
     }
 
@@ -104,6 +248,17 @@ impl CacheMetrics {
             slow_operations: self.slow_operations.load(Ordering::Relaxed),
             latency_buckets: self.latency_buckets.iter().map(|count| count.load(Ordering::Relaxed)).collect(),
             latency_sum: Duration::from_micros(self.latency_sum_micros.load(Ordering::Relaxed)),
+            events: CacheEvent::ALL
+                .iter()
+                .zip(&self.events)
+                .map(|(event, count)| (*event, count.load(Ordering::Relaxed)))
+                .collect(),
+            flushes: FlushCause::ALL
+                .iter()
+                .zip(&self.flushes)
+                .map(|(cause, count)| (*cause, count.load(Ordering::Relaxed)))
+                .collect(),
+            near_bytes: self.near_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -136,6 +291,23 @@ impl CacheMetrics {
     pub(crate) fn record_read(&self, found: bool) {
         let counter = if found { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count(&self, event: CacheEvent) {
+        self.events[event.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_flush(&self, cause: FlushCause) {
+        self.flushes[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_near_bytes(&self, bytes: u64) {
+        self.near_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn remove_near_bytes(&self, bytes: u64) {
+        // Saturating: a flush may race an insert's accounting; never wrap below zero.
+        let _ = self.near_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(bytes)));
     }
 
     fn may_log_slow(&self) -> bool {
