@@ -8,4 +8,5 @@ mod auth_api;
 mod binary;
 mod forward_auth;
 mod infra_lifecycle;
+mod near_cache;
 mod server;

@@ -124,6 +124,22 @@ impl PrivateRedis {
         }
     }
 
+    /// Sends one inline command (`FLUSHALL`, `CLIENT KILL TYPE normal`…) on a connection of
+    /// its own and returns the first line of the reply (`+OK`, `:2`…).
+    pub fn command(&self, command: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0_u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            let read = stream.read(&mut byte).unwrap();
+            assert!(read > 0, "redis closed the connection during {command}");
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply[..reply.len() - 2]).into_owned()
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — a slow Redis.
     pub fn freeze(&self) {
         self.signal("-STOP");

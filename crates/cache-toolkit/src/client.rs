@@ -9,9 +9,28 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
 use crate::{
-    CacheError, CacheScript, EmbeddedStore, KeyPrefix, ListEnd, ScriptReply, Ttl, embedded::WrongType,
-    metrics::CacheMetrics, redis,
+    CacheError, CacheScript, EmbeddedStore, FlushCause, KeyPrefix, ListEnd, ScriptReply, Ttl,
+    embedded::WrongType,
+    metrics::CacheMetrics,
+    near::{NearCache, NearCacheError, NearCacheSettings},
+    redis,
 };
+
+/// Operations that change nothing. Every other operation invalidates its key in the near cache
+/// when it returns (successful or not: a timed-out write may still have been applied).
+const READ_ONLY_OPERATIONS: [&str; 11] = [
+    "get_value",
+    "get_hash",
+    "get_hash_all",
+    "list_range",
+    "list_position",
+    "list_len",
+    "key_exists",
+    "existing_keys",
+    "get_ttl",
+    "ping",
+    "load_script",
+];
 
 /// Where the data lives.
 #[derive(Clone, Debug)]
@@ -48,7 +67,9 @@ pub struct CacheClient {
 struct Inner {
     store: CacheStore,
     prefix: KeyPrefix,
-    metrics: CacheMetrics,
+    metrics: Arc<CacheMetrics>,
+    /// The near cache (L1), on Redis when asked for; shared by clients made with other prefixes.
+    near: Option<Arc<NearCache>>,
 }
 
 /// A store's answer before it becomes a [`CacheError`].
@@ -71,8 +92,8 @@ impl From<WrongType> for StoreFailure {
 
 impl CacheClient {
     pub fn new(store: CacheStore, options: CacheOptions) -> Self {
-        let metrics = CacheMetrics::new(options.slow_threshold);
-        Self { inner: Arc::new(Inner { store, prefix: options.key_prefix, metrics }) }
+        let metrics = Arc::new(CacheMetrics::new(options.slow_threshold));
+        Self { inner: Arc::new(Inner { store, prefix: options.key_prefix, metrics, near: None }) }
     }
 
     /// A client on a fresh embedded store with default options (tests, examples, dev).
@@ -84,7 +105,91 @@ impl CacheClient {
     /// with its own metrics.
     pub fn with_key_prefix(&self, key_prefix: KeyPrefix) -> Self {
         let options = CacheOptions { key_prefix, slow_threshold: self.inner.metrics.slow_threshold() };
-        Self::new(self.inner.store.clone(), options)
+        let client = Self::new(self.inner.store.clone(), options);
+        match &self.inner.near {
+            Some(near) => Self {
+                inner: Arc::new(Inner {
+                    store: client.inner.store.clone(),
+                    prefix: client.inner.prefix.clone(),
+                    metrics: Arc::clone(&client.inner.metrics),
+                    near: Some(Arc::clone(near)),
+                }),
+            },
+            None => client,
+        }
+    }
+
+    /// The same client with a near cache (L1) in front of Redis for [`Self::get_value`] (and so
+    /// [`Self::get_json`] and `get_or_load`): repeated reads are answered from memory, and kept
+    /// coherent by Redis client tracking on every pooled connection (see `near.rs` for the
+    /// invariants, `docs/NEAR-CACHE.md` for the staleness bound in each failure case).
+    ///
+    /// Needs a pool built with RESP3 (as `infra` builds it). On Redis older than 7.0 the near
+    /// cache stays off with a warning; the embedded store needs none (it is memory) and is
+    /// returned as it is. Clones and [`Self::with_key_prefix`] clients share the near cache;
+    /// its counters go to this client's [`CacheMetrics`].
+    pub async fn with_near_cache(&self, settings: NearCacheSettings) -> Result<Self, NearCacheError> {
+        let CacheStore::Redis(pool) = &self.inner.store else { return Ok(self.clone()) };
+        if self.inner.near.is_some() {
+            return Ok(self.clone());
+        }
+        let near = match NearCache::start(pool, settings, Arc::clone(&self.inner.metrics)).await {
+            Ok(near) => near,
+            Err(NearCacheError::RedisTooOld { version }) => {
+                tracing::warn!(%version, "near cache off: Redis is older than 7.0");
+                return Ok(self.clone());
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store: self.inner.store.clone(),
+                prefix: self.inner.prefix.clone(),
+                metrics: Arc::clone(&self.inner.metrics),
+                near: Some(near),
+            }),
+        })
+    }
+
+    /// Whether reads go through a near cache.
+    pub fn near_cache_enabled(&self) -> bool {
+        self.inner.near.is_some()
+    }
+
+    /// The near cache's settings, when there is one.
+    pub fn near_cache_settings(&self) -> Option<&NearCacheSettings> {
+        self.inner.near.as_deref().map(NearCache::settings)
+    }
+
+    /// Drops every near-cache entry (after a SWAPDB, which Redis does not announce, say).
+    pub fn flush_near_cache(&self) {
+        if let Some(near) = &self.inner.near {
+            near.invalidate_everything(Some(FlushCause::Requested));
+        }
+    }
+
+    /// What the near cache would answer for `key` now, without asking Redis or counting:
+    /// `None` when it holds nothing it may serve. For tests and diagnostics.
+    pub fn near_cache_peek(&self, key: &str) -> Option<Option<String>> {
+        self.inner.near.as_ref()?.peek(&self.key(key))
+    }
+
+    /// Test hook: the invalidation listeners stop reading for `duration`, so fred's channel
+    /// overflows as it would behind a slow listener.
+    #[doc(hidden)]
+    pub fn hold_near_cache_listeners_for(&self, duration: Duration) {
+        if let Some(near) = &self.inner.near {
+            near.hold_listeners_for(duration);
+        }
+    }
+
+    /// Test hook: every near-cache insert waits this long after its reply arrived, which
+    /// widens the window in which an invalidation races the insert.
+    #[doc(hidden)]
+    pub fn delay_near_cache_inserts(&self, delay: Duration) {
+        if let Some(near) = &self.inner.near {
+            near.delay_inserts_by(delay);
+        }
     }
 
     pub fn metrics(&self) -> &CacheMetrics {
@@ -128,13 +233,16 @@ impl CacheClient {
         }
         let keys: Vec<String> = keys.iter().map(|key| self.key(key).into_owned()).collect();
         let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        self.call(
-            "run_script",
-            &first,
-            async |pool| crate::script::run(pool, script, keys, args).await,
-            |_| unreachable!("runs_scripts() is false for the embedded store"),
-        )
-        .await
+        let reply = self
+            .call(
+                "run_script",
+                &first,
+                async |pool| crate::script::run(pool, script, keys.clone(), args).await,
+                |_| unreachable!("runs_scripts() is false for the embedded store"),
+            )
+            .await;
+        self.written(&keys);
+        reply
     }
 
     /// Loads a script on every primary ahead of its first use (optional: EVALSHA reloads it
@@ -163,6 +271,11 @@ impl CacheClient {
             CacheStore::Redis(pool) => on_redis(pool).await.map_err(StoreFailure::from),
             CacheStore::Embedded(store) => on_embedded(store).map_err(StoreFailure::from),
         };
+        if let Some(near) = &self.inner.near {
+            if !READ_ONLY_OPERATIONS.contains(&operation) {
+                near.invalidate(key);
+            }
+        }
         let result = outcome.map_err(|failure| match failure {
             StoreFailure::Redis(error) => CacheError::from_fred(operation, Some(key), error),
             StoreFailure::WrongType => CacheError::wrong_type(operation, key),
@@ -189,6 +302,15 @@ impl CacheClient {
         result
     }
 
+    /// Invalidates `stored` keys (already prefixed) in the near cache after a multi-key write.
+    fn written(&self, stored: &[String]) {
+        if let Some(near) = &self.inner.near {
+            for key in stored {
+                near.invalidate(key);
+            }
+        }
+    }
+
     fn read<T>(&self, found: Result<Option<T>, CacheError>) -> Result<Option<T>, CacheError> {
         if let Ok(value) = &found {
             self.inner.metrics.record_read(value.is_some());
@@ -196,7 +318,12 @@ impl CacheClient {
         found
     }
 
-    pub(crate) fn check_ttl(&self, operation: &'static str, key: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
+    pub(crate) fn check_ttl(
+        &self,
+        operation: &'static str,
+        key: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
         match ttl {
             Some(ttl) if ttl < Duration::from_millis(1) => {
                 let error = CacheError::invalid_input(operation, Some(key), "a TTL must be at least 1 ms");
@@ -251,8 +378,19 @@ impl CacheClient {
     /// GET: `None` when the key is missing (or expired).
     pub async fn get_value(&self, key: &str) -> Result<Option<String>, CacheError> {
         let key = self.key(key);
-        let found =
-            self.call("get_value", &key, async |pool| redis::get(pool, &key).await, |store| store.get(&key)).await;
+        let found = match &self.inner.near {
+            Some(near) => {
+                if let Some(cached) = near.lookup(&key) {
+                    self.inner.metrics.record_read(cached.is_some());
+                    return Ok(cached);
+                }
+                self.call("get_value", &key, async |pool| near.read_through(pool, &key).await, |store| store.get(&key))
+                    .await
+            }
+            None => {
+                self.call("get_value", &key, async |pool| redis::get(pool, &key).await, |store| store.get(&key)).await
+            }
+        };
         self.read(found)
     }
 
@@ -345,29 +483,39 @@ impl CacheClient {
         }
         let stored: Vec<String> = keys.iter().map(|key| self.key(key.as_ref()).into_owned()).collect();
         let first = stored[0].clone();
-        self.call(
-            "batch_delete_keys",
-            &first,
-            async |pool| redis::unlink(pool, &stored).await,
-            |store| Ok(store.delete(&stored.iter().map(String::as_str).collect::<Vec<_>>())),
-        )
-        .await
+        let deleted = self
+            .call(
+                "batch_delete_keys",
+                &first,
+                async |pool| redis::unlink(pool, &stored).await,
+                |store| Ok(store.delete(&stored.iter().map(String::as_str).collect::<Vec<_>>())),
+            )
+            .await;
+        self.written(&stored);
+        deleted
     }
 
     /// Deletes every key matching a Redis glob pattern (under the prefix), by SCAN over every
     /// primary — never KEYS. Returns how many were deleted.
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
         let pattern = format!("{}{pattern}", crate::embedded::glob_escape(self.inner.prefix.as_str()));
-        self.call(
-            "delete_matching",
-            &pattern,
-            async |pool| redis::delete_matching(pool, &pattern).await,
-            |store| {
-                let keys = store.matching_keys(&pattern);
-                Ok(store.delete(&keys.iter().map(String::as_str).collect::<Vec<_>>()))
-            },
-        )
-        .await
+        let deleted = self
+            .call(
+                "delete_matching",
+                &pattern,
+                async |pool| redis::delete_matching(pool, &pattern).await,
+                |store| {
+                    let keys = store.matching_keys(&pattern);
+                    Ok(store.delete(&keys.iter().map(String::as_str).collect::<Vec<_>>()))
+                },
+            )
+            .await;
+        // Which keys went is not known here: drop everything (tracking would tell, but only
+        // after this call returned).
+        if let Some(near) = &self.inner.near {
+            near.invalidate_everything(None);
+        }
+        deleted
     }
 
     // --- hashes ------------------------------------------------------------------------------

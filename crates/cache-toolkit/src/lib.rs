@@ -16,6 +16,7 @@ pub mod json;
 mod key;
 mod lock;
 mod metrics;
+mod near;
 mod redis;
 mod script;
 
@@ -27,6 +28,7 @@ pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+pub use near::{NearCacheError, NearCacheSettings};
 pub use script::{CacheScript, ScriptReply};
 
 /// Which end of a list an operation works on (the seed's `direction`).

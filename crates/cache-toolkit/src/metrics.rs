@@ -307,7 +307,8 @@ impl CacheMetrics {
 
     pub(crate) fn remove_near_bytes(&self, bytes: u64) {
         // Saturating: a flush may race an insert's accounting; never wrap below zero.
-        let _ = self.near_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(bytes)));
+        let _ =
+            self.near_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(bytes)));
     }
 
     fn may_log_slow(&self) -> bool {

@@ -14,6 +14,11 @@ use config::{HostPort, RedisSettings, RedisTarget};
 
 use crate::backend::InfraError;
 
+/// fred's event channels (invalidations, errors, reconnections) hold this many messages per
+/// receiver; a receiver further behind gets `Lagged` (the near cache then flushes). fred's
+/// default of 32 is one burst of a multi-key DEL.
+const EVENT_CHANNEL_CAPACITY: usize = 4_096;
+
 /// Retry forever: a finite budget leaves a dead client once it runs out (FRED-NOTES.md).
 const UNLIMITED_ATTEMPTS: u32 = 0;
 const BACKOFF_BASE: u32 = 2;
@@ -42,6 +47,9 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
         password: settings.password.as_ref().map(|password| password.expose().to_owned()),
         database: (database != 0).then_some(database),
         fail_fast: true,
+        // RESP3 carries client-tracking invalidations on the data connections, which the near
+        // cache needs; Tessera already needs Redis 6 (LPOS), the first to speak it.
+        version: fred::types::RespVersion::RESP3,
         ..Config::default()
     };
     let policy = ReconnectPolicy::new_exponential(
@@ -57,6 +65,7 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
         })
         .with_performance_config(|performance| {
             performance.default_command_timeout = settings.command_timeout;
+            performance.broadcast_channel_capacity = EVENT_CHANNEL_CAPACITY;
         })
         .set_policy(policy)
         .build_pool(settings.pool_size)

@@ -1,0 +1,603 @@
+//! The near cache (L1): string reads answered from process memory, kept coherent with Redis by
+//! client tracking (RESP3, default mode) on every pooled connection. `docs/NEAR-CACHE.md` states
+//! the facts about Redis 7.0 and fred 10.1 this design rests on; the invariants it keeps are:
+//!
+//! - **An invalidation wins against an in-flight read.** fred hands a reply to the caller's task
+//!   and an invalidation push to the listener's task, so the listener can run first. Every read
+//!   takes a ticket (the key's generation and its connection's epoch) before it is sent; the
+//!   insert happens under the key's stripe lock and only while both are unchanged. An
+//!   invalidation bumps the generation under the same lock, so it either cancels the insert or
+//!   removes what was inserted.
+//! - **An entry is only as good as the connection that vouched for it.** Each entry carries its
+//!   connection's epoch; a disconnect, an error, a reconnect, a lagged receiver or a failed
+//!   heartbeat bumps the epoch (the entries become misses) and removes them. After a reconnect
+//!   nothing is inserted until `CLIENT TRACKING ON` is confirmed on the new connection.
+//! - **Silence is not consent.** An entry is served only while its connection answered a
+//!   heartbeat within `max_silence` (1 s by default): a frozen or half-open Redis sends no
+//!   invalidations, so its entries stop being served.
+//! - **FLUSHALL / FLUSHDB are seen within a heartbeat.** Redis announces them with a null
+//!   invalidation that fred 10.1 drops; each connection's heartbeat renews canary keys of its
+//!   own, and a missing canary flushes the whole near cache.
+//! - **An entry lives at most min(`max_ttl`, the key's PTTL when read).**
+//! - Only plain GETs are cached: never a script's result (keys a script reads by names built
+//!   from ARGV are not tracked before Redis 7.2).
+
+use std::{
+    hash::BuildHasher,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use fred::{
+    clients::{Client, Pool},
+    error::Error as FredError,
+    interfaces::{ClientLike, ClusterInterface, EventInterface, KeysInterface, TrackingInterface},
+    types::{InfoKind, config::Server},
+};
+use tokio::{sync::broadcast::error::RecvError, task::JoinHandle, time::Instant};
+
+use crate::{CacheEvent, FlushCause, metrics::CacheMetrics};
+
+/// Lock stripes for per-key generations: a collision only cancels an unrelated insert.
+const GENERATION_STRIPES: usize = 1_024;
+/// Fixed per-entry overhead counted against `max_bytes` on top of key and value.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// Canary keys expire by themselves when their instance is gone.
+const CANARY_TTL: Duration = Duration::from_secs(60);
+/// The oldest Redis whose invalidations always follow the read's reply (redis #9422).
+const MINIMUM_REDIS_MAJOR: u64 = 7;
+
+/// How the near cache behaves. Built once; see the field docs for the defaults.
+#[derive(Clone, Debug)]
+pub struct NearCacheSettings {
+    /// Memory bound for keys and values (64 MiB by default).
+    pub max_bytes: u64,
+    /// No entry lives longer than this, whatever its TTL in Redis (30 s by default).
+    pub max_ttl: Duration,
+    /// How often each connection proves it is alive and the keyspace was not flushed (250 ms).
+    pub heartbeat_interval: Duration,
+    /// Entries of a connection that has not answered a heartbeat for this long are not served
+    /// (1 s by default): the bound on staleness when Redis freezes or a socket goes half-open.
+    pub max_silence: Duration,
+}
+
+impl Default for NearCacheSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_millis(250),
+            max_silence: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the near cache could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum NearCacheError {
+    #[error("near cache: invalid setting {setting}: {problem}")]
+    InvalidSetting { setting: &'static str, problem: &'static str },
+    #[error("near cache: Redis {version} is older than 7.0, whose invalidations can arrive inside replies")]
+    RedisTooOld { version: String },
+    #[error("near cache: cannot read the Redis version: {0}")]
+    Version(String),
+    #[error("near cache: cannot turn on client tracking on connection {connection}: {reason}")]
+    Tracking { connection: usize, reason: String },
+}
+
+#[derive(Clone, Debug)]
+struct NearEntry {
+    value: Option<Arc<str>>,
+    connection: usize,
+    epoch: u64,
+    lifetime: Duration,
+    weight: u32,
+}
+
+struct EntryLifetime;
+
+impl moka::Expiry<Arc<str>, NearEntry> for EntryLifetime {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        entry: &NearEntry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.lifetime)
+    }
+}
+
+/// What one pooled connection (one fred `Client`, one socket per node) vouches for.
+#[derive(Debug)]
+struct ConnectionState {
+    /// Bumped by every flush of this connection; entries of an older epoch are misses.
+    epoch: AtomicU64,
+    /// Tracking confirmed on the current socket(s) and not lost since.
+    trusted: AtomicBool,
+    /// Milliseconds since the cache's origin at which the last good heartbeat was *sent*.
+    last_alive_ms: AtomicU64,
+    /// This connection's canary keys: one per node it talks to.
+    canaries: Mutex<Vec<String>>,
+}
+
+/// Taken before a read is sent; the read's answer is inserted only if nothing moved since.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InsertTicket {
+    connection: usize,
+    epoch: u64,
+    generation: u64,
+}
+
+pub(crate) struct NearCache {
+    entries: moka::sync::Cache<Arc<str>, NearEntry>,
+    generations: Box<[Mutex<u64>]>,
+    stripe_hasher: foldhash::fast::FixedState,
+    connections: Box<[ConnectionState]>,
+    settings: NearCacheSettings,
+    metrics: Arc<CacheMetrics>,
+    origin: Instant,
+    instance: String,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Test hooks: hold the invalidation listeners, delay inserts (see `CacheClient`).
+    listeners_held_until_ms: AtomicU64,
+    insert_delay_micros: AtomicU64,
+}
+
+impl std::fmt::Debug for NearCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("NearCache")
+            .field("entries", &self.entries.entry_count())
+            .field("connections", &self.connections.len())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NearCache {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl NearCache {
+    /// Checks the Redis version, turns tracking on for every pooled connection and starts one
+    /// listener and one heartbeat task per connection. The tasks stop when the cache is dropped.
+    pub(crate) async fn start(
+        pool: &Pool,
+        settings: NearCacheSettings,
+        metrics: Arc<CacheMetrics>,
+    ) -> Result<Arc<Self>, NearCacheError> {
+        check_settings(&settings)?;
+        check_redis_version(pool.next()).await?;
+        let metrics_for_removals = Arc::clone(&metrics);
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|_key: &Arc<str>, entry: &NearEntry| entry.weight)
+            .expire_after(EntryLifetime)
+            .support_invalidation_closures()
+            .eviction_listener(move |_key, entry: NearEntry, cause| {
+                metrics_for_removals.remove_near_bytes(u64::from(entry.weight));
+                if matches!(cause, moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired) {
+                    metrics_for_removals.count(CacheEvent::NearEviction);
+                }
+            })
+            .build();
+        let connections = pool
+            .clients()
+            .iter()
+            .map(|_| ConnectionState {
+                epoch: AtomicU64::new(0),
+                trusted: AtomicBool::new(false),
+                last_alive_ms: AtomicU64::new(0),
+                canaries: Mutex::new(Vec::new()),
+            })
+            .collect();
+        let near = Arc::new(Self {
+            entries,
+            generations: (0..GENERATION_STRIPES).map(|_| Mutex::new(0)).collect(),
+            stripe_hasher: foldhash::fast::FixedState::default(),
+            connections,
+            settings,
+            metrics,
+            origin: Instant::now(),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            tasks: Mutex::new(Vec::new()),
+            listeners_held_until_ms: AtomicU64::new(0),
+            insert_delay_micros: AtomicU64::new(0),
+        });
+        let mut tasks = Vec::new();
+        for (index, client) in pool.clients().iter().enumerate() {
+            // Subscribe before turning tracking on, so no push or event can slip past.
+            let receivers = Receivers::subscribe(client);
+            near.enable_tracking(client, index).await?;
+            tasks.push(tokio::spawn(listen(Arc::downgrade(&near), client.clone(), index, receivers)));
+            tasks.push(tokio::spawn(heartbeat(Arc::downgrade(&near), client.clone(), index)));
+        }
+        *near.lock_tasks() = tasks;
+        Ok(near)
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn stripe(&self, key: &str) -> std::sync::MutexGuard<'_, u64> {
+        let index = (self.stripe_hasher.hash_one(key) % GENERATION_STRIPES as u64) as usize;
+        self.generations[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Which pooled connection reads `key` (stable per key, spread over the pool).
+    pub(crate) fn connection_for(&self, key: &str) -> usize {
+        self.stripe_hasher.hash_one(key).rotate_left(17) as usize % self.connections.len()
+    }
+
+    fn serves(&self, state: &ConnectionState) -> bool {
+        let silence = self.now_ms().saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
+        state.trusted.load(Ordering::Acquire) && silence <= millis(self.settings.max_silence)
+    }
+
+    /// What L1 may serve for `key` now, without counting.
+    pub(crate) fn peek(&self, key: &str) -> Option<Option<String>> {
+        self.servable(key).map(|value| value.map(|value| value.to_string()))
+    }
+
+    fn servable(&self, key: &str) -> Option<Option<Arc<str>>> {
+        self.entries.get(key).and_then(|entry| {
+            let state = &self.connections[entry.connection];
+            (entry.epoch == state.epoch.load(Ordering::Acquire) && self.serves(state)).then_some(entry.value)
+        })
+    }
+
+    /// The cached answer for `key` (which may be "missing"), or `None` when L1 cannot answer.
+    pub(crate) fn lookup(&self, key: &str) -> Option<Option<String>> {
+        match self.servable(key) {
+            Some(value) => {
+                self.metrics.count(CacheEvent::NearHit);
+                Some(value.map(|value| value.to_string()))
+            }
+            None => {
+                self.metrics.count(CacheEvent::NearMiss);
+                None
+            }
+        }
+    }
+
+    /// A ticket for a read of `key` on `connection`; `None` when that connection's answers
+    /// cannot be cached now (tracking not confirmed, or silent).
+    fn ticket(&self, connection: usize, key: &str) -> Option<InsertTicket> {
+        let state = &self.connections[connection];
+        let epoch = state.epoch.load(Ordering::Acquire);
+        if !self.serves(state) {
+            return None;
+        }
+        let generation = *self.stripe(key);
+        Some(InsertTicket { connection, epoch, generation })
+    }
+
+    /// GET + PTTL on the connection that tracks `key`, pipelined (one round trip), and the
+    /// answer cached if no invalidation or flush happened meanwhile.
+    pub(crate) async fn read_through(&self, pool: &Pool, key: &str) -> Result<Option<String>, FredError> {
+        let connection = self.connection_for(key);
+        let client = &pool.clients()[connection];
+        let ticket = self.ticket(connection, key);
+        let pipeline = client.pipeline();
+        let () = pipeline.get(key).await?;
+        let () = pipeline.pttl(key).await?;
+        let (value, pttl): (Option<String>, i64) = pipeline.all().await?;
+        if let Some(ticket) = ticket {
+            let delay = self.insert_delay_micros.load(Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_micros(delay)).await;
+            }
+            self.insert(ticket, key, value.as_deref(), pttl);
+        }
+        Ok(value)
+    }
+
+    fn insert(&self, ticket: InsertTicket, key: &str, value: Option<&str>, pttl: i64) {
+        let lifetime = match u64::try_from(pttl) {
+            Ok(0) => return,
+            Ok(left) => Duration::from_millis(left).min(self.settings.max_ttl),
+            // -1: no TTL; -2: missing (a tracked miss): the cap alone bounds the entry.
+            Err(_) => self.settings.max_ttl,
+        };
+        let weight = key.len() + value.map_or(0, str::len) + ENTRY_OVERHEAD_BYTES;
+        let Ok(weight) = u32::try_from(weight) else { return };
+        let entry = NearEntry {
+            value: value.map(Arc::from),
+            connection: ticket.connection,
+            epoch: ticket.epoch,
+            lifetime,
+            weight,
+        };
+        let generation = self.stripe(key);
+        let state = &self.connections[ticket.connection];
+        if *generation != ticket.generation
+            || state.epoch.load(Ordering::Acquire) != ticket.epoch
+            || !state.trusted.load(Ordering::Acquire)
+        {
+            drop(generation);
+            self.metrics.count(CacheEvent::NearInsertCancelled);
+            return;
+        }
+        self.metrics.add_near_bytes(u64::from(weight));
+        self.entries.insert(Arc::from(key), entry);
+        drop(generation);
+        self.metrics.count(CacheEvent::NearInsert);
+    }
+
+    /// Drops `key` and cancels any read of it in flight: for a push from Redis, and for this
+    /// process's own writes (whose push only arrives after the write returned).
+    pub(crate) fn invalidate(&self, key: &str) {
+        let mut generation = self.stripe(key);
+        *generation = generation.wrapping_add(1);
+        self.entries.invalidate(key);
+        drop(generation);
+        self.metrics.count(CacheEvent::NearInvalidation);
+    }
+
+    /// Drops everything and cancels every read in flight (a flushed keyspace, a pattern delete).
+    pub(crate) fn invalidate_everything(&self, cause: Option<FlushCause>) {
+        let stripes: Vec<_> = self
+            .generations
+            .iter()
+            .map(|stripe| stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .collect();
+        for state in self.connections.iter() {
+            state.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut stripes = stripes;
+        for generation in &mut stripes {
+            **generation = generation.wrapping_add(1);
+        }
+        self.entries.invalidate_all();
+        drop(stripes);
+        if let Some(cause) = cause {
+            self.metrics.count_flush(cause);
+        }
+    }
+
+    /// Forgets what `connection` vouched for. `distrust`: also stop caching its answers until
+    /// tracking is confirmed again.
+    fn flush_connection(&self, connection: usize, cause: FlushCause, distrust: bool) {
+        let state = &self.connections[connection];
+        if distrust {
+            state.trusted.store(false, Ordering::Release);
+        }
+        state.epoch.fetch_add(1, Ordering::AcqRel);
+        if self.entries.invalidate_entries_if(move |_key, entry| entry.connection == connection).is_err() {
+            // Closures are enabled at build time; should that ever fail, fall back to all.
+            self.entries.invalidate_all();
+        }
+        self.metrics.count_flush(cause);
+        tracing::debug!(connection, cause = cause.name(), "near cache flushed a connection's entries");
+    }
+
+    /// `CLIENT TRACKING ON` (default mode: on every primary in a cluster), then the canary
+    /// keys, then trust. Inserts stay off until this returns `Ok`.
+    async fn enable_tracking(&self, client: &Client, connection: usize) -> Result<(), NearCacheError> {
+        let failed = |error: FredError| NearCacheError::Tracking { connection, reason: error.details().to_owned() };
+        let state = &self.connections[connection];
+        state.trusted.store(false, Ordering::Release);
+        let sent_at = self.now_ms();
+        client.start_tracking(Vec::<String>::new(), false, false, false, false).await.map_err(failed)?;
+        let canaries = canary_keys(client, &self.instance, connection);
+        for canary in &canaries {
+            let () = client
+                .set(canary.as_str(), "1", Some(fred::types::Expiration::PX(millis_i64(CANARY_TTL))), None, false)
+                .await
+                .map_err(failed)?;
+        }
+        *state.canaries.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = canaries;
+        state.epoch.fetch_add(1, Ordering::AcqRel);
+        state.last_alive_ms.store(sent_at, Ordering::Release);
+        state.trusted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn listeners_held(&self) -> Option<Duration> {
+        let until = self.listeners_held_until_ms.load(Ordering::Acquire);
+        let now = self.now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    pub(crate) fn hold_listeners_for(&self, duration: Duration) {
+        self.listeners_held_until_ms.store(self.now_ms() + millis(duration), Ordering::Release);
+    }
+
+    pub(crate) fn delay_inserts_by(&self, delay: Duration) {
+        self.insert_delay_micros.store(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn settings(&self) -> &NearCacheSettings {
+        &self.settings
+    }
+}
+
+struct Receivers {
+    invalidations: tokio::sync::broadcast::Receiver<fred::types::client::Invalidation>,
+    errors: tokio::sync::broadcast::Receiver<(FredError, Option<Server>)>,
+    reconnects: tokio::sync::broadcast::Receiver<Server>,
+}
+
+impl Receivers {
+    fn subscribe(client: &Client) -> Self {
+        Self { invalidations: client.invalidation_rx(), errors: client.error_rx(), reconnects: client.reconnect_rx() }
+    }
+}
+
+/// Applies one connection's invalidations and reacts to its errors and reconnections. Uses the
+/// receivers directly: fred's `on_*` helpers stop silently at the first `Lagged`.
+async fn listen(near: Weak<NearCache>, client: Client, connection: usize, mut receivers: Receivers) {
+    loop {
+        if let Some(held) = near.upgrade().and_then(|near| near.listeners_held()) {
+            tokio::time::sleep(held).await;
+        }
+        tokio::select! {
+            message = receivers.invalidations.recv() => {
+                let Some(near) = near.upgrade() else { return };
+                match message {
+                    Ok(invalidation) if invalidation.keys.is_empty() => near.invalidate_everything(Some(FlushCause::Flushed)),
+                    Ok(invalidation) => {
+                        for key in &invalidation.keys {
+                            // A key that is not UTF-8 is not one this cache could hold.
+                            if let Some(key) = key.as_str() {
+                                near.invalidate(key);
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(lost)) => {
+                        tracing::warn!(connection, lost, "near cache invalidations were lost; flushing the connection's entries");
+                        near.flush_connection(connection, FlushCause::Lagged, false);
+                    }
+                    Err(RecvError::Closed) => {
+                        near.flush_connection(connection, FlushCause::Disconnect, true);
+                        return;
+                    }
+                }
+            }
+            message = receivers.errors.recv() => {
+                let Some(near) = near.upgrade() else { return };
+                near.flush_connection(connection, FlushCause::Disconnect, true);
+                if matches!(message, Err(RecvError::Closed)) {
+                    return;
+                }
+            }
+            message = receivers.reconnects.recv() => {
+                let Some(near) = near.upgrade() else { return };
+                near.flush_connection(connection, FlushCause::Reconnect, true);
+                if matches!(message, Err(RecvError::Closed)) {
+                    return;
+                }
+                if let Err(error) = near.enable_tracking(&client, connection).await {
+                    // The heartbeat retries: this connection stays untrusted until then.
+                    tracing::warn!(%error, "near cache: tracking not restored after a reconnect");
+                }
+            }
+        }
+    }
+}
+
+/// Proves every `heartbeat_interval` that the connection answers and that its canaries still
+/// exist; re-enables tracking when an earlier attempt failed.
+async fn heartbeat(near: Weak<NearCache>, client: Client, connection: usize) {
+    let Some(interval) = near.upgrade().map(|near| near.settings.heartbeat_interval) else { return };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(near) = near.upgrade() else { return };
+        let state = &near.connections[connection];
+        if !state.trusted.load(Ordering::Acquire) {
+            if let Err(error) = near.enable_tracking(&client, connection).await {
+                tracing::debug!(%error, "near cache: tracking still off");
+            }
+            continue;
+        }
+        let sent_at = near.now_ms();
+        let canaries = state.canaries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let answer = tokio::time::timeout(near.settings.max_silence, renew_canaries(&client, &canaries)).await;
+        match answer {
+            Ok(Ok(true)) => state.last_alive_ms.store(sent_at, Ordering::Release),
+            Ok(Ok(false)) => {
+                tracing::info!(connection, "near cache: the keyspace was flushed; dropping every entry");
+                near.invalidate_everything(Some(FlushCause::Flushed));
+                if near.enable_tracking(&client, connection).await.is_ok() {
+                    state.last_alive_ms.store(sent_at, Ordering::Release);
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                if state.last_alive_ms.load(Ordering::Acquire) + millis(near.settings.max_silence) >= sent_at {
+                    near.flush_connection(connection, FlushCause::Unresponsive, false);
+                }
+            }
+        }
+    }
+}
+
+/// PEXPIRE on each canary: `false` when one is gone (the keyspace was flushed).
+async fn renew_canaries(client: &Client, canaries: &[String]) -> Result<bool, FredError> {
+    let pipeline = client.pipeline();
+    for canary in canaries {
+        let () = pipeline.pexpire(canary.as_str(), millis_i64(CANARY_TTL), None).await?;
+    }
+    let renewed: Vec<bool> = pipeline.all().await?;
+    Ok(renewed.iter().all(|renewed| *renewed))
+}
+
+/// One canary key per node this connection reaches: in a cluster, a hash tag is searched for
+/// each primary so the key lives on it.
+fn canary_keys(client: &Client, instance: &str, connection: usize) -> Vec<String> {
+    let base = format!("tessera:near:canary:{instance}:{connection}");
+    let Some(routing) = client.is_clustered().then(|| client.cached_cluster_state()).flatten() else {
+        return vec![base];
+    };
+    let mut primaries = routing.unique_primary_nodes();
+    let mut keys = Vec::with_capacity(primaries.len());
+    for tag in 0..100_000_u32 {
+        if primaries.is_empty() {
+            break;
+        }
+        let key = format!("{base}:{{{tag}}}");
+        let slot = fred::util::redis_keyslot(key.as_bytes());
+        if let Some(owner) = routing.get_server(slot) {
+            if let Some(position) = primaries.iter().position(|primary| primary == owner) {
+                primaries.swap_remove(position);
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
+fn check_settings(settings: &NearCacheSettings) -> Result<(), NearCacheError> {
+    let invalid = |setting, problem| Err(NearCacheError::InvalidSetting { setting, problem });
+    if settings.max_bytes == 0 {
+        return invalid("max_bytes", "must be more than 0");
+    }
+    if settings.max_ttl < Duration::from_millis(1) {
+        return invalid("max_ttl", "must be at least 1 ms");
+    }
+    if settings.heartbeat_interval < Duration::from_millis(1) {
+        return invalid("heartbeat_interval", "must be at least 1 ms");
+    }
+    if settings.max_silence <= settings.heartbeat_interval {
+        return invalid("max_silence", "must be longer than heartbeat_interval");
+    }
+    Ok(())
+}
+
+async fn check_redis_version(client: &Client) -> Result<(), NearCacheError> {
+    let info: String = client
+        .info(Some(InfoKind::Server))
+        .await
+        .map_err(|error| NearCacheError::Version(error.details().to_owned()))?;
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .map(str::trim)
+        .ok_or_else(|| NearCacheError::Version("INFO server has no redis_version".to_owned()))?;
+    let major: u64 = version.split('.').next().and_then(|major| major.parse().ok()).unwrap_or(0);
+    if major < MINIMUM_REDIS_MAJOR {
+        return Err(NearCacheError::RedisTooOld { version: version.to_owned() });
+    }
+    Ok(())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn millis_i64(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

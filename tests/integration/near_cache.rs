@@ -1,0 +1,383 @@
+//! The near cache (L1) against real Redis, two instances (two pools, two near caches) on one
+//! Redis: own and foreign writes, the in-flight-load race, TTL bounds, a lagged receiver,
+//! randomised writers and readers checked at quiescence (standalone and cluster, the shared
+//! test topologies), and — on a private server a test may flush, kill connections of, and
+//! freeze — FLUSHALL, CLIENT KILL and a frozen Redis.
+
+use std::time::{Duration, Instant};
+
+use cache_toolkit::{CacheClient, CacheEvent, CacheOptions, FlushCause, KeyPrefix, NearCacheSettings};
+use config::{AppEnv, Settings};
+use infra::Backend;
+use tests::PrivateRedis;
+
+/// Generous: CI is a loaded 2-core machine; a stale entry would stay for the 30 s cap.
+const AGREEMENT_DEADLINE: Duration = Duration::from_secs(3);
+
+struct Instance {
+    backend: Backend,
+    cache: CacheClient,
+}
+
+async fn instance(url: &str, prefix: &str, pool_size: &str, settings: NearCacheSettings) -> Instance {
+    let pairs =
+        [("REDIS_URL", url), ("TESSERA_REDIS_POOL_SIZE", pool_size), ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "1000")];
+    let redis = Settings::from_env_pairs(AppEnv::Test, &pairs).unwrap().redis;
+    let options = CacheOptions { key_prefix: KeyPrefix::parse(prefix).unwrap(), ..CacheOptions::default() };
+    let backend = Backend::connect_redis(&redis, options).await.unwrap();
+    let cache = backend.cache().with_near_cache(settings).await.unwrap();
+    assert!(cache.near_cache_enabled(), "Redis 7 or newer runs the near cache");
+    Instance { backend, cache }
+}
+
+/// Two near-cache instances and one plain writer on one Redis, under one fresh prefix.
+async fn trio(url: &str) -> (Instance, Instance, Instance) {
+    let prefix = format!("near:{:016x}:", rand_u64());
+    let first = instance(url, &prefix, "2", NearCacheSettings::default()).await;
+    let second = instance(url, &prefix, "2", NearCacheSettings::default()).await;
+    (first, second, plain(url, &prefix).await)
+}
+
+/// A client without near cache: what Redis holds.
+async fn plain(url: &str, prefix: &str) -> Instance {
+    let redis = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", url)]).unwrap().redis;
+    let options = CacheOptions { key_prefix: KeyPrefix::parse(prefix).unwrap(), ..CacheOptions::default() };
+    let backend = Backend::connect_redis(&redis, options).await.unwrap();
+    Instance { cache: backend.cache().clone(), backend }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// A small xorshift generator: reproducible from the seed printed on failure.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+/// Waits until what `cache`'s L1 may serve for `key` agrees with Redis (or it serves
+/// nothing); fails with both values after the deadline.
+async fn wait_until_agrees(cache: &CacheClient, truth: &CacheClient, key: &str, context: &str) {
+    let deadline = Instant::now() + AGREEMENT_DEADLINE;
+    loop {
+        let stored = truth.get_value(key).await.unwrap();
+        match cache.near_cache_peek(key) {
+            None => return,
+            Some(cached) if cached == stored => return,
+            Some(cached) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{context}: L1 still serves {cached:?} for {key:?} while Redis holds {stored:?}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn stop(instances: impl IntoIterator<Item = Instance>) {
+    for instance in instances {
+        drop(instance.cache);
+        instance.backend.close().await;
+    }
+}
+
+async fn own_write_invalidates_before_returning(url: &str) {
+    let (first, second, writer) = trio(url).await;
+    let cache = &first.cache;
+    cache.set_value("k", "v1", None).await.unwrap();
+    assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(cache.near_cache_peek("k"), Some(Some("v1".to_owned())), "a read fills L1");
+    let hits = cache.metrics().snapshot().event(CacheEvent::NearHit);
+    assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(cache.metrics().snapshot().event(CacheEvent::NearHit), hits + 1, "the second read is an L1 hit");
+
+    cache.set_value("k", "v2", None).await.unwrap();
+    assert_eq!(cache.near_cache_peek("k"), None, "SET returned: L1 must not hold the old value");
+    assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("v2"));
+    assert!(cache.delete_key("k").await.unwrap());
+    assert_eq!(cache.near_cache_peek("k"), None, "DEL returned: L1 must not hold the old value");
+    assert_eq!(cache.get_value("k").await.unwrap(), None);
+    assert_eq!(cache.near_cache_peek("k"), Some(None), "a tracked miss is cached too");
+    cache.set_value("k", "v3", None).await.unwrap();
+    assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("v3"), "a cached miss never hides a write");
+    stop([first, second, writer]).await;
+}
+
+async fn foreign_writes_invalidate_every_instance(url: &str) {
+    let (first, second, writer) = trio(url).await;
+    let keys: Vec<String> = (0..64).map(|index| format!("spread:{index}")).collect();
+    for key in &keys {
+        writer.cache.set_value(key, "old", None).await.unwrap();
+        first.cache.get_value(key).await.unwrap();
+        second.cache.get_value(key).await.unwrap();
+    }
+    for (index, key) in keys.iter().enumerate() {
+        match index % 4 {
+            0 => writer.cache.set_value(key, "new", None).await.map(drop).unwrap(),
+            1 => writer.cache.delete_key(key).await.map(drop).unwrap(),
+            2 => writer.cache.set_expiry(key, Duration::from_secs(500)).await.map(drop).unwrap(),
+            _ => second.cache.set_value(key, "new", None).await.unwrap(),
+        }
+    }
+    for key in &keys {
+        wait_until_agrees(&first.cache, &writer.cache, key, "after foreign writes").await;
+        wait_until_agrees(&second.cache, &writer.cache, key, "after foreign writes").await;
+    }
+    let received = first.cache.metrics().snapshot().event(CacheEvent::NearInvalidation);
+    assert!(received >= keys.len() as u64, "every key was invalidated by a push: {received}");
+    stop([first, second, writer]).await;
+}
+
+/// The race fred makes possible: the read's reply reaches the caller after the invalidation
+/// for a later write reached the listener. Inserts are delayed to widen the window; without
+/// the generation check every cancelled insert below would be a stale entry.
+async fn in_flight_load_race(url: &str) {
+    let (first, second, writer) = trio(url).await;
+    first.cache.delay_near_cache_inserts(Duration::from_millis(2));
+    let mut dice = Dice(rand_u64() | 1);
+    for round in 0..150 {
+        let key = format!("race:{round}");
+        writer.cache.set_value(&key, "old", None).await.unwrap();
+        let reader = {
+            let cache = first.cache.clone();
+            let key = key.clone();
+            tokio::spawn(async move { cache.get_value(&key).await })
+        };
+        tokio::time::sleep(Duration::from_micros(dice.below(1_500))).await;
+        writer.cache.set_value(&key, "new", None).await.unwrap();
+        reader.await.unwrap().unwrap();
+        wait_until_agrees(&first.cache, &writer.cache, &key, &format!("race round {round}")).await;
+    }
+    let cancelled = first.cache.metrics().snapshot().event(CacheEvent::NearInsertCancelled);
+    eprintln!("in-flight race: {cancelled} of 150 inserts cancelled by an invalidation");
+    assert!(cancelled > 0, "the race never happened: the test proved nothing");
+    stop([first, second, writer]).await;
+}
+
+async fn entries_live_at_most_the_cap_and_the_redis_ttl(url: &str) {
+    let prefix = format!("near:{:016x}:", rand_u64());
+    let capped = NearCacheSettings { max_ttl: Duration::from_millis(300), ..NearCacheSettings::default() };
+    let first = instance(url, &prefix, "1", capped).await;
+    let second = instance(url, &prefix, "1", NearCacheSettings::default()).await;
+    first.cache.set_value("forever", "v", None).await.unwrap();
+    first.cache.get_value("forever").await.unwrap();
+    assert_eq!(first.cache.near_cache_peek("forever"), Some(Some("v".to_owned())));
+    // The Redis TTL: the listener is held, so Redis's expiry push cannot be what removes it.
+    second.cache.set_value("short", "v", Some(Duration::from_millis(300))).await.unwrap();
+    second.cache.get_value("short").await.unwrap();
+    assert_eq!(second.cache.near_cache_peek("short"), Some(Some("v".to_owned())));
+    second.cache.hold_near_cache_listeners_for(Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(first.cache.near_cache_peek("forever"), None, "the 300 ms cap bounds a key without TTL");
+    assert_eq!(second.cache.near_cache_peek("short"), None, "a 300 ms PTTL bounds the entry");
+    stop([first, second]).await;
+}
+
+/// More invalidations than fred's channel holds arrive while the listener is held: the
+/// `Lagged` receiver must flush, never leave the missed keys cached.
+async fn lagged_receiver_flushes(url: &str) {
+    let prefix = format!("near:{:016x}:", rand_u64());
+    let first = instance(url, &prefix, "1", NearCacheSettings::default()).await;
+    let writer = plain(url, &prefix).await;
+    let keys: Vec<String> = (0..6_000).map(|index| format!("lag:{index}")).collect();
+    for key in &keys {
+        writer.cache.set_value(key, "old", None).await.unwrap();
+        first.cache.get_value(key).await.unwrap();
+    }
+    first.cache.hold_near_cache_listeners_for(Duration::from_secs(3));
+    // One UNLINK (grouped by slot in a cluster): 6,000 pushes back to back, over fred's 4,096.
+    writer.cache.batch_delete_keys(&keys).await.unwrap();
+    for key in keys.iter().step_by(100) {
+        writer.cache.set_value(key, "new", None).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while first.cache.metrics().snapshot().flushes_by(FlushCause::Lagged) == 0 {
+        assert!(Instant::now() < deadline, "6,000 invalidations behind a held listener never lagged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for key in &keys {
+        wait_until_agrees(&first.cache, &writer.cache, key, "after a lagged receiver").await;
+    }
+    assert_eq!(first.cache.get_value("lag:100").await.unwrap().as_deref(), Some("new"));
+    stop([first, writer]).await;
+}
+
+/// Two instances read and write the same small key set at random, concurrently; at
+/// quiescence every L1 agrees with Redis.
+async fn random_writers_and_readers_agree_at_quiescence(url: &str) {
+    let (first, second, writer) = trio(url).await;
+    let seed = rand_u64() | 1;
+    eprintln!("random writers and readers: seed {seed}");
+    let mut workers = Vec::new();
+    for (worker, cache) in
+        [first.cache.clone(), second.cache.clone(), first.cache.clone(), second.cache.clone()].into_iter().enumerate()
+    {
+        let mut dice = Dice(seed.wrapping_add(worker as u64 * 7_919) | 1);
+        workers.push(tokio::spawn(async move {
+            for step in 0..600 {
+                let key = format!("r:{}", dice.below(12));
+                match dice.below(10) {
+                    0..=5 => drop(cache.get_value(&key).await.unwrap()),
+                    6 | 7 => cache.set_value(&key, &format!("{worker}:{step}"), None).await.unwrap(),
+                    8 => drop(cache.delete_key(&key).await.unwrap()),
+                    _ => {
+                        let ttl = Duration::from_millis(1 + dice.below(40));
+                        cache.set_value(&key, "ttl", Some(ttl)).await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    for index in 0..12 {
+        let key = format!("r:{index}");
+        wait_until_agrees(&first.cache, &writer.cache, &key, &format!("seed {seed}")).await;
+        wait_until_agrees(&second.cache, &writer.cache, &key, &format!("seed {seed}")).await;
+    }
+    let hits = first.cache.metrics().snapshot().event(CacheEvent::NearHit);
+    assert!(hits > 0, "no read was answered from L1: the test exercised nothing");
+    stop([first, second, writer]).await;
+}
+
+macro_rules! on_shared_topology {
+    ($topology:literal: $($case:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            super::$case(&tests::test_redis_url($topology)).await;
+        })*
+    };
+}
+
+mod standalone {
+    on_shared_topology!("standalone":
+        own_write_invalidates_before_returning,
+        foreign_writes_invalidate_every_instance,
+        in_flight_load_race,
+        entries_live_at_most_the_cap_and_the_redis_ttl,
+        lagged_receiver_flushes,
+        random_writers_and_readers_agree_at_quiescence,
+    );
+
+    use super::*;
+
+    /// FLUSHALL's null invalidation never reaches fred's listeners; the canary does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flushall_empties_every_near_cache() {
+        let redis = PrivateRedis::start();
+        let (first, second, writer) = trio(&redis.url()).await;
+        for key in ["a", "b", "c"] {
+            writer.cache.set_value(key, "before", None).await.unwrap();
+            first.cache.get_value(key).await.unwrap();
+            second.cache.get_value(key).await.unwrap();
+        }
+        assert_eq!(redis.command("FLUSHALL"), "+OK");
+        // Written after the flush: Redis sends no invalidation (its tracking table is gone).
+        writer.cache.set_value("a", "after", None).await.unwrap();
+        let flushed_at = Instant::now();
+        for key in ["a", "b", "c"] {
+            wait_until_agrees(&first.cache, &writer.cache, key, "after FLUSHALL").await;
+            wait_until_agrees(&second.cache, &writer.cache, key, "after FLUSHALL").await;
+        }
+        eprintln!("FLUSHALL reached both near caches within {:?}", flushed_at.elapsed());
+        assert!(first.cache.metrics().snapshot().flushes_by(FlushCause::Flushed) >= 1);
+        assert_eq!(first.cache.get_value("a").await.unwrap().as_deref(), Some("after"));
+        first.cache.get_value("a").await.unwrap();
+        writer.cache.set_value("a", "later", None).await.unwrap();
+        wait_until_agrees(&first.cache, &writer.cache, "a", "tracking still works after FLUSHALL").await;
+        stop([first, second, writer]).await;
+    }
+
+    /// A killed connection flushes what it vouched for, and tracking comes back on the new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_connections_flush_and_tracking_returns() {
+        let redis = PrivateRedis::start();
+        let (first, second, writer) = trio(&redis.url()).await;
+        writer.cache.set_value("k", "v1", None).await.unwrap();
+        first.cache.get_value("k").await.unwrap();
+        assert_eq!(first.cache.near_cache_peek("k"), Some(Some("v1".to_owned())));
+        let killed = redis.command("CLIENT KILL TYPE normal");
+        assert!(killed.starts_with(':') && killed != ":0", "{killed}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while first.cache.near_cache_peek("k").is_some() {
+            assert!(Instant::now() < deadline, "a killed connection's entry is still served");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let snapshot = first.cache.metrics().snapshot();
+        assert!(snapshot.flushes_by(FlushCause::Disconnect) + snapshot.flushes_by(FlushCause::Reconnect) >= 1);
+        // Back: reads are cached again, and a foreign write still invalidates them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert_eq!(first.cache.get_value("k").await.ok().flatten().as_deref(), Some("v1"));
+            if first.cache.near_cache_peek("k").is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tracking never came back after the reconnect");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        writer.cache.set_value("k", "v2", None).await.unwrap();
+        wait_until_agrees(&first.cache, &writer.cache, "k", "after reconnect").await;
+        stop([first, second, writer]).await;
+    }
+
+    /// A frozen Redis sends no invalidations: its entries stop being served within
+    /// `max_silence` (1 s) of the last heartbeat, and reads then fail rather than go stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frozen_redis_stops_serving_within_a_second() {
+        let redis = PrivateRedis::start();
+        let (first, second, writer) = trio(&redis.url()).await;
+        writer.cache.set_value("k", "v", None).await.unwrap();
+        first.cache.get_value("k").await.unwrap();
+        assert_eq!(first.cache.near_cache_peek("k"), Some(Some("v".to_owned())));
+        redis.freeze();
+        let frozen_at = Instant::now();
+        while first.cache.near_cache_peek("k").is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(frozen_at.elapsed() < Duration::from_secs(3), "an entry is still served 3 s into a freeze");
+        }
+        let served_for = frozen_at.elapsed();
+        eprintln!("frozen Redis: L1 stopped serving after {served_for:?}");
+        // 1 s after the last heartbeat was sent, which was at most 250 ms before the freeze.
+        assert!(served_for <= Duration::from_millis(1_000 + 400), "served {served_for:?} into a freeze");
+        assert!(first.cache.get_value("k").await.is_err(), "a read during a freeze is an error, not a stale value");
+        redis.thaw();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while first.cache.get_value("k").await.is_err() {
+            assert!(Instant::now() < deadline, "no answer after the thaw");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop([first, second, writer]).await;
+    }
+}
+
+mod cluster {
+    on_shared_topology!("cluster":
+        own_write_invalidates_before_returning,
+        foreign_writes_invalidate_every_instance,
+        in_flight_load_race,
+        entries_live_at_most_the_cap_and_the_redis_ttl,
+        lagged_receiver_flushes,
+        random_writers_and_readers_agree_at_quiescence,
+    );
+}
+
+/// The embedded store needs no near cache (it is memory); the API behaves the same on it.
+#[tokio::test]
+async fn embedded_store_takes_the_same_calls() {
+    let cache = CacheClient::embedded().with_near_cache(NearCacheSettings::default()).await.unwrap();
+    assert!(!cache.near_cache_enabled());
+    cache.set_value("k", "v", None).await.unwrap();
+    assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("v"));
+    assert_eq!(cache.near_cache_peek("k"), None);
+    cache.flush_near_cache();
+}
