@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::{
     CacheError, CacheScript, EmbeddedStore, FlushCause, KeyPrefix, ListEnd, ScriptReply, Ttl,
-    embedded::WrongType,
+    embedded::{TextReadFailure, WrongType},
     metrics::CacheMetrics,
     near::{NearCache, NearCacheError, NearCacheSettings},
     redis,
@@ -76,6 +76,8 @@ struct Inner {
 enum StoreFailure {
     Redis(fred::error::Error),
     WrongType,
+    /// A non-UTF-8 string read as text on the embedded store (fred's parse error on Redis).
+    NotUtf8,
 }
 
 impl From<fred::error::Error> for StoreFailure {
@@ -87,6 +89,15 @@ impl From<fred::error::Error> for StoreFailure {
 impl From<WrongType> for StoreFailure {
     fn from(WrongType: WrongType) -> Self {
         Self::WrongType
+    }
+}
+
+impl From<TextReadFailure> for StoreFailure {
+    fn from(failure: TextReadFailure) -> Self {
+        match failure {
+            TextReadFailure::WrongType => Self::WrongType,
+            TextReadFailure::NotUtf8 => Self::NotUtf8,
+        }
     }
 }
 
@@ -266,10 +277,22 @@ impl CacheClient {
         on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
         on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, WrongType>,
     ) -> Result<T, CacheError> {
+        self.call_refusing(operation, key, on_redis, on_embedded).await
+    }
+
+    /// [`Self::call`] for an embedded side that can refuse with more than [`WrongType`]
+    /// (a text read of a non-UTF-8 value).
+    async fn call_refusing<T, Refusal: Into<StoreFailure>>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
+        on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, Refusal>,
+    ) -> Result<T, CacheError> {
         let started = Instant::now();
         let outcome = match &self.inner.store {
             CacheStore::Redis(pool) => on_redis(pool).await.map_err(StoreFailure::from),
-            CacheStore::Embedded(store) => on_embedded(store).map_err(StoreFailure::from),
+            CacheStore::Embedded(store) => on_embedded(store).map_err(Into::into),
         };
         if let Some(near) = &self.inner.near {
             if !READ_ONLY_OPERATIONS.contains(&operation) {
@@ -279,6 +302,7 @@ impl CacheClient {
         let result = outcome.map_err(|failure| match failure {
             StoreFailure::Redis(error) => CacheError::from_fred(operation, Some(key), error),
             StoreFailure::WrongType => CacheError::wrong_type(operation, key),
+            StoreFailure::NotUtf8 => CacheError::bad_data(operation, key, "Could not convert to string."),
         });
         self.finish(operation, key, started, result)
     }
@@ -375,7 +399,8 @@ impl CacheClient {
         .await
     }
 
-    /// GET: `None` when the key is missing (or expired).
+    /// GET: `None` when the key is missing (or expired). A value that is not UTF-8 (a Bloom
+    /// bitmap, say) is a [`crate::CacheErrorKind::BadData`] error on every store.
     pub async fn get_value(&self, key: &str) -> Result<Option<String>, CacheError> {
         let key = self.key(key);
         let found = match &self.inner.near {
@@ -384,11 +409,22 @@ impl CacheClient {
                     self.inner.metrics.record_read(cached.is_some());
                     return Ok(cached);
                 }
-                self.call("get_value", &key, async |pool| near.read_through(pool, &key).await, |store| store.get(&key))
-                    .await
+                self.call_refusing(
+                    "get_value",
+                    &key,
+                    async |pool| near.read_through(pool, &key).await,
+                    |store| store.get(&key),
+                )
+                .await
             }
             None => {
-                self.call("get_value", &key, async |pool| redis::get(pool, &key).await, |store| store.get(&key)).await
+                self.call_refusing(
+                    "get_value",
+                    &key,
+                    async |pool| redis::get(pool, &key).await,
+                    |store| store.get(&key),
+                )
+                .await
             }
         };
         self.read(found)

@@ -1,12 +1,14 @@
 //! The cache toolkit: [`CacheClient`], the one type every other layer and every library user
 //! calls to reach the cache — strings, JSON, lists, hashes, TTLs, locks, batch and pattern
 //! deletes — on Redis (standalone, sentinel, cluster, through a fred pool) or on the
-//! [`EmbeddedStore`], with the same semantics; [`CacheError`], its one error type; and
-//! [`CacheMetrics`], the counters the server exports.
+//! [`EmbeddedStore`], with the same semantics; [`CacheError`], its one error type;
+//! [`CacheMetrics`], the counters the server exports; and [`BloomGuard`], a shared Bloom filter
+//! of known keys against cache penetration.
 //!
 //! It owns no configuration and connects nothing: `infra` builds the fred pool or the embedded
 //! store and hands it over. It must not depend on any other Tessera crate.
 
+mod bloom;
 mod client;
 #[cfg(test)]
 mod conformance;
@@ -22,6 +24,7 @@ mod script;
 
 use std::time::Duration;
 
+pub use bloom::BloomGuard;
 pub use client::{CacheClient, CacheOptions, CacheStore};
 pub use embedded::EmbeddedStore;
 pub use error::{CacheError, CacheErrorKind};

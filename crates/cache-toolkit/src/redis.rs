@@ -5,9 +5,9 @@ use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
 use fred::{
     clients::Pool,
-    error::Error as FredError,
+    error::{Error as FredError, ErrorKind as FredErrorKind},
     interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface},
-    types::{Expiration, SetOptions, scan::Scanner, scripts::Script},
+    types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value, scan::Scanner, scripts::Script},
 };
 use futures::StreamExt;
 
@@ -18,6 +18,9 @@ use crate::{ListEnd, Ttl};
 const UNLINK_CHUNK: usize = 500;
 /// SCAN's COUNT hint.
 const SCAN_PAGE: u32 = 500;
+/// Bit operations per BITFIELD command: one command never grows past a few thousand
+/// arguments (a long command blocks Redis); more operations are pipelined on one connection.
+const BITFIELD_CHUNK: usize = 1_024;
 
 static RELEASE_IF_EQUALS: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
@@ -200,4 +203,74 @@ async fn unlink_pages(
 
 fn page_keys(keys: Option<Vec<fred::types::Key>>) -> Vec<String> {
     keys.unwrap_or_default().into_iter().filter_map(|key| key.into_string()).collect()
+}
+
+/// Sets each bit at `offsets` to 1 (bit 0 is the most significant bit of byte 0; the string
+/// grows with zero bytes): `BITFIELD key SET u1 <offset> 1 …`, chunks of [`BITFIELD_CHUNK`]
+/// pipelined on one connection, so one round trip. fred has no BITFIELD method: it is sent as
+/// a custom command routed by its key (its first argument).
+pub(crate) async fn set_bits(pool: &Pool, key: &str, offsets: &[u64]) -> Result<(), FredError> {
+    bitfield(pool, key, offsets, "BITFIELD", "SET", Some(1)).await.map(drop)
+}
+
+/// Reads the bit at each of `offsets`, in order (0 past the end or when the key is missing):
+/// `BITFIELD_RO key GET u1 <offset> …`, chunked and pipelined like [`set_bits`].
+pub(crate) async fn get_bits(pool: &Pool, key: &str, offsets: &[u64]) -> Result<Vec<bool>, FredError> {
+    bitfield(pool, key, offsets, "BITFIELD_RO", "GET", None).await
+}
+
+/// One BITFIELD(_RO) command per chunk of `offsets`, sent as one pipeline; returns the reply
+/// integer of every operation in order (the old bit for SET, the bit for GET) as a bool.
+async fn bitfield(
+    pool: &Pool,
+    key: &str,
+    offsets: &[u64],
+    command: &'static str,
+    operation: &'static str,
+    value: Option<i64>,
+) -> Result<Vec<bool>, FredError> {
+    if offsets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let custom = || CustomCommand::new_static(command, ClusterHash::FirstKey, false);
+    let arguments = |chunk: &[u64]| -> Result<Vec<Value>, FredError> {
+        let mut arguments = Vec::with_capacity(1 + chunk.len() * 4);
+        arguments.push(Value::from(key));
+        for &offset in chunk {
+            let offset = i64::try_from(offset)
+                .map_err(|_| FredError::new(FredErrorKind::InvalidArgument, "bit offset out of range"))?;
+            arguments.extend([Value::from(operation), Value::from("u1"), Value::Integer(offset)]);
+            arguments.extend(value.map(Value::Integer));
+        }
+        Ok(arguments)
+    };
+    let client = pool.next();
+    let replies: Vec<Value> = if offsets.len() <= BITFIELD_CHUNK {
+        vec![client.custom(custom(), arguments(offsets)?).await?]
+    } else {
+        let pipeline = client.pipeline();
+        for chunk in offsets.chunks(BITFIELD_CHUNK) {
+            let () = pipeline.custom(custom(), arguments(chunk)?).await?;
+        }
+        pipeline.try_all::<Value>().await.into_iter().collect::<Result<_, _>>()?
+    };
+    let mut bits = Vec::with_capacity(offsets.len());
+    for reply in replies {
+        let Value::Array(items) = reply else {
+            return Err(FredError::new(FredErrorKind::Parse, format!("{command} answered {reply:?}, not an array")));
+        };
+        for item in items {
+            let bit = item
+                .as_i64()
+                .ok_or_else(|| FredError::new(FredErrorKind::Parse, format!("{command} answered {item:?}")))?;
+            bits.push(bit != 0);
+        }
+    }
+    if bits.len() != offsets.len() {
+        return Err(FredError::new(
+            FredErrorKind::Parse,
+            format!("{command} answered {} bits for {} offsets", bits.len(), offsets.len()),
+        ));
+    }
+    Ok(bits)
 }

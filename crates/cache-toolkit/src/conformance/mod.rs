@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
 
+mod bloom;
 mod cases;
 
 use std::time::Duration;
@@ -17,6 +18,11 @@ use fred::{
         config::{Config, ReconnectPolicy},
     },
 };
+
+// Every area's cases by bare name (each area prefixes its case names, e.g. `bloom_`), so the
+// macro list below names them without a path.
+use bloom::*;
+use cases::*;
 
 use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
 
@@ -96,16 +102,16 @@ mod noscript_fallback {
 macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         mod embedded {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::embedded()).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::embedded()).await; })*
         }
         mod standalone {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
         }
         mod cluster {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
         }
         mod sentinel {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
         }
     };
 }
@@ -139,6 +145,13 @@ conformance_suite!(
     delete_matching_pattern_everywhere,
     prefixes_isolate_clients_on_one_store,
     metrics_count_hits_misses_and_errors,
+    bloom_has_no_false_negatives,
+    bloom_false_positive_rate_is_near_the_target,
+    bloom_refuses_bad_parameters,
+    bloom_wrong_type_is_an_error,
+    bloom_shared_between_clients,
+    bloom_bitmap_has_redis_bit_semantics,
+    bloom_clear_empties_the_filter,
 );
 
 /// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the

@@ -14,9 +14,28 @@ use crate::{ListEnd, Ttl};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WrongType;
 
+/// A string value that is not UTF-8 (a Bloom bitmap, say) read as text. Through fred, Redis's
+/// GET of such bytes fails to convert to a `String` (a parse error, which the toolkit reports as
+/// [`crate::CacheErrorKind::BadData`]); the embedded store answers the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TextReadFailure {
+    WrongType,
+    NotUtf8,
+}
+
+impl From<WrongType> for TextReadFailure {
+    fn from(WrongType: WrongType) -> Self {
+        Self::WrongType
+    }
+}
+
+/// Redis has one string type holding any bytes. Text set by SET stays a `String` (cheap reads
+/// on the hot path); a bit operation turns the value into `Bytes`. Both are the same Redis
+/// type: either one answers GET, bit reads and compare-and-delete by its bytes.
 #[derive(Debug)]
 enum Value {
     String(String),
+    Bytes(Vec<u8>),
     List(VecDeque<String>),
     Hash(HashMap<String, String>),
 }
@@ -69,7 +88,7 @@ impl Keyspace {
         let empty = self.entries.get(key).is_some_and(|entry| match &entry.value {
             Value::List(list) => list.is_empty(),
             Value::Hash(hash) => hash.is_empty(),
-            Value::String(_) => false,
+            Value::String(_) | Value::Bytes(_) => false,
         });
         if empty {
             self.entries.remove(key);
@@ -106,12 +125,69 @@ impl Keyspace {
         self.entries.len() + self.expiries.len()
     }
 
-    pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, WrongType> {
+    pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, TextReadFailure> {
         match self.peek(key, now) {
             None => Ok(None),
             Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.clone())),
+            Some(Entry { value: Value::Bytes(bytes), .. }) => {
+                String::from_utf8(bytes.clone()).map(Some).map_err(|_| TextReadFailure::NotUtf8)
+            }
+            Some(_) => Err(TextReadFailure::WrongType),
+        }
+    }
+
+    /// The bytes of a string value, whichever way it is held; `None` when missing.
+    fn string_bytes(&self, key: &str, now: Instant) -> Result<Option<&[u8]>, WrongType> {
+        match self.peek(key, now) {
+            None => Ok(None),
+            Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.as_bytes())),
+            Some(Entry { value: Value::Bytes(bytes), .. }) => Ok(Some(bytes)),
             Some(_) => Err(WrongType),
         }
+    }
+
+    /// SETBIT to 1 at each offset, with Redis's layout: bit 0 is the most significant bit of
+    /// byte 0, the string grows with zero bytes, a missing key is created without a TTL and an
+    /// existing one keeps its TTL. No offsets: nothing is created.
+    pub(crate) fn set_bits(&mut self, key: &str, offsets: &[u64], now: Instant) -> Result<(), WrongType> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let needed =
+            offsets.iter().filter_map(|&offset| usize::try_from(offset / 8).ok()).max().map_or(0, |last| last + 1);
+        self.live(key, now);
+        let entry = self
+            .entries
+            .entry(key.to_owned())
+            .or_insert_with(|| Entry { value: Value::Bytes(Vec::new()), expires_at: None });
+        if let Value::String(text) = &mut entry.value {
+            let bytes = std::mem::take(text).into_bytes();
+            entry.value = Value::Bytes(bytes);
+        }
+        let Value::Bytes(bytes) = &mut entry.value else { return Err(WrongType) };
+        if bytes.len() < needed {
+            bytes.resize(needed, 0);
+        }
+        for &offset in offsets {
+            if let Some(byte) = usize::try_from(offset / 8).ok().and_then(|index| bytes.get_mut(index)) {
+                *byte |= bit_mask(offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// GETBIT at each offset, in order: 0 past the end of the string or when the key is missing.
+    pub(crate) fn get_bits(&self, key: &str, offsets: &[u64], now: Instant) -> Result<Vec<bool>, WrongType> {
+        let bytes = self.string_bytes(key, now)?.unwrap_or_default();
+        Ok(offsets
+            .iter()
+            .map(|&offset| {
+                usize::try_from(offset / 8)
+                    .ok()
+                    .and_then(|index| bytes.get(index))
+                    .is_some_and(|byte| byte & bit_mask(offset) != 0)
+            })
+            .collect())
     }
 
     pub(crate) fn set_string(
@@ -307,9 +383,10 @@ impl Keyspace {
     }
 
     pub(crate) fn delete_if_equals(&mut self, key: &str, expected: &str, now: Instant) -> Result<bool, WrongType> {
-        match self.get_string(key, now)? {
-            Some(current) if current == expected => Ok(self.entries.remove(key).is_some()),
-            _ => Ok(false),
+        if self.string_bytes(key, now)? == Some(expected.as_bytes()) {
+            Ok(self.entries.remove(key).is_some())
+        } else {
+            Ok(false)
         }
     }
 
@@ -320,9 +397,10 @@ impl Keyspace {
         ttl: Duration,
         now: Instant,
     ) -> Result<bool, WrongType> {
-        match self.get_string(key, now)? {
-            Some(current) if current == expected => Ok(self.expire(key, ttl, now)),
-            _ => Ok(false),
+        if self.string_bytes(key, now)? == Some(expected.as_bytes()) {
+            Ok(self.expire(key, ttl, now))
+        } else {
+            Ok(false)
         }
     }
 
@@ -335,6 +413,11 @@ impl Keyspace {
             .map(|(key, _)| key.clone())
             .collect()
     }
+}
+
+/// The mask of bit `offset` within its byte: Redis numbers bits from the most significant one.
+fn bit_mask(offset: u64) -> u8 {
+    0x80 >> (offset % 8)
 }
 
 /// Redis's index rules for LRANGE/LTRIM: negative counts from the end, out-of-range ends are

@@ -1,5 +1,5 @@
 //! The embedded store: an in-process keyspace with Redis's semantics for what the toolkit uses
-//! (strings with EX/PX/NX, lists, hashes, TTLs, compare-and-delete), so `tessera` runs on a
+//! (strings with EX/PX/NX, bitmaps, lists, hashes, TTLs, compare-and-delete), so `tessera` runs on a
 //! machine with no Redis. Data is neither shared between processes nor kept across restarts.
 //!
 //! One `std::sync::Mutex` guards the keyspace; it is never held across an `.await`. Expired
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 pub(crate) use glob::glob_escape;
 use keyspace::Keyspace;
-pub(crate) use keyspace::WrongType;
+pub(crate) use keyspace::{TextReadFailure, WrongType};
 
 use crate::{ListEnd, Ttl};
 
@@ -67,7 +67,8 @@ impl EmbeddedStore {
         self.keyspace.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Result<Option<String>, WrongType> {
+    /// GET: a string value that is not UTF-8 (a bitmap) fails as it does through fred.
+    pub(crate) fn get(&self, key: &str) -> Result<Option<String>, TextReadFailure> {
         self.lock().get_string(key, Instant::now())
     }
 
@@ -145,6 +146,16 @@ impl EmbeddedStore {
     /// Sets a new TTL on `key` only while it holds `expected` (a lock's compare-and-pexpire).
     pub(crate) fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, WrongType> {
         self.lock().expire_if_equals(key, expected, ttl, Instant::now())
+    }
+
+    /// SETBIT to 1 at each offset (Redis's bit layout; see [`keyspace::Keyspace::set_bits`]).
+    pub(crate) fn set_bits(&self, key: &str, offsets: &[u64]) -> Result<(), WrongType> {
+        self.lock().set_bits(key, offsets, Instant::now())
+    }
+
+    /// GETBIT at each offset, in order; 0 past the end or when the key is missing.
+    pub(crate) fn get_bits(&self, key: &str, offsets: &[u64]) -> Result<Vec<bool>, WrongType> {
+        self.lock().get_bits(key, offsets, Instant::now())
     }
 
     /// Live keys matching a Redis glob pattern.

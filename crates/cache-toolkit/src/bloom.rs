@@ -1,0 +1,289 @@
+//! [`BloomGuard`]: a Bloom filter of "known keys" kept in the cache store, so a lookup for a key
+//! that was never added can be refused without asking the source (cache penetration).
+//!
+//! The whole filter is one bitmap in one Redis string at `bloom:{NAME}` (behind the client's
+//! key prefix): one key is one hash slot, so it works in a cluster, and every operation is one
+//! round trip. The embedded store holds the same bitmap with Redis's bit layout.
+//!
+//! Several processes share one filter, so the bit positions of an item must be the same
+//! everywhere and forever: they come from XXH64 (written out here, pinned by tests against the
+//! reference implementation's outputs) with two fixed seeds, combined by Kirsch–Mitzenmacher
+//! double hashing. Never std's or foldhash's hasher: those are seeded per process or may change
+//! between versions.
+
+use crate::{CacheClient, CacheError};
+
+/// Redis's largest string (`proto-max-bulk-len`, 512 MiB by default) in bits: BITFIELD refuses
+/// offsets at or past it.
+const MAX_BITS: u64 = 512 * 1024 * 1024 * 8;
+
+/// The seed of the first 64-bit hash of an item.
+const FIRST_SEED: u64 = 0;
+/// The seed of the second 64-bit hash (the golden-ratio constant; any fixed value other than
+/// [`FIRST_SEED`] would do, but it can never change: it is part of the stored format).
+const SECOND_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// A Bloom filter in the cache store: [`Self::add`] items, then ask [`Self::might_contain`].
+/// `false` means the item was certainly never added (under this name, since the last
+/// [`Self::clear`]); `true` means it probably was, wrong about one time in
+/// `false_positive_rate` as long as no more than `expected_items` were added.
+///
+/// Every instance working on one name must be built with the same `expected_items` and
+/// `false_positive_rate`: they decide the bit positions, and a mismatched instance would read
+/// the wrong bits (false negatives). Items cannot be removed; [`Self::clear`] empties the
+/// filter. Cheap to clone (a client handle and three numbers).
+#[derive(Clone, Debug)]
+pub struct BloomGuard {
+    client: CacheClient,
+    name: String,
+    key: String,
+    bits: u64,
+    hashes: u32,
+}
+
+impl BloomGuard {
+    /// A guard sized for `expected_items` at `false_positive_rate`:
+    /// `bits = ceil(-n ln p / (ln 2)^2)`, `hashes = max(1, round(bits / n · ln 2))`.
+    ///
+    /// Touches nothing in the store (an empty filter is a missing key). Refused with an
+    /// [`crate::CacheErrorKind::InvalidInput`] error: an empty name, zero items, a rate that is
+    /// not strictly between 0 and 1 (NaN included), or a bitmap larger than Redis's 512 MiB
+    /// string limit.
+    pub fn new(
+        client: &CacheClient,
+        name: &str,
+        expected_items: u64,
+        false_positive_rate: f64,
+    ) -> Result<BloomGuard, CacheError> {
+        let key = bloom_key(name);
+        let refuse = |reason: String| Err(CacheError::invalid_input("bloom_new", Some(&client.key(&key)), reason));
+        if name.is_empty() {
+            return refuse("a bloom guard needs a name".to_owned());
+        }
+        let (bits, hashes) = match bloom_size(expected_items, false_positive_rate) {
+            Ok(size) => size,
+            Err(reason) => return refuse(reason),
+        };
+        Ok(BloomGuard { client: client.clone(), name: name.to_owned(), key, bits, hashes })
+    }
+
+    /// The name given at construction.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store key holding the bitmap, without the client's prefix: `bloom:{NAME}`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The bitmap's size in bits (`m`).
+    pub fn bits(&self) -> u64 {
+        self.bits
+    }
+
+    /// How many bits each item sets (`k`).
+    pub fn hashes(&self) -> u32 {
+        self.hashes
+    }
+
+    /// Adds one item: one BITFIELD SET on Redis.
+    pub async fn add(&self, item: &str) -> Result<(), CacheError> {
+        self.add_many(&[item]).await
+    }
+
+    /// Adds every item in one round trip (BITFIELD SET commands, pipelined on one connection
+    /// when there are many). Nothing to add costs nothing.
+    pub async fn add_many<Item: AsRef<str>>(&self, items: &[Item]) -> Result<(), CacheError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let offsets = self.offsets(items);
+        self.client.set_bits("bloom_add", &self.key, &offsets).await
+    }
+
+    /// Whether `item` may have been added; `false` is certain. One BITFIELD_RO GET on Redis.
+    pub async fn might_contain(&self, item: &str) -> Result<bool, CacheError> {
+        let answers = self.might_contain_many(&[item]).await?;
+        Ok(answers.first().copied().unwrap_or(false))
+    }
+
+    /// [`Self::might_contain`] for each item, in order, in one round trip.
+    pub async fn might_contain_many<Item: AsRef<str>>(&self, items: &[Item]) -> Result<Vec<bool>, CacheError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let offsets = self.offsets(items);
+        let bits = self.client.get_bits("bloom_might_contain", &self.key, &offsets).await?;
+        Ok(bits.chunks(self.hashes_len()).map(|item_bits| item_bits.iter().all(|&bit| bit)).collect())
+    }
+
+    /// Empties the filter (deletes its key, whatever it holds).
+    pub async fn clear(&self) -> Result<(), CacheError> {
+        self.client.delete_key(&self.key).await.map(drop)
+    }
+
+    fn hashes_len(&self) -> usize {
+        usize::try_from(self.hashes).unwrap_or(usize::MAX)
+    }
+
+    /// The bit positions of every item, `hashes` per item, item after item.
+    fn offsets(&self, items: &[impl AsRef<str>]) -> Vec<u64> {
+        let mut offsets = Vec::with_capacity(items.len() * self.hashes_len());
+        for item in items {
+            offsets.extend(bit_positions(item.as_ref().as_bytes(), self.bits, self.hashes));
+        }
+        offsets
+    }
+}
+
+/// The key of the bitmap named `name` (the braces make `name` the hash tag).
+fn bloom_key(name: &str) -> String {
+    format!("bloom:{{{name}}}")
+}
+
+/// `(bits, hashes)` for `expected_items` at `false_positive_rate`, or why not.
+fn bloom_size(expected_items: u64, false_positive_rate: f64) -> Result<(u64, u32), String> {
+    if expected_items == 0 {
+        return Err("a bloom guard needs at least one expected item".to_owned());
+    }
+    if !(false_positive_rate > 0.0 && false_positive_rate < 1.0) {
+        return Err(format!("the false positive rate must be strictly between 0 and 1, not {false_positive_rate}"));
+    }
+    let items = expected_items as f64;
+    let bits = (-items * false_positive_rate.ln() / (std::f64::consts::LN_2 * std::f64::consts::LN_2)).ceil();
+    if bits > MAX_BITS as f64 {
+        return Err(format!(
+            "{expected_items} items at a false positive rate of {false_positive_rate} need {bits} bits, \
+             more than Redis's 512 MiB string ({MAX_BITS} bits)"
+        ));
+    }
+    // 1 <= bits <= 2^32 here, so the cast is exact.
+    let bits = (bits as u64).max(1);
+    let hashes = (bits as f64 / items * std::f64::consts::LN_2).round().max(1.0);
+    // bits / n · ln 2 is about log2(1/p), at most 1075 for the smallest positive f64.
+    let hashes = hashes as u32;
+    Ok((bits, hashes))
+}
+
+/// The `hashes` bit positions of `item` in a bitmap of `bits` bits, by Kirsch–Mitzenmacher
+/// double hashing: `(h1 + i·h2) mod bits` for `i` in `0..hashes`, with `h1`, `h2` the XXH64 of
+/// the item under [`FIRST_SEED`] and [`SECOND_SEED`]. A step of 0 would put every position on
+/// the same bit, so it becomes 1.
+fn bit_positions(item: &[u8], bits: u64, hashes: u32) -> impl Iterator<Item = u64> {
+    let start = xxh64(item, FIRST_SEED) % bits;
+    let step = match xxh64(item, SECOND_SEED) % bits {
+        0 => 1 % bits,
+        step => step,
+    };
+    (0..hashes).scan(start, move |position, _| {
+        let current = *position;
+        *position = (*position + step) % bits;
+        Some(current)
+    })
+}
+
+const PRIME64_1: u64 = 0x9E37_79B1_85EB_CA87;
+const PRIME64_2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+const PRIME64_3: u64 = 0x1656_67B1_9E37_79F9;
+const PRIME64_4: u64 = 0x85EB_CA77_C2B2_AE63;
+const PRIME64_5: u64 = 0x27D4_EB2F_1656_67C5;
+
+/// XXH64 (Yann Collet's xxHash, 64-bit), as its specification describes it: the stored bit
+/// positions depend on it, so it is written out here rather than taken from a crate that might
+/// change. Pinned by `bloom::tests::xxh64_matches_the_reference`.
+fn xxh64(input: &[u8], seed: u64) -> u64 {
+    let mut rest = input;
+    let mut hash = if input.len() >= 32 {
+        let mut lanes = [
+            seed.wrapping_add(PRIME64_1).wrapping_add(PRIME64_2),
+            seed.wrapping_add(PRIME64_2),
+            seed,
+            seed.wrapping_sub(PRIME64_1),
+        ];
+        while rest.len() >= 32 {
+            let (stripe, tail) = rest.split_at(32);
+            for (lane, word) in lanes.iter_mut().zip(stripe.chunks_exact(8)) {
+                *lane = xxh64_round(*lane, read_u64(word));
+            }
+            rest = tail;
+        }
+        let mut hash = lanes[0]
+            .rotate_left(1)
+            .wrapping_add(lanes[1].rotate_left(7))
+            .wrapping_add(lanes[2].rotate_left(12))
+            .wrapping_add(lanes[3].rotate_left(18));
+        for lane in lanes {
+            hash = (hash ^ xxh64_round(0, lane)).wrapping_mul(PRIME64_1).wrapping_add(PRIME64_4);
+        }
+        hash
+    } else {
+        seed.wrapping_add(PRIME64_5)
+    };
+    hash = hash.wrapping_add(input.len() as u64);
+    while rest.len() >= 8 {
+        let (word, tail) = rest.split_at(8);
+        hash = (hash ^ xxh64_round(0, read_u64(word))).rotate_left(27).wrapping_mul(PRIME64_1).wrapping_add(PRIME64_4);
+        rest = tail;
+    }
+    if rest.len() >= 4 {
+        let (word, tail) = rest.split_at(4);
+        let word = u64::from(u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+        hash = (hash ^ word.wrapping_mul(PRIME64_1)).rotate_left(23).wrapping_mul(PRIME64_2).wrapping_add(PRIME64_3);
+        rest = tail;
+    }
+    for &byte in rest {
+        hash = (hash ^ u64::from(byte).wrapping_mul(PRIME64_5)).rotate_left(11).wrapping_mul(PRIME64_1);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(PRIME64_2);
+    hash ^= hash >> 29;
+    hash = hash.wrapping_mul(PRIME64_3);
+    hash ^ (hash >> 32)
+}
+
+fn xxh64_round(accumulator: u64, input: u64) -> u64 {
+    accumulator.wrapping_add(input.wrapping_mul(PRIME64_2)).rotate_left(31).wrapping_mul(PRIME64_1)
+}
+
+/// A little-endian u64 from exactly 8 bytes (callers split at 8).
+fn read_u64(word: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(word);
+    u64::from_le_bytes(bytes)
+}
+
+impl CacheClient {
+    /// Sets the bits at `offsets` of the string at `key` to 1 (Redis's layout), one round trip.
+    pub(crate) async fn set_bits(&self, operation: &'static str, key: &str, offsets: &[u64]) -> Result<(), CacheError> {
+        let key = self.key(key);
+        self.call(
+            operation,
+            &key,
+            async |pool| crate::redis::set_bits(pool, &key, offsets).await,
+            |store| store.set_bits(&key, offsets),
+        )
+        .await
+    }
+
+    /// Reads the bits at `offsets` of the string at `key` (0 past its end or when missing),
+    /// one round trip.
+    pub(crate) async fn get_bits(
+        &self,
+        operation: &'static str,
+        key: &str,
+        offsets: &[u64],
+    ) -> Result<Vec<bool>, CacheError> {
+        let key = self.key(key);
+        self.call(
+            operation,
+            &key,
+            async |pool| crate::redis::get_bits(pool, &key, offsets).await,
+            |store| store.get_bits(&key, offsets),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
