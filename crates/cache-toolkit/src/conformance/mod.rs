@@ -1,4 +1,4 @@
-//! The conformance suite: one set of cases ([`cases`]) run against every backend — the
+//! The conformance suite: one set of cases ([`cases`], [`locks`]) run against every backend — the
 //! embedded store, standalone Redis, Redis Cluster and Sentinel-discovered Redis. The backend is
 //! part of each test's path (`conformance::cluster::lists_negative_indices`), so a run shows
 //! which backend passed what. Redis backends come from `cargo xtask test`; without it these
@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
 
 mod cases;
+mod locks;
 
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use fred::{
         config::{Config, ReconnectPolicy},
     },
 };
+
+use cases::*;
+use locks::*;
 
 use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
 
@@ -96,16 +100,16 @@ mod noscript_fallback {
 macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         mod embedded {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::embedded()).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::embedded()).await; })*
         }
         mod standalone {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
         }
         mod cluster {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
         }
         mod sentinel {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
         }
     };
 }
@@ -139,6 +143,13 @@ conformance_suite!(
     delete_matching_pattern_everywhere,
     prefixes_isolate_clients_on_one_store,
     metrics_count_hits_misses_and_errors,
+    lock_fencing_tokens_increase_across_acquisitions_and_clients,
+    lock_keys_without_a_slot_for_their_counter_are_refused,
+    lock_counter_of_another_type_fails_acquisition_and_leaves_no_lock,
+    lock_watchdog_keeps_a_lock_past_its_lease,
+    lock_paused_holder_is_told_it_lost_the_lock,
+    lock_watchdog_stops_when_the_guard_is_released_or_dropped,
+    lock_extend_finding_the_lock_lost_signals_it_once,
 );
 
 /// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the
