@@ -29,7 +29,7 @@ pub use client::{CacheClient, CacheOptions, CacheStore};
 pub use embedded::EmbeddedStore;
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
-pub use lock::{LockGuard, LockRelease};
+pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use near::{NearCacheError, NearCacheSettings};
 pub use script::{CacheScript, ScriptReply};

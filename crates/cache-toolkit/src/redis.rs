@@ -34,6 +34,19 @@ static PEXPIRE_IF_EQUALS: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// SET NX PX of the lock key and INCR of its fencing counter (same hash slot), atomically:
+/// the token exists exactly when the lock was taken. Answers nil when the lock is held. If the
+/// INCR fails (the counter holds another type), the lock key just set is removed again and the
+/// error returned, so a failed acquisition never leaves a lock behind.
+static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end \
+         local token = redis.pcall('incr', KEYS[2]) \
+         if type(token) == 'table' and token.err then redis.call('del', KEYS[1]) end \
+         return token",
+    )
+});
+
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -148,6 +161,23 @@ pub(crate) async fn expire_if_equals(pool: &Pool, key: &str, expected: &str, ttl
     let args = vec![expected.to_owned(), millis(ttl).to_string()];
     let extended: i64 = PEXPIRE_IF_EQUALS.evalsha_with_reload(pool.next(), key, args).await?;
     Ok(extended > 0)
+}
+
+/// Takes a lock and its fencing token in one atomic script (EVALSHA, reloaded on NOSCRIPT);
+/// `None` when the lock is held. Both keys share a hash slot, so this runs on a cluster too.
+pub(crate) async fn acquire_fenced(
+    pool: &Pool,
+    key: &str,
+    counter: &str,
+    identifier: &str,
+    lease: Duration,
+) -> Result<Option<u64>, FredError> {
+    let keys = vec![key.to_owned(), counter.to_owned()];
+    let args = vec![identifier.to_owned(), millis(lease).to_string()];
+    let token: Option<i64> = ACQUIRE_FENCED.evalsha_with_reload(pool.next(), keys, args).await?;
+    // Counters only this module writes start at 1; a negative one (written by someone else)
+    // still means "acquired" and reads as 0.
+    Ok(token.map(|token| u64::try_from(token).unwrap_or(0)))
 }
 
 /// UNLINKs stored keys. In a cluster a multi-key command must stay inside one hash slot, so the

@@ -1,4 +1,4 @@
-//! The conformance suite: one set of cases ([`cases`]) run against every backend — the
+//! The conformance suite: one set of cases ([`cases`], [`locks`]) run against every backend — the
 //! embedded store, standalone Redis, Redis Cluster and Sentinel-discovered Redis. The backend is
 //! part of each test's path (`conformance::cluster::lists_negative_indices`), so a run shows
 //! which backend passed what. Redis backends come from `cargo xtask test`; without it these
@@ -8,6 +8,7 @@
 
 mod bloom;
 mod cases;
+mod locks;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use fred::{
 // macro list below names them without a path.
 use bloom::*;
 use cases::*;
+use locks::*;
 
 use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
 
@@ -152,6 +154,13 @@ conformance_suite!(
     bloom_shared_between_clients,
     bloom_bitmap_has_redis_bit_semantics,
     bloom_clear_empties_the_filter,
+    lock_fencing_tokens_increase_across_acquisitions_and_clients,
+    lock_keys_without_a_slot_for_their_counter_are_refused,
+    lock_counter_of_another_type_fails_acquisition_and_leaves_no_lock,
+    lock_watchdog_keeps_a_lock_past_its_lease,
+    lock_paused_holder_is_told_it_lost_the_lock,
+    lock_watchdog_stops_when_the_guard_is_released_or_dropped,
+    lock_extend_finding_the_lock_lost_signals_it_once,
 );
 
 /// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the

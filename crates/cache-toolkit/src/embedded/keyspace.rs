@@ -404,6 +404,39 @@ impl Keyspace {
         }
     }
 
+    /// SET NX PX of `key` and INCR of `counter`, all or nothing. The counter is checked first
+    /// (a non-string is WRONGTYPE as in Redis; a non-integer string is refused the same way
+    /// here, where Redis would say "not an integer"), so a failure changes nothing. INCR keeps
+    /// the counter's TTL, as Redis does.
+    pub(crate) fn acquire_fenced(
+        &mut self,
+        key: &str,
+        counter: &str,
+        identifier: &str,
+        lease: Duration,
+        now: Instant,
+    ) -> Result<Option<u64>, WrongType> {
+        if self.live(key, now).is_some() {
+            return Ok(None);
+        }
+        let token = match self.live(counter, now) {
+            None => 1,
+            Some(Entry { value: Value::String(text), .. }) => {
+                text.parse::<i64>().ok().and_then(|current| current.checked_add(1)).ok_or(WrongType)?
+            }
+            Some(_) => return Err(WrongType),
+        };
+        match self.entries.get_mut(counter) {
+            Some(entry) => entry.value = Value::String(token.to_string()),
+            None => {
+                self.entries
+                    .insert(counter.to_owned(), Entry { value: Value::String(token.to_string()), expires_at: None });
+            }
+        }
+        self.set_string(key, identifier, Some(lease), false, now);
+        Ok(Some(u64::try_from(token).unwrap_or(0)))
+    }
+
     pub(crate) fn matching_keys(&mut self, pattern: &str, now: Instant) -> Vec<String> {
         self.entries
             .iter()

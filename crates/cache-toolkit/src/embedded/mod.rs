@@ -158,6 +158,18 @@ impl EmbeddedStore {
         self.lock().get_bits(key, offsets, Instant::now())
     }
 
+    /// Takes a lock (SET NX PX) and increments its fencing counter in one critical section,
+    /// like the Redis script; `None` when the lock is held.
+    pub(crate) fn acquire_fenced(
+        &self,
+        key: &str,
+        counter: &str,
+        identifier: &str,
+        lease: Duration,
+    ) -> Result<Option<u64>, WrongType> {
+        self.lock().acquire_fenced(key, counter, identifier, lease, Instant::now())
+    }
+
     /// Live keys matching a Redis glob pattern.
     pub(crate) fn matching_keys(&self, pattern: &str) -> Vec<String> {
         self.lock().matching_keys(pattern, Instant::now())
