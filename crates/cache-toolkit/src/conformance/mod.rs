@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
 
 mod cases;
+mod get_or_load;
 
 use std::time::Duration;
 
@@ -93,19 +94,23 @@ mod noscript_fallback {
     }
 }
 
+/// `conformance_suite!(a, b)` runs `cases::a`, `cases::b` on every backend;
+/// `conformance_suite!(in module: a, b)` runs `module::a`, … (a file of cases of its own,
+/// invoked inside a module of its own so the per-backend modules do not collide).
 macro_rules! conformance_suite {
-    ($($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)?) => { conformance_suite!(in cases: $($case),*); };
+    (in $cases:ident: $($case:ident),* $(,)?) => {
         mod embedded {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::embedded()).await; })*
+            $(#[tokio::test] async fn $case() { crate::conformance::$cases::$case(crate::conformance::embedded()).await; })*
         }
         mod standalone {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { crate::conformance::$cases::$case(crate::conformance::redis("TESSERA_TEST_REDIS_URL").await).await; })*
         }
         mod cluster {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { crate::conformance::$cases::$case(crate::conformance::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
         }
         mod sentinel {
-            $(#[tokio::test] async fn $case() { super::cases::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { crate::conformance::$cases::$case(crate::conformance::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
         }
     };
 }
@@ -140,6 +145,24 @@ conformance_suite!(
     prefixes_isolate_clients_on_one_store,
     metrics_count_hits_misses_and_errors,
 );
+
+/// `get_or_load`'s cases (`get_or_load.rs`): `conformance::aside::<backend>::get_or_load_…`.
+mod aside {
+    conformance_suite!(
+        in get_or_load:
+        get_or_load_loads_once_then_serves_from_the_cache,
+        get_or_load_caches_missing_with_the_shorter_negative_ttl,
+        get_or_load_does_not_cache_errors,
+        get_or_load_coalesces_concurrent_callers,
+        get_or_load_survives_a_cancelled_leader,
+        get_or_load_jitters_ttls_within_bounds,
+        get_or_load_single_flight_across_instances,
+        get_or_load_envelope_never_confused_with_the_placeholder,
+        get_or_load_refuses_a_value_that_is_not_an_envelope,
+        get_or_load_refreshes_early_near_expiry,
+        get_or_load_serves_stale_when_the_loader_fails,
+    );
+}
 
 /// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the
 /// embedded store and a cluster refuse them plainly (callers fall back to plain operations).
