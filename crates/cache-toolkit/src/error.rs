@@ -77,6 +77,17 @@ impl CacheError {
         Self::new(operation, key, CacheErrorKind::InvalidInput, source.into())
     }
 
+    /// The same failure for another caller who shared the failed work (a `get_or_load`
+    /// single-flight waiter): same operation, key and kind, the source kept as its text.
+    pub(crate) fn shared_copy(&self) -> Self {
+        Self {
+            operation: self.operation,
+            key: self.key.clone(),
+            kind: self.kind,
+            source: self.source.to_string().into(),
+        }
+    }
+
     fn new(
         operation: &'static str,
         key: Option<&str>,

@@ -8,6 +8,7 @@
 //! It owns no configuration and connects nothing: `infra` builds the fred pool or the embedded
 //! store and hands it over. It must not depend on any other Tessera crate.
 
+mod aside;
 mod bloom;
 mod client;
 #[cfg(test)]
@@ -24,6 +25,10 @@ mod script;
 
 use std::time::Duration;
 
+pub use aside::{
+    DEFAULT_EARLY_REFRESH_BETA, DEFAULT_JITTER, DEFAULT_NEGATIVE_TTL, DEFAULT_STALE_CAPACITY, LoadError, LoadPolicy,
+    LoadPolicyBuilder, LoadPolicyError, Loaded,
+};
 pub use bloom::BloomGuard;
 pub use client::{CacheClient, CacheOptions, CacheStore};
 pub use embedded::EmbeddedStore;

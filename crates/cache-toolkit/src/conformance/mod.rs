@@ -8,6 +8,7 @@
 
 mod bloom;
 mod cases;
+mod get_or_load;
 mod locks;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ use fred::{
 // macro list below names them without a path.
 use bloom::*;
 use cases::*;
+use get_or_load::*;
 use locks::*;
 
 use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
@@ -101,6 +103,9 @@ mod noscript_fallback {
     }
 }
 
+/// `conformance_suite!(a, b)` runs `cases::a`, `cases::b` on every backend;
+/// `conformance_suite!(in module: a, b)` runs `module::a`, … (a file of cases of its own,
+/// invoked inside a module of its own so the per-backend modules do not collide).
 macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -161,6 +166,17 @@ conformance_suite!(
     lock_paused_holder_is_told_it_lost_the_lock,
     lock_watchdog_stops_when_the_guard_is_released_or_dropped,
     lock_extend_finding_the_lock_lost_signals_it_once,
+    get_or_load_loads_once_then_serves_from_the_cache,
+    get_or_load_caches_missing_with_the_shorter_negative_ttl,
+    get_or_load_does_not_cache_errors,
+    get_or_load_coalesces_concurrent_callers,
+    get_or_load_survives_a_cancelled_leader,
+    get_or_load_jitters_ttls_within_bounds,
+    get_or_load_single_flight_across_instances,
+    get_or_load_envelope_never_confused_with_the_placeholder,
+    get_or_load_refuses_a_value_that_is_not_an_envelope,
+    get_or_load_refreshes_early_near_expiry,
+    get_or_load_serves_stale_when_the_loader_fails,
 );
 
 /// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the
