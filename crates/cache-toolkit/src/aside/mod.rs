@@ -143,6 +143,16 @@ impl CacheClient {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded<T>, E>> + Send + 'static,
     {
+        if let Some(known_keys) = &policy.inner.known_keys {
+            match known_keys.might_contain(key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.metrics().count(CacheEvent::BloomRejection);
+                    return Ok(None);
+                }
+                Err(error) => tracing::debug!(%error, "bloom guard unreadable; treating the key as possibly known"),
+            }
+        }
         let outcome = match self.get_value(key).await {
             Ok(Some(text)) => return self.serve_stored(key, policy, text, load),
             Ok(None) => self.load_in_flight(key, policy, FlightKind::Miss, load).await,
@@ -391,7 +401,8 @@ where
     let lock_key = format!("{key}:loading");
     let deadline = Instant::now() + cross.max_wait;
     loop {
-        let lock = cache.acquire_lock(&lock_key, cross.lease, Duration::ZERO, Duration::ZERO).await;
+        // The watchdog keeps the lease alive however long the load takes.
+        let lock = cache.acquire_lock_with(&lock_key, crate::LockOptions::new(cross.lease).with_watchdog()).await;
         if let Some(guard) = lock.map_err(FlightFailure::Cache)? {
             let outcome = match read_loaded(cache, key, policy).await {
                 Ok(Some(found)) => Ok(found),

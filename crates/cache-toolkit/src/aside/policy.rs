@@ -9,6 +9,7 @@ use std::{any::Any, sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 
 use super::flight::Flights;
+use crate::BloomGuard;
 
 /// How `get_or_load` caches and protects one kind of value. Cheap to clone; clones share the
 /// in-process state (build one policy per kind of value and share it, rather than building
@@ -26,6 +27,9 @@ pub(super) struct PolicyState {
     /// their count is bounded, so a burst of keys cannot grow memory without limit.
     pub(super) last_good: Option<moka::sync::Cache<(std::any::TypeId, String), LastGood>>,
     pub(super) degraded_permits: Option<Semaphore>,
+    /// Keys that may exist: a key the guard has certainly never seen is answered `None`
+    /// without asking Redis or the loader (cache penetration).
+    pub(super) known_keys: Option<BloomGuard>,
 }
 
 /// A last good value, type-erased (the policy serves any value type; the type is part of the
@@ -94,6 +98,7 @@ impl LoadPolicyError {
 pub struct LoadPolicyBuilder {
     settings: LoadSettings,
     negative_ttl_given: bool,
+    known_keys: Option<BloomGuard>,
 }
 
 impl LoadPolicy {
@@ -112,6 +117,7 @@ impl LoadPolicy {
                 degrade_max_concurrent: None,
             },
             negative_ttl_given: false,
+            known_keys: None,
         }
     }
 
@@ -198,6 +204,16 @@ impl LoadPolicyBuilder {
         self
     }
 
+    /// Guards against penetration: a key `known_keys` certainly never saw (no false
+    /// negatives) is answered `None` at once — no Redis read, no load — and counted as
+    /// [`crate::CacheEvent::BloomRejection`]. The application adds each key it creates (the
+    /// loader's source of truth decides what exists). When the guard cannot be read (Redis
+    /// down), the key is treated as possibly known and the usual path decides.
+    pub fn known_keys(mut self, guard: BloomGuard) -> Self {
+        self.known_keys = Some(guard);
+        self
+    }
+
     /// Checks every setting and builds the policy with fresh in-process state.
     pub fn build(self) -> Result<LoadPolicy, LoadPolicyError> {
         let mut settings = self.settings;
@@ -250,7 +266,13 @@ impl LoadPolicyBuilder {
         });
         let degraded_permits = settings.degrade_max_concurrent.map(Semaphore::new);
         Ok(LoadPolicy {
-            inner: Arc::new(PolicyState { settings, flights: Flights::default(), last_good, degraded_permits }),
+            inner: Arc::new(PolicyState {
+                settings,
+                flights: Flights::default(),
+                last_good,
+                degraded_permits,
+                known_keys: self.known_keys,
+            }),
         })
     }
 }

@@ -383,3 +383,33 @@ pub(super) async fn get_or_load_serves_stale_when_the_loader_fails(cache: CacheC
     assert!(matches!(error, LoadError::Loader { .. }), "{error}");
     assert_eq!(event(&cache, CacheEvent::StaleServed), 1);
 }
+
+/// A key the Bloom guard never saw is answered `None` with no Redis read and no load; a key it
+/// saw goes the usual way.
+pub(super) async fn get_or_load_bloom_guard_rejects_unknown_keys(cache: CacheClient) {
+    let guard = crate::BloomGuard::new(&cache, "profiles", 1_000, 0.001).unwrap();
+    guard.add("profile:known").await.unwrap();
+    let policy = LoadPolicy::builder(Duration::from_secs(60)).known_keys(guard).build().unwrap();
+    let source = Source::default();
+    let operations_before = cache.metrics().snapshot().operations;
+    for index in 0..50 {
+        let key = format!("profile:unknown:{index}");
+        let found = cache
+            .get_or_load(&key, &policy, || source.load(Ok(Loaded::Found(profile("x"))), Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(found, None, "{key} was never added");
+    }
+    let rejected = event(&cache, CacheEvent::BloomRejection);
+    // At p = 0.001 one false positive in 50 is already unlikely; allow two.
+    assert!(rejected >= 48, "only {rejected} of 50 unknown keys rejected");
+    assert_eq!(source.calls(), 50 - rejected, "a rejected key is never loaded");
+    let reads = cache.metrics().snapshot().operations - operations_before;
+    assert!(reads <= 50 + 2 * (50 - rejected), "rejections read only the filter: {reads} operations");
+    let found = cache
+        .get_or_load("profile:known", &policy, || source.load(Ok(Loaded::Found(profile("ada"))), Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(found, Some(profile("ada")), "a known key loads");
+    assert!(cache.key_exists("profile:known").await.unwrap(), "and is cached");
+}

@@ -177,6 +177,7 @@ conformance_suite!(
     get_or_load_refuses_a_value_that_is_not_an_envelope,
     get_or_load_refreshes_early_near_expiry,
     get_or_load_serves_stale_when_the_loader_fails,
+    get_or_load_bloom_guard_rejects_unknown_keys,
 );
 
 /// Scripts run on standalone and sentinel Redis, with the key prefix applied to KEYS; the
