@@ -382,6 +382,11 @@ async fn sessions_are_listed_revoked_and_introspected(backend: &str) {
         "tessera_auth_outcomes_total{outcome=\"invalid\"}",
         "tessera_store_operation_seconds_bucket{le=\"+Inf\"}",
         "tessera_store_errors_total{kind=\"unavailable\"} 0",
+        "tessera_cache_events_total{event=\"near_hits\"}",
+        "tessera_cache_events_total{event=\"bloom_rejections\"}",
+        "tessera_cache_events_total{event=\"lock_losses\"}",
+        "tessera_near_cache_flushes_total{cause=\"flushed\"}",
+        "tessera_near_cache_bytes",
     ] {
         assert!(metrics.body.contains(fragment), "metrics lack {fragment}:\n{}", metrics.body);
     }

@@ -94,4 +94,19 @@ fn render_cache(out: &mut String, cache: &MetricsSnapshot) {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
+    out.push_str("# HELP tessera_cache_events_total Near cache, cache-aside protections and locks, by event.\n");
+    out.push_str("# TYPE tessera_cache_events_total counter\n");
+    for (event, count) in &cache.events {
+        let _ = writeln!(out, "tessera_cache_events_total{{event=\"{}\"}} {count}", event.name());
+    }
+    out.push_str("# HELP tessera_near_cache_flushes_total Near-cache flushes of a connection's entries, by cause.\n");
+    out.push_str("# TYPE tessera_near_cache_flushes_total counter\n");
+    for (cause, count) in &cache.flushes {
+        let _ = writeln!(out, "tessera_near_cache_flushes_total{{cause=\"{}\"}} {count}", cause.name());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tessera_near_cache_bytes Bytes the near cache holds.\n# TYPE tessera_near_cache_bytes gauge\ntessera_near_cache_bytes {}",
+        cache.near_bytes
+    );
 }
