@@ -58,3 +58,9 @@ pub enum Ttl {
     /// The key expires after this long (millisecond precision on Redis).
     ExpiresIn(Duration),
 }
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
