@@ -347,8 +347,8 @@ mod standalone {
         }
         let served_for = frozen_at.elapsed();
         eprintln!("frozen Redis: L1 stopped serving after {served_for:?}");
-        // 1 s after the last heartbeat was sent, which was at most 250 ms before the freeze.
-        assert!(served_for <= Duration::from_millis(1_000 + 400), "served {served_for:?} into a freeze");
+        // 1 s after the last heartbeat was sent (at or before the freeze), plus polling slack.
+        assert!(served_for <= Duration::from_millis(1_000 + 600), "served {served_for:?} into a freeze");
         assert!(first.cache.get_value("k").await.is_err(), "a read during a freeze is an error, not a stale value");
         redis.thaw();
         let deadline = Instant::now() + Duration::from_secs(5);
