@@ -181,7 +181,8 @@ async fn near_cache_hits(url: &str, plan: &Plan) -> Result<Comparison> {
         async move { Ok::<_, std::convert::Infallible>(Loaded::Found(metadata)) }
     };
     black_box(cache.get_or_load("bench:near:metadata", &policy, load).await?);
-    let stored: String = pool.get::<Option<String>, _>("bench:near:metadata").await?.context("get_or_load stored it")?;
+    let stored: String =
+        pool.get::<Option<String>, _>("bench:near:metadata").await?.context("get_or_load stored it")?;
     let mut comparison = Comparison { reference: Vec::new(), measured: Vec::new() };
     for round in 0..plan.rounds {
         for side in if round % 2 == 0 { [false, true] } else { [true, false] } {

@@ -63,4 +63,3 @@ pub enum Ttl {
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExamples;
-
