@@ -1,6 +1,6 @@
 //! Tidy checks, run as plain `#[test]`s by `cargo test --workspace`: every Rust file starts with
-//! a `//!` comment saying what it owns; no crate depends "up" the layer table (DESIGN.md,
-//! section 2), and every crate is in it; nothing depends on the crates.io `config` crate.
+//! a `//!` comment saying what it owns; no crate depends "up" the layer table (ARCHITECTURE.md,
+//! "Layers"), and every crate is in it; nothing depends on the crates.io `config` crate.
 //! Manifests are read by line scanning: xtask stays free of a TOML parser.
 
 use std::fs;

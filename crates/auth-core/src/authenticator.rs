@@ -1,4 +1,4 @@
-//! [`Authenticator`]: verify, issue, log out, revoke, list — the token rules of DESIGN.md §3.
+//! [`Authenticator`]: verify, issue, log out, revoke, list — the token rules (README "Try it" and ARCHITECTURE.md, `auth-core`).
 //! A token is valid iff `token:{t}` holds a JSON object with a `user_id` and `t` is in
 //! `token_list:{user_id}`; anything else is invalid; a store that cannot answer is
 //! [`AuthError::Unavailable`], never "invalid" and never "valid".

@@ -65,7 +65,7 @@ pub(crate) async fn set(
 ) -> Result<bool, FredError> {
     let expire = ttl.map(|ttl| Expiration::PX(millis(ttl)));
     let options = only_if_absent.then_some(SetOptions::NX);
-    // NX that did not write answers nil, which fred refuses to read as a bool (FRED-NOTES.md).
+    // NX that did not write answers nil, which fred refuses to read as a bool (docs/FRED.md).
     let reply: Option<String> = pool.set(key, value, expire, options, false).await?;
     Ok(reply.is_some())
 }

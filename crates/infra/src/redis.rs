@@ -1,5 +1,5 @@
 //! The fred pool for a [`RedisSettings`]: standalone, cluster or sentinel, with the timeouts and
-//! the reconnect policy FRED-NOTES.md found necessary (infinite capped retries *and* a command
+//! the reconnect policy docs/FRED.md shows necessary (infinite capped retries *and* a command
 //! timeout, so commands fail fast while Redis is away and the pool heals by itself).
 
 use fred::{
@@ -19,7 +19,7 @@ use crate::backend::InfraError;
 /// default of 32 is one burst of a multi-key DEL.
 const EVENT_CHANNEL_CAPACITY: usize = 4_096;
 
-/// Retry forever: a finite budget leaves a dead client once it runs out (FRED-NOTES.md).
+/// Retry forever: a finite budget leaves a dead client once it runs out (docs/FRED.md).
 const UNLIMITED_ATTEMPTS: u32 = 0;
 const BACKOFF_BASE: u32 = 2;
 

@@ -36,7 +36,7 @@ fn main() -> Result<()> {
 }
 
 /// A pool of one connection per core, with the command timeout and the endless reconnect
-/// policy any sane deployment sets (FRED-NOTES.md).
+/// policy any sane deployment sets (docs/FRED.md).
 async fn connect(url: &str) -> Result<Pool> {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let pool = Builder::from_config(Config::from_url(url).context("bad --redis url")?)
