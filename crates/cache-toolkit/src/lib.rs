@@ -26,8 +26,8 @@ mod script;
 use std::time::Duration;
 
 pub use aside::{
-    DEFAULT_EARLY_REFRESH_BETA, DEFAULT_JITTER, DEFAULT_NEGATIVE_TTL, DEFAULT_STALE_CAPACITY, LoadError, LoadPolicy,
-    LoadPolicyBuilder, LoadPolicyError, Loaded,
+    CacheValue, DEFAULT_EARLY_REFRESH_BETA, DEFAULT_JITTER, DEFAULT_NEGATIVE_TTL, DEFAULT_STALE_CAPACITY, LoadError,
+    LoadPolicy, LoadPolicyBuilder, LoadPolicyError, Loaded,
 };
 pub use bloom::BloomGuard;
 pub use client::{CacheClient, CacheOptions, CacheStore};

@@ -348,17 +348,17 @@ impl NearCache {
 
     /// Drops everything and cancels every read in flight (a flushed keyspace, a pattern delete).
     pub(crate) fn invalidate_everything(&self, cause: Option<FlushCause>) {
-        let stripes: Vec<_> = self
+        // Every stripe is held at once, so no insert slips between the bumps and the clear.
+        let mut stripes: Vec<_> = self
             .generations
             .iter()
             .map(|stripe| stripe.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
             .collect();
-        for state in self.connections.iter() {
-            state.epoch.fetch_add(1, Ordering::AcqRel);
-        }
-        let mut stripes = stripes;
         for generation in &mut stripes {
             **generation = generation.wrapping_add(1);
+        }
+        for state in self.connections.iter() {
+            state.epoch.fetch_add(1, Ordering::AcqRel);
         }
         self.entries.invalidate_all();
         drop(stripes);

@@ -47,6 +47,12 @@ use self::{
 };
 use crate::{CacheClient, CacheError, CacheEvent, error::cut_key};
 
+/// What `get_or_load` can cache: any serde value that can be shared between the tasks that
+/// wait on one load (implemented for every such type).
+pub trait CacheValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> CacheValue for T {}
+
 /// What a loader found at the source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Loaded<T> {
@@ -138,7 +144,7 @@ impl CacheClient {
         load: F,
     ) -> Result<Option<T>, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded<T>, E>> + Send + 'static,
@@ -157,11 +163,8 @@ impl CacheClient {
             Ok(Some(text)) => return self.serve_stored(key, policy, text, load),
             Ok(None) => self.load_in_flight(key, policy, FlightKind::Miss, load).await,
             Err(error) if error.is_retryable() && policy.inner.degraded_permits.is_some() => {
-                match policy.last_good::<T>(&self.key(key)) {
-                    Some(stale) => {
-                        self.metrics().count(CacheEvent::StaleServed);
-                        return Ok(Some(stale));
-                    }
+                match self.stale_value(key, policy) {
+                    Some(stale) => return Ok(Some(stale)),
                     None => self.load_in_flight(key, policy, FlightKind::Degraded, load).await,
                 }
             }
@@ -169,15 +172,16 @@ impl CacheClient {
         };
         match outcome {
             Ok(loaded) => Ok(loaded.into_option()),
-            Err(error) if error.is_outage() => match policy.last_good::<T>(&self.key(key)) {
-                Some(stale) => {
-                    self.metrics().count(CacheEvent::StaleServed);
-                    Ok(Some(stale))
-                }
-                None => Err(error),
-            },
+            Err(error) if error.is_outage() => self.stale_value(key, policy).map(Some).ok_or(error),
             Err(error) => Err(error),
         }
+    }
+
+    /// The last good value stale-on-error may serve for `key`, counted when there is one.
+    fn stale_value<T: CacheValue>(&self, key: &str, policy: &LoadPolicy) -> Option<T> {
+        let stale = policy.last_good::<T>(&self.key(key))?;
+        self.metrics().count(CacheEvent::StaleServed);
+        Some(stale)
     }
 
     /// A hit: the placeholder answers `None`; a value is served, and may start an early refresh.
@@ -189,7 +193,7 @@ impl CacheClient {
         load: F,
     ) -> Result<Option<T>, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded<T>, E>> + Send + 'static,
@@ -216,7 +220,7 @@ impl CacheClient {
     /// Starts a background refresh of `key` unless a load of it is already running.
     fn refresh_early<T, E, F, Fut>(&self, key: &str, policy: &LoadPolicy, load: F)
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded<T>, E>> + Send + 'static,
@@ -241,7 +245,7 @@ impl CacheClient {
         load: F,
     ) -> Result<Loaded<T>, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Loaded<T>, E>> + Send + 'static,
@@ -302,7 +306,7 @@ async fn run_flight<T, E, Fut>(
     load: Fut,
 ) -> FlightOutcome<T, E>
 where
-    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    T: CacheValue,
     Fut: Future<Output = Result<Loaded<T>, E>>,
 {
     let outcome = match (kind, policy.settings().cross_instance) {
@@ -395,7 +399,7 @@ async fn load_across_instances<T, E, Fut>(
     load: Fut,
 ) -> FlightOutcome<T, E>
 where
-    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    T: CacheValue,
     Fut: Future<Output = Result<Loaded<T>, E>>,
 {
     let lock_key = format!("{key}:loading");

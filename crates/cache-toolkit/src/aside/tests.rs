@@ -1,34 +1,18 @@
-//! Unit tests of `get_or_load`'s parts (the XFetch decision, jitter, the envelope, policy
-//! validation) and of the protections that need Redis to fail: stale-on-error and degraded
-//! loads, against a private `redis-server` this test starts and kills.
+//! Unit tests of `get_or_load`'s parts: the XFetch decision, jitter, the envelope, policy
+//! validation. The protections that need Redis to fail (stale-on-error, degraded loads) are
+//! tested in `tests/integration/get_or_load.rs`, against a server the test kills.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
 
-use std::{
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
-use fred::{
-    interfaces::ClientLike,
-    types::{
-        Builder,
-        config::{Config, ReconnectPolicy},
-    },
-};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::{
-    Loaded,
     envelope::{self, Envelope},
     policy::{jittered_ttl, should_refresh_early},
 };
-use crate::{CacheClient, CacheErrorKind, CacheEvent, CacheOptions, CacheStore, LoadError, LoadPolicy};
+use crate::LoadPolicy;
 
 // --- XFetch -----------------------------------------------------------------------------------
 
@@ -176,137 +160,4 @@ fn policy_refuses_bad_settings_naming_them() {
         assert_eq!(error.setting(), setting, "{builder:?}");
         assert!(error.to_string().starts_with(&format!("invalid load policy setting `{setting}`: ")), "{error}");
     }
-}
-
-// --- Redis failing ----------------------------------------------------------------------------
-
-/// A `redis-server` of this test's own, killed on drop (even when the test panics).
-struct PrivateRedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl PrivateRedisServer {
-    fn start() -> Self {
-        let binary = std::env::var("TESSERA_TEST_REDIS_SERVER").unwrap_or_else(|_| {
-            panic!(
-                "TESSERA_TEST_REDIS_SERVER is not set: run the tests with `cargo xtask test` (it provides redis-server)"
-            )
-        });
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {binary}: {error}"));
-        let server = Self { child: Some(child), port };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server on port {port} did not listen within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// A client with short timeouts, so an outage shows within 300 ms.
-    async fn client(&self) -> CacheClient {
-        let config = Config::from_url(&format!("redis://127.0.0.1:{}", self.port)).unwrap();
-        let pool = Builder::from_config(config)
-            .with_connection_config(|connection| connection.connection_timeout = Duration::from_millis(300))
-            .with_performance_config(|performance| performance.default_command_timeout = Duration::from_millis(300))
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
-            .build_pool(2)
-            .unwrap();
-        pool.init().await.unwrap();
-        CacheClient::new(CacheStore::Redis(pool), CacheOptions::default())
-    }
-}
-
-impl Drop for PrivateRedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-#[tokio::test]
-async fn redis_outage_is_an_error_without_opt_in() {
-    let mut server = PrivateRedisServer::start();
-    let cache = server.client().await;
-    let policy = LoadPolicy::builder(Duration::from_secs(60)).build().unwrap();
-    let calls = Arc::new(AtomicU64::new(0));
-    let load = || {
-        let calls = Arc::clone(&calls);
-        async move {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, std::io::Error>(Loaded::Found(7_u64))
-        }
-    };
-    assert_eq!(cache.get_or_load("k", &policy, load).await.unwrap(), Some(7));
-    server.stop();
-    let error = cache.get_or_load("other", &policy, load).await.expect_err("Redis is down");
-    assert!(matches!(&error, LoadError::Cache(error) if error.kind() == CacheErrorKind::Unavailable), "{error}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the source is not asked when degrading is off");
-    assert_eq!(cache.metrics().snapshot().event(CacheEvent::DegradedLoad), 0);
-}
-
-#[tokio::test]
-async fn redis_outage_serves_stale_values_then_degrades_with_bounded_concurrency() {
-    const KEYS: u64 = 6;
-    const MAX_CONCURRENT: usize = 2;
-    let mut server = PrivateRedisServer::start();
-    let cache = server.client().await;
-    let policy = LoadPolicy::builder(Duration::from_secs(60))
-        .stale_on_error(Duration::from_secs(30))
-        .degrade_to_loader(MAX_CONCURRENT)
-        .build()
-        .unwrap();
-    let calls = Arc::new(AtomicU64::new(0));
-    let running = Arc::new(AtomicU64::new(0));
-    let most_running = Arc::new(AtomicU64::new(0));
-    let load = {
-        let (calls, running, most_running) = (Arc::clone(&calls), Arc::clone(&running), Arc::clone(&most_running));
-        move |value: u64| {
-            let (calls, running, most_running) = (Arc::clone(&calls), Arc::clone(&running), Arc::clone(&most_running));
-            async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                let now_running = running.fetch_add(1, Ordering::SeqCst) + 1;
-                most_running.fetch_max(now_running, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                running.fetch_sub(1, Ordering::SeqCst);
-                Ok::<_, std::io::Error>(Loaded::Found(value))
-            }
-        }
-    };
-    assert_eq!(cache.get_or_load("seen", &policy, || load(1)).await.unwrap(), Some(1));
-    server.stop();
-
-    assert_eq!(cache.get_or_load("seen", &policy, || load(2)).await.unwrap(), Some(1), "the last good value");
-    assert_eq!(cache.metrics().snapshot().event(CacheEvent::StaleServed), 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a stale value spares the source");
-
-    let callers: Vec<_> = (0..KEYS)
-        .map(|index| {
-            let (cache, policy, load) = (cache.clone(), policy.clone(), load.clone());
-            tokio::spawn(async move { cache.get_or_load(&format!("cold:{index}"), &policy, || load(index)).await })
-        })
-        .collect();
-    for (index, caller) in (0..KEYS).zip(callers) {
-        assert_eq!(caller.await.unwrap().unwrap(), Some(index), "degraded load of cold:{index}");
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1 + KEYS);
-    assert!(
-        most_running.load(Ordering::SeqCst) <= MAX_CONCURRENT as u64,
-        "at most {MAX_CONCURRENT} degraded loads at once"
-    );
-    let snapshot = cache.metrics().snapshot();
-    assert_eq!(snapshot.event(CacheEvent::DegradedLoad), KEYS);
-    assert_eq!(snapshot.event(CacheEvent::Load), 1 + KEYS);
 }
