@@ -259,6 +259,23 @@ async fn internal_routes_need_the_internal_key(backend: &str) {
         send(off.address, Method::POST, "/internal/sessions", &[("x-internal-key", INTERNAL_KEY)], body()).await;
     assert_eq!(response.status, StatusCode::NOT_FOUND, "no key configured: internal routes are off");
     off.stop().await;
+    // Settings refuse to make internal paths public; if such settings got through anyway (a
+    // library user's layer, a wrong order), the internal handlers still refuse an unmarked call.
+    let url = (backend != "embedded").then(|| test_redis_url(backend));
+    let mut pairs = vec![("TESSERA_INTERNAL_KEY", INTERNAL_KEY)];
+    match &url {
+        Some(url) => pairs.push(("REDIS_URL", url.as_str())),
+        None => pairs.push(("TESSERA_STORE", "embedded")),
+    }
+    let opened = tests::spawn_app_with(&pairs, |settings| {
+        settings.http.public_paths.extend(["/internal/sessions".to_owned(), "/metrics".to_owned()]);
+    })
+    .await;
+    let minted = send(opened.address, Method::POST, "/internal/sessions", &[], body()).await;
+    assert_eq!(minted.status, StatusCode::NOT_FOUND, "a public internal path mints nothing: {}", minted.body);
+    let metrics = send(opened.address, Method::GET, "/metrics", &[], None).await;
+    assert_eq!(metrics.status, StatusCode::NOT_FOUND, "a public /metrics shows nothing");
+    opened.stop().await;
 }
 
 async fn paths_cannot_slip_past_the_whitelist(backend: &str) {

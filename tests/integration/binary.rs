@@ -39,6 +39,9 @@ async fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
         (&[("REDIS_URL", "redis://:pw-in-url-9@host:notaport")], "REDIS_URL"),
         (&[("TESSERA_STORE", "memcached")], "TESSERA_STORE"),
         (&[("REDIS_PASSWORD", "pw-in-env-9"), ("REDIS_PORT", "abc")], "REDIS_PORT"),
+        // A public path never opens an internal one (the new user's mistake from issue 11).
+        (&[("TESSERA_PUBLIC_PATHS", "/healthz,/internal/sessions,/metrics")], "TESSERA_PUBLIC_PATHS"),
+        (&[("TESSERA_PUBLIC_PATHS", "/healthz,//internal/sessions")], "TESSERA_PUBLIC_PATHS"),
     ];
     for (env, setting) in cases {
         let output = tessera(env).output().await.unwrap();
@@ -161,4 +164,60 @@ async fn sigterm_lets_an_in_flight_request_finish_before_exiting() {
         tokio::time::timeout(Duration::from_secs(8), child.wait()).await.expect("exit within the deadline").unwrap();
     assert_eq!(exit.code(), Some(0));
     assert!(signalled.elapsed() >= Duration::from_millis(900), "exited before the request finished");
+}
+
+/// The audit trail on its own target: one event per issue, logout, revoke, revoke-all and
+/// refused internal key, with user and session ids, never a token.
+#[tokio::test]
+async fn audit_events_name_users_and_sessions_never_tokens() {
+    use hyper::Method;
+    const KEY: &str = "audit-internal-key-0123456789";
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [
+        ("TESSERA_LISTEN", listen.as_str()),
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_INTERNAL_KEY", KEY),
+        ("TESSERA_LOG_FORMAT", "json"),
+        ("TESSERA_LOG", "warn,tessera::audit=info"),
+    ];
+    let mut child = tessera(&env).spawn().unwrap();
+    let address: std::net::SocketAddr = listen.parse().unwrap();
+    wait_until_listening(address).await;
+    let internal = [("x-internal-key", KEY)];
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let body = Some(("application/json", br#"{"user_id":77}"#.to_vec()));
+        let issued = tests::send(address, Method::POST, "/internal/sessions", &internal, body).await;
+        assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+        let token = issued.body.split("\"token\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let session = issued.body.split("\"session_id\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        tokens.push((token, session));
+    }
+    let bearer = format!("Bearer {}", tokens[0].0);
+    let logout = tests::send(address, Method::POST, "/api/logout", &[("authorization", &bearer)], None).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let one = format!("/internal/users/77/sessions/{}", tokens[1].1);
+    assert_eq!(tests::send(address, Method::DELETE, &one, &internal, None).await.status, StatusCode::NO_CONTENT);
+    let all = tests::send(address, Method::DELETE, "/internal/users/77/sessions", &internal, None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    let wrong = [("x-internal-key", "not-the-key-not-the-key")];
+    let refused = tests::send(address, Method::GET, "/internal/users/77/sessions", &wrong, None).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+    let audit: Vec<&str> = stdout.lines().filter(|line| line.contains(r#""target":"tessera::audit""#)).collect();
+    let events: Vec<&str> =
+        audit.iter().map(|line| line.split(r#""event":""#).nth(1).unwrap().split('"').next().unwrap()).collect();
+    assert_eq!(events, ["issue", "issue", "issue", "logout", "revoke", "revoke_all", "internal_key_refused"], "{stdout}");
+    for (token, session) in &tokens {
+        assert!(!stdout.contains(token.as_str()), "a token reached the log:\n{stdout}");
+        assert!(audit.iter().any(|line| line.contains(session.as_str())), "session {session} is audited");
+    }
+    assert!(audit.iter().filter(|line| line.contains(r#""user_id":"77""#)).count() >= 6, "{stdout}");
+    assert!(!stdout.contains("not-the-key"), "a presented key reached the log");
 }

@@ -54,9 +54,16 @@ impl Drop for TestApp {
 
 /// Starts the real server on `127.0.0.1:0` with these environment-style settings on top.
 pub async fn spawn_app(pairs: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(pairs, |_| {}).await
+}
+
+/// [`spawn_app`], with the loaded settings changed by `change` first: for settings validation
+/// would refuse, to show what the server does if one got through anyway.
+pub async fn spawn_app_with(pairs: &[(&str, &str)], change: impl FnOnce(&mut Settings)) -> TestApp {
     let mut all = vec![("TESSERA_LISTEN", "127.0.0.1:0")];
     all.extend_from_slice(pairs);
-    let settings = Settings::from_env_pairs(AppEnv::Test, &all).unwrap();
+    let mut settings = Settings::from_env_pairs(AppEnv::Test, &all).unwrap();
+    change(&mut settings);
     let application = Application::build(settings).await.unwrap();
     let address = application.local_addr();
     let (stop, stopped) = oneshot::channel();

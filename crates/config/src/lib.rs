@@ -398,6 +398,14 @@ impl Validator<'_> {
         if let Some(path) = public_paths.iter().find(|path| !path.starts_with('/') || path.contains(['?', '#', '%'])) {
             return Err(self.error("public_paths", format!("`{path}` is not a plain path starting with `/`")));
         }
+        if let Some(path) = public_paths.iter().find(|path| reaches_internal_path(path)) {
+            return Err(self.error(
+                "public_paths",
+                format!(
+                    "`{path}` is (or could be read as) an internal path; internal paths always need the internal key"
+                ),
+            ));
+        }
         let mut forward_headers = Vec::new();
         for pair in comma_list(&raw.forward_headers) {
             let Some((field, header)) = pair.split_once('=').map(|(field, header)| (field.trim(), header.trim()))
@@ -461,6 +469,30 @@ impl Validator<'_> {
             problem,
         }
     }
+}
+
+/// Paths served only to callers presenting an internal key: `/internal/…` and `/metrics`. The
+/// server's auth layer and router use this same rule, so settings can refuse to open them.
+pub fn is_internal_path(path: &str) -> bool {
+    path.starts_with("/internal/") || path == "/metrics"
+}
+
+/// Whether a public path could expose an internal one: it is internal, or it becomes internal
+/// once a proxy or framework lowercases it, merges repeated slashes, resolves `.` and `..`
+/// segments or drops a trailing slash (`//internal/sessions`, `/Metrics`, `/a/../metrics/`).
+fn reaches_internal_path(path: &str) -> bool {
+    let lowered = path.to_ascii_lowercase();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in lowered.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    is_internal_path(path) || matches!(segments.first(), Some(&"internal") | Some(&"metrics"))
 }
 
 fn comma_list(text: &str) -> impl Iterator<Item = &str> {

@@ -14,6 +14,7 @@ use simd_json::prelude::ValueAsScalar;
 use auth_core::{MetadataObject, MetadataValue, Principal, SessionId, UserId, Verification};
 
 use crate::{
+    audit,
     error::ApiError,
     middleware,
     response::{self, Body},
@@ -84,7 +85,8 @@ pub(crate) fn me(request: &Request<Incoming>) -> Result<Response<Body>, ApiError
 
 pub(crate) async fn logout(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let principal = principal(request)?;
-    state.auth.logout(principal.token().expose()).await?;
+    let removed = state.auth.logout(principal.token().expose()).await?;
+    audit::logged_out(principal.user_id(), &principal.session_id(), removed);
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -106,7 +108,8 @@ pub(crate) async fn issue_session(state: &AppState, request: Request<Incoming>) 
             _ => return Err(ApiError::BadRequest("`ttl_seconds` must be a positive integer".to_owned())),
         },
     };
-    let issued = state.auth.issue(user_id, metadata, ttl).await?;
+    let issued = state.auth.issue(user_id.clone(), metadata, ttl).await?;
+    audit::issued(&user_id, &issued.session_id);
     let expires_at = issued.expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
     Ok(response::json(
         StatusCode::CREATED,
@@ -148,6 +151,7 @@ pub(crate) async fn list_sessions(state: &AppState, user_id: &UserId) -> Result<
 
 pub(crate) async fn revoke_all(state: &AppState, user_id: &UserId) -> Result<Response<Body>, ApiError> {
     let revoked = state.auth.revoke_all(user_id).await?;
+    audit::revoked_all(user_id, revoked);
     Ok(response::json(StatusCode::OK, &wire::Revoked { revoked }))
 }
 
@@ -156,11 +160,9 @@ pub(crate) async fn revoke_session(
     user_id: &UserId,
     session_id: &SessionId,
 ) -> Result<Response<Body>, ApiError> {
-    if state.auth.revoke_session(user_id, session_id).await? {
-        Ok(response::empty(StatusCode::NO_CONTENT))
-    } else {
-        Err(ApiError::NotFound)
-    }
+    let removed = state.auth.revoke_session(user_id, session_id).await?;
+    audit::revoked(user_id, session_id, removed);
+    if removed { Ok(response::empty(StatusCode::NO_CONTENT)) } else { Err(ApiError::NotFound) }
 }
 
 /// RFC 7662: `token` as a form field or in a JSON object.

@@ -8,6 +8,7 @@
 // fred); rustc's default query depth of 128 is too shallow to lay it out.
 #![recursion_limit = "256"]
 
+pub mod audit;
 mod error;
 mod handlers;
 mod lifecycle;

@@ -157,7 +157,15 @@ where
                         request.extensions_mut().insert(InternalCaller);
                         VerifyOutcome::Internal
                     }
-                    Err(error) => return Ok(refuse(error, VerifyOutcome::InternalRefused)),
+                    Err(error) => {
+                        if matches!(error, ApiError::InvalidInternalKey) {
+                            let headers = request.headers();
+                            let presented = headers.contains_key(INTERNAL_KEY_HEADER)
+                                || headers.contains_key(hyper::header::AUTHORIZATION);
+                            crate::audit::internal_key_refused(path, presented);
+                        }
+                        return Ok(refuse(error, VerifyOutcome::InternalRefused));
+                    }
                 }
             } else {
                 // The token is borrowed from the request's headers for the verification only.

@@ -6,7 +6,7 @@ use percent_encoding::percent_decode_str;
 
 use auth_core::{SessionId, UserId};
 
-use crate::{error::ApiError, handlers, response::Body, state::AppState};
+use crate::{error::ApiError, handlers, middleware::InternalCaller, response::Body, state::AppState};
 
 /// Every route, parsed from the raw path (no decoding of `/`, no normalization).
 #[derive(Debug, PartialEq, Eq)]
@@ -79,15 +79,22 @@ impl Route {
         }
     }
 
+    /// The routes only internal callers reach.
+    pub(crate) fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::IssueSession | Self::UserSessions(_) | Self::UserSession(_, _) | Self::Introspect | Self::Metrics
+        )
+    }
+
     pub(crate) fn label(&self) -> &'static str {
         Self::LABELS[self.index()]
     }
 }
 
-/// Which paths are internal (need the internal key): `/internal/…` and `/metrics`.
-pub(crate) fn is_internal_path(path: &str) -> bool {
-    path.starts_with("/internal/") || path == "/metrics"
-}
+/// Which paths are internal (need the internal key): `/internal/…` and `/metrics`; the one rule
+/// in `config`, which also refuses settings that would make them public.
+pub(crate) use config::is_internal_path;
 
 /// The router as a tower service, to sit behind [`crate::AuthLayer`].
 #[derive(Clone, Debug)]
@@ -127,7 +134,13 @@ impl tower::Service<Request<Incoming>> for Router {
 async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let method = request.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
-    match Route::of(request.uri().path()) {
+    let route = Route::of(request.uri().path());
+    // Internal handlers run only for a caller the auth layer marked as internal, whatever the
+    // layer's configuration or order: without the mark they do not exist (404).
+    if route.is_internal() && request.extensions().get::<InternalCaller>().is_none() {
+        return Err(ApiError::NotFound);
+    }
+    match route {
         Route::Healthz if is_get => Ok(handlers::healthz()),
         Route::Readyz if is_get => Ok(Box::pin(handlers::readyz(state)).await),
         // Forward-auth proxies send the original request's method: accept them all.
@@ -182,5 +195,26 @@ mod tests {
             assert_eq!(Route::of(path), route, "{path}");
         }
         assert!(is_internal_path("/internal/x") && is_internal_path("/metrics") && !is_internal_path("/metrics/"));
+    }
+
+    /// The auth layer asks `is_internal_path`, the router `Route::is_internal`: they must agree
+    /// on every route, or a route could be reachable without the mark the router demands.
+    #[test]
+    fn internal_routes_are_exactly_the_internal_paths() {
+        let paths = [
+            "/healthz",
+            "/readyz",
+            "/auth/verify",
+            "/api/me",
+            "/api/logout",
+            "/internal/sessions",
+            "/internal/introspect",
+            "/internal/users/42/sessions",
+            "/internal/users/42/sessions/abc",
+            "/metrics",
+        ];
+        for path in paths {
+            assert_eq!(Route::of(path).is_internal(), is_internal_path(path), "{path}");
+        }
     }
 }
