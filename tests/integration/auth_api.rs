@@ -11,12 +11,12 @@ use config::{AppEnv, Settings};
 use infra::Backend;
 use tests::{PrivateRedis, TestApp, raw_status, send, spawn_app, test_redis_url};
 
-const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789";
+pub(crate) const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789";
 
 /// Request headers, in order (a name may repeat).
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
-async fn app_on(backend: &str, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_on(backend: &str, extra: &[(&str, &str)]) -> TestApp {
     let url;
     let mut pairs =
         vec![("TESSERA_INTERNAL_KEY", INTERNAL_KEY), ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username")];
@@ -31,11 +31,11 @@ async fn app_on(backend: &str, extra: &[(&str, &str)]) -> TestApp {
     spawn_app(&pairs).await
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn unique_user() -> u64 {
+pub(crate) fn unique_user() -> u64 {
     rand_u64() % 1_000_000_000_000
 }
 
@@ -47,7 +47,7 @@ fn rand_u64() -> u64 {
 }
 
 /// Issues a token through the internal API; returns the response body's fields.
-async fn issue(app: &TestApp, body: &str) -> (String, String) {
+pub(crate) async fn issue(app: &TestApp, body: &str) -> (String, String) {
     let response = send(
         app.address,
         Method::POST,
@@ -61,13 +61,13 @@ async fn issue(app: &TestApp, body: &str) -> (String, String) {
 }
 
 /// A top-level string field of a compact JSON object (enough for these responses).
-fn json_field(json: &str, name: &str) -> String {
+pub(crate) fn json_field(json: &str, name: &str) -> String {
     let marker = format!("\"{name}\":\"");
     let start = json.find(&marker).unwrap_or_else(|| panic!("no {name} in {json}")) + marker.len();
     json[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn verify(app: &TestApp, headers: &[(&str, &str)]) -> tests::HttpResponse {
+pub(crate) async fn verify(app: &TestApp, headers: &[(&str, &str)]) -> tests::HttpResponse {
     send(app.address, Method::GET, "/auth/verify", headers, None).await
 }
 
@@ -450,7 +450,7 @@ async fn limits_and_request_ids(backend: &str) {
 }
 
 /// A cache client on a test topology with no prefix: the keys exactly as another system sees them.
-async fn raw_cache(url: &str) -> (Backend, CacheClient) {
+pub(crate) async fn raw_cache(url: &str) -> (Backend, CacheClient) {
     let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", url)]).unwrap();
     let backend = Backend::connect_redis(&settings.redis, CacheOptions::default()).await.unwrap();
     let cache = backend.cache().clone();

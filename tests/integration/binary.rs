@@ -213,7 +213,11 @@ async fn audit_events_name_users_and_sessions_never_tokens() {
     let audit: Vec<&str> = stdout.lines().filter(|line| line.contains(r#""target":"tessera::audit""#)).collect();
     let events: Vec<&str> =
         audit.iter().map(|line| line.split(r#""event":""#).nth(1).unwrap().split('"').next().unwrap()).collect();
-    assert_eq!(events, ["issue", "issue", "issue", "logout", "revoke", "revoke_all", "internal_key_refused"], "{stdout}");
+    assert_eq!(
+        events,
+        ["issue", "issue", "issue", "logout", "revoke", "revoke_all", "internal_key_refused"],
+        "{stdout}"
+    );
     for (token, session) in &tokens {
         assert!(!stdout.contains(token.as_str()), "a token reached the log:\n{stdout}");
         assert!(audit.iter().any(|line| line.contains(session.as_str())), "session {session} is audited");

@@ -11,3 +11,4 @@ mod get_or_load;
 mod infra_lifecycle;
 mod near_cache;
 mod server;
+mod tokens;

@@ -13,10 +13,12 @@
 mod http;
 mod process;
 mod redis;
+mod resp;
 
 pub use http::{HttpResponse, get, get_on, raw_status, send};
 pub use process::ServerProcess;
 pub use redis::{PrivateRedis, free_port, required_env, test_redis_url};
+pub use resp::RespReply;
 
 use std::net::SocketAddr;
 

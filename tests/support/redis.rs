@@ -140,6 +140,12 @@ impl PrivateRedis {
         String::from_utf8_lossy(&reply[..reply.len() - 2]).into_owned()
     }
 
+    /// Sends one command (arguments as separate strings, so binary-safe) on a connection of
+    /// its own and returns its whole reply: for tests that read the database exactly as it is.
+    pub fn query(&self, args: &[&str]) -> crate::RespReply {
+        crate::resp::query(self.port, args)
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — a slow Redis.
     pub fn freeze(&self) {
         self.signal("-STOP");

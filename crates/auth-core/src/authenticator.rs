@@ -1,14 +1,17 @@
 //! [`Authenticator`]: verify, issue, log out, revoke, list — the token rules (README "Try it" and ARCHITECTURE.md, `auth-core`).
 //! A token is valid iff `token:{t}` holds a JSON object with a `user_id` and `t` is in
 //! `token_list:{user_id}`; anything else is invalid; a store that cannot answer is
-//! [`AuthError::Unavailable`], never "invalid" and never "valid".
+//! [`AuthError::Unavailable`], never "invalid" and never "valid". (With hashed storage `t`
+//! stands for `sha256:{hex}` in both keys; `dao` decides, see its `storage.rs`.)
 
 use std::time::{Duration, SystemTime};
 
 use cache_toolkit::{CacheError, Ttl};
-use dao::{CacheDao, CorruptMetadata, Membership, MetadataObject, MetadataValue, TokenLookup, TokenRecord, UserId};
+use dao::{
+    CacheDao, CorruptMetadata, Membership, MetadataObject, MetadataValue, StoredEntry, TokenLookup, TokenRecord, UserId,
+};
 
-use crate::{SessionId, Token, TokenFormatError};
+use crate::{SessionId, Token, TokenFormat, TokenFormatError};
 
 /// How tokens are issued and kept.
 #[derive(Clone, Debug)]
@@ -20,11 +23,18 @@ pub struct AuthPolicy {
     /// Each successful verification gives the token a fresh `default_ttl` (off by default:
     /// it costs a write per verification).
     pub sliding_expiry: bool,
+    /// The format new tokens are issued in (both are always accepted).
+    pub token_format: TokenFormat,
 }
 
 impl Default for AuthPolicy {
     fn default() -> Self {
-        Self { default_ttl: Duration::from_secs(30 * 60), max_sessions_per_user: Some(100), sliding_expiry: false }
+        Self {
+            default_ttl: Duration::from_secs(30 * 60),
+            max_sessions_per_user: Some(100),
+            sliding_expiry: false,
+            token_format: TokenFormat::V1,
+        }
     }
 }
 
@@ -192,7 +202,7 @@ impl Authenticator {
         if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
             return Err(AuthError::InvalidInput(format!("ttl must be between 1 s and {} s", MAX_TTL.as_secs())));
         }
-        let token = Token::generate();
+        let token = Token::generate_in(self.policy.token_format);
         let mut metadata = metadata;
         if !metadata.contains_key(ISSUED_AT_FIELD) {
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
@@ -213,20 +223,21 @@ impl Authenticator {
         Ok(IssuedToken { session_id: token.session_id(), token, expires_in: ttl, expires_at: SystemTime::now() + ttl })
     }
 
-    /// Removes list entries whose token key has expired; returns the live tokens.
-    async fn prune(&self, user_id: &UserId) -> Result<Vec<String>, AuthError> {
-        let tokens = self.dao.user_tokens(user_id).await?;
-        let alive = self.dao.tokens_alive(&tokens).await?;
-        let (live, dead): (Vec<_>, Vec<_>) = tokens.into_iter().zip(alive).partition(|(_, alive)| *alive);
-        let dead: Vec<String> = dead.into_iter().map(|(token, _)| token).collect();
+    /// Removes list entries whose token key has expired; returns the live entries.
+    async fn prune(&self, user_id: &UserId) -> Result<Vec<StoredEntry>, AuthError> {
+        let entries = self.dao.user_entries(user_id).await?;
+        let alive = self.dao.entries_alive(&entries).await?;
+        let (live, dead): (Vec<_>, Vec<_>) = entries.into_iter().zip(alive).partition(|(_, alive)| *alive);
+        let dead: Vec<StoredEntry> = dead.into_iter().map(|(entry, _)| entry).collect();
         if !dead.is_empty() {
             self.dao.unlist(user_id, &dead).await?;
             tracing::debug!(pruned = dead.len(), "dead entries removed from the token list");
         }
-        Ok(live.into_iter().map(|(token, _)| token).collect())
+        Ok(live.into_iter().map(|(entry, _)| entry).collect())
     }
 
-    /// Logs a token out (the Python system's LREM + DEL). `false` when it was not valid.
+    /// Logs a token out (the Python system's LREM + DEL, for each form the storage mode reads).
+    /// `false` when it was not valid.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, presented: &str) -> Result<bool, AuthError> {
         let Ok(token) = Token::parse(presented) else { return Ok(false) };
@@ -242,35 +253,39 @@ impl Authenticator {
         Ok(self.dao.remove_all(user_id).await?)
     }
 
-    /// Revokes one session, named by its id; `false` when the user has no such session.
+    /// Revokes one session, named by its id; `false` when the user has no such session. Every
+    /// entry of that session goes (a move to hashed storage cut short may have left two).
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn revoke_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool, AuthError> {
-        let tokens = self.dao.user_tokens(user_id).await?;
-        let Some(token) = tokens.iter().find(|token| Token::parse(token).is_ok_and(|t| &t.session_id() == session_id))
-        else {
-            return Ok(false);
-        };
-        self.dao.remove_token(user_id, token).await?;
-        Ok(true)
+        let entries = self.dao.user_entries(user_id).await?;
+        let mut found = false;
+        for entry in entries.iter().filter(|entry| session_of(entry).as_ref() == Some(session_id)) {
+            self.dao.remove_entry(user_id, entry).await?;
+            found = true;
+        }
+        Ok(found)
     }
 
     /// The user's live sessions, newest first, with their metadata and time left.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<Session>, AuthError> {
-        let mut sessions = Vec::new();
-        for token in self.prune(user_id).await? {
+        let mut sessions: Vec<Session> = Vec::new();
+        for entry in self.prune(user_id).await? {
             // An entry that is not even a well-formed token can never verify: not a session.
-            let Ok(parsed) = Token::parse(&token) else { continue };
-            let TokenLookup::Found(record) = self.dao.read_token(&token).await? else { continue };
+            let Some(session_id) = session_of(&entry) else { continue };
+            if sessions.iter().any(|session| session.session_id == session_id) {
+                continue;
+            }
+            let TokenLookup::Found(record) = self.dao.read_entry(&entry).await? else { continue };
             if record.user_id().key_part() != user_id.key_part() {
                 continue;
             }
-            let expires_in = match self.dao.token_ttl(&token).await? {
+            let expires_in = match self.dao.entry_ttl(&entry).await? {
                 Ttl::Missing => continue,
                 Ttl::NoExpiry => None,
                 Ttl::ExpiresIn(left) => Some(left),
             };
-            sessions.push(Session { session_id: parsed.session_id(), record, expires_in });
+            sessions.push(Session { session_id, record, expires_in });
         }
         Ok(sessions)
     }
@@ -281,5 +296,14 @@ impl Authenticator {
             Ttl::ExpiresIn(left) => Some(left),
             Ttl::Missing | Ttl::NoExpiry => None,
         })
+    }
+}
+
+/// The session a list entry names: from the digest of a hashed entry, or from the token of a
+/// plain one (the same id either way). `None` for an entry that is neither.
+fn session_of(entry: &StoredEntry) -> Option<SessionId> {
+    match entry.hashed_digest() {
+        Some(digest) => SessionId::from_token_digest_hex(digest),
+        None => entry.plain_token().and_then(|token| Token::parse(token).ok()).map(|token| token.session_id()),
     }
 }

@@ -12,4 +12,4 @@ pub use authenticator::{
     AuthError, AuthPolicy, Authenticator, ISSUED_AT_FIELD, InvalidReason, IssuedToken, Principal, Session, Verification,
 };
 pub use dao::{CorruptMetadata, MetadataObject, MetadataValue, UserId, UserIdError};
-pub use token::{SessionId, Token, TokenFormatError};
+pub use token::{SessionId, Token, TokenFormat, TokenFormatError};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cache_toolkit::{CacheClient, ListEnd};
-use dao::CacheDao;
+use dao::{CacheDao, TokenStorage};
 use simd_json::prelude::ValueAsScalar;
 
 use super::*;
@@ -46,6 +46,68 @@ fn generated_tokens_are_43_base64url_characters_and_distinct() {
         assert_eq!(token.len(), 43);
         assert!(Token::parse(token).is_ok());
     }
+}
+
+#[test]
+fn crc32_is_the_ieee_one() {
+    assert_eq!(crate::token::crc32(b"123456789"), 0xCBF4_3926, "the standard check value");
+    assert_eq!(crate::token::crc32(b""), 0);
+}
+
+/// A v2 token built by hand from the bytes 0..32 (checked independently with Python's
+/// `zlib.crc32` and `base64.urlsafe_b64encode`): the format is a contract with secret scanners.
+const KNOWN_V2: &str = "tsr_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh-RJn6K";
+
+#[test]
+fn v2_tokens_check_their_checksum_before_any_io() {
+    assert_eq!(Token::parse(KNOWN_V2).map(|token| token.expose().to_owned()), Ok(KNOWN_V2.to_owned()));
+    // Every one-character change is caught by the checksum: 48 characters are exactly 36
+    // bytes, and a change in the random part is a burst of at most 6 bits, which CRC32 always
+    // detects.
+    for position in Token::V2_PREFIX.len()..KNOWN_V2.len() {
+        let original = KNOWN_V2.as_bytes()[position];
+        let replacement = if original == b'A' { b'B' } else { b'A' };
+        let mut changed = KNOWN_V2.as_bytes().to_vec();
+        changed[position] = replacement;
+        let changed = String::from_utf8(changed).unwrap();
+        assert_eq!(Token::parse(&changed), Err(TokenFormatError::BadChecksum), "{changed}");
+    }
+    let cases = [
+        (&KNOWN_V2[..KNOWN_V2.len() - 1], TokenFormatError::BadPrefixedLength),
+        (&format!("{KNOWN_V2}A")[..], TokenFormatError::BadPrefixedLength),
+        ("tsr_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh-RJn6*", TokenFormatError::BadCharacter),
+        ("tsr_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh-RJn6L", TokenFormatError::BadChecksum),
+        ("tsr_BAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh-RJn6K", TokenFormatError::BadChecksum),
+    ];
+    for (text, error) in cases {
+        assert_eq!(Token::parse(text), Err(error), "{text}");
+    }
+    let python_shaped = "tsr_ze6EPcv0fN_81Bj-nA3yXrbkQpb8ZL2E9GQx5sA";
+    assert_eq!(python_shaped.len(), 43);
+    assert!(Token::parse(python_shaped).is_ok(), "a 43-character token is the Python format, whatever its start");
+}
+
+#[test]
+fn generated_v2_tokens_are_52_characters_with_the_prefix_and_check_out() {
+    let tokens: std::collections::HashSet<String> =
+        (0..1000).map(|_| Token::generate_in(TokenFormat::V2).expose().to_owned()).collect();
+    assert_eq!(tokens.len(), 1000);
+    for token in &tokens {
+        assert_eq!(token.len(), Token::V2_LEN);
+        assert!(token.starts_with("tsr_"));
+        assert!(token[4..].bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'));
+        assert!(Token::parse(token).is_ok(), "{token}");
+    }
+}
+
+#[test]
+fn a_session_id_is_the_same_from_the_token_or_from_its_digest() {
+    let token = Token::parse(KNOWN_V2).unwrap();
+    let digest = "6ecadd6229fb68193ef03dfb7e4a530cf0fe2fbc15c38cd3906121526ef70256";
+    assert_eq!(SessionId::from_token_digest_hex(digest), Some(token.session_id()));
+    assert_eq!(token.session_id().as_str(), &digest[..32]);
+    assert_eq!(SessionId::from_token_digest_hex(&digest[..63]), None);
+    assert_eq!(SessionId::from_token_digest_hex(&digest.to_uppercase()), None);
 }
 
 #[test]
@@ -115,6 +177,52 @@ async fn issuing_prunes_dead_entries_and_keeps_the_list_alive_as_long_as_its_tok
     match cache.get_ttl("token_list:u-1").await.unwrap() {
         cache_toolkit::Ttl::ExpiresIn(left) => assert!(left >= Duration::from_secs(599), "{left:?}"),
         other => panic!("the list must expire, got {other:?}"),
+    }
+}
+
+/// The session rules of `revoke_one_session_or_all`, on each storage mode.
+#[tokio::test]
+async fn revoke_one_session_or_all_in_every_storage_mode() {
+    for storage in [TokenStorage::Plain, TokenStorage::Hashed, TokenStorage::Migrate] {
+        let cache = CacheClient::embedded();
+        let policy = AuthPolicy { token_format: TokenFormat::V2, ..AuthPolicy::default() };
+        let auth = Authenticator::new(CacheDao::with_storage(cache.clone(), storage), policy);
+        let user = UserId::Integer(7);
+        let first = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
+        let second = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
+        assert!(first.token.expose().starts_with("tsr_"));
+        let ids: Vec<SessionId> =
+            auth.list_sessions(&user).await.unwrap().into_iter().map(|session| session.session_id).collect();
+        assert_eq!(ids, [second.session_id.clone(), first.session_id.clone()], "{storage:?}");
+        let stored = cache.get_list("token_list:7").await.unwrap();
+        let holds_tokens = stored.iter().any(|entry| entry == first.token.expose());
+        assert_eq!(holds_tokens, storage == TokenStorage::Plain, "{storage:?}: {stored:?}");
+        assert!(auth.revoke_session(&user, &second.session_id).await.unwrap(), "{storage:?}");
+        assert!(matches!(auth.verify(second.token.expose()).await.unwrap(), Verification::Invalid(_)));
+        assert!(matches!(auth.verify(first.token.expose()).await.unwrap(), Verification::Valid(_)));
+        assert!(auth.time_left(&principal_of(&auth, &first.token).await).await.unwrap().is_some());
+        assert!(auth.logout(first.token.expose()).await.unwrap(), "{storage:?}");
+        assert!(matches!(auth.verify(first.token.expose()).await.unwrap(), Verification::Invalid(_)));
+        assert!(cache.get_list("token_list:7").await.unwrap().is_empty(), "{storage:?}");
+        let third = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
+        let stored = cache.get_list("token_list:7").await.unwrap().remove(0);
+        if storage != TokenStorage::Plain {
+            assert!(
+                matches!(auth.verify(&stored).await.unwrap(), Verification::Invalid(InvalidReason::Malformed(_))),
+                "{storage:?}: a stored entry presented as a token never reaches the store"
+            );
+            let digest = stored.trim_start_matches("sha256:");
+            assert!(matches!(auth.verify(digest).await.unwrap(), Verification::Invalid(InvalidReason::Unknown)));
+        }
+        assert_eq!(auth.revoke_all(&user).await.unwrap(), 1, "{storage:?}");
+        assert!(matches!(auth.verify(third.token.expose()).await.unwrap(), Verification::Invalid(_)));
+    }
+}
+
+async fn principal_of(auth: &Authenticator, token: &Token) -> Principal {
+    match auth.verify(token.expose()).await.unwrap() {
+        Verification::Valid(principal) => principal,
+        Verification::Invalid(reason) => panic!("{reason}"),
     }
 }
 

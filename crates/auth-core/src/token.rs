@@ -1,5 +1,14 @@
 //! [`Token`]: an opaque bearer token, validated before any I/O, and [`SessionId`], the name a
 //! session is listed under without revealing its token.
+//!
+//! Two formats are accepted. v1 is the Python system's: 16–128 base64url characters, nothing
+//! to check but the alphabet. v2 (issued when `TokenFormat::V2` is chosen) is recognisable and
+//! self-checking, in the spirit of GitHub's tokens: `tsr_` followed by the base64url encoding
+//! (no padding) of 36 bytes — 32 random bytes, then the IEEE CRC32 of those 32 bytes, 4 bytes
+//! big-endian — 52 characters in all, matching `tsr_[A-Za-z0-9_-]{48}`. A token that starts
+//! with `tsr_` is checked as v2 before any I/O (a typo or a forged token never reaches the
+//! store), except one of exactly 43 characters: that is the Python format, which may start
+//! with `tsr_` by chance (one in 16.7 million).
 
 use std::fmt;
 
@@ -12,6 +21,16 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Token(String);
 
+/// Which format new tokens are issued in. Both are always accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// 43 base64url characters, like the Python system's `secrets.token_urlsafe(32)`.
+    #[default]
+    V1,
+    /// `tsr_` + base64url(32 random bytes ‖ CRC32 of them, big-endian): 52 characters.
+    V2,
+}
+
 /// Why a presented token was refused before it reached the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenFormatError {
@@ -21,6 +40,10 @@ pub enum TokenFormatError {
     TooLong { max: usize },
     #[error("the token has a character outside the base64url alphabet")]
     BadCharacter,
+    #[error("the token has the `tsr_` prefix but not the length of a v2 token")]
+    BadPrefixedLength,
+    #[error("the token's checksum does not match")]
+    BadChecksum,
 }
 
 impl Token {
@@ -28,8 +51,19 @@ impl Token {
     pub const MAX_LEN: usize = 128;
     /// Bytes of randomness in a new token.
     pub const RANDOM_BYTES: usize = 32;
+    /// The prefix of a v2 token (what a secret scanner looks for).
+    pub const V2_PREFIX: &str = "tsr_";
+    /// Length of a v2 token: the prefix and base64url of 36 bytes.
+    pub const V2_LEN: usize = 4 + 48;
+    /// Length of a v1 token (and of the Python system's).
+    const V1_LEN: usize = 43;
 
+    /// Checks the shape (and, for a v2 token, the checksum) without any I/O.
     pub fn parse(text: &str) -> Result<Self, TokenFormatError> {
+        match text.strip_prefix(Self::V2_PREFIX) {
+            Some(body) if text.len() != Self::V1_LEN => return Self::parse_v2(text, body),
+            _ => {}
+        }
         if text.len() < Self::MIN_LEN {
             return Err(TokenFormatError::TooShort { min: Self::MIN_LEN });
         }
@@ -42,12 +76,41 @@ impl Token {
         Ok(Self(text.to_owned()))
     }
 
+    fn parse_v2(text: &str, body: &str) -> Result<Self, TokenFormatError> {
+        if text.len() != Self::V2_LEN {
+            return Err(TokenFormatError::BadPrefixedLength);
+        }
+        let mut bytes = [0_u8; Self::RANDOM_BYTES + 4];
+        match URL_SAFE_NO_PAD.decode_slice(body, &mut bytes) {
+            Ok(decoded) if decoded == bytes.len() => {}
+            // A character outside the base64url alphabet.
+            _ => return Err(TokenFormatError::BadCharacter),
+        }
+        let (random, checksum) = bytes.split_at(Self::RANDOM_BYTES);
+        if crc32(random).to_be_bytes() != checksum {
+            return Err(TokenFormatError::BadChecksum);
+        }
+        Ok(Self(text.to_owned()))
+    }
+
     /// 256 bits from the operating system's CSPRNG, base64url without padding (43 characters),
     /// the same shape as Python's `secrets.token_urlsafe(32)`.
     pub fn generate() -> Self {
-        let mut bytes = [0_u8; Self::RANDOM_BYTES];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self::generate_in(TokenFormat::V1)
+    }
+
+    /// A new token in `format`; 256 bits from the operating system's CSPRNG either way.
+    pub fn generate_in(format: TokenFormat) -> Self {
+        let mut bytes = [0_u8; Self::RANDOM_BYTES + 4];
+        let (random, checksum) = bytes.split_at_mut(Self::RANDOM_BYTES);
+        rand::rngs::OsRng.fill_bytes(random);
+        match format {
+            TokenFormat::V1 => Self(URL_SAFE_NO_PAD.encode(random)),
+            TokenFormat::V2 => {
+                checksum.copy_from_slice(&crc32(random).to_be_bytes());
+                Self(format!("{}{}", Self::V2_PREFIX, URL_SAFE_NO_PAD.encode(bytes)))
+            }
+        }
     }
 
     /// The token text. It is a credential: never log it.
@@ -84,6 +147,15 @@ impl SessionId {
         Self(hex)
     }
 
+    /// The session id of the token whose SHA-256 is `digest_hex` (what hashed storage keeps):
+    /// its first 32 characters, so a session keeps its id whether stored plain or hashed.
+    /// `None` unless `digest_hex` is 64 lowercase hex characters.
+    pub fn from_token_digest_hex(digest_hex: &str) -> Option<Self> {
+        let is_digest = digest_hex.len() == 2 * Self::LEN
+            && digest_hex.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+        is_digest.then(|| Self(digest_hex[..Self::LEN].to_owned()))
+    }
+
     /// A session id from a URL: 32 lowercase hex characters, or `None`.
     pub fn parse(text: &str) -> Option<Self> {
         (text.len() == Self::LEN && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')))
@@ -100,3 +172,25 @@ impl fmt::Display for SessionId {
         f.write_str(&self.0)
     }
 }
+
+/// The IEEE CRC32 (zlib, PNG, Ethernet): reflected polynomial 0xEDB88320, initial value and
+/// final XOR all ones. Table-driven; the table is built at compile time.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(u32::MAX, |crc, &byte| CRC32_TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8))
+}
+
+const CRC32_TABLE: [u32; 256] = {
+    let mut table = [0_u32; 256];
+    let mut index = 0;
+    while index < 256 {
+        let mut crc = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            bit += 1;
+        }
+        table[index] = crc;
+        index += 1;
+    }
+    table
+};

@@ -58,6 +58,8 @@ pub const SETTINGS: &[SettingName] = &[
     setting("shutdown_timeout_ms", "TESSERA_SHUTDOWN_TIMEOUT_MS", ValueKind::Number),
     setting("log_format", "TESSERA_LOG_FORMAT", ValueKind::Text),
     setting("log", "TESSERA_LOG", ValueKind::Text),
+    setting("token_format", "TESSERA_TOKEN_FORMAT", ValueKind::Text),
+    setting("token_storage", "TESSERA_TOKEN_STORAGE", ValueKind::Text),
 ];
 
 /// The settings key an environment-style name feeds, if it is one of ours.

@@ -104,6 +104,28 @@ pub struct AuthSettings {
     pub max_sessions_per_user: Option<u64>,
     /// Every successful verification renews the token's TTL.
     pub sliding_expiry: bool,
+    /// The format new tokens are issued in: `TESSERA_TOKEN_FORMAT`.
+    pub token_format: TokenFormat,
+    /// How tokens are kept in the store: `TESSERA_TOKEN_STORAGE`.
+    pub token_storage: TokenStorage,
+}
+
+/// `TESSERA_TOKEN_FORMAT`: `v1` (the Python system's shape, the default) or `v2` (`tsr_`
+/// prefix and a checksum). Both are accepted whatever the setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFormat {
+    V1,
+    V2,
+}
+
+/// `TESSERA_TOKEN_STORAGE`: `plain` (the default; the only form the Python system reads),
+/// `hashed` (SHA-256 of the token in keys and lists) or `migrate` (reads both, moves plain
+/// tokens to hashed on use, writes hashed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenStorage {
+    Plain,
+    Hashed,
+    Migrate,
 }
 
 /// The HTTP face: which paths skip auth, which metadata fields become forward-auth headers,
@@ -237,6 +259,8 @@ struct RawSettings {
     shutdown_timeout_ms: u64,
     log_format: String,
     log: String,
+    token_format: String,
+    token_storage: String,
 }
 
 impl Default for RawSettings {
@@ -268,6 +292,8 @@ impl Default for RawSettings {
             shutdown_timeout_ms: 10_000,
             log_format: "pretty".to_owned(),
             log: "info".to_owned(),
+            token_format: "v1".to_owned(),
+            token_storage: "plain".to_owned(),
         }
     }
 }
@@ -331,6 +357,8 @@ impl Validator<'_> {
             auth: AuthSettings {
                 max_sessions_per_user: (raw.max_sessions_per_user > 0).then_some(raw.max_sessions_per_user),
                 sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
+                token_format: self.token_format(&raw.token_format)?,
+                token_storage: self.token_storage(&raw.token_storage)?,
             },
             http,
             internal_keys,
@@ -433,6 +461,26 @@ impl Validator<'_> {
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
         })
+    }
+
+    fn token_format(&self, text: &str) -> Result<TokenFormat, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "v1" => Ok(TokenFormat::V1),
+            "v2" => Ok(TokenFormat::V2),
+            other => Err(self.error("token_format", format!("unknown token format `{other}`, expected `v1` or `v2`"))),
+        }
+    }
+
+    fn token_storage(&self, text: &str) -> Result<TokenStorage, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "plain" => Ok(TokenStorage::Plain),
+            "hashed" => Ok(TokenStorage::Hashed),
+            "migrate" => Ok(TokenStorage::Migrate),
+            other => Err(self.error(
+                "token_storage",
+                format!("unknown token storage `{other}`, expected `plain`, `hashed` or `migrate`"),
+            )),
+        }
     }
 
     fn flag(&self, key: &str, text: &str) -> Result<bool, ConfigError> {

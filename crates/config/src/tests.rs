@@ -352,3 +352,32 @@ fn auth_and_http_settings() {
         Ok(())
     });
 }
+
+#[test]
+fn token_format_and_storage_settings() {
+    Jail::expect_with(|jail| {
+        let defaults = load_in(jail, &[]).map_err(|error| error.to_string())?;
+        assert_eq!(defaults.auth.token_format, TokenFormat::V1, "the Python system's format unless asked");
+        assert_eq!(defaults.auth.token_storage, TokenStorage::Plain, "the Python system's storage unless asked");
+        for (format, storage, expected_format, expected_storage) in [
+            ("v2", "hashed", TokenFormat::V2, TokenStorage::Hashed),
+            (" V1 ", "Migrate", TokenFormat::V1, TokenStorage::Migrate),
+            ("v1", "plain", TokenFormat::V1, TokenStorage::Plain),
+        ] {
+            let settings = load_in(jail, &[("TESSERA_TOKEN_FORMAT", format), ("TESSERA_TOKEN_STORAGE", storage)])
+                .map_err(|error| error.to_string())?;
+            assert_eq!(settings.auth.token_format, expected_format, "{format}");
+            assert_eq!(settings.auth.token_storage, expected_storage, "{storage}");
+        }
+        for (name, value, problem) in [
+            ("TESSERA_TOKEN_FORMAT", "v3", "unknown token format `v3`"),
+            ("TESSERA_TOKEN_STORAGE", "sha256", "unknown token storage `sha256`"),
+        ] {
+            let error = load_in(jail, &[(name, value)]).expect_err(&format!("{name}={value} must be rejected"));
+            assert_eq!(error.setting, name, "{error}");
+            assert_eq!(error.origin, "environment", "{error}");
+            assert!(error.problem.contains(problem), "`{error}` should mention `{problem}`");
+        }
+        Ok(())
+    });
+}

@@ -6,9 +6,10 @@ use crate::UserId;
 const TOKEN: &str = "token:";
 pub(crate) const TOKEN_LIST: &str = "token_list:";
 
-/// `token:{token}`
-pub(crate) fn token(token: &str) -> String {
-    format!("{TOKEN}{token}")
+/// `token:{entry}`: `token:{token}` for a plain entry, `token:sha256:{hex}` for a hashed one
+/// (see `storage.rs`).
+pub(crate) fn token(entry: &str) -> String {
+    format!("{TOKEN}{entry}")
 }
 
 /// `token_list:{user_id}` — an integer id as its decimal digits, a string id as itself (what

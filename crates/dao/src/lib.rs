@@ -1,11 +1,15 @@
 //! The Redis key space of the Python system, owned here and nowhere else: `token:{token}` (a
 //! JSON object of user metadata with `user_id`, with EX) and `token_list:{user_id}` (a LIST of
 //! the user's tokens, newest first). [`CacheDao`] exposes operations, never key strings.
+//! With [`TokenStorage::Hashed`] the token is replaced by `sha256:{hex}` in both places
+//! (`storage.rs`); `migrate.rs` moves plain tokens to that form.
 //!
 //! Depends only on `cache-toolkit`; knows nothing about HTTP, configuration or token format.
 
 mod keys;
+mod migrate;
 mod record;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -19,6 +23,7 @@ pub use record::{CorruptMetadata, TokenRecord, UserId, UserIdError};
 pub use simd_json::OwnedValue as MetadataValue;
 /// A metadata object: the JSON object stored under `token:{token}`.
 pub use simd_json::owned::Object as MetadataObject;
+pub use storage::{StoredEntry, TokenStorage};
 pub use verify::Membership;
 
 /// What is stored under `token:{token}`.
@@ -33,28 +38,54 @@ pub enum TokenLookup {
 
 /// Typed access to the token key space through a [`CacheClient`] (whose key prefix, if any,
 /// applies to both keys).
+///
+/// Methods taking a presented `token` look it up under the forms [`TokenStorage`] names;
+/// methods taking a [`StoredEntry`] (read from a list) act on that entry's own key.
 #[derive(Clone, Debug)]
 pub struct CacheDao {
     cache: CacheClient,
+    storage: TokenStorage,
     /// `{prefix}token_list:`, built once: the verification script completes it with the user id.
     list_head: std::sync::Arc<str>,
 }
 
 impl CacheDao {
+    /// Plain storage: the Python system's key space.
     pub fn new(cache: CacheClient) -> Self {
+        Self::with_storage(cache, TokenStorage::Plain)
+    }
+
+    pub fn with_storage(cache: CacheClient, storage: TokenStorage) -> Self {
         let list_head = format!("{}{}", cache.key_prefix().as_str(), keys::TOKEN_LIST).into();
-        Self { cache, list_head }
+        Self { cache, storage, list_head }
     }
 
     pub fn cache(&self) -> &CacheClient {
         &self.cache
     }
 
-    /// GET `token:{token}` and decode it. A value of the wrong Redis type is reported as
-    /// corrupt, like undecodable JSON; only a store that cannot answer is an error.
+    pub fn storage(&self) -> TokenStorage {
+        self.storage
+    }
+
+    /// The token's record: the first of its forms that exists (hashed before plain when
+    /// migrating). A value of the wrong Redis type is reported as corrupt, like undecodable
+    /// JSON; only a store that cannot answer is an error.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn read_token(&self, token: &str) -> Result<TokenLookup, CacheError> {
-        match self.cache.get_value(&keys::token(token)).await {
+        for entry in self.storage.lookup_entries(token) {
+            match self.read_entry(&entry).await? {
+                TokenLookup::Missing => {}
+                found => return Ok(found),
+            }
+        }
+        Ok(TokenLookup::Missing)
+    }
+
+    /// GET `token:{entry}` and decode it.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn read_entry(&self, entry: &StoredEntry) -> Result<TokenLookup, CacheError> {
+        match self.cache.get_value(&keys::token(entry.as_str())).await {
             Ok(None) => Ok(TokenLookup::Missing),
             Ok(Some(text)) => Ok(match TokenRecord::decode(text) {
                 Ok(record) => TokenLookup::Found(record),
@@ -67,24 +98,24 @@ impl CacheDao {
         }
     }
 
-    /// LPOS: whether `token` is in the user's list, without fetching the list.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn is_listed(&self, user_id: &UserId, token: &str) -> Result<bool, CacheError> {
-        Ok(self.cache.list_position(&keys::token_list(user_id), token).await?.is_some())
+    /// LPOS: whether `entry` is in the user's list, without fetching the list.
+    pub(crate) async fn is_listed(&self, user_id: &UserId, entry: &StoredEntry) -> Result<bool, CacheError> {
+        Ok(self.cache.list_position(&keys::token_list(user_id), entry.as_str()).await?.is_some())
     }
 
-    /// The user's tokens, newest first.
+    /// The user's list entries, newest first.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn user_tokens(&self, user_id: &UserId) -> Result<Vec<String>, CacheError> {
-        self.cache.get_list(&keys::token_list(user_id)).await
+    pub async fn user_entries(&self, user_id: &UserId) -> Result<Vec<StoredEntry>, CacheError> {
+        Ok(self.cache.get_list(&keys::token_list(user_id)).await?.into_iter().map(StoredEntry::from_stored).collect())
     }
 
-    /// Writes `token:{token}` (EX `ttl`) and LPUSHes the token on the user's list, as the
-    /// Python system does; returns the list's new length.
+    /// Writes `token:{entry}` (EX `ttl`) and LPUSHes the entry on the user's list, as the
+    /// Python system does, in the form [`TokenStorage`] issues; returns the list's new length.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn store_token(&self, token: &str, record: &TokenRecord, ttl: Duration) -> Result<u64, CacheError> {
-        self.cache.set_value(&keys::token(token), record.json(), Some(ttl)).await?;
-        self.cache.push_to_list(&keys::token_list(record.user_id()), token, ListEnd::Left).await
+        let entry = self.storage.issue_entry(token);
+        self.cache.set_value(&keys::token(entry.as_str()), record.json(), Some(ttl)).await?;
+        self.cache.push_to_list(&keys::token_list(record.user_id()), entry.as_str(), ListEnd::Left).await
     }
 
     /// Makes the user's list live at least `ttl` from now (never shortens it).
@@ -102,54 +133,80 @@ impl CacheDao {
         Ok(())
     }
 
-    /// Gives `token:{token}` a fresh TTL (sliding expiry); `false` when it is gone.
+    /// Gives the token's key a fresh TTL (sliding expiry); `false` when it is gone.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh_token(&self, token: &str, ttl: Duration) -> Result<bool, CacheError> {
-        self.cache.set_expiry(&keys::token(token), ttl).await
+        for entry in self.storage.lookup_entries(token) {
+            if self.cache.set_expiry(&keys::token(entry.as_str()), ttl).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// How long `token:{token}` has left.
+    /// How long the token's key has left (the first of its forms that exists).
     pub async fn token_ttl(&self, token: &str) -> Result<Ttl, CacheError> {
-        self.cache.get_ttl(&keys::token(token)).await
+        for entry in self.storage.lookup_entries(token) {
+            match self.entry_ttl(&entry).await? {
+                Ttl::Missing => {}
+                found => return Ok(found),
+            }
+        }
+        Ok(Ttl::Missing)
     }
 
-    /// For each token, in order, whether its `token:{token}` key still exists.
-    pub async fn tokens_alive(&self, tokens: &[String]) -> Result<Vec<bool>, CacheError> {
-        let token_keys: Vec<String> = tokens.iter().map(|token| keys::token(token)).collect();
+    /// How long `token:{entry}` has left.
+    pub async fn entry_ttl(&self, entry: &StoredEntry) -> Result<Ttl, CacheError> {
+        self.cache.get_ttl(&keys::token(entry.as_str())).await
+    }
+
+    /// For each entry, in order, whether its `token:{entry}` key still exists.
+    pub async fn entries_alive(&self, entries: &[StoredEntry]) -> Result<Vec<bool>, CacheError> {
+        let token_keys: Vec<String> = entries.iter().map(|entry| keys::token(entry.as_str())).collect();
         self.cache.existing_keys(&token_keys).await
     }
 
-    /// Keeps the newest `keep` tokens of the user's list and deletes the others' token keys;
-    /// returns the tokens it removed.
+    /// Keeps the newest `keep` entries of the user's list and deletes the others' token keys;
+    /// returns the entries it removed.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn keep_newest(&self, user_id: &UserId, keep: u64) -> Result<Vec<String>, CacheError> {
+    pub async fn keep_newest(&self, user_id: &UserId, keep: u64) -> Result<Vec<StoredEntry>, CacheError> {
         let list = keys::token_list(user_id);
         let start = i64::try_from(keep).unwrap_or(i64::MAX);
         let oldest = self.cache.list_range(&list, start, -1).await?;
         if oldest.is_empty() {
-            return Ok(oldest);
+            return Ok(Vec::new());
         }
-        let token_keys: Vec<String> = oldest.iter().map(|token| keys::token(token)).collect();
+        let token_keys: Vec<String> = oldest.iter().map(|entry| keys::token(entry)).collect();
         self.cache.batch_delete_keys(&token_keys).await?;
         self.cache.list_trim(&list, 0, start - 1).await?;
-        Ok(oldest)
+        Ok(oldest.into_iter().map(StoredEntry::from_stored).collect())
     }
 
     /// Drops list entries (not token keys): for entries whose token key is already gone.
-    pub async fn unlist(&self, user_id: &UserId, tokens: &[String]) -> Result<(), CacheError> {
+    pub async fn unlist(&self, user_id: &UserId, entries: &[StoredEntry]) -> Result<(), CacheError> {
         let list = keys::token_list(user_id);
-        for token in tokens {
-            self.cache.list_remove(&list, 0, token).await?;
+        for entry in entries {
+            self.cache.list_remove(&list, 0, entry.as_str()).await?;
         }
         Ok(())
     }
 
-    /// The Python system's logout: LREM the token from the list, DEL `token:{token}`.
-    /// `true` when the token key existed.
+    /// Logs a token out: the Python system's LREM + DEL, for every form the token is looked
+    /// up under (both while migrating). `true` when a token key existed.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_token(&self, user_id: &UserId, token: &str) -> Result<bool, CacheError> {
-        self.cache.list_remove(&keys::token_list(user_id), 0, token).await?;
-        self.cache.delete_key(&keys::token(token)).await
+        let mut existed = false;
+        for entry in self.storage.lookup_entries(token) {
+            existed |= self.remove_entry(user_id, &entry).await?;
+        }
+        Ok(existed)
+    }
+
+    /// LREM the entry from the user's list, then DEL `token:{entry}`; `true` when the key existed.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn remove_entry(&self, user_id: &UserId, entry: &StoredEntry) -> Result<bool, CacheError> {
+        self.cache.list_remove(&keys::token_list(user_id), 0, entry.as_str()).await?;
+        self.cache.delete_key(&keys::token(entry.as_str())).await
     }
 
     /// Deletes every token key of the user's list and the list itself; returns how many token
@@ -157,8 +214,8 @@ impl CacheDao {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn remove_all(&self, user_id: &UserId) -> Result<u64, CacheError> {
         let list = keys::token_list(user_id);
-        let tokens = self.cache.get_list(&list).await?;
-        let token_keys: Vec<String> = tokens.iter().map(|token| keys::token(token)).collect();
+        let entries = self.cache.get_list(&list).await?;
+        let token_keys: Vec<String> = entries.iter().map(|entry| keys::token(entry)).collect();
         let removed = self.cache.batch_delete_keys(&token_keys).await?;
         self.cache.delete_key(&list).await?;
         Ok(removed)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cache_toolkit::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
+use cache_toolkit::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, ListEnd, Ttl};
 
 use simd_json::prelude::ValueAsScalar;
 
@@ -87,10 +87,130 @@ async fn keep_newest_trims_the_list_and_deletes_the_dropped_tokens() {
         .await
         .unwrap();
     }
-    assert_eq!(dao.user_tokens(&user).await.unwrap(), ["t4", "t3", "t2", "t1", "t0"]);
-    assert_eq!(dao.keep_newest(&user, 3).await.unwrap(), ["t1", "t0"]);
-    assert_eq!(dao.user_tokens(&user).await.unwrap(), ["t4", "t3", "t2"]);
+    let texts = |entries: Vec<StoredEntry>| entries.iter().map(|entry| entry.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["t4", "t3", "t2", "t1", "t0"]);
+    assert_eq!(texts(dao.keep_newest(&user, 3).await.unwrap()), ["t1", "t0"]);
+    assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["t4", "t3", "t2"]);
     assert!(matches!(dao.read_token("t0").await.unwrap(), TokenLookup::Missing));
     assert!(matches!(dao.read_token("t4").await.unwrap(), TokenLookup::Found(_)));
-    assert_eq!(dao.keep_newest(&user, 3).await.unwrap(), Vec::<String>::new());
+    assert!(dao.keep_newest(&user, 3).await.unwrap().is_empty());
+}
+
+#[test]
+fn hashed_entries_are_sha256_hex_behind_a_tag() {
+    let entry = StoredEntry::hashed("abc");
+    let digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(entry.as_str(), format!("sha256:{digest}"), "SHA-256 of `abc`, the FIPS 180-2 vector");
+    assert_eq!(keys::token(entry.as_str()), format!("token:sha256:{digest}"));
+    assert_eq!(entry.hashed_digest(), Some(digest));
+    assert_eq!(entry.plain_token(), None);
+    let plain = StoredEntry::plain("Drmhze6EPcv0fN_81Bj-nA3yXrbkQpb8ZL2E9GQx5sA");
+    assert_eq!(plain.hashed_digest(), None);
+    assert_eq!(plain.plain_token(), Some("Drmhze6EPcv0fN_81Bj-nA3yXrbkQpb8ZL2E9GQx5sA"));
+    assert!(!format!("{plain:?}").contains("Drmhze6"), "Debug must not show a token");
+    assert_eq!(StoredEntry::from_stored("sha256:xyz".to_owned()).hashed_digest(), None, "not a digest");
+}
+
+async fn store_in(dao: &CacheDao, token: &str, user: i128) {
+    let record = TokenRecord::new(UserId::Integer(user), MetadataObject::new());
+    dao.store_token(token, &record, Duration::from_secs(60)).await.unwrap();
+}
+
+fn is_valid(membership: &Membership) -> bool {
+    matches!(membership, Membership::Found { listed: true, .. })
+}
+
+#[tokio::test]
+async fn each_storage_mode_writes_and_reads_its_forms() {
+    let cache = CacheClient::embedded();
+    let plain = CacheDao::with_storage(cache.clone(), TokenStorage::Plain);
+    let hashed = CacheDao::with_storage(cache.clone(), TokenStorage::Hashed);
+    let migrate = CacheDao::with_storage(cache.clone(), TokenStorage::Migrate);
+    let hashed_key = keys::token(StoredEntry::hashed("tok-hashed").as_str());
+
+    store_in(&hashed, "tok-hashed", 1).await;
+    assert!(cache.get_value(&hashed_key).await.unwrap().is_some());
+    assert_eq!(cache.get_value("token:tok-hashed").await.unwrap(), None);
+    assert_eq!(cache.get_list("token_list:1").await.unwrap(), [StoredEntry::hashed("tok-hashed").as_str()]);
+    assert!(is_valid(&hashed.membership("tok-hashed").await.unwrap()));
+    assert!(is_valid(&migrate.membership("tok-hashed").await.unwrap()));
+    assert!(matches!(plain.membership("tok-hashed").await.unwrap(), Membership::Missing), "plain reads no hash");
+
+    store_in(&plain, "tok-plain", 1).await;
+    assert!(matches!(hashed.membership("tok-plain").await.unwrap(), Membership::Missing), "hashed reads no plain");
+    let stored = StoredEntry::hashed("tok-hashed");
+    let digest = stored.hashed_digest().unwrap();
+    for dao in [&plain, &migrate] {
+        assert!(
+            matches!(dao.membership(digest).await.unwrap(), Membership::Missing),
+            "{:?}: a stored digest presented as a token finds nothing",
+            dao.storage()
+        );
+    }
+    assert!(plain.remove_token(&UserId::Integer(1), "tok-plain").await.unwrap());
+
+    store_in(&migrate, "tok-migrate", 2).await;
+    assert_eq!(cache.get_list("token_list:2").await.unwrap(), [StoredEntry::hashed("tok-migrate").as_str()]);
+}
+
+#[tokio::test]
+async fn migrating_moves_a_plain_token_on_use_and_keeps_its_time_left() {
+    let cache = CacheClient::embedded();
+    let user = UserId::Integer(3);
+    let plain = CacheDao::with_storage(cache.clone(), TokenStorage::Plain);
+    let migrate = CacheDao::with_storage(cache.clone(), TokenStorage::Migrate);
+    store_in(&plain, "older-plain-token", 3).await;
+    store_in(&plain, "python-token", 3).await;
+    store_in(&migrate, "newer-hashed-token", 3).await;
+    assert!(is_valid(&migrate.membership("python-token").await.unwrap()));
+    let hashed = StoredEntry::hashed("python-token");
+    assert_eq!(cache.get_value("token:python-token").await.unwrap(), None, "the plain key is gone");
+    assert!(cache.get_value(&keys::token(hashed.as_str())).await.unwrap().is_some());
+    assert!(
+        matches!(migrate.token_ttl("python-token").await.unwrap(), Ttl::ExpiresIn(left) if left > Duration::from_secs(50))
+    );
+    let list = cache.get_list("token_list:3").await.unwrap();
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert!(list.contains(&hashed.as_str().to_owned()) && !list.contains(&"python-token".to_owned()));
+    assert!(is_valid(&migrate.membership("python-token").await.unwrap()), "still valid once moved");
+    assert!(migrate.remove_token(&user, "python-token").await.unwrap());
+    assert!(matches!(migrate.membership("python-token").await.unwrap(), Membership::Missing));
+    assert!(is_valid(&migrate.membership("older-plain-token").await.unwrap()));
+}
+
+#[tokio::test]
+async fn a_move_cut_short_loses_nothing_and_a_revoked_token_stays_revoked() {
+    let cache = CacheClient::embedded();
+    let user = UserId::Integer(4);
+    let plain = CacheDao::with_storage(cache.clone(), TokenStorage::Plain);
+    let migrate = CacheDao::with_storage(cache.clone(), TokenStorage::Migrate);
+    let record = TokenRecord::new(user.clone(), MetadataObject::new());
+
+    // A process died after listing the hashed entry (both forms whole): valid, and one logout
+    // in migrate mode removes both forms.
+    store_in(&plain, "crashed-token", 4).await;
+    let hashed = StoredEntry::hashed("crashed-token");
+    cache.set_value(&keys::token(hashed.as_str()), record.json(), Some(Duration::from_secs(60))).await.unwrap();
+    cache.push_to_list("token_list:4", hashed.as_str(), ListEnd::Left).await.unwrap();
+    assert!(is_valid(&migrate.membership("crashed-token").await.unwrap()));
+    assert!(migrate.remove_token(&user, "crashed-token").await.unwrap());
+    assert!(matches!(migrate.membership("crashed-token").await.unwrap(), Membership::Missing));
+    assert!(cache.get_list("token_list:4").await.unwrap().is_empty());
+
+    // A process died after writing the hashed key only: the plain form still verifies.
+    store_in(&plain, "half-moved", 4).await;
+    let half = StoredEntry::hashed("half-moved");
+    cache.set_value(&keys::token(half.as_str()), record.json(), Some(Duration::from_secs(60))).await.unwrap();
+    assert!(is_valid(&migrate.membership("half-moved").await.unwrap()));
+
+    // The plain form is revoked (the Python system's LREM + DEL) between the read and the move:
+    // the move writes the hashed form, sees the plain one gone, and takes its own writes back.
+    store_in(&plain, "revoked-meanwhile", 4).await;
+    let revoked = StoredEntry::hashed("revoked-meanwhile");
+    let plain_entry = StoredEntry::plain("revoked-meanwhile");
+    cache.list_remove("token_list:4", 0, "revoked-meanwhile").await.unwrap();
+    assert!(!migrate.move_to_hashed(&record, &plain_entry, &revoked).await.unwrap(), "the key is still there");
+    assert_eq!(cache.get_value(&keys::token(revoked.as_str())).await.unwrap(), None);
+    assert!(!cache.get_list("token_list:4").await.unwrap().contains(&revoked.as_str().to_owned()));
+    assert!(matches!(migrate.membership("revoked-meanwhile").await.unwrap(), Membership::Found { listed: false, .. }));
 }

@@ -7,14 +7,17 @@
 //! the metadata itself and uses the script's LPOS answer only when the script looked at the
 //! very list Rust would have looked at; otherwise it asks again. The id is taken from the JSON
 //! text as written, so a large integer (beyond a Lua double) keeps every digit.
+//!
+//! The script is the same for every [`crate::TokenStorage`]: it is given the entry (the token,
+//! or its hashed form) and the entry's key.
 
 use std::sync::LazyLock;
 
 use cache_toolkit::{CacheError, CacheErrorKind, CacheScript, ScriptReply};
 
-use crate::{CacheDao, CorruptMetadata, TokenLookup, TokenRecord, keys};
+use crate::{CacheDao, CorruptMetadata, StoredEntry, TokenLookup, TokenRecord, TokenStorage, keys};
 
-/// KEYS[1] = `token:{t}`; ARGV[1] = the token; ARGV[2] = the (prefixed) `token_list:` key head.
+/// KEYS[1] = `token:{entry}`; ARGV[1] = the entry; ARGV[2] = the (prefixed) `token_list:` key head.
 /// Returns nil (no token key), `{value}` (no `user_id` it could read), or
 /// `{value, user_id text, 1 | 0 | -1}` (listed, not listed, the list key holds another type).
 ///
@@ -52,19 +55,35 @@ pub enum Membership {
 }
 
 impl CacheDao {
-    /// Loads the verification script ahead of the first request (optional).
+    /// Loads the verification script (and, while migrating, the move script) ahead of the
+    /// first request (optional).
     pub async fn prepare(&self) -> Result<(), CacheError> {
-        self.cache.load_script(&VERIFY).await
+        self.cache.load_script(&VERIFY).await?;
+        if self.storage == TokenStorage::Migrate {
+            self.cache.load_script(&crate::migrate::MOVE_TO_HASHED).await?;
+        }
+        Ok(())
     }
 
     /// The token's record and whether it is in its user's list: one round trip on Redis
-    /// standalone and sentinel, two elsewhere.
+    /// standalone and sentinel, two elsewhere. While migrating, a token found only in plain
+    /// form is moved to the hashed form (`migrate.rs`).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn membership(&self, token: &str) -> Result<Membership, CacheError> {
-        if !self.cache.runs_scripts() {
-            return self.membership_in_two_steps(token).await;
+        match self.storage {
+            TokenStorage::Plain => self.entry_membership(&StoredEntry::plain(token)).await,
+            TokenStorage::Hashed => self.entry_membership(&StoredEntry::hashed(token)).await,
+            TokenStorage::Migrate => self.membership_migrating(token).await,
         }
-        let reply = match self.cache.run_script(&VERIFY, &[&keys::token(token)], &[token, &self.list_head]).await {
+    }
+
+    /// [`Self::membership`] of one stored form.
+    pub(crate) async fn entry_membership(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
+        if !self.cache.runs_scripts() {
+            return self.membership_in_two_steps(entry).await;
+        }
+        let stored = entry.as_str();
+        let reply = match self.cache.run_script(&VERIFY, &[&keys::token(stored)], &[stored, &self.list_head]).await {
             Ok(reply) => reply,
             Err(error) if error.kind() == CacheErrorKind::WrongType => {
                 return Ok(Membership::Corrupt(CorruptMetadata::NotAString));
@@ -76,7 +95,7 @@ impl CacheDao {
             ScriptReply::Array(items) => items.into_iter(),
             other => {
                 tracing::warn!(?other, "unexpected reply from the verification script");
-                return self.membership_in_two_steps(token).await;
+                return self.membership_in_two_steps(entry).await;
             }
         };
         let record = match items.next() {
@@ -85,7 +104,7 @@ impl CacheDao {
                 Err(corrupt) => return Ok(Membership::Corrupt(corrupt)),
             },
             Some(ScriptReply::Bytes(_)) => return Ok(Membership::Corrupt(CorruptMetadata::NotJson)),
-            _ => return self.membership_in_two_steps(token).await,
+            _ => return self.membership_in_two_steps(entry).await,
         };
         let listed = match (items.next(), items.next()) {
             (Some(ScriptReply::Text(part)), Some(ScriptReply::Integer(found)))
@@ -94,25 +113,25 @@ impl CacheDao {
                 found == 1
             }
             // The script read another user_id than Rust did (or none): ask again, exactly.
-            _ => self.is_listed_or_not_a_list(&record, token).await?,
+            _ => self.is_listed_or_not_a_list(&record, entry).await?,
         };
         Ok(Membership::Found { record, listed })
     }
 
-    async fn membership_in_two_steps(&self, token: &str) -> Result<Membership, CacheError> {
-        Ok(match self.read_token(token).await? {
+    async fn membership_in_two_steps(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
+        Ok(match self.read_entry(entry).await? {
             TokenLookup::Missing => Membership::Missing,
             TokenLookup::Corrupt(corrupt) => Membership::Corrupt(corrupt),
             TokenLookup::Found(record) => {
-                let listed = self.is_listed_or_not_a_list(&record, token).await?;
+                let listed = self.is_listed_or_not_a_list(&record, entry).await?;
                 Membership::Found { record, listed }
             }
         })
     }
 
     /// LPOS, where a list key of another type counts as "not listed".
-    async fn is_listed_or_not_a_list(&self, record: &TokenRecord, token: &str) -> Result<bool, CacheError> {
-        match self.is_listed(record.user_id(), token).await {
+    async fn is_listed_or_not_a_list(&self, record: &TokenRecord, entry: &StoredEntry) -> Result<bool, CacheError> {
+        match self.is_listed(record.user_id(), entry).await {
             Err(error) if error.kind() == CacheErrorKind::WrongType => Ok(false),
             other => other,
         }

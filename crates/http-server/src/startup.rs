@@ -18,9 +18,9 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
-use auth_core::{AuthPolicy, Authenticator};
+use auth_core::{AuthPolicy, Authenticator, TokenFormat};
 use config::Settings;
-use dao::CacheDao;
+use dao::{CacheDao, TokenStorage};
 
 use crate::{
     lifecycle::Lifecycle,
@@ -92,8 +92,17 @@ impl Application {
             default_ttl: settings.access_token_ttl,
             max_sessions_per_user: settings.auth.max_sessions_per_user,
             sliding_expiry: settings.auth.sliding_expiry,
+            token_format: match settings.auth.token_format {
+                config::TokenFormat::V1 => TokenFormat::V1,
+                config::TokenFormat::V2 => TokenFormat::V2,
+            },
         };
-        let auth = Authenticator::new(CacheDao::new(lifecycle.cache().clone()), policy);
+        let storage = match settings.auth.token_storage {
+            config::TokenStorage::Plain => TokenStorage::Plain,
+            config::TokenStorage::Hashed => TokenStorage::Hashed,
+            config::TokenStorage::Migrate => TokenStorage::Migrate,
+        };
+        let auth = Authenticator::new(CacheDao::with_storage(lifecycle.cache().clone(), storage), policy);
         if let Err(error) = auth.prepare().await {
             tracing::warn!(%error, "cannot preload the verification script; it will load on first use");
         }
@@ -108,6 +117,8 @@ impl Application {
         tracing::info!(
             listen = %local_addr,
             store = %state.store,
+            token_format = ?state.auth.policy().token_format,
+            token_storage = ?storage,
             app_env = settings.app_env.as_str(),
             internal_routes = !settings.internal_keys.is_empty(),
             "tessera listening"
