@@ -13,10 +13,12 @@
 mod http;
 mod process;
 mod redis;
+mod tls;
 
 pub use http::{HttpResponse, get, get_on, raw_status, send};
 pub use process::ServerProcess;
-pub use redis::{PrivateRedis, free_port, required_env, test_redis_url};
+pub use redis::{ClientCertificates, PrivateRedis, ServerTls, free_port, required_env, test_redis_url};
+pub use tls::{CertificateFiles, TestCertificates};
 
 use std::net::SocketAddr;
 
