@@ -10,5 +10,6 @@ mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;
 mod near_cache;
+mod redis_tls;
 mod server;
 mod tokens;

@@ -14,11 +14,13 @@ mod http;
 mod process;
 mod redis;
 mod resp;
+mod tls;
 
 pub use http::{HttpResponse, get, get_on, raw_status, send};
 pub use process::ServerProcess;
-pub use redis::{PrivateRedis, free_port, required_env, test_redis_url};
+pub use redis::{ClientCertificates, PrivateRedis, ServerTls, free_port, required_env, test_redis_url};
 pub use resp::RespReply;
+pub use tls::{CertificateFiles, TestCertificates};
 
 use std::net::SocketAddr;
 

@@ -2,12 +2,15 @@
 //! private `redis-server` processes that one test owns and may stop and restart.
 
 use std::{
+    ffi::OsString,
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use crate::tls::CertificateFiles;
 
 const HOW_TO_GET_REDIS: &str =
     "run the tests with `cargo xtask test` (it installs redis-server when missing and starts private Redis servers)";
@@ -36,13 +39,37 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A `redis-server` this test owns, on its own port, killed on drop.
+/// A `redis-server` this test owns, on its own port, killed on drop. With TLS it listens on a
+/// second port as well; the plaintext one stays for the test's own INFO and commands.
 #[derive(Debug)]
 pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
     durable: bool,
+    /// Before the options: a sentinel's configuration file and `--sentinel`.
+    leading_args: Vec<OsString>,
+    /// After the standard options: TLS, cluster.
+    extra_args: Vec<OsString>,
+    tls_port: Option<u16>,
     child: Option<Child>,
+}
+
+/// Whether a TLS server asks for client certificates (`--tls-auth-clients`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// Verified when a client presents one; a client without one is accepted.
+    Optional,
+    /// A client without a certificate from the CA is refused.
+    Required,
+}
+
+/// What a TLS server presents and trusts.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub certificate: CertificateFiles,
+    /// The CA client certificates (and, for outgoing links, servers) must chain to.
+    pub ca: PathBuf,
+    pub client_certificates: ClientCertificates,
 }
 
 impl PrivateRedis {
@@ -56,13 +83,91 @@ impl PrivateRedis {
         Self::launch(true)
     }
 
-    fn launch(durable: bool) -> Self {
+    /// A server that also speaks TLS on [`PrivateRedis::tls_port`].
+    pub fn start_tls(tls: &ServerTls) -> Self {
+        Self::launch_with(false, tls_args(tls), true)
+    }
+
+    /// A one-node Redis Cluster holding every slot, its client port and cluster bus in TLS
+    /// (`tls-cluster yes`); ready once `cluster_state:ok`.
+    pub fn start_cluster_node_tls(tls: &ServerTls) -> Self {
+        let mut args = tls_args(tls);
+        // Announced as 127.0.0.1 (which the certificate names); a lone node knows no address of
+        // its own and would announce an empty one.
+        args.extend(
+            [
+                "--cluster-enabled",
+                "yes",
+                "--tls-cluster",
+                "yes",
+                "--cluster-announce-ip",
+                "127.0.0.1",
+                "--cluster-port",
+            ]
+            .map(OsString::from),
+        );
+        args.push(free_port().to_string().into());
+        let redis = Self::launch_with(false, args, true);
+        assert_eq!(redis.command("CLUSTER ADDSLOTSRANGE 0 16383"), "+OK");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis.info_command("CLUSTER INFO").contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline, "the one-node cluster did not reach cluster_state:ok within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    /// A sentinel speaking TLS on [`PrivateRedis::tls_port`] and monitoring `primary`'s TLS
+    /// port over TLS (`tls-replication yes`) as `service`.
+    pub fn start_sentinel_tls(tls: &ServerTls, primary: &PrivateRedis, service: &str) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("tessera-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Self { port, dir, durable, child: None };
+        let config = dir.join("sentinel.conf");
+        let primary_port = primary.tls_port();
+        std::fs::write(
+            &config,
+            format!(
+                "tls-replication yes\nsentinel monitor {service} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {service} 5000\n"
+            ),
+        )
+        .unwrap();
+        let mut redis = Self {
+            port,
+            dir,
+            durable: false,
+            leading_args: vec![config.into(), "--sentinel".into()],
+            extra_args: tls_args(tls),
+            tls_port: Some(free_port()),
+            child: None,
+        };
+        redis.restart();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis.info_command(format!("SENTINEL MASTER {service}")).starts_with('*') {
+            assert!(Instant::now() < deadline, "the sentinel did not report on {service} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn launch(durable: bool) -> Self {
+        Self::launch_with(durable, Vec::new(), false)
+    }
+
+    fn launch_with(durable: bool, extra_args: Vec<OsString>, tls: bool) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("tessera-test-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tls_port = tls.then(free_port);
+        let mut redis = Self { port, dir, durable, leading_args: Vec::new(), extra_args, tls_port, child: None };
         redis.restart();
         redis
+    }
+
+    /// The TLS port of a server started with TLS.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("this server was started without TLS")
     }
 
     pub fn port(&self) -> u16 {
@@ -106,9 +211,22 @@ impl PrivateRedis {
     }
 
     fn info(&self, section: &str) -> String {
+        self.info_command(format!("INFO {section}"))
+    }
+
+    /// Sends a command answered with a bulk string (INFO, CLUSTER INFO) or an array of them
+    /// (flattened, one per line, good enough to search) on the plaintext port.
+    fn info_command(&self, command: impl AsRef<str>) -> String {
+        let command = command.as_ref();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        stream.write_all(format!("INFO {section}\r\n").as_bytes()).unwrap();
+        stream.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        if command.starts_with("SENTINEL") {
+            // An array reply: read what arrives in one go, enough to look for a word in it.
+            let mut chunk = [0_u8; 4096];
+            let read = stream.read(&mut chunk).unwrap();
+            return String::from_utf8_lossy(&chunk[..read]).into_owned();
+        }
         // A bulk string: `$<length>\r\n<payload>\r\n`.
         let mut reply = Vec::new();
         let mut chunk = [0_u8; 4096];
@@ -168,11 +286,16 @@ impl PrivateRedis {
         let binary = required_env("TESSERA_TEST_REDIS_SERVER");
         let persistence: &[&str] =
             if self.durable { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
+        let tls_port: Vec<String> =
+            self.tls_port.map(|port| vec!["--tls-port".to_owned(), port.to_string()]).unwrap_or_default();
         let child = Command::new(&binary)
+            .args(&self.leading_args)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(persistence)
             .arg("--dir")
             .arg(&self.dir)
+            .args(tls_port)
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -191,6 +314,19 @@ impl Drop for PrivateRedis {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn tls_args(tls: &ServerTls) -> Vec<OsString> {
+    let client_certificates = match tls.client_certificates {
+        ClientCertificates::Optional => "optional",
+        ClientCertificates::Required => "yes",
+    };
+    let mut args: Vec<OsString> = Vec::new();
+    args.extend(["--tls-cert-file".into(), tls.certificate.cert.clone().into()]);
+    args.extend(["--tls-key-file".into(), tls.certificate.key.clone().into()]);
+    args.extend(["--tls-ca-cert-file".into(), tls.ca.clone().into()]);
+    args.extend(["--tls-auth-clients".into(), client_certificates.into()]);
+    args
 }
 
 fn answers_ping(port: u16) -> bool {

@@ -149,7 +149,10 @@ fn classify(error: &FredError) -> CacheErrorKind {
         | FredErrorKind::Cluster
         | FredErrorKind::Sentinel
         | FredErrorKind::Backpressure
-        | FredErrorKind::Routing => CacheErrorKind::Unavailable,
+        | FredErrorKind::Routing
+        // A failed handshake on a reconnection (a certificate rotated badly): the store cannot
+        // be reached now; start-up has already checked the certificates once.
+        | FredErrorKind::Tls => CacheErrorKind::Unavailable,
         FredErrorKind::Parse => CacheErrorKind::BadData,
         FredErrorKind::Config
         | FredErrorKind::Auth

@@ -7,6 +7,7 @@
 mod dotenv;
 mod environment;
 mod redis_target;
+mod redis_tls;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use environment::{SETTINGS, SettingName};
 pub use redis_target::{HostPort, RedisTarget};
+pub use redis_tls::{ClientIdentity, RedisTls, TrustedRoots};
 pub use secret::Secret;
 
 /// Which `configs/` profile is loaded: `APP_ENV`.
@@ -85,8 +87,10 @@ pub struct RedisSettings {
     pub target: RedisTarget,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    /// `rediss://`: the connection must be encrypted.
-    pub tls: bool,
+    /// `Some` exactly when the URL's scheme is `rediss`, `rediss-cluster` or `rediss-sentinel`:
+    /// every connection (nodes, sentinels, the primary) is then TLS with the server's
+    /// certificate checked against the host name, or none is made.
+    pub tls: Option<RedisTls>,
     pub pool_size: usize,
     /// Bounds the first connection and every reconnection attempt.
     pub connect_timeout: Duration,
@@ -256,6 +260,9 @@ struct RawSettings {
     redis_command_timeout_ms: u64,
     redis_reconnect_min_ms: u64,
     redis_reconnect_max_ms: u64,
+    redis_ca_file: Option<String>,
+    redis_cert_file: Option<String>,
+    redis_key_file: Option<String>,
     shutdown_timeout_ms: u64,
     log_format: String,
     log: String,
@@ -289,6 +296,9 @@ impl Default for RawSettings {
             redis_command_timeout_ms: 1_000,
             redis_reconnect_min_ms: 100,
             redis_reconnect_max_ms: 2_000,
+            redis_ca_file: None,
+            redis_cert_file: None,
+            redis_key_file: None,
             shutdown_timeout_ms: 10_000,
             log_format: "pretty".to_owned(),
             log: "info".to_owned(),
@@ -408,6 +418,7 @@ impl Validator<'_> {
                 ),
             ));
         }
+        let tls = self.redis_tls(raw, tls)?;
         Ok(RedisSettings {
             target,
             username,
@@ -419,6 +430,62 @@ impl Validator<'_> {
             reconnect_min,
             reconnect_max,
         })
+    }
+
+    /// The TLS files, read and decoded now. Set without TLS they would do nothing, which is a
+    /// trap (the operator believes the link is encrypted): an error, as is half a client identity.
+    fn redis_tls(&self, raw: &RawSettings, tls: bool) -> Result<Option<RedisTls>, ConfigError> {
+        let path_of = |setting: &Option<String>| {
+            setting.as_deref().map(str::trim).filter(|path| !path.is_empty()).map(PathBuf::from)
+        };
+        let files = [
+            ("redis_ca_file", path_of(&raw.redis_ca_file)),
+            ("redis_cert_file", path_of(&raw.redis_cert_file)),
+            ("redis_key_file", path_of(&raw.redis_key_file)),
+        ];
+        if !tls {
+            return match files.iter().find(|(_, path)| path.is_some()) {
+                None => Ok(None),
+                Some((key, _)) => Err(self.error(
+                    key,
+                    "is set but TLS is off: REDIS_URL must start with rediss://, rediss-cluster:// or \
+                     rediss-sentinel:// for the file to be used"
+                        .to_owned(),
+                )),
+            };
+        }
+        let [(_, ca_path), (_, cert_path), (_, key_path)] = files;
+        let trusted_roots = match ca_path {
+            None => TrustedRoots::System,
+            Some(path) => {
+                let certificates =
+                    redis_tls::read_certificates(&path).map_err(|problem| self.error("redis_ca_file", problem))?;
+                TrustedRoots::CaFile { path, certificates }
+            }
+        };
+        let client_identity = match (cert_path, key_path) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.error(
+                    "redis_cert_file",
+                    "is set without TESSERA_REDIS_KEY_FILE: a client certificate needs its private key".to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(self.error(
+                    "redis_key_file",
+                    "is set without TESSERA_REDIS_CERT_FILE: a private key needs its client certificate".to_owned(),
+                ));
+            }
+            (Some(cert_path), Some(key_path)) => {
+                let certificates = redis_tls::read_certificates(&cert_path)
+                    .map_err(|problem| self.error("redis_cert_file", problem))?;
+                let key =
+                    redis_tls::read_private_key(&key_path).map_err(|problem| self.error("redis_key_file", problem))?;
+                Some(ClientIdentity { cert_path, certificates, key_path, key: std::sync::Arc::new(key) })
+            }
+        };
+        Ok(Some(RedisTls { trusted_roots, client_identity }))
     }
 
     fn http(&self, raw: &RawSettings) -> Result<HttpSettings, ConfigError> {

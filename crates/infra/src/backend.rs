@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use fred::{clients::Pool, interfaces::ClientLike, types::ConnectHandle};
 
 use cache_toolkit::{CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
-use config::{RedisSettings, Settings, StoreKind};
+use config::{RedisSettings, RedisTarget, Settings, StoreKind};
 
 /// Why the backend could not be built, reached or closed. Texts name `host:port`, never a password.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +15,10 @@ pub enum InfraError {
     Build { addresses: String, reason: String },
     #[error("invalid setting TESSERA_KEY_PREFIX: {0}")]
     KeyPrefix(#[from] cache_toolkit::KeyPrefixError),
-    #[error("rediss:// (TLS) for {addresses} is not supported by this build; use redis:// on a trusted network")]
-    TlsUnsupported { addresses: String },
+    #[error("cannot set up TLS for redis at {addresses}: {reason}")]
+    TlsSetup { addresses: String, reason: String },
+    #[error("cannot connect to redis ({topology}) at {addresses}: TLS certificate problem: {problem}")]
+    TlsHandshake { topology: &'static str, addresses: String, problem: &'static str },
     #[error("cannot connect to redis ({topology}) at {addresses} within {timeout:?}")]
     ConnectTimeout { topology: &'static str, addresses: String, timeout: Duration },
     #[error("cannot connect to redis ({topology}) at {addresses}: {reason}")]
@@ -45,6 +47,7 @@ struct RedisConnection {
     connection_task: ConnectHandle,
     topology: &'static str,
     addresses: String,
+    tls: bool,
     close_timeout: Duration,
 }
 
@@ -79,7 +82,7 @@ impl Backend {
             Ok(Ok(task)) => task,
             Ok(Err(error)) => {
                 abandon(&pool).await;
-                return Err(InfraError::Connect { topology, addresses, reason: error.details().to_owned() });
+                return Err(connect_error(settings, addresses, error.details()).await);
             }
             Err(_) => {
                 abandon(&pool).await;
@@ -89,6 +92,7 @@ impl Backend {
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             pool_size = pool.size(),
+            tls = settings.tls.is_some(),
             "connected to redis"
         );
         let connection = RedisConnection {
@@ -96,6 +100,7 @@ impl Backend {
             connection_task,
             topology,
             addresses,
+            tls: settings.tls.is_some(),
             close_timeout: settings.connect_timeout.max(settings.command_timeout),
         };
         Ok(Self { cache: CacheClient::new(CacheStore::Redis(pool), options), store: Store::Redis(connection) })
@@ -110,10 +115,14 @@ impl Backend {
         matches!(self.store, Store::Embedded)
     }
 
-    /// `redis standalone 127.0.0.1:6379` or `embedded`: safe to log, no credentials.
+    /// `redis standalone 127.0.0.1:6379`, `redis cluster h1:7000,h2:7000 over TLS` or
+    /// `embedded`: safe to log, no credentials.
     pub fn describe(&self) -> String {
         match &self.store {
-            Store::Redis(redis) => format!("redis {} {}", redis.topology, redis.addresses),
+            Store::Redis(redis) => {
+                let over_tls = if redis.tls { " over TLS" } else { "" };
+                format!("redis {} {}{over_tls}", redis.topology, redis.addresses)
+            }
             Store::Embedded => "embedded (in-process)".to_owned(),
         }
     }
@@ -161,6 +170,37 @@ impl Backend {
             }
         }
     }
+}
+
+/// The start-up error for a failed first connection: a TLS certificate problem is named as one
+/// (for sentinels, after asking each one again: fred keeps only "failed to connect to all";
+/// that second look is bounded by one more connect timeout in all).
+async fn connect_error(settings: &RedisSettings, addresses: String, details: &str) -> InfraError {
+    let topology = settings.target.topology();
+    if settings.tls.is_some() {
+        if let Some(problem) = crate::tls::handshake_problem(details) {
+            return InfraError::TlsHandshake { topology, addresses, problem };
+        }
+        if let RedisTarget::Sentinel { sentinels, .. } = &settings.target {
+            let first_problem = async {
+                for sentinel in sentinels {
+                    if let Some(problem) = crate::redis::tls_handshake_problem(settings, sentinel).await {
+                        return Some((sentinel.to_string(), problem));
+                    }
+                }
+                None
+            };
+            if let Ok(Some((address, problem))) = tokio::time::timeout(settings.connect_timeout, first_problem).await {
+                return InfraError::TlsHandshake { topology, addresses: address, problem };
+            }
+        }
+    }
+    InfraError::Connect { topology, addresses, reason: one_line(details) }
+}
+
+/// fred's texts may span lines (a debug-printed error); start-up errors are one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A pool whose first connection failed must not keep retrying in the background.

@@ -6,5 +6,6 @@
 
 mod backend;
 mod redis;
+mod tls;
 
 pub use backend::{Backend, InfraError};

@@ -4,6 +4,7 @@
 
 use fred::{
     clients::Pool,
+    interfaces::ClientLike,
     types::{
         Builder,
         config::{Config, ReconnectPolicy, Server, ServerConfig},
@@ -24,10 +25,6 @@ const UNLIMITED_ATTEMPTS: u32 = 0;
 const BACKOFF_BASE: u32 = 2;
 
 pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
-    if settings.tls {
-        // fred without a TLS feature would silently connect in plaintext.
-        return Err(InfraError::TlsUnsupported { addresses: settings.target.addresses() });
-    }
     let (server, database) = match &settings.target {
         RedisTarget::Standalone { server, db } => (ServerConfig::Centralized { server: fred_server(server) }, *db),
         RedisTarget::Cluster { seeds } => {
@@ -50,6 +47,13 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
         // RESP3 carries client-tracking invalidations on the data connections, which the near
         // cache needs; Tessera already needs Redis 6 (LPOS), the first to speak it.
         version: fred::types::RespVersion::RESP3,
+        // Applies to every connection fred makes: cluster nodes, sentinels and the primary.
+        tls: settings
+            .tls
+            .as_ref()
+            .map(crate::tls::tls_config)
+            .transpose()
+            .map_err(|reason| InfraError::TlsSetup { addresses: settings.target.addresses(), reason })?,
         ..Config::default()
     };
     let policy = ReconnectPolicy::new_exponential(
@@ -73,6 +77,29 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
             addresses: settings.target.addresses(),
             reason: source.details().to_owned(),
         })
+}
+
+/// Why a TLS handshake with one node fails, if it does: fred reports a sentinel set it could
+/// not reach as "failed to connect to all sentinel nodes" and drops each node's own error, so
+/// start-up asks each sentinel again with a plain client to name a certificate problem.
+pub(crate) async fn tls_handshake_problem(settings: &RedisSettings, node: &HostPort) -> Option<&'static str> {
+    let tls = crate::tls::tls_config(settings.tls.as_ref()?).ok()?;
+    let config = Config {
+        server: ServerConfig::Centralized { server: fred_server(node) },
+        version: fred::types::RespVersion::RESP3,
+        tls: Some(tls),
+        ..Config::default()
+    };
+    let client = Builder::from_config(config)
+        .with_connection_config(|connection| connection.connection_timeout = settings.connect_timeout)
+        .build()
+        .ok()?;
+    let problem = match tokio::time::timeout(settings.connect_timeout, client.init()).await {
+        Ok(Err(error)) => crate::tls::handshake_problem(error.details()),
+        Ok(Ok(_)) | Err(_) => None,
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), client.quit()).await;
+    problem
 }
 
 fn fred_server(node: &HostPort) -> Server {
