@@ -1,15 +1,12 @@
 //! The built `tessera` binary as an operator runs it: bad settings exit non-zero with one line,
 //! an unreachable Redis exits non-zero naming the address, SIGTERM drains and exits 0.
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
 
-use tests::{PrivateRedis, free_port, get, get_on, required_env, test_redis_url};
+use tests::{PrivateRedis, free_port, get, get_on, tessera_command as tessera, test_redis_url};
 
 /// Waits (at most 10 s) until something accepts connections on `address`.
 async fn wait_until_listening(address: std::net::SocketAddr) {
@@ -18,14 +15,6 @@ async fn wait_until_listening(address: std::net::SocketAddr) {
         assert!(started.elapsed() < Duration::from_secs(10), "tessera did not start listening on {address}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The binary with a clean environment and a working directory without `configs/`.
-fn tessera(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(required_env("TESSERA_TEST_BIN"));
-    command.env_clear().current_dir(std::env::temp_dir()).envs(env.iter().copied()).kill_on_drop(true);
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command
 }
 
 #[tokio::test]

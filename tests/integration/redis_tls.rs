@@ -6,7 +6,6 @@
 
 use std::{
     path::Path,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -14,9 +13,12 @@ use cache_toolkit::{CacheOptions, NearCacheSettings};
 use config::{AppEnv, Settings};
 use hyper::StatusCode;
 use infra::{Backend, InfraError};
-use tokio::{net::TcpStream, process::Command};
+use tokio::net::TcpStream;
 
-use tests::{ClientCertificates, PrivateRedis, ServerTls, TestCertificates, free_port, get, required_env};
+use tests::{
+    ClientCertificates, PrivateRedis, RespReply, ServerTls, TestCertificates, free_port, get,
+    tessera_command as tessera,
+};
 
 /// Generous for a loaded 2-core CI box; a handshake failure answers long before it.
 const CONNECT_TIMEOUT_MS: &str = "5000";
@@ -56,7 +58,7 @@ async fn the_private_ca_connects_and_set_get_goes_through_tls() {
     let backend = connect(&[("REDIS_URL", &url), ("TESSERA_REDIS_CA_FILE", path(&certificates.ca()))]).await.unwrap();
     backend.cache().set_value("tls:key", "over tls", None).await.unwrap();
     assert_eq!(backend.cache().get_value("tls:key").await.unwrap().as_deref(), Some("over tls"));
-    assert_eq!(redis.command("GET tls:key"), "$8", "the value reached the server");
+    assert_eq!(redis.query(&["GET", "tls:key"]).text(), "over tls", "the value reached the server");
     backend.close().await;
 }
 
@@ -212,7 +214,7 @@ async fn sentinel_and_primary_over_tls() {
     let url = format!("rediss-sentinel://localhost:{}/0?sentinelServiceName=tls", sentinel.tls_port());
     let backend = connect(&[("REDIS_URL", &url), ("TESSERA_REDIS_CA_FILE", path(&certificates.ca()))]).await.unwrap();
     backend.cache().set_value("tls:sentinel", "primary", None).await.unwrap();
-    assert_eq!(primary.command("EXISTS tls:sentinel"), ":1", "the write reached the primary");
+    assert_eq!(primary.query(&["EXISTS", "tls:sentinel"]), RespReply::Integer(1), "the write reached the primary");
     backend.close().await;
 
     // The sentinel's certificate is checked as well: a wrong CA fails there.
@@ -221,14 +223,6 @@ async fn sentinel_and_primary_over_tls() {
     let error = result.expect_err("the sentinel's certificate is not trusted");
     assert!(error.to_string().contains("TLS certificate problem"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
-}
-
-/// The binary with a clean environment and a working directory without `configs/`.
-fn tessera(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(required_env("TESSERA_TEST_BIN"));
-    command.env_clear().current_dir(std::env::temp_dir()).envs(env.iter().copied()).kill_on_drop(true);
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command
 }
 
 #[tokio::test]

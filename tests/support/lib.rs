@@ -17,7 +17,7 @@ mod resp;
 mod tls;
 
 pub use http::{HttpResponse, get, get_on, raw_status, send};
-pub use process::ServerProcess;
+pub use process::{ServerProcess, tessera_command};
 pub use redis::{ClientCertificates, PrivateRedis, ServerTls, free_port, required_env, test_redis_url};
 pub use resp::RespReply;
 pub use tls::{CertificateFiles, TestCertificates};

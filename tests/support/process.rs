@@ -95,3 +95,15 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The built `tessera` binary (`TESSERA_TEST_BIN`) with a clean environment plus `env`, a
+/// working directory without `configs/`, output captured, killed when dropped.
+pub fn tessera_command(env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(crate::required_env("TESSERA_TEST_BIN"));
+    command.env_clear().current_dir(std::env::temp_dir()).envs(env.iter().copied()).kill_on_drop(true);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}

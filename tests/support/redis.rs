@@ -108,9 +108,9 @@ impl PrivateRedis {
         );
         args.push(free_port().to_string().into());
         let redis = Self::launch_with(false, args, true);
-        assert_eq!(redis.command("CLUSTER ADDSLOTSRANGE 0 16383"), "+OK");
+        assert_eq!(redis.query(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), crate::RespReply::Simple("OK".into()));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !redis.info_command("CLUSTER INFO").contains("cluster_state:ok") {
+        while !redis.query(&["CLUSTER", "INFO"]).text().contains("cluster_state:ok") {
             assert!(Instant::now() < deadline, "the one-node cluster did not reach cluster_state:ok within 10 s");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -144,7 +144,7 @@ impl PrivateRedis {
         };
         redis.restart();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !redis.info_command(format!("SENTINEL MASTER {service}")).starts_with('*') {
+        while !matches!(redis.query(&["SENTINEL", "MASTER", service]), crate::RespReply::Array(Some(_))) {
             assert!(Instant::now() < deadline, "the sentinel did not report on {service} within 10 s");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -211,51 +211,7 @@ impl PrivateRedis {
     }
 
     fn info(&self, section: &str) -> String {
-        self.info_command(format!("INFO {section}"))
-    }
-
-    /// Sends a command answered with a bulk string (INFO, CLUSTER INFO) or an array of them
-    /// (flattened, one per line, good enough to search) on the plaintext port.
-    fn info_command(&self, command: impl AsRef<str>) -> String {
-        let command = command.as_ref();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        stream.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        if command.starts_with("SENTINEL") {
-            // An array reply: read what arrives in one go, enough to look for a word in it.
-            let mut chunk = [0_u8; 4096];
-            let read = stream.read(&mut chunk).unwrap();
-            return String::from_utf8_lossy(&chunk[..read]).into_owned();
-        }
-        // A bulk string: `$<length>\r\n<payload>\r\n`.
-        let mut reply = Vec::new();
-        let mut chunk = [0_u8; 4096];
-        loop {
-            let read = stream.read(&mut chunk).unwrap();
-            assert!(read > 0, "redis closed the connection during INFO");
-            reply.extend_from_slice(&chunk[..read]);
-            let Some(header_end) = reply.windows(2).position(|pair| pair == b"\r\n") else { continue };
-            let length: usize = String::from_utf8_lossy(&reply[1..header_end]).parse().unwrap();
-            if reply.len() >= header_end + 2 + length + 2 {
-                return String::from_utf8_lossy(&reply[header_end + 2..header_end + 2 + length]).into_owned();
-            }
-        }
-    }
-
-    /// Sends one inline command (`FLUSHALL`, `CLIENT KILL TYPE normal`…) on a connection of
-    /// its own and returns the first line of the reply (`+OK`, `:2`…).
-    pub fn command(&self, command: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        stream.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        let mut reply = Vec::new();
-        let mut byte = [0_u8; 1];
-        while !reply.ends_with(b"\r\n") {
-            let read = stream.read(&mut byte).unwrap();
-            assert!(read > 0, "redis closed the connection during {command}");
-            reply.push(byte[0]);
-        }
-        String::from_utf8_lossy(&reply[..reply.len() - 2]).into_owned()
+        self.query(&["INFO", section]).text()
     }
 
     /// Sends one command (arguments as separate strings, so binary-safe) on a connection of

@@ -14,26 +14,10 @@ pub(crate) fn issued(user_id: &UserId, session_id: &SessionId) {
     tracing::info!(target: "tessera::audit", event = "issue", user_id = %user_id, session_id = session_id.as_str());
 }
 
-/// A session's holder logged out (`POST /api/logout`).
-pub(crate) fn logged_out(user_id: &UserId, session_id: &SessionId, removed: bool) {
-    tracing::info!(
-        target: "tessera::audit",
-        event = "logout",
-        user_id = %user_id,
-        session_id = session_id.as_str(),
-        removed
-    );
-}
-
-/// One session revoked by an internal caller.
-pub(crate) fn revoked(user_id: &UserId, session_id: &SessionId, removed: bool) {
-    tracing::info!(
-        target: "tessera::audit",
-        event = "revoke",
-        user_id = %user_id,
-        session_id = session_id.as_str(),
-        removed
-    );
+/// A session ended by its holder (`logout`, `POST /api/logout`) or by an internal caller
+/// (`revoke`); `removed` is false when it was already gone.
+pub(crate) fn session_ended(event: &'static str, user_id: &UserId, session_id: &SessionId, removed: bool) {
+    tracing::info!(target: "tessera::audit", event, user_id = %user_id, session_id = session_id.as_str(), removed);
 }
 
 /// Every session of a user revoked by an internal caller.

@@ -86,7 +86,7 @@ pub(crate) fn me(request: &Request<Incoming>) -> Result<Response<Body>, ApiError
 pub(crate) async fn logout(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let principal = principal(request)?;
     let removed = state.auth.logout(principal.token().expose()).await?;
-    audit::logged_out(principal.user_id(), &principal.session_id(), removed);
+    audit::session_ended("logout", principal.user_id(), &principal.session_id(), removed);
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -161,7 +161,7 @@ pub(crate) async fn revoke_session(
     session_id: &SessionId,
 ) -> Result<Response<Body>, ApiError> {
     let removed = state.auth.revoke_session(user_id, session_id).await?;
-    audit::revoked(user_id, session_id, removed);
+    audit::session_ended("revoke", user_id, session_id, removed);
     if removed { Ok(response::empty(StatusCode::NO_CONTENT)) } else { Err(ApiError::NotFound) }
 }
 
