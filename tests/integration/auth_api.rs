@@ -586,7 +586,10 @@ fn calls(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
 #[tokio::test]
 async fn a_valid_token_costs_one_command_on_standalone() {
     let redis = PrivateRedis::start();
-    let app = spawn_app(&[("REDIS_URL", &redis.url()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)]).await;
+    let pairs = [("REDIS_URL", redis.url()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY.to_owned())];
+    let mut pairs: Vec<(&str, &str)> = pairs.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    pairs.push(("TESSERA_NEAR_CACHE", "off"));
+    let app = spawn_app(&pairs).await;
     let (token, _) = issue(&app, r#"{"user_id":8}"#).await;
     let before = redis.command_calls();
     assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
@@ -606,20 +609,45 @@ async fn a_valid_token_costs_one_command_on_standalone() {
     app.stop().await;
 }
 
-/// Store round trips per valid verification, from the app's own metrics: one script call on
-/// standalone, GET + LPOS where scripts cannot run (the two keys are in different slots of a
-/// cluster; the embedded store runs no Lua).
-async fn round_trips_per_verification(backend: &str) {
-    let app = app_on(backend, &[]).await;
-    let (token, _) = issue(&app, r#"{"user_id":"trips"}"#).await;
-    verify(&app, &[("authorization", &bearer(&token))]).await;
-    let before = store_operations(&app).await;
+/// With the near cache on (the default on Redis 7), a token verified before costs Redis
+/// nothing: INFO commandstats shows no command for ten more verifications.
+#[tokio::test]
+async fn a_token_verified_before_costs_no_command_with_the_near_cache() {
+    let redis = PrivateRedis::start();
+    let app = spawn_app(&[("REDIS_URL", &redis.url()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)]).await;
+    let (token, _) = issue(&app, r#"{"user_id":9}"#).await;
+    assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
+    let before = redis.command_calls();
     for _ in 0..10 {
         assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
     }
-    let expected = if backend == "standalone" { 1 } else { 2 };
-    assert_eq!(store_operations(&app).await - before, 10 * expected, "{backend}");
+    // The near cache's own heartbeat (PEXPIRE of its canaries) is not a verification.
+    let spent: Vec<_> =
+        calls_between(&before, &redis.command_calls()).into_iter().filter(|(name, _)| name != "pexpire").collect();
+    assert_eq!(spent, calls(&[]), "ten verifications answered from memory");
     app.stop().await;
+}
+
+/// Store operations per valid verification, from the app's own metrics, with the near cache
+/// off: one script call on standalone; where scripts cannot run (a cluster: the two keys are
+/// in different slots; the embedded store), one pipelined GET + LPOS once the token's user is
+/// known. With the near cache on (Redis only): none.
+async fn round_trips_per_verification(backend: &str) {
+    for near_cache in ["off", "on"] {
+        if backend == "embedded" && near_cache == "on" {
+            continue;
+        }
+        let app = app_on(backend, &[("TESSERA_NEAR_CACHE", near_cache)]).await;
+        let (token, _) = issue(&app, r#"{"user_id":"trips"}"#).await;
+        verify(&app, &[("authorization", &bearer(&token))]).await;
+        let before = store_operations(&app).await;
+        for _ in 0..10 {
+            assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
+        }
+        let expected = if near_cache == "on" { 0 } else { 1 };
+        assert_eq!(store_operations(&app).await - before, 10 * expected, "{backend}, near cache {near_cache}");
+        app.stop().await;
+    }
 }
 
 /// What the verification script must get right: a user id beyond 2^53, a decoy `user_id` in a

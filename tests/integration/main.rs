@@ -11,5 +11,6 @@ mod get_or_load;
 mod infra_lifecycle;
 mod near_cache;
 mod redis_tls;
+mod revocation;
 mod server;
 mod tokens;

@@ -18,7 +18,9 @@ use crate::{
 
 /// Operations that change nothing. Every other operation invalidates its key in the near cache
 /// when it returns (successful or not: a timed-out write may still have been applied).
-const READ_ONLY_OPERATIONS: [&str; 11] = [
+const READ_ONLY_OPERATIONS: [&str; 13] = [
+    "list_contains",
+    "get_value_and_list_contains",
     "get_value",
     "get_hash",
     "get_hash_all",
@@ -633,9 +635,103 @@ impl CacheClient {
         .await
     }
 
-    /// LRANGE 0 -1: the whole list; empty when missing.
+    /// LRANGE 0 -1: the whole list; empty when missing. Answered by the near cache when there
+    /// is one.
     pub async fn get_list(&self, name: &str) -> Result<Vec<String>, CacheError> {
-        self.list_range(name, 0, -1).await
+        match &self.inner.near {
+            Some(near) => Ok(self.near_list(near, &self.key(name)).await?.to_vec()),
+            None => self.list_range(name, 0, -1).await,
+        }
+    }
+
+    /// Whether the list `name` holds `element`: LPOS, or the near cache's copy of the list.
+    pub async fn list_contains(&self, name: &str, element: &str) -> Result<bool, CacheError> {
+        let name = self.key(name);
+        let found = match &self.inner.near {
+            Some(near) => self.near_list(near, &name).await?.iter().any(|item| item == element),
+            None => self
+                .call(
+                    "list_contains",
+                    &name,
+                    async |pool| redis::list_position(pool, &name, element).await,
+                    |store| store.list_position(&name, element),
+                )
+                .await?
+                .is_some(),
+        };
+        self.inner.metrics.record_read(found);
+        Ok(found)
+    }
+
+    /// The string `key` and whether the list `list` holds `element`, in one round trip at most:
+    /// from the near cache (reading only what it lacks, GET and LRANGE pipelined), or GET and
+    /// LPOS pipelined without a script. The embedded store answers both at once. A wrong type
+    /// under either key is a [`crate::CacheErrorKind::WrongType`] error (ask separately to tell
+    /// which).
+    pub async fn get_value_and_list_contains(
+        &self,
+        key: &str,
+        list: &str,
+        element: &str,
+    ) -> Result<(Option<String>, bool), CacheError> {
+        let (key, list) = (self.key(key), self.key(list));
+        let (value, listed) = match &self.inner.near {
+            Some(near) => match (near.lookup(&key), near.lookup_list(&list)) {
+                (Some(value), Some(items)) => (value, items.iter().any(|item| item == element)),
+                (Some(value), None) => {
+                    (value, self.near_list_read(near, &list).await?.iter().any(|item| item == element))
+                }
+                (None, cached_list) => {
+                    let (value, items) = self
+                        .call_refusing(
+                            "get_value_and_list_contains",
+                            &key,
+                            async |pool| match &cached_list {
+                                Some(items) => Ok((near.read_through(pool, &key).await?, Arc::clone(items))),
+                                None => near.read_text_and_list_through(pool, &key, &list).await,
+                            },
+                            |store| -> Result<_, TextReadFailure> {
+                                Ok((store.get(&key)?, store.list_range(&list, 0, -1)?.into()))
+                            },
+                        )
+                        .await?;
+                    (value, items.iter().any(|item| item == element))
+                }
+            },
+            None => {
+                let (value, position) = self
+                    .call_refusing(
+                        "get_value_and_list_contains",
+                        &key,
+                        async |pool| redis::get_and_list_position(pool, &key, &list, element).await,
+                        |store| -> Result<_, TextReadFailure> {
+                            Ok((store.get(&key)?, store.list_position(&list, element)?))
+                        },
+                    )
+                    .await?;
+                (value, position.is_some())
+            }
+        };
+        self.inner.metrics.record_read(value.is_some());
+        Ok((value, listed))
+    }
+
+    /// The list from the near cache, or read through it.
+    async fn near_list(&self, near: &NearCache, name: &str) -> Result<Arc<[String]>, CacheError> {
+        match near.lookup_list(name) {
+            Some(items) => Ok(items),
+            None => self.near_list_read(near, name).await,
+        }
+    }
+
+    async fn near_list_read(&self, near: &NearCache, name: &str) -> Result<Arc<[String]>, CacheError> {
+        self.call(
+            "list_contains",
+            name,
+            async |pool| near.read_list_through(pool, name).await,
+            |store| Ok(store.list_range(name, 0, -1)?.into()),
+        )
+        .await
     }
 
     /// LRANGE with Redis's index rules (negative indices count from the tail, inclusive ends).

@@ -34,7 +34,7 @@ use std::{
 use fred::{
     clients::{Client, Pool},
     error::Error as FredError,
-    interfaces::{ClientLike, ClusterInterface, EventInterface, KeysInterface, TrackingInterface},
+    interfaces::{ClientLike, ClusterInterface, EventInterface, KeysInterface, ListInterface, TrackingInterface},
     types::{InfoKind, config::Server},
 };
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle, time::Instant};
@@ -88,9 +88,26 @@ pub enum NearCacheError {
     Tracking { connection: usize, reason: String },
 }
 
+/// What an entry holds: a string key's value (or its absence: a tracked miss), or a whole list
+/// (LRANGE 0 -1; empty when the key is missing).
+#[derive(Clone, Debug)]
+pub(crate) enum NearValue {
+    Text(Option<Arc<str>>),
+    List(Arc<[String]>),
+}
+
+impl NearValue {
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Text(value) => value.as_deref().map_or(0, str::len),
+            Self::List(items) => items.iter().map(|item| item.len() + 24).sum(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct NearEntry {
-    value: Option<Arc<str>>,
+    value: NearValue,
     connection: usize,
     epoch: u64,
     lifetime: Duration,
@@ -246,30 +263,43 @@ impl NearCache {
         state.trusted.load(Ordering::Acquire) && silence <= millis(self.settings.max_silence)
     }
 
-    /// What L1 may serve for `key` now, without counting.
+    /// What L1 may serve for the string key `key` now, without counting.
     pub(crate) fn peek(&self, key: &str) -> Option<Option<String>> {
-        self.servable(key).map(|value| value.map(|value| value.to_string()))
+        match self.servable(key)? {
+            NearValue::Text(value) => Some(value.map(|value| value.to_string())),
+            NearValue::List(_) => None,
+        }
     }
 
-    fn servable(&self, key: &str) -> Option<Option<Arc<str>>> {
+    fn servable(&self, key: &str) -> Option<NearValue> {
         self.entries.get(key).and_then(|entry| {
             let state = &self.connections[entry.connection];
             (entry.epoch == state.epoch.load(Ordering::Acquire) && self.serves(state)).then_some(entry.value)
         })
     }
 
-    /// The cached answer for `key` (which may be "missing"), or `None` when L1 cannot answer.
+    fn counted<T>(&self, found: Option<T>) -> Option<T> {
+        self.metrics.count(if found.is_some() { CacheEvent::NearHit } else { CacheEvent::NearMiss });
+        found
+    }
+
+    /// The cached value of the string key `key` (which may be "missing"), or `None` when L1
+    /// cannot answer.
     pub(crate) fn lookup(&self, key: &str) -> Option<Option<String>> {
-        match self.servable(key) {
-            Some(value) => {
-                self.metrics.count(CacheEvent::NearHit);
-                Some(value.map(|value| value.to_string()))
-            }
-            None => {
-                self.metrics.count(CacheEvent::NearMiss);
-                None
-            }
-        }
+        let found = match self.servable(key) {
+            Some(NearValue::Text(value)) => Some(value.map(|value| value.to_string())),
+            _ => None,
+        };
+        self.counted(found)
+    }
+
+    /// The cached items of the list `key`, or `None` when L1 cannot answer.
+    pub(crate) fn lookup_list(&self, key: &str) -> Option<Arc<[String]>> {
+        let found = match self.servable(key) {
+            Some(NearValue::List(items)) => Some(items),
+            _ => None,
+        };
+        self.counted(found)
     }
 
     /// A ticket for a read of `key` on `connection`; `None` when that connection's answers
@@ -288,38 +318,91 @@ impl NearCache {
     /// answer cached if no invalidation or flush happened meanwhile.
     pub(crate) async fn read_through(&self, pool: &Pool, key: &str) -> Result<Option<String>, FredError> {
         let connection = self.connection_for(key);
+        self.check_answering(connection)?;
         let client = &pool.clients()[connection];
         let ticket = self.ticket(connection, key);
         let pipeline = client.pipeline();
         let () = pipeline.get(key).await?;
         let () = pipeline.pttl(key).await?;
         let (value, pttl): (Option<String>, i64) = pipeline.all().await?;
-        if let Some(ticket) = ticket {
-            let delay = self.insert_delay_micros.load(Ordering::Relaxed);
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_micros(delay)).await;
-            }
-            self.insert(ticket, key, value.as_deref(), pttl);
-        }
+        self.delay_insert().await;
+        self.insert(ticket, key, NearValue::Text(value.as_deref().map(Arc::from)), pttl);
         Ok(value)
     }
 
-    fn insert(&self, ticket: InsertTicket, key: &str, value: Option<&str>, pttl: i64) {
+    /// LRANGE 0 -1 + PTTL of the list `key`, like [`Self::read_through`].
+    pub(crate) async fn read_list_through(&self, pool: &Pool, key: &str) -> Result<Arc<[String]>, FredError> {
+        let connection = self.connection_for(key);
+        self.check_answering(connection)?;
+        let ticket = self.ticket(connection, key);
+        let pipeline = pool.clients()[connection].pipeline();
+        let () = pipeline.lrange(key, 0, -1).await?;
+        let () = pipeline.pttl(key).await?;
+        let (items, pttl): (Vec<String>, i64) = pipeline.all().await?;
+        let items: Arc<[String]> = items.into();
+        self.delay_insert().await;
+        self.insert(ticket, key, NearValue::List(Arc::clone(&items)), pttl);
+        Ok(items)
+    }
+
+    /// The string `key` and the whole list `list` in one round trip (GET, PTTL, LRANGE, PTTL
+    /// pipelined on the connection that tracks `key`; in a cluster the pipeline may span
+    /// nodes of that one client, all tracked), each cached under its own ticket.
+    pub(crate) async fn read_text_and_list_through(
+        &self,
+        pool: &Pool,
+        key: &str,
+        list: &str,
+    ) -> Result<(Option<String>, Arc<[String]>), FredError> {
+        let connection = self.connection_for(key);
+        self.check_answering(connection)?;
+        let text_ticket = self.ticket(connection, key);
+        let list_ticket = self.ticket(connection, list);
+        let pipeline = pool.clients()[connection].pipeline();
+        let () = pipeline.get(key).await?;
+        let () = pipeline.pttl(key).await?;
+        let () = pipeline.lrange(list, 0, -1).await?;
+        let () = pipeline.pttl(list).await?;
+        let (value, value_pttl, items, list_pttl): (Option<String>, i64, Vec<String>, i64) = pipeline.all().await?;
+        let items: Arc<[String]> = items.into();
+        self.delay_insert().await;
+        self.insert(text_ticket, key, NearValue::Text(value.as_deref().map(Arc::from)), value_pttl);
+        self.insert(list_ticket, list, NearValue::List(Arc::clone(&items)), list_pttl);
+        Ok((value, items))
+    }
+
+    /// Fails at once, without waiting for the command timeout, when the connection has not
+    /// answered a heartbeat for `max_silence`: Redis is frozen or the socket half-open, and a
+    /// read would only wait to fail (fail closed, fast).
+    fn check_answering(&self, connection: usize) -> Result<(), FredError> {
+        let last = self.connections[connection].last_alive_ms.load(Ordering::Acquire);
+        if self.now_ms().saturating_sub(last) > millis(self.settings.max_silence) {
+            return Err(FredError::new(
+                fred::error::ErrorKind::Timeout,
+                "the redis connection has not answered its heartbeat within max_silence",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn delay_insert(&self) {
+        let delay = self.insert_delay_micros.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
+        }
+    }
+
+    fn insert(&self, ticket: Option<InsertTicket>, key: &str, value: NearValue, pttl: i64) {
+        let Some(ticket) = ticket else { return };
         let lifetime = match u64::try_from(pttl) {
             Ok(0) => return,
             Ok(left) => Duration::from_millis(left).min(self.settings.max_ttl),
             // -1: no TTL; -2: missing (a tracked miss): the cap alone bounds the entry.
             Err(_) => self.settings.max_ttl,
         };
-        let weight = key.len() + value.map_or(0, str::len) + ENTRY_OVERHEAD_BYTES;
+        let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
-        let entry = NearEntry {
-            value: value.map(Arc::from),
-            connection: ticket.connection,
-            epoch: ticket.epoch,
-            lifetime,
-            weight,
-        };
+        let entry = NearEntry { value, connection: ticket.connection, epoch: ticket.epoch, lifetime, weight };
         let generation = self.stripe(key);
         let state = &self.connections[ticket.connection];
         if *generation != ticket.generation

@@ -142,6 +142,20 @@ pub(crate) async fn list_position(pool: &Pool, name: &str, value: &str) -> Resul
     pool.lpos(name, value, None, None, None).await
 }
 
+/// GET `key` and LPOS `list` `element`, pipelined on one connection: one round trip without a
+/// script (in a cluster the two commands may go to two nodes of that client, still in parallel).
+pub(crate) async fn get_and_list_position(
+    pool: &Pool,
+    key: &str,
+    list: &str,
+    element: &str,
+) -> Result<(Option<String>, Option<u64>), FredError> {
+    let pipeline = pool.next().pipeline();
+    let () = pipeline.get(key).await?;
+    let () = pipeline.lpos(list, element, None, None, None).await?;
+    pipeline.all().await
+}
+
 pub(crate) async fn list_remove(pool: &Pool, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
     pool.lrem(name, count, value).await
 }

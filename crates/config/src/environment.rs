@@ -63,6 +63,9 @@ pub const SETTINGS: &[SettingName] = &[
     setting("log", "TESSERA_LOG", ValueKind::Text),
     setting("token_format", "TESSERA_TOKEN_FORMAT", ValueKind::Text),
     setting("token_storage", "TESSERA_TOKEN_STORAGE", ValueKind::Text),
+    setting("near_cache", "TESSERA_NEAR_CACHE", ValueKind::Text),
+    setting("near_cache_ttl_ms", "TESSERA_NEAR_CACHE_TTL_MS", ValueKind::Number),
+    setting("near_cache_max_bytes", "TESSERA_NEAR_CACHE_MAX_BYTES", ValueKind::Number),
 ];
 
 /// The settings key an environment-style name feeds, if it is one of ours.

@@ -132,6 +132,28 @@ pub enum TokenStorage {
     Migrate,
 }
 
+/// `TESSERA_NEAR_CACHE`: whether verifications (and the toolkit's reads) go through the
+/// in-process near cache kept coherent by Redis client tracking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NearCacheMode {
+    /// Not set: on when the store is Redis 7.0 or newer, off otherwise (with a warning).
+    Auto,
+    /// On; start-up fails when the store is a Redis too old to support it.
+    On,
+    Off,
+}
+
+/// The near cache: `TESSERA_NEAR_CACHE`, `TESSERA_NEAR_CACHE_TTL_MS`,
+/// `TESSERA_NEAR_CACHE_MAX_BYTES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NearCacheConfig {
+    pub mode: NearCacheMode,
+    /// How long a verdict (any entry) may be kept at most.
+    pub max_ttl: Duration,
+    /// Memory bound for keys and values.
+    pub max_bytes: u64,
+}
+
 /// The HTTP face: which paths skip auth, which metadata fields become forward-auth headers,
 /// and the size limits.
 #[derive(Clone, Debug)]
@@ -151,6 +173,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub store: StoreKind,
     pub redis: RedisSettings,
+    pub near_cache: NearCacheConfig,
     pub access_token_ttl: Duration,
     /// Put in front of every key (a namespace); empty keeps the Python system's keys.
     pub key_prefix: String,
@@ -268,6 +291,9 @@ struct RawSettings {
     log: String,
     token_format: String,
     token_storage: String,
+    near_cache: Option<String>,
+    near_cache_ttl_ms: u64,
+    near_cache_max_bytes: u64,
 }
 
 impl Default for RawSettings {
@@ -304,6 +330,9 @@ impl Default for RawSettings {
             log: "info".to_owned(),
             token_format: "v1".to_owned(),
             token_storage: "plain".to_owned(),
+            near_cache: None,
+            near_cache_ttl_ms: 30_000,
+            near_cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -361,6 +390,7 @@ impl Validator<'_> {
             listen,
             store,
             redis,
+            near_cache: self.near_cache(&raw)?,
             access_token_ttl: Duration::from_secs(u64::from(raw.access_token_expire_minutes) * 60),
             key_prefix: raw.key_prefix,
             slow_operation: self.positive_millis("slow_operation_ms", raw.slow_operation_ms)?,
@@ -527,6 +557,26 @@ impl Validator<'_> {
             forward_headers,
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
+        })
+    }
+
+    fn near_cache(&self, raw: &RawSettings) -> Result<NearCacheConfig, ConfigError> {
+        let mode = match raw.near_cache.as_deref().map(|text| text.trim().to_ascii_lowercase()) {
+            None => NearCacheMode::Auto,
+            Some(text) if text.is_empty() || text == "auto" => NearCacheMode::Auto,
+            Some(text) if text == "on" => NearCacheMode::On,
+            Some(text) if text == "off" => NearCacheMode::Off,
+            Some(other) => {
+                return Err(self.error("near_cache", format!("unknown value `{other}`, expected `on` or `off`")));
+            }
+        };
+        if raw.near_cache_max_bytes < 1024 {
+            return Err(self.error("near_cache_max_bytes", "must be at least 1024 bytes".to_owned()));
+        }
+        Ok(NearCacheConfig {
+            mode,
+            max_ttl: self.positive_millis("near_cache_ttl_ms", raw.near_cache_ttl_ms)?,
+            max_bytes: raw.near_cache_max_bytes,
         })
     }
 

@@ -47,7 +47,15 @@ pub struct CacheDao {
     storage: TokenStorage,
     /// `{prefix}token_list:`, built once: the verification script completes it with the user id.
     list_head: std::sync::Arc<str>,
+    /// Stored entry → its user, for entries seen verified. A token's user never changes, so
+    /// this needs no invalidation; what it saves is learning the list key before reading the
+    /// token, so both are read in one round trip (every answer is still checked against the
+    /// `user_id` the token key holds).
+    known_users: moka::sync::Cache<String, UserId>,
 }
+
+/// How many entries' users [`CacheDao`] remembers (about 100 bytes each).
+const KNOWN_USERS: u64 = 100_000;
 
 impl CacheDao {
     /// Plain storage: the Python system's key space.
@@ -57,7 +65,8 @@ impl CacheDao {
 
     pub fn with_storage(cache: CacheClient, storage: TokenStorage) -> Self {
         let list_head = format!("{}{}", cache.key_prefix().as_str(), keys::TOKEN_LIST).into();
-        Self { cache, storage, list_head }
+        let known_users = moka::sync::Cache::new(KNOWN_USERS);
+        Self { cache, storage, list_head, known_users }
     }
 
     pub fn cache(&self) -> &CacheClient {
@@ -100,7 +109,7 @@ impl CacheDao {
 
     /// LPOS: whether `entry` is in the user's list, without fetching the list.
     pub(crate) async fn is_listed(&self, user_id: &UserId, entry: &StoredEntry) -> Result<bool, CacheError> {
-        Ok(self.cache.list_position(&keys::token_list(user_id), entry.as_str()).await?.is_some())
+        self.cache.list_contains(&keys::token_list(user_id), entry.as_str()).await
     }
 
     /// The user's list entries, newest first.

@@ -79,8 +79,10 @@ impl CacheDao {
 
     /// [`Self::membership`] of one stored form.
     pub(crate) async fn entry_membership(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
-        if !self.cache.runs_scripts() {
-            return self.membership_in_two_steps(entry).await;
+        // The near cache tracks only keys a command names: the script's list key, built from
+        // ARGV, is not tracked before Redis 7.2, so cached verdicts come from plain reads.
+        if self.cache.near_cache_enabled() || !self.cache.runs_scripts() {
+            return self.membership_by_reads(entry).await;
         }
         let stored = entry.as_str();
         let reply = match self.cache.run_script(&VERIFY, &[&keys::token(stored)], &[stored, &self.list_head]).await {
@@ -116,6 +118,41 @@ impl CacheDao {
             _ => self.is_listed_or_not_a_list(&record, entry).await?,
         };
         Ok(Membership::Found { record, listed })
+    }
+
+    /// GET `token:{entry}` and the membership in `token_list:{user}` together (one round trip,
+    /// or none from the near cache) when the entry's user is known from an earlier
+    /// verification; otherwise in two steps, after which the user is known.
+    async fn membership_by_reads(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
+        if let Some(user_id) = self.known_users.get(entry.as_str()) {
+            let token_key = keys::token(entry.as_str());
+            let list_key = keys::token_list(&user_id);
+            match self.cache.get_value_and_list_contains(&token_key, &list_key, entry.as_str()).await {
+                Ok((None, _)) => return Ok(Membership::Missing),
+                Ok((Some(value), listed)) => {
+                    let record = match TokenRecord::decode(value) {
+                        Ok(record) => record,
+                        Err(corrupt) => return Ok(Membership::Corrupt(corrupt)),
+                    };
+                    let listed = if record.user_id() == &user_id {
+                        listed
+                    } else {
+                        // Not what was remembered (a rewritten key): ask the right list.
+                        self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
+                        self.is_listed_or_not_a_list(&record, entry).await?
+                    };
+                    return Ok(Membership::Found { record, listed });
+                }
+                // One of the keys holds another type: the two steps tell which.
+                Err(error) if error.kind() == CacheErrorKind::WrongType => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let membership = self.membership_in_two_steps(entry).await?;
+        if let Membership::Found { record, .. } = &membership {
+            self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
+        }
+        Ok(membership)
     }
 
     async fn membership_in_two_steps(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use fred::{clients::Pool, interfaces::ClientLike, types::ConnectHandle};
 
-use cache_toolkit::{CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
-use config::{RedisSettings, RedisTarget, Settings, StoreKind};
+use cache_toolkit::{CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, NearCacheSettings};
+use config::{NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, Settings, StoreKind};
 
 /// Why the backend could not be built, reached or closed. Texts name `host:port`, never a password.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,12 @@ pub enum InfraError {
     Connect { topology: &'static str, addresses: String, reason: String },
     #[error("cannot reset the redis connections to {addresses}: {reason}")]
     Reset { addresses: String, reason: String },
+    #[error("{0}")]
+    NearCache(#[from] cache_toolkit::NearCacheError),
+    #[error(
+        "invalid setting TESSERA_NEAR_CACHE: `on`, but the store ({store}) cannot run a near cache (it needs Redis 7.0 or newer)"
+    )]
+    NearCacheUnsupported { store: String },
 }
 
 /// A ready store: the cache handle plus whatever must be closed at the end.
@@ -60,9 +66,37 @@ impl Backend {
             slow_threshold: settings.slow_operation,
         };
         match settings.store {
-            StoreKind::Redis => Self::connect_redis(&settings.redis, options).await,
+            StoreKind::Redis => {
+                let mut backend = Self::connect_redis(&settings.redis, options).await?;
+                if let Err(error) = backend.start_near_cache(&settings.near_cache).await {
+                    backend.close().await;
+                    return Err(error);
+                }
+                Ok(backend)
+            }
             StoreKind::Embedded => Ok(Self::embedded(options)),
         }
+    }
+
+    /// Puts the near cache in front of Redis as `TESSERA_NEAR_CACHE` asks: `auto` turns it on
+    /// where Redis supports it (7.0+) and warns otherwise; `on` makes an old Redis an error.
+    pub async fn start_near_cache(&mut self, config: &NearCacheConfig) -> Result<(), InfraError> {
+        if config.mode == NearCacheMode::Off || self.is_embedded() {
+            return Ok(());
+        }
+        let settings =
+            NearCacheSettings { max_bytes: config.max_bytes, max_ttl: config.max_ttl, ..NearCacheSettings::default() };
+        let cache = self.cache.with_near_cache(settings).await?;
+        if config.mode == NearCacheMode::On && !cache.near_cache_enabled() {
+            return Err(InfraError::NearCacheUnsupported { store: self.describe() });
+        }
+        tracing::info!(
+            enabled = cache.near_cache_enabled(),
+            max_ttl_ms = config.max_ttl.as_millis() as u64,
+            "near cache"
+        );
+        self.cache = cache;
+        Ok(())
     }
 
     /// A fresh in-process store.

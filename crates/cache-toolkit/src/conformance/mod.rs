@@ -60,6 +60,30 @@ async fn redis_with_pool(variable: &str) -> (CacheClient, fred::clients::Pool) {
     (CacheClient::new(CacheStore::Redis(pool.clone()), unique_options()), pool)
 }
 
+/// A pooled client with the near cache in front (RESP3, as `infra` builds it): every case must
+/// pass through it unchanged, which shows it never answers what Redis would not.
+async fn near(variable: &str) -> CacheClient {
+    let url = std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the tests with `cargo xtask test` (it starts private Redis servers)")
+    });
+    let mut config = Config::from_url(&url).unwrap_or_else(|error| panic!("{variable}={url}: {error}"));
+    config.version = fred::types::RespVersion::RESP3;
+    let pool = Builder::from_config(config)
+        .with_connection_config(|connection| connection.connection_timeout = Duration::from_secs(2))
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = Duration::from_secs(5);
+            performance.broadcast_channel_capacity = 4_096;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+        .build_pool(2)
+        .unwrap();
+    pool.init().await.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
+    let cache = CacheClient::new(CacheStore::Redis(pool), unique_options());
+    let cache = cache.with_near_cache(crate::NearCacheSettings::default()).await.unwrap();
+    assert!(cache.near_cache_enabled());
+    cache
+}
+
 /// Lock scripts are sent by EVALSHA; after Redis forgets them (restart, SCRIPT FLUSH) the
 /// NOSCRIPT reply must lead to a reload, not to a failed release.
 async fn lock_scripts_survive_a_script_flush(variable: &str) {
@@ -120,6 +144,12 @@ macro_rules! conformance_suite {
         mod sentinel {
             $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
         }
+        mod standalone_near_cache {
+            $(#[tokio::test] async fn $case() { super::$case(super::near("TESSERA_TEST_REDIS_URL").await).await; })*
+        }
+        mod cluster_near_cache {
+            $(#[tokio::test] async fn $case() { super::$case(super::near("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+        }
     };
 }
 
@@ -144,6 +174,7 @@ conformance_suite!(
     lists_position,
     lists_remove_positive_negative_and_zero_counts,
     lists_trim,
+    lists_contains_and_value_with_membership,
     lock_contention_loses_no_update,
     lock_expired_cannot_be_released_by_its_old_holder,
     lock_wrong_identifier_cannot_release_or_extend,
