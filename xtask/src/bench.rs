@@ -3,8 +3,10 @@
 //! standalone Redis (no persistence) owned by this run, runs the toolkit micro-benchmark
 //! against it, seeds 10,000 users through Tessera's own code, and then measures
 //! `GET /auth/verify` under wrk, the rows interleaved round by round: the ceiling (bare
-//! hyper), the naive port, tessera on Redis and on the embedded store, tessera under
-//! invalid- and malformed-token floods, and redis-benchmark GET as the Redis limit.
+//! hyper), the naive port with fred's defaults and with a 1 s command timeout, tessera on
+//! Redis with the near cache off and on and on the embedded store, tessera under invalid- and
+//! malformed-token floods, and redis-benchmark GET as the Redis limit. Then it measures how
+//! fast a revocation reaches a second tessera instance that had the token in its near cache.
 //!
 //! Prints the table, writes `target/bench/latest.md` and `latest.json` and, for a full run,
 //! `docs/BENCHMARKS.md`. Exits 0 when it measured (a missed budget is reported, not a
@@ -15,10 +17,12 @@ mod load;
 mod probe;
 mod redis_stats;
 mod report;
+mod revocation;
 mod servers;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -31,6 +35,7 @@ use crate::process;
 use crate::redis::{self, Topology};
 use crate::workspace;
 
+use self::redis_stats::BackgroundCommand;
 use self::redis_stats::RedisCli;
 use self::report::{Load, Machine, Report, Round, RoundTrips, Row, Setup};
 use self::servers::ServerProcess;
@@ -40,6 +45,9 @@ const BENCH_TOPOLOGY: &str = "bench-standalone";
 const USERS: u64 = 10_000;
 /// Sequential requests over which the commands sent to Redis are counted exactly.
 const PROBE_REQUESTS: u64 = 1_000;
+/// How long each server is watched while it serves nothing, to learn the commands it sends on
+/// its own (the near cache's heartbeat runs every 250 ms).
+const IDLE_WATCH: Duration = Duration::from_secs(1);
 const REDIS_BENCHMARK_REQUESTS: u64 = 200_000;
 const SEED_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -50,14 +58,16 @@ struct Plan {
     rounds: usize,
     seconds: u64,
     warmup_seconds: u64,
+    /// Tokens revoked for the revocation-propagation row.
+    revocation_tokens: u64,
 }
 
 impl Plan {
     fn new(quick: bool) -> Plan {
         if quick {
-            Plan { quick, rounds: 3, seconds: 3, warmup_seconds: 1 }
+            Plan { quick, rounds: 3, seconds: 3, warmup_seconds: 1, revocation_tokens: 100 }
         } else {
-            Plan { quick, rounds: 5, seconds: 10, warmup_seconds: 2 }
+            Plan { quick, rounds: 5, seconds: 10, warmup_seconds: 2, revocation_tokens: 500 }
         }
     }
 }
@@ -103,9 +113,23 @@ enum Driver {
 
 /// The servers, in the order [`start_servers`] starts them (indexes into its result).
 const CEILING: usize = 0;
-const NAIVE: usize = 1;
-const TESSERA_REDIS: usize = 2;
-const TESSERA_EMBEDDED: usize = 3;
+const NAIVE_DEFAULTS: usize = 1;
+const NAIVE_TIMEOUT: usize = 2;
+const TESSERA_NEAR_OFF: usize = 3;
+const TESSERA_NEAR_ON: usize = 4;
+const TESSERA_EMBEDDED: usize = 5;
+const SERVERS: usize = 6;
+
+/// The store a `tessera` under test runs on.
+#[derive(Debug, Clone, Copy)]
+enum TesseraStore<'a> {
+    /// The benchmark's Redis at `url`, with the near cache on or off (`TESSERA_NEAR_CACHE`).
+    Redis {
+        url: &'a str,
+        near_cache: bool,
+    },
+    Embedded,
+}
 
 fn run(plan: Plan) -> Result<()> {
     let started = Instant::now();
@@ -153,12 +177,18 @@ fn run(plan: Plan) -> Result<()> {
     };
     let mut rows = plan_rows(&dir)?;
     warm_up(&bench, &mut servers, &rows)?;
+    let mut background = Vec::new();
+    for server in &mut servers {
+        background.push(idle_background(&bench, server)?);
+    }
     for (row, driver) in &mut rows {
         if let Driver::Wrk { server, tokens, .. } = driver {
-            row.round_trips = Some(count_round_trips(&bench, &mut servers[*server], row, tokens)?);
+            row.round_trips =
+                Some(count_round_trips(&bench, &mut servers[*server], &background[*server], row, tokens)?);
         }
     }
     measure_rounds(&bench, &mut servers, &mut rows)?;
+    let revocation = measure_revocation(&bench, &binaries, &url, &internal_key, &mut servers, &logs, &registry)?;
 
     let report = Report {
         setup: Setup {
@@ -170,10 +200,12 @@ fn run(plan: Plan) -> Result<()> {
             wrk_threads: load::WRK_THREADS,
             probe_requests: PROBE_REQUESTS,
             redis_benchmark_requests: REDIS_BENCHMARK_REQUESTS,
+            revocation_tokens: plan.revocation_tokens,
         },
         machine: machine(&bench),
         rows: rows.into_iter().map(|(row, _)| row).collect(),
         toolkit,
+        revocation: Some(revocation),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     drop(servers);
@@ -200,8 +232,9 @@ const EMBEDDED_TOKENS: &str = "tokens-embedded.txt";
 const UNKNOWN_TOKENS: &str = "tokens-unknown.txt";
 const MALFORMED_TOKENS: &str = "tokens-malformed.txt";
 
-/// Starts the four servers, each on a free loopback port: the ceiling, the naive port, and
-/// tessera on Redis and on the embedded store.
+/// Starts the six servers, each on a free loopback port: the ceiling, the naive port with
+/// fred's defaults and with a 1 s command timeout, tessera on Redis with the near cache off and
+/// on, and tessera on the embedded store.
 fn start_servers(
     binaries: &Binaries,
     url: &str,
@@ -212,19 +245,24 @@ fn start_servers(
 ) -> Result<Vec<ServerProcess>> {
     eprintln!("xtask: starting the servers");
     let mut ports = vec![redis_port];
-    for _ in 0..4 {
+    for _ in 0..SERVERS {
         ports.push(servers::free_port(&ports)?);
     }
     let ports = &ports[1..];
     let mut ceiling = Command::new(&binaries.ceiling);
     ceiling.args(["--listen", &listen(ports[CEILING])]);
-    let mut naive = Command::new(&binaries.naive);
-    naive.args(["--listen", &listen(ports[NAIVE]), "--redis", url]);
+    let mut naive_defaults = Command::new(&binaries.naive);
+    naive_defaults.args(["--listen", &listen(ports[NAIVE_DEFAULTS]), "--redis", url]);
+    let mut naive_timeout = Command::new(&binaries.naive);
+    naive_timeout.args(["--listen", &listen(ports[NAIVE_TIMEOUT]), "--redis", url, "--command-timeout-ms", "1000"]);
+    let tessera = |port: usize, store| tessera_command(&binaries.tessera, ports[port], store, internal_key);
     let commands = [
         ("ceiling", ceiling),
-        ("naive", naive),
-        ("tessera-redis", tessera_command(&binaries.tessera, ports[TESSERA_REDIS], Some(url), internal_key)),
-        ("tessera-embedded", tessera_command(&binaries.tessera, ports[TESSERA_EMBEDDED], None, internal_key)),
+        ("naive-defaults", naive_defaults),
+        ("naive-timeout", naive_timeout),
+        ("tessera-redis-near-off", tessera(TESSERA_NEAR_OFF, TesseraStore::Redis { url, near_cache: false })),
+        ("tessera-redis-near-on", tessera(TESSERA_NEAR_ON, TesseraStore::Redis { url, near_cache: true })),
+        ("tessera-embedded", tessera(TESSERA_EMBEDDED, TesseraStore::Embedded)),
     ];
     let mut servers = Vec::new();
     for ((name, mut command), port) in commands.into_iter().zip(ports) {
@@ -245,17 +283,28 @@ fn plan_rows(dir: &Path) -> Result<Vec<(Row, Driver)>> {
     let valid = Load::Wrk { valid: true };
     let refused = Load::Wrk { valid: false };
     Ok(vec![
-        (Row::new("ceiling", "ceiling: bare hyper, fixed 200", valid), wrk(CEILING, REDIS_TOKENS)?),
-        (Row::new("naive", "naive port: hyper + fred, GET + serde_json + LRANGE", valid), wrk(NAIVE, REDIS_TOKENS)?),
-        (Row::new("tessera-redis", "tessera, Redis standalone", valid), wrk(TESSERA_REDIS, REDIS_TOKENS)?),
-        (Row::new("tessera-embedded", "tessera, embedded store", valid), wrk(TESSERA_EMBEDDED, EMBEDDED_TOKENS)?),
+        (Row::new(report::CEILING, "ceiling: bare hyper, fixed 200", valid), wrk(CEILING, REDIS_TOKENS)?),
         (
-            Row::new("tessera-invalid", "tessera/Redis, invalid-token flood (401)", refused),
-            wrk(TESSERA_REDIS, UNKNOWN_TOKENS)?,
+            Row::new(report::NAIVE_DEFAULTS, "naive port, fred defaults: hyper + fred, GET + serde + LRANGE", valid),
+            wrk(NAIVE_DEFAULTS, REDIS_TOKENS)?,
+        ),
+        (Row::new(report::NAIVE_TIMEOUT, "naive port, 1 s command timeout", valid), wrk(NAIVE_TIMEOUT, REDIS_TOKENS)?),
+        (
+            Row::new(report::TESSERA_NEAR_OFF, "tessera, Redis, near cache off", valid),
+            wrk(TESSERA_NEAR_OFF, REDIS_TOKENS)?,
         ),
         (
-            Row::new("tessera-malformed", "tessera/Redis, malformed-token flood (401)", refused),
-            wrk(TESSERA_REDIS, MALFORMED_TOKENS)?,
+            Row::new(report::TESSERA_NEAR_ON, "tessera, Redis, near cache on", valid),
+            wrk(TESSERA_NEAR_ON, REDIS_TOKENS)?,
+        ),
+        (Row::new(report::TESSERA_EMBEDDED, "tessera, embedded store", valid), wrk(TESSERA_EMBEDDED, EMBEDDED_TOKENS)?),
+        (
+            Row::new("tessera-invalid", "tessera/Redis near cache off, invalid-token flood (401)", refused),
+            wrk(TESSERA_NEAR_OFF, UNKNOWN_TOKENS)?,
+        ),
+        (
+            Row::new("tessera-malformed", "tessera/Redis near cache off, malformed-token flood (401)", refused),
+            wrk(TESSERA_NEAR_OFF, MALFORMED_TOKENS)?,
         ),
         (
             Row::new("redis-get-p1", "redis-benchmark GET -P 1 (50 clients)", Load::RedisBenchmark { pipeline: 1 }),
@@ -365,9 +414,10 @@ fn seed(command: &mut Command) -> Result<()> {
 }
 
 /// `tessera` as production runs it (`APP_ENV=prod`), quiet (`TESSERA_LOG=warn`), on
-/// 127.0.0.1:`port`, on the given Redis or else the embedded store. Settings from the
-/// caller's environment are left out, so they cannot change what is measured.
-fn tessera_command(binary: &Path, port: u16, redis_url: Option<&str>, internal_key: &str) -> Command {
+/// 127.0.0.1:`port`, on `store` (on Redis with `TESSERA_NEAR_CACHE` set either way, never left
+/// to its default). Settings from the caller's environment are left out, so they cannot
+/// change what is measured.
+fn tessera_command(binary: &Path, port: u16, store: TesseraStore<'_>, internal_key: &str) -> Command {
     let mut command = Command::new(binary);
     command.current_dir(workspace::root());
     for (name, _) in std::env::vars_os() {
@@ -386,9 +436,12 @@ fn tessera_command(binary: &Path, port: u16, redis_url: Option<&str>, internal_k
         .env("TESSERA_LISTEN", listen(port))
         .env("TESSERA_INTERNAL_KEY", internal_key)
         .env("TESSERA_LOG", "warn");
-    match redis_url {
-        Some(url) => command.env("TESSERA_STORE", "redis").env("REDIS_URL", url),
-        None => command.env("TESSERA_STORE", "embedded"),
+    match store {
+        TesseraStore::Redis { url, near_cache } => command
+            .env("TESSERA_STORE", "redis")
+            .env("REDIS_URL", url)
+            .env("TESSERA_NEAR_CACHE", if near_cache { "on" } else { "off" }),
+        TesseraStore::Embedded => command.env("TESSERA_STORE", "embedded"),
     };
     command
 }
@@ -430,27 +483,110 @@ fn warm_up(bench: &Bench, servers: &mut [ServerProcess], rows: &[(Row, Driver)])
     Ok(())
 }
 
-/// The commands clients sent to Redis over [`PROBE_REQUESTS`] sequential requests to the
-/// row's server (MONITOR), and the statuses: all 200 for a valid row, all 401 for a flood.
-fn count_round_trips(bench: &Bench, server: &mut ServerProcess, row: &Row, tokens: &[String]) -> Result<RoundTrips> {
+/// The commands `server` sends to Redis on its own: watched with MONITOR for [`IDLE_WATCH`]
+/// while it serves nothing (by name and key; see [`redis_stats::count_commands`]).
+fn idle_background(bench: &Bench, server: &mut ServerProcess) -> Result<BTreeSet<BackgroundCommand>> {
     server.ensure_alive()?;
+    let Some(ports) = redis_ports(bench, server)? else { return Ok(BTreeSet::new()) };
     let monitor = bench.redis.monitor()?;
+    std::thread::sleep(IDLE_WATCH);
+    let seen = monitor.finish()?;
+    let background = redis_stats::background_commands(&seen, &ports);
+    if !background.is_empty() {
+        eprintln!("xtask: {:<22} sends on its own, idle: {background:?}", server.name());
+    }
+    Ok(background)
+}
+
+/// The local ports of `server`'s connections to the benchmark's Redis; `None` for a server
+/// that has none (the ceiling, the embedded store).
+fn redis_ports(bench: &Bench, server: &ServerProcess) -> Result<Option<BTreeSet<u16>>> {
+    match server.name() {
+        "ceiling" | "tessera-embedded" => Ok(None),
+        _ => servers::redis_connection_ports(server.pid(), bench.redis_port)
+            .with_context(|| format!("finding the redis connections of {}", server.name()))
+            .map(Some),
+    }
+}
+
+/// The commands the row's server sent to Redis over [`PROBE_REQUESTS`] sequential requests
+/// (MONITOR, its own connections only; what it also sends while idle counted apart), and the
+/// statuses: all 200 for a valid row, all 401 for a flood. The same seeded sequence of
+/// requests is sent twice and the second pass is counted, so every token it sends was
+/// verified moments before: with the near cache on, every counted request is a hit.
+fn count_round_trips(
+    bench: &Bench,
+    server: &mut ServerProcess,
+    background: &BTreeSet<BackgroundCommand>,
+    row: &Row,
+    tokens: &[String],
+) -> Result<RoundTrips> {
+    server.ensure_alive()?;
+    let expected = if matches!(row.load, Load::Wrk { valid: true }) { 200 } else { 401 };
+    let check = |statuses: &std::collections::BTreeMap<u16, u64>| {
+        if statuses.keys().any(|status| *status != expected) {
+            bail!("{}: expected {expected} for every request, got (status: count) {statuses:?}", row.title);
+        }
+        Ok(())
+    };
+    check(
+        &probe::verify_requests(server.port(), tokens, PROBE_REQUESTS)
+            .with_context(|| format!("{}: sending {PROBE_REQUESTS} requests one by one", row.title))?,
+    )?;
+    let ports = redis_ports(bench, server)?.unwrap_or_default();
+    let monitor = bench.redis.monitor()?;
+    let started = Instant::now();
     let statuses = probe::verify_requests(server.port(), tokens, PROBE_REQUESTS)
         .with_context(|| format!("{}: sending {PROBE_REQUESTS} requests one by one", row.title))?;
-    let commands = monitor.finish()?;
-    let expected = if matches!(row.load, Load::Wrk { valid: true }) { 200 } else { 401 };
-    if statuses.keys().any(|status| *status != expected) {
-        bail!("{}: expected {expected} for every request, got (status: count) {statuses:?}", row.title);
-    }
-    let trips = RoundTrips { requests: PROBE_REQUESTS, statuses, commands };
+    let seconds = started.elapsed().as_secs_f64();
+    let seen = monitor.finish()?;
+    check(&statuses)?;
+    let commands = redis_stats::count_commands(&seen, &ports, background);
+    let trips = RoundTrips { requests: PROBE_REQUESTS, seconds, statuses, commands };
     eprintln!(
-        "xtask: {:<18} {:.2} redis commands sent per request {:?}, run by scripts {:?}",
+        "xtask: {:<22} {:.3} redis commands sent per request {:?}, run by scripts {:?}, background {:?}",
         row.key,
         trips.sent_per_request(),
         trips.commands.sent,
-        trips.commands.in_scripts
+        trips.commands.in_scripts,
+        trips.commands.background,
     );
     Ok(trips)
+}
+
+/// The revocation-propagation row: a second tessera (near cache on, on the same Redis) beside
+/// the near-cache-on server, [`Plan::revocation_tokens`] tokens revoked on the first and
+/// polled on both (see [`revocation`]). After the rounds, so its extra sessions and its second
+/// instance change nothing the other rows measured.
+fn measure_revocation(
+    bench: &Bench,
+    binaries: &Binaries,
+    url: &str,
+    internal_key: &str,
+    servers: &mut [ServerProcess],
+    logs: &Path,
+    registry: &Path,
+) -> Result<report::Revocation> {
+    let instance_a = &mut servers[TESSERA_NEAR_ON];
+    instance_a.ensure_alive()?;
+    let taken: Vec<u16> = std::iter::once(bench.redis_port).chain(servers.iter().map(ServerProcess::port)).collect();
+    let port = servers::free_port(&taken)?;
+    let mut command =
+        tessera_command(&binaries.tessera, port, TesseraStore::Redis { url, near_cache: true }, internal_key);
+    let mut instance_b = ServerProcess::start("tessera-redis-near-on-b", &mut command, port, logs, registry)?;
+    let tokens = bench.plan.revocation_tokens;
+    eprintln!("xtask: revoking {tokens} tokens on one tessera instance, polling both until they refuse them");
+    let revocation = revocation::measure(servers[TESSERA_NEAR_ON].port(), port, internal_key, tokens)?;
+    servers[TESSERA_NEAR_ON].ensure_alive()?;
+    instance_b.ensure_alive()?;
+    eprintln!(
+        "xtask: revocation propagation p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} still accepted at the deadline",
+        revocation.percentile_ms(50.0).unwrap_or(f64::NAN),
+        revocation.percentile_ms(99.0).unwrap_or(f64::NAN),
+        revocation.percentile_ms(100.0).unwrap_or(f64::NAN),
+        revocation.not_refused
+    );
+    Ok(revocation)
 }
 
 /// One wrk run on `server`, with the server's and Redis's CPU and the Redis commands around it.
@@ -586,13 +722,29 @@ fn benchmarks_doc(report: &Report, markdown: &str) -> String {
          - **ceiling**: `bench-ceiling` (crates/bench), a bare hyper 1 server with tessera's connection \
          settings answering every request with 200 and tessera's headers (`x-auth-user-id`, \
          `x-request-id`): the HTTP limit of this machine.\n\
-         - **naive port**: `bench-naive`, hyper + a fred pool doing what the original design does: \
-         GET `token:{{t}}`, parse the JSON with serde_json, LRANGE `token_list:{{uid}}`, scan it.\n\
-         - **tessera, Redis standalone** and **tessera, embedded store** (seeded with its own tokens \
-         through `POST /internal/sessions`).\n\
-         - **floods**: tessera on Redis with random well-formed unknown tokens, and with malformed ones \
-         (a `*`, or 8 characters) that are refused before any I/O; every answer is 401.\n\
-         - **redis-benchmark GET**, pipeline 1 and 16, on the same Redis: the Redis limit.\n\n\
+         - **naive port, fred defaults** and **naive port, 1 s command timeout**: `bench-naive`, \
+         hyper + a fred pool (one connection per core) doing what the original design does, written \
+         as a good engineer would: GET `token:{{t}}`, decode `user_id` alone into a serde-derived \
+         struct, LRANGE `token_list:{{uid}}`, scan it; the same response headers as the ceiling and \
+         tessera. The first runs with fred's defaults (no command timeout), the second with \
+         `--command-timeout-ms 1000` (fred's per-command timeout has a cost of its own); both keep an \
+         endless reconnect policy, which costs nothing on a healthy connection. The budgets are taken \
+         against the faster of the two in the same run.\n\
+         - **tessera, Redis, near cache off** and **near cache on** (`TESSERA_NEAR_CACHE=off|on`), and \
+         **tessera, embedded store** (seeded with its own tokens through `POST /internal/sessions`).\n\
+         - **floods**: tessera on Redis (near cache off: a real flood's tokens are never repeated, \
+         while wrk repeats 10,000 of them, which a cache would absorb) with random well-formed unknown \
+         tokens, and with malformed ones (a `*`, or 8 characters) that are refused before any I/O; \
+         every answer is 401.\n\
+         - **redis-benchmark GET**, pipeline 1 and 16, on the same Redis: the Redis limit.\n\
+         - **revocation propagation**: a second tessera with the near cache on beside the first, on the \
+         same Redis; for each of {revocation_tokens} fresh tokens, verified on both, revoked with \
+         `POST /api/logout` on one, the time from the logout's answer until both answer 401 (polled \
+         back to back, 2 s deadline): p50, p99, max.\n\n\
+         Redis commands per request are counted with MONITOR on the row's server's own connections \
+         over 1,000 sequential requests that repeat a seeded sequence sent just before (so with the \
+         near cache on every counted request is a hit); commands a server sends while idle (the near \
+         cache's heartbeat) are shown apart, per second.\n\n\
          {markdown}",
         cores = machine.cores,
         cpu = machine.cpu_model,
@@ -603,6 +755,7 @@ fn benchmarks_doc(report: &Report, markdown: &str) -> String {
         wrk = machine.wrk_version,
         wall = report.wall_seconds,
         users = report::thousands(report.setup.users as f64),
+        revocation_tokens = report.setup.revocation_tokens,
     )
 }
 

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client over one keep-alive connection (enough to ask a benchmark server
-//! whether it is up and to send it a fixed number of `GET /auth/verify` one after another), and
+//! whether it is up, to send it a fixed number of `GET /auth/verify` one after another, and to
+//! issue and revoke sessions for the revocation row), and
 //! the token lists the benchmark loads: the seeded ones, random well-formed unknown ones, and
 //! malformed ones. Tokens are picked by a seeded generator, so a run is repeatable.
 
@@ -36,13 +37,34 @@ impl HttpClient {
 
     /// `GET path` (with `Authorization: Bearer` when given); the status, body read and dropped.
     pub(super) fn get(&mut self, path: &str, bearer: Option<&str>) -> Result<u16> {
-        let authorization = bearer.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{authorization}\r\n", self.port);
-        self.reader.get_mut().write_all(request.as_bytes()).context("sending a request")?;
+        let authorization = bearer.map(|token| ("Authorization", format!("Bearer {token}")));
+        Ok(self.request("GET", path, authorization.as_slice(), b"")?.0)
+    }
+
+    /// `METHOD path` with `headers` and `body` (a `Content-Length` is added for a body); the
+    /// status and the body.
+    pub(super) fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", self.port);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || method != "GET" {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).context("sending a request")?;
+        stream.write_all(body).context("sending a request body")?;
         self.read_response()
     }
 
-    fn read_response(&mut self) -> Result<u16> {
+    fn read_response(&mut self) -> Result<(u16, Vec<u8>)> {
         let mut line = String::new();
         if self.reader.read_line(&mut line).context("reading a status line")? == 0 {
             bail!("the server closed the connection");
@@ -67,7 +89,7 @@ impl HttpClient {
         }
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body).context("reading a response body")?;
-        Ok(status)
+        Ok((status, body))
     }
 }
 

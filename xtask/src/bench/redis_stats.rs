@@ -3,7 +3,7 @@
 //! (`MONITOR`, which tells a client's commands from a script's: the round trips), and the
 //! redis-server pid (for its CPU time and peak RSS).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,7 +79,7 @@ impl RedisCli {
         let (sender, receiver) = mpsc::channel();
         let expected = marker.clone();
         thread::spawn(move || {
-            let mut counts = CommandCounts::default();
+            let mut seen_commands = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if line.trim() == "OK" {
@@ -88,11 +88,10 @@ impl RedisCli {
                 }
                 let Some(seen) = parse_monitor_line(&line) else { continue };
                 if seen.command == "echo" && seen.first_argument.as_deref() == Some(expected.as_str()) {
-                    sender.send(MonitorEvent::Finished(counts)).ok();
+                    sender.send(MonitorEvent::Finished(seen_commands)).ok();
                     return;
                 }
-                let bucket = if seen.from_script { &mut counts.in_scripts } else { &mut counts.sent };
-                *bucket.entry(seen.command).or_insert(0) += 1;
+                seen_commands.push(seen);
             }
         });
         let monitor = Monitor { cli: self.clone(), child, events: receiver, marker };
@@ -103,17 +102,60 @@ impl RedisCli {
     }
 }
 
-/// Commands counted by `MONITOR`: those clients sent (each a round trip, or part of a
-/// pipeline) and those Lua scripts ran.
+/// Commands counted by `MONITOR` for one server: those its connections sent for the requests
+/// (each a round trip, or part of a pipeline), those Lua scripts ran, and those its
+/// connections send on their own, requests or not (timers such as the near cache's
+/// heartbeat), which are not a cost of a request.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct CommandCounts {
     pub(super) sent: BTreeMap<String, u64>,
     pub(super) in_scripts: BTreeMap<String, u64>,
+    pub(super) background: BTreeMap<String, u64>,
+}
+
+/// A command a server sends on its own: its name and first argument (the key), exactly.
+pub(super) type BackgroundCommand = (String, Option<String>);
+
+/// Sorts what `MONITOR` saw: commands from other clients (ports not in `server_ports`) are
+/// left out; those from the server's connections go to `background` when the same command
+/// on the same key was seen from it while it served nothing, else to `sent`. Commands run by
+/// scripts (`[0 lua]`, which names no client) all count: an idle server runs no script.
+pub(super) fn count_commands(
+    seen: &[MonitoredCommand],
+    server_ports: &BTreeSet<u16>,
+    background: &BTreeSet<BackgroundCommand>,
+) -> CommandCounts {
+    let mut counts = CommandCounts::default();
+    for command in seen {
+        let bucket = if command.from_script {
+            &mut counts.in_scripts
+        } else if !command.client_port.is_some_and(|port| server_ports.contains(&port)) {
+            continue;
+        } else if background.contains(&(command.command.clone(), command.first_argument.clone())) {
+            &mut counts.background
+        } else {
+            &mut counts.sent
+        };
+        *bucket.entry(command.command.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// What the server's connections (`server_ports`) sent while it served nothing: its
+/// background commands, by name and key.
+pub(super) fn background_commands(
+    seen: &[MonitoredCommand],
+    server_ports: &BTreeSet<u16>,
+) -> BTreeSet<BackgroundCommand> {
+    seen.iter()
+        .filter(|command| !command.from_script && command.client_port.is_some_and(|port| server_ports.contains(&port)))
+        .map(|command| (command.command.clone(), command.first_argument.clone()))
+        .collect()
 }
 
 enum MonitorEvent {
     Started,
-    Finished(CommandCounts),
+    Finished(Vec<MonitoredCommand>),
 }
 
 /// A running `redis-cli monitor`; dropping it stops it.
@@ -135,9 +177,9 @@ impl std::fmt::Debug for MonitorEvent {
 }
 
 impl Monitor {
-    /// Everything counted since the start: sends a marker command and waits until the monitor
+    /// Every command seen since the start: sends a marker command and waits until the monitor
     /// has seen it, so no command sent before is missed.
-    pub(super) fn finish(mut self) -> Result<CommandCounts> {
+    pub(super) fn finish(mut self) -> Result<Vec<MonitoredCommand>> {
         self.cli.run(&["echo", &self.marker])?;
         let counts = match self.events.recv_timeout(MONITOR_TIMEOUT) {
             Ok(MonitorEvent::Finished(counts)) => counts,
@@ -182,9 +224,11 @@ pub(super) fn calls_between(before: &BTreeMap<String, u64>, after: &BTreeMap<Str
 
 /// One command as `MONITOR` shows it: `1700000000.123456 [0 127.0.0.1:50000] "get" "key"`, or
 /// `[0 lua]` for a command a script ran.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct MonitoredCommand {
     pub(super) from_script: bool,
+    /// The client's port (`127.0.0.1:50000`); none for a script or a unix socket.
+    pub(super) client_port: Option<u16>,
     /// Lower case, as Redis shows it.
     pub(super) command: String,
     pub(super) first_argument: Option<String>,
@@ -196,7 +240,8 @@ pub(super) fn parse_monitor_line(line: &str) -> Option<MonitoredCommand> {
     let source = line[open + 1..close].split_whitespace().nth(1)?;
     let mut words = quoted_words(&line[close + 1..]).into_iter();
     let command = words.next()?.to_ascii_lowercase();
-    Some(MonitoredCommand { from_script: source == "lua", command, first_argument: words.next() })
+    let client_port = source.rsplit_once(':').and_then(|(_, port)| port.parse().ok());
+    Some(MonitoredCommand { from_script: source == "lua", client_port, command, first_argument: words.next() })
 }
 
 /// The `"..."` words of a MONITOR line, with `\"` and `\\` unescaped (other escapes kept).

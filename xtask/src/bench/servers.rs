@@ -4,6 +4,7 @@
 //! watchdog that stops those servers and the benchmark's Redis when xtask itself is killed and
 //! no `Drop` runs.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
@@ -186,6 +187,60 @@ pub(super) fn peak_rss_kib(pid: u32) -> Result<u64> {
 pub(super) fn parse_vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The local ports of process `pid`'s TCP connections to 127.0.0.1:`redis_port` (its
+/// sockets in `/proc/<pid>/fd`, looked up in `/proc/<pid>/net/tcp` and `tcp6`): how `MONITOR`
+/// lines (`[0 127.0.0.1:PORT]`) are told to be from this server rather than another.
+pub(super) fn redis_connection_ports(pid: u32, redis_port: u16) -> Result<BTreeSet<u16>> {
+    let fd_dir = format!("/proc/{pid}/fd");
+    let mut inodes = BTreeSet::new();
+    for entry in fs::read_dir(&fd_dir).with_context(|| format!("cannot list {fd_dir}"))? {
+        let Ok(target) = entry.and_then(|entry| fs::read_link(entry.path())) else { continue };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target.strip_prefix("socket:[").and_then(|rest| rest.strip_suffix(']')) {
+            inodes.extend(inode.parse::<u64>().ok());
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        ports.extend(
+            parse_proc_net_tcp(&text)
+                .into_iter()
+                .filter(|socket| socket.remote_port == redis_port && inodes.contains(&socket.inode))
+                .map(|socket| socket.local_port),
+        );
+    }
+    if ports.is_empty() {
+        bail!("process {pid} has no connection to redis on port {redis_port}");
+    }
+    Ok(ports)
+}
+
+/// One line of `/proc/net/tcp`: the ports (hex after the address) and the socket's inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TcpSocket {
+    pub(super) local_port: u16,
+    pub(super) remote_port: u16,
+    pub(super) inode: u64,
+}
+
+/// `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+/// ...` lines (the header and anything unreadable are skipped).
+pub(super) fn parse_proc_net_tcp(text: &str) -> Vec<TcpSocket> {
+    let port = |address: &str| u16::from_str_radix(address.rsplit_once(':')?.1, 16).ok();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some(TcpSocket {
+                local_port: port(fields.get(1)?)?,
+                remote_port: port(fields.get(2)?)?,
+                inode: fields.get(9)?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Stops, when this xtask is gone (killed: `Drop` never ran), the servers listed in the

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use super::load::{self, SocketErrors};
 use super::probe;
 use super::redis_stats::{self, CommandCounts, MonitoredCommand};
-use super::report::{self, Budget, Load, Relation, Report, Round, RoundTrips, Row, Setup};
+use super::report::{self, Budget, Load, Relation, Report, Revocation, Round, RoundTrips, Row, Setup};
+use super::revocation;
 use super::servers;
 
 const WRK_SAMPLE: &str = "\
@@ -109,6 +110,7 @@ fn monitor_lines_tell_clients_from_scripts() {
             "1795661552.708727 [0 127.0.0.1:44478] \"EVALSHA\" \"abc\" \"2\" \"token:x\"",
             Some(MonitoredCommand {
                 from_script: false,
+                client_port: Some(44_478),
                 command: "evalsha".to_owned(),
                 first_argument: Some("abc".to_owned()),
             }),
@@ -117,6 +119,7 @@ fn monitor_lines_tell_clients_from_scripts() {
             "1795661552.708775 [0 lua] \"get\" \"token:x\"",
             Some(MonitoredCommand {
                 from_script: true,
+                client_port: None,
                 command: "get".to_owned(),
                 first_argument: Some("token:x".to_owned()),
             }),
@@ -125,6 +128,7 @@ fn monitor_lines_tell_clients_from_scripts() {
             "1795661552.717340 [0 unix:/tmp/redis.sock] \"set\" \"k\" \"a b\\\"c\"",
             Some(MonitoredCommand {
                 from_script: false,
+                client_port: None,
                 command: "set".to_owned(),
                 first_argument: Some("k".to_owned()),
             }),
@@ -205,7 +209,7 @@ fn medians_and_numbers() {
 #[test]
 fn budgets_compare_as_stated() {
     let budget = |measured, threshold, relation| Budget {
-        name: "x",
+        name: "x".to_owned(),
         measured: Some(measured),
         threshold,
         relation,
@@ -234,29 +238,34 @@ fn the_report_checks_the_budgets_and_names_every_row() {
         redis_cpu_ms_per_1k: 10.0,
         ..Round::default()
     };
-    let trips = |sent: &[(&str, u64)]| {
+    let trips = |sent: &[(&str, u64)], heartbeats: u64| {
         let counted =
             |commands: &[(&str, u64)]| commands.iter().map(|(name, count)| ((*name).to_owned(), *count)).collect();
         let scripted: &[(&str, u64)] =
             if sent.iter().any(|(name, _)| *name == "evalsha") { &[("get", 1_000), ("lpos", 1_000)] } else { &[] };
+        let background = if heartbeats > 0 { counted(&[("pexpire", heartbeats)]) } else { BTreeMap::new() };
         RoundTrips {
             requests: 1_000,
+            seconds: 0.5,
             statuses: BTreeMap::from([(200, 1_000)]),
-            commands: CommandCounts { sent: counted(sent), in_scripts: counted(scripted) },
+            commands: CommandCounts { sent: counted(sent), in_scripts: counted(scripted), background },
         }
     };
-    let row = |key, rates: [(f64, f64); 2], sent: &[(&str, u64)], rss_kib| {
+    let row = |key, rates: [(f64, f64); 2], sent: &[(&str, u64)], heartbeats, rss_kib| {
         let mut row = Row::new(key, key, Load::Wrk { valid: true });
         row.rounds = rates.iter().map(|(rps, p99)| round(*rps, *p99)).collect();
-        row.round_trips = Some(trips(sent));
+        row.round_trips = Some(trips(sent, heartbeats));
         row.peak_rss_kib = Some(rss_kib);
         row
     };
+    let naive_commands = &[("get", 1_000), ("lrange", 1_000)];
     let mut rows = vec![
-        row("ceiling", [(40_000.0, 2.0), (42_000.0, 2.2)], &[], 4_000),
-        row("naive", [(10_000.0, 9.0), (11_000.0, 9.0)], &[("get", 1_000), ("lrange", 1_000)], 6_000),
-        row("tessera-redis", [(15_000.0, 5.0), (16_500.0, 6.0)], &[("evalsha", 1_000)], 20_000),
-        row("tessera-embedded", [(30_000.0, 3.0), (31_000.0, 3.0)], &[], 70_000),
+        row(report::CEILING, [(40_000.0, 2.0), (42_000.0, 2.2)], &[], 0, 4_000),
+        row(report::NAIVE_DEFAULTS, [(10_000.0, 9.0), (11_000.0, 9.0)], naive_commands, 0, 6_000),
+        row(report::NAIVE_TIMEOUT, [(8_000.0, 9.0), (9_500.0, 9.0)], naive_commands, 0, 6_000),
+        row(report::TESSERA_NEAR_OFF, [(15_000.0, 5.0), (16_500.0, 6.0)], &[("evalsha", 1_000)], 0, 20_000),
+        row(report::TESSERA_NEAR_ON, [(32_000.0, 3.0), (33_000.0, 7.0)], &[], 2, 30_000),
+        row(report::TESSERA_EMBEDDED, [(30_000.0, 3.0), (31_000.0, 3.0)], &[], 0, 70_000),
     ];
     for index in 0..2 {
         let ceiling = rows[0].rounds[index].requests_per_second;
@@ -274,30 +283,158 @@ fn the_report_checks_the_budgets_and_names_every_row() {
             wrk_threads: 2,
             probe_requests: 1_000,
             redis_benchmark_requests: 200_000,
+            revocation_tokens: 100,
         },
         machine: Default::default(),
         rows,
         toolkit: Some("| comparison | ... |".to_owned()),
+        revocation: Some(Revocation {
+            tokens: 100,
+            samples_ms: (1..=100).map(|sample| f64::from(sample) / 2.0).collect(),
+            not_refused: 0,
+            deadline_ms: 2_000.0,
+        }),
         wall_seconds: 90.0,
     };
+    assert_eq!(report.stronger_naive().map(|row| row.key), Some(report::NAIVE_DEFAULTS));
     let budgets = report.budgets();
     let met: Vec<bool> = budgets.iter().map(Budget::met).collect();
-    // 1.5× naive; 1 command sent; 0.74 of the ceiling; p99 5.5 ms ≤ 2 × 2.1 + 2 = 6.2 ms; 68 MiB.
-    assert_eq!(met, [true, true, true, true, false], "{budgets:?}");
-    assert!((budgets[0].measured.unwrap_or_default() - 1.5).abs() < 1e-9);
-    assert!((budgets[3].threshold - 6.2).abs() < 1e-9);
+    // Near cache on: 3.1× the faster naive row, 0.79 of the ceiling, 0 commands per hit. Near
+    // cache off: 1.5× naive, 1 command. Embedded: 0.74 of the ceiling. Revocation p99 49.5 ms.
+    // p99 5.5 ms and 5 ms ≤ 2 × 2.1 + 2 = 6.2 ms. RSS 68 MiB.
+    assert_eq!(met, [true, true, true, true, true, false, true, true, true, false], "{budgets:#?}");
+    let measured = |index: usize| budgets[index].measured.unwrap_or(f64::NAN);
+    assert!((measured(0) - 3.1).abs() < 1e-9, "{}", measured(0));
+    assert!(budgets[0].name.contains(report::NAIVE_DEFAULTS), "{}", budgets[0].name);
+    assert!((measured(2) - 0.0).abs() < 1e-12);
+    assert!((measured(3) - 1.5).abs() < 1e-9);
+    assert!((measured(6) - 49.5).abs() < 1e-9);
+    assert!((budgets[7].threshold - 6.2).abs() < 1e-9);
     let markdown = report.markdown();
     for needle in [
-        "| tessera-redis | 15,750 (15,000–16,500)",
+        "| tessera-redis-near-off | 15,750 (15,000–16,500)",
         "1.00 (evalsha → get, lpos)",
         "2.00 (get, lrange)",
+        "0.00 + 4.0/s background (pexpire)",
+        "| 100 | 25.00 ms | 49.50 ms | 50.00 ms | 0 |",
         "MISSED",
         "Toolkit micro-benchmark",
     ] {
         assert!(markdown.contains(needle), "{needle:?} not in\n{markdown}");
     }
     let json = report.json();
-    for needle in ["\"key\": \"naive\"", "\"commands_sent\": {\"evalsha\": 1000}", "\"met\": false"] {
+    for needle in [
+        "\"key\": \"naive-timeout\"",
+        "\"commands_sent\": {\"evalsha\": 1000}",
+        "\"background_commands\": {\"pexpire\": 2}",
+        "\"stronger_naive\": \"naive-defaults\"",
+        "\"p99_ms\": 49.5",
+        "\"met\": false",
+    ] {
         assert!(json.contains(needle), "{needle:?} not in\n{json}");
     }
+}
+
+/// When the timeout row is the faster one, the budgets are taken against it.
+#[test]
+fn budgets_are_taken_against_the_faster_naive_row() {
+    let row = |key, rps: [f64; 2]| {
+        let mut row = Row::new(key, key, Load::Wrk { valid: true });
+        row.rounds = rps.iter().map(|rps| Round { requests_per_second: *rps, ..Round::default() }).collect();
+        row
+    };
+    let report = Report {
+        setup: Setup {
+            quick: true,
+            rounds: 2,
+            seconds: 3,
+            users: 1,
+            connections: 1,
+            wrk_threads: 1,
+            probe_requests: 1,
+            redis_benchmark_requests: 1,
+            revocation_tokens: 0,
+        },
+        machine: Default::default(),
+        rows: vec![
+            row(report::NAIVE_DEFAULTS, [9_000.0, 9_000.0]),
+            row(report::NAIVE_TIMEOUT, [10_000.0, 10_000.0]),
+            row(report::TESSERA_NEAR_ON, [20_000.0, 30_000.0]),
+        ],
+        toolkit: None,
+        revocation: None,
+        wall_seconds: 1.0,
+    };
+    assert_eq!(report.stronger_naive().map(|row| row.key), Some(report::NAIVE_TIMEOUT));
+    let budgets = report.budgets();
+    assert_eq!(budgets[0].measured, Some(2.5));
+    assert!(budgets[0].met());
+    // No revocation measured: its budget is missed, not met by default.
+    assert!(
+        budgets.iter().any(|budget| budget.name.contains("revocation") && budget.measured.is_none() && !budget.met())
+    );
+}
+
+#[test]
+fn percentiles_are_nearest_rank() {
+    let samples: Vec<f64> = (1..=200).map(f64::from).collect();
+    assert_eq!(report::percentile(&samples, 50.0), Some(100.0));
+    assert_eq!(report::percentile(&samples, 99.0), Some(198.0));
+    assert_eq!(report::percentile(&samples, 100.0), Some(200.0));
+    assert_eq!(report::percentile(&[7.0], 99.0), Some(7.0));
+    assert_eq!(report::percentile(&[3.0, 1.0, 2.0], 0.0), Some(1.0));
+    assert_eq!(report::percentile(&[], 50.0), None);
+}
+
+/// Only the server's own connections count; what it sends while idle (same command, same key)
+/// is background; script commands count whoever ran them.
+#[test]
+fn monitored_commands_are_told_apart_by_connection_and_idleness() {
+    let lines = [
+        "1.0 [0 127.0.0.1:5001] \"pexpire\" \"tessera:near:canary:x:0\" \"2000\"",
+        "1.1 [0 127.0.0.1:5001] \"evalsha\" \"abc\" \"2\" \"token:a\"",
+        "1.2 [0 lua] \"get\" \"token:a\"",
+        "1.3 [0 127.0.0.1:6001] \"pexpire\" \"tessera:near:canary:y:0\" \"2000\"",
+        "1.4 [0 127.0.0.1:5002] \"get\" \"token:b\"",
+        "1.5 [0 127.0.0.1:5002] \"pexpire\" \"token:b\" \"10\"",
+        "1.6 [0 127.0.0.1:7000] \"echo\" \"marker\"",
+    ];
+    let seen: Vec<MonitoredCommand> = lines.iter().filter_map(|line| redis_stats::parse_monitor_line(line)).collect();
+    assert_eq!(seen.len(), lines.len());
+    let ports = std::collections::BTreeSet::from([5001, 5002]);
+    let idle = redis_stats::background_commands(&seen[..1], &ports);
+    assert_eq!(idle.len(), 1);
+    let counts = redis_stats::count_commands(&seen, &ports, &idle);
+    let map = |pairs: &[(&str, u64)]| pairs.iter().map(|(name, count)| ((*name).to_owned(), *count)).collect();
+    assert_eq!(counts.sent, map(&[("evalsha", 1), ("get", 1), ("pexpire", 1)]));
+    assert_eq!(counts.in_scripts, map(&[("get", 1)]));
+    assert_eq!(counts.background, map(&[("pexpire", 1)]));
+    // Another server's idle connections only: nothing of theirs is background for this one.
+    assert!(redis_stats::background_commands(&seen[3..4], &ports).is_empty());
+}
+
+#[test]
+fn proc_net_tcp_lines_are_read() {
+    let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+       0: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 424242 1 0000 20 4 30 10 -1\n\
+       1: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 17 1\n\
+       garbage\n";
+    assert_eq!(
+        servers::parse_proc_net_tcp(text),
+        [
+            servers::TcpSocket { local_port: 50_000, remote_port: 8_080, inode: 424_242 },
+            servers::TcpSocket { local_port: 80, remote_port: 0, inode: 17 },
+        ]
+    );
+}
+
+#[test]
+fn the_issued_token_is_read_from_the_json_answer() {
+    let body = r#"{"token":"tsr_abc-_9","token_type":"Bearer","expires_in":3600,"session_id":"s1"}"#;
+    assert_eq!(revocation::json_string_field(body, "token").as_deref(), Some("tsr_abc-_9"));
+    assert_eq!(revocation::json_string_field(body, "session_id").as_deref(), Some("s1"));
+    assert_eq!(revocation::json_string_field("{\"token\" : \"x\"}", "token").as_deref(), Some("x"));
+    assert_eq!(revocation::json_string_field(body, "expires_in"), None);
+    assert_eq!(revocation::json_string_field(r#"{"token":"a\"b"}"#, "token"), None);
+    assert_eq!(revocation::json_string_field(r#"{"token_type":"Bearer"}"#, "token"), None);
 }
