@@ -138,6 +138,9 @@ struct ConnectionState {
     last_alive_ms: AtomicU64,
     /// This connection's canary keys: one per node it talks to.
     canaries: Mutex<Vec<String>>,
+    /// A heartbeat was sent and nothing came back, not even an error: Redis frozen or the
+    /// socket half-open (a closed or refused connection answers with an error at once).
+    heartbeat_unanswered: AtomicBool,
 }
 
 /// Taken before a read is sent; the read's answer is inserted only if nothing moved since.
@@ -213,6 +216,7 @@ impl NearCache {
                 trusted: AtomicBool::new(false),
                 last_alive_ms: AtomicU64::new(0),
                 canaries: Mutex::new(Vec::new()),
+                heartbeat_unanswered: AtomicBool::new(false),
             })
             .collect();
         let near = Arc::new(Self {
@@ -372,11 +376,14 @@ impl NearCache {
     }
 
     /// Fails at once, without waiting for the command timeout, when the connection has not
-    /// answered a heartbeat for `max_silence`: Redis is frozen or the socket half-open, and a
-    /// read would only wait to fail (fail closed, fast).
+    /// answered a heartbeat for `max_silence` and its last heartbeat got no answer at all:
+    /// Redis is frozen or the socket half-open, and a read would only wait to fail (fail
+    /// closed, fast). A connection that is down answers with errors and takes the usual path
+    /// (fred's own reconnection and the command timeout).
     fn check_answering(&self, connection: usize) -> Result<(), FredError> {
-        let last = self.connections[connection].last_alive_ms.load(Ordering::Acquire);
-        if self.now_ms().saturating_sub(last) > millis(self.settings.max_silence) {
+        let state = &self.connections[connection];
+        let silent_for = self.now_ms().saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
+        if silent_for > millis(self.settings.max_silence) && state.heartbeat_unanswered.load(Ordering::Acquire) {
             return Err(FredError::new(
                 fred::error::ErrorKind::Timeout,
                 "the redis connection has not answered its heartbeat within max_silence",
@@ -589,7 +596,11 @@ async fn heartbeat(near: Weak<NearCache>, client: Client, connection: usize) {
         }
         let sent_at = near.now_ms();
         let canaries = state.canaries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        state.heartbeat_unanswered.store(true, Ordering::Release);
         let answer = tokio::time::timeout(near.settings.max_silence, renew_canaries(&client, &canaries)).await;
+        if answer.is_ok() {
+            state.heartbeat_unanswered.store(false, Ordering::Release);
+        }
         match answer {
             Ok(Ok(true)) => state.last_alive_ms.store(sent_at, Ordering::Release),
             Ok(Ok(false)) => {
