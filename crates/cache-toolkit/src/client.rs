@@ -644,6 +644,14 @@ impl CacheClient {
         }
     }
 
+    /// The value of `key` if the near cache can answer for it now (`Some(None)`: known to be
+    /// missing); `None` when it cannot (no near cache, or not cached). Never asks the store.
+    pub fn get_value_if_cached(&self, key: &str) -> Option<Option<String>> {
+        let value = self.inner.near.as_ref()?.lookup_if_cached(&self.key(key))?;
+        self.inner.metrics.record_read(value.is_some());
+        Some(value)
+    }
+
     /// Whether the list `name` holds `element`: LPOS, or the near cache's copy of the list.
     pub async fn list_contains(&self, name: &str, element: &str) -> Result<bool, CacheError> {
         let name = self.key(name);

@@ -297,6 +297,18 @@ impl NearCache {
         self.counted(found)
     }
 
+    /// [`Self::lookup`] for a caller that reads elsewhere when L1 cannot answer: a hit is
+    /// counted, a miss is left to the read that follows.
+    pub(crate) fn lookup_if_cached(&self, key: &str) -> Option<Option<String>> {
+        match self.servable(key)? {
+            NearValue::Text(value) => {
+                self.metrics.count(CacheEvent::NearHit);
+                Some(value.map(|value| value.to_string()))
+            }
+            NearValue::List(_) => None,
+        }
+    }
+
     /// The cached items of the list `key`, or `None` when L1 cannot answer.
     pub(crate) fn lookup_list(&self, key: &str) -> Option<Arc<[String]>> {
         let found = match self.servable(key) {

@@ -124,6 +124,17 @@ impl CacheDao {
     /// or none from the near cache) when the entry's user is known from an earlier
     /// verification; otherwise in two steps, after which the user is known.
     async fn membership_by_reads(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
+        // The hit path: the token's value from the near cache names the list to look at.
+        if let Some(value) = self.cache.get_value_if_cached(&keys::token(entry.as_str())) {
+            let Some(value) = value else { return Ok(Membership::Missing) };
+            return Ok(match TokenRecord::decode(value) {
+                Ok(record) => {
+                    let listed = self.is_listed_or_not_a_list(&record, entry).await?;
+                    Membership::Found { record, listed }
+                }
+                Err(corrupt) => Membership::Corrupt(corrupt),
+            });
+        }
         if let Some(user_id) = self.known_users.get(entry.as_str()) {
             let token_key = keys::token(entry.as_str());
             let list_key = keys::token_list(&user_id);
