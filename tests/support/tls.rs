@@ -81,11 +81,11 @@ impl TestCertificates {
             &[
                 "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
+                NEW_KEY[0],
+                NEW_KEY[1],
+                NEW_KEY[2],
+                NEW_KEY[3],
+                NEW_KEY[4],
                 "-keyout",
                 &format!("{name}.key"),
                 "-out",
@@ -110,11 +110,11 @@ impl TestCertificates {
             &[
                 "req",
                 "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
+                NEW_KEY[0],
+                NEW_KEY[1],
+                NEW_KEY[2],
+                NEW_KEY[3],
+                NEW_KEY[4],
                 "-keyout",
                 &format!("{name}.key"),
                 "-out",
@@ -152,6 +152,8 @@ impl Drop for TestCertificates {
     }
 }
 
+/// A new P-256 key, unencrypted: the arguments shared by every `openssl req` here.
+const NEW_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
