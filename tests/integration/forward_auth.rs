@@ -123,7 +123,8 @@ impl RedisOut {
     async fn refused(&self, bearer: &str, upstream: &Upstream, state: &str) -> String {
         let hits = upstream.hits();
         // A verdict the near cache holds may be served until the connection has been silent
-        // for 1 s (its documented bound); never longer than 2 s. Then 503, never 200.
+        // for 750 ms (its documented bound), then the command timeout (1 s) gives 503; never 200
+        // beyond 2 s.
         let since = Instant::now();
         let direct = loop {
             let direct = send(self.tessera, Method::GET, "/auth/verify", &[("authorization", bearer)], None).await;

@@ -13,7 +13,7 @@
 //!   heartbeat bumps the epoch (the entries become misses) and removes them. After a reconnect
 //!   nothing is inserted until `CLIENT TRACKING ON` is confirmed on the new connection.
 //! - **Silence is not consent.** An entry is served only while its connection answered a
-//!   heartbeat within `max_silence` (1 s by default): a frozen or half-open Redis sends no
+//!   heartbeat within `max_silence` (750 ms by default): a frozen or half-open Redis sends no
 //!   invalidations, so its entries stop being served.
 //! - **FLUSHALL / FLUSHDB are seen within a heartbeat.** Redis announces them with a null
 //!   invalidation that fred 10.1 drops; each connection's heartbeat renews canary keys of its
@@ -60,7 +60,11 @@ pub struct NearCacheSettings {
     /// How often each connection proves it is alive and the keyspace was not flushed (250 ms).
     pub heartbeat_interval: Duration,
     /// Entries of a connection that has not answered a heartbeat for this long are not served
-    /// (1 s by default): the bound on staleness when Redis freezes or a socket goes half-open.
+    /// (750 ms by default): the bound on staleness when Redis freezes or a socket goes half-open.
+    /// Reads then go to Redis and fail at its command timeout: with the default 1 s, a frozen
+    /// Redis answers 503 within 1.75 s of the freeze and never from memory after 750 ms. (A
+    /// fail-fast on a silent connection was tried and removed: under CPU overload heartbeats
+    /// arrive late, and it turned slowness into errors.)
     pub max_silence: Duration,
 }
 
@@ -70,7 +74,7 @@ impl Default for NearCacheSettings {
             max_bytes: 64 * 1024 * 1024,
             max_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_millis(250),
-            max_silence: Duration::from_secs(1),
+            max_silence: Duration::from_millis(750),
         }
     }
 }
@@ -138,9 +142,6 @@ struct ConnectionState {
     last_alive_ms: AtomicU64,
     /// This connection's canary keys: one per node it talks to.
     canaries: Mutex<Vec<String>>,
-    /// A heartbeat was sent and nothing came back, not even an error: Redis frozen or the
-    /// socket half-open (a closed or refused connection answers with an error at once).
-    heartbeat_unanswered: AtomicBool,
 }
 
 /// Taken before a read is sent; the read's answer is inserted only if nothing moved since.
@@ -216,7 +217,6 @@ impl NearCache {
                 trusted: AtomicBool::new(false),
                 last_alive_ms: AtomicU64::new(0),
                 canaries: Mutex::new(Vec::new()),
-                heartbeat_unanswered: AtomicBool::new(false),
             })
             .collect();
         let near = Arc::new(Self {
@@ -334,7 +334,6 @@ impl NearCache {
     /// answer cached if no invalidation or flush happened meanwhile.
     pub(crate) async fn read_through(&self, pool: &Pool, key: &str) -> Result<Option<String>, FredError> {
         let connection = self.connection_for(key);
-        self.check_answering(connection)?;
         let client = &pool.clients()[connection];
         let ticket = self.ticket(connection, key);
         let pipeline = client.pipeline();
@@ -349,7 +348,6 @@ impl NearCache {
     /// LRANGE 0 -1 + PTTL of the list `key`, like [`Self::read_through`].
     pub(crate) async fn read_list_through(&self, pool: &Pool, key: &str) -> Result<Arc<[String]>, FredError> {
         let connection = self.connection_for(key);
-        self.check_answering(connection)?;
         let ticket = self.ticket(connection, key);
         let pipeline = pool.clients()[connection].pipeline();
         let () = pipeline.lrange(key, 0, -1).await?;
@@ -371,7 +369,6 @@ impl NearCache {
         list: &str,
     ) -> Result<(Option<String>, Arc<[String]>), FredError> {
         let connection = self.connection_for(key);
-        self.check_answering(connection)?;
         let text_ticket = self.ticket(connection, key);
         let list_ticket = self.ticket(connection, list);
         let pipeline = pool.clients()[connection].pipeline();
@@ -385,23 +382,6 @@ impl NearCache {
         self.insert(text_ticket, key, NearValue::Text(value.as_deref().map(Arc::from)), value_pttl);
         self.insert(list_ticket, list, NearValue::List(Arc::clone(&items)), list_pttl);
         Ok((value, items))
-    }
-
-    /// Fails at once, without waiting for the command timeout, when the connection has not
-    /// answered a heartbeat for `max_silence` and its last heartbeat got no answer at all:
-    /// Redis is frozen or the socket half-open, and a read would only wait to fail (fail
-    /// closed, fast). A connection that is down answers with errors and takes the usual path
-    /// (fred's own reconnection and the command timeout).
-    fn check_answering(&self, connection: usize) -> Result<(), FredError> {
-        let state = &self.connections[connection];
-        let silent_for = self.now_ms().saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
-        if silent_for > millis(self.settings.max_silence) && state.heartbeat_unanswered.load(Ordering::Acquire) {
-            return Err(FredError::new(
-                fred::error::ErrorKind::Timeout,
-                "the redis connection has not answered its heartbeat within max_silence",
-            ));
-        }
-        Ok(())
     }
 
     async fn delay_insert(&self) {
@@ -608,11 +588,7 @@ async fn heartbeat(near: Weak<NearCache>, client: Client, connection: usize) {
         }
         let sent_at = near.now_ms();
         let canaries = state.canaries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        state.heartbeat_unanswered.store(true, Ordering::Release);
         let answer = tokio::time::timeout(near.settings.max_silence, renew_canaries(&client, &canaries)).await;
-        if answer.is_ok() {
-            state.heartbeat_unanswered.store(false, Ordering::Release);
-        }
         match answer {
             Ok(Ok(true)) => state.last_alive_ms.store(sent_at, Ordering::Release),
             Ok(Ok(false)) => {
