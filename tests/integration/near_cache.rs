@@ -161,6 +161,38 @@ async fn foreign_writes_invalidate_every_instance(url: &str) {
     stop([first, second, writer]).await;
 }
 
+/// A decoded form is kept with its entry: decoded once however often it is read, shared by
+/// every reader, and gone with the entry when a foreign write invalidates it.
+async fn decoded_values_live_and_die_with_their_entry(url: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (first, second, writer) = trio(url).await;
+    let cache = &first.cache;
+    let decodes = AtomicUsize::new(0);
+    let decode = |text: &str| {
+        decodes.fetch_add(1, Ordering::SeqCst);
+        text.len()
+    };
+    assert_eq!(cache.get_decoded_if_cached("d", decode), None, "nothing cached yet: no answer, no decode");
+    cache_in(cache, &writer.cache, "d", "four").await;
+    let kept = cache.get_decoded_if_cached("d", decode).expect("cached").expect("present");
+    for _ in 0..100 {
+        let again = cache.get_decoded_if_cached("d", decode).unwrap().unwrap();
+        assert!(std::sync::Arc::ptr_eq(&kept, &again), "every hit shares the one decoded value");
+    }
+    assert_eq!((*kept, decodes.load(Ordering::SeqCst)), (4, 1), "decoded once for 101 hits");
+    assert_eq!(cache.get_decoded_if_cached("d", |text: &str| text.to_owned()).unwrap().unwrap().as_str(), "four");
+    assert_eq!(decodes.load(Ordering::SeqCst), 1, "another type is decoded afresh, the kept one stays");
+
+    writer.cache.set_value("d", "eleven char", None).await.unwrap();
+    wait_until_not_served(cache, "d", AGREEMENT_DEADLINE, "a foreign SET must remove the entry").await;
+    assert_eq!(cache.get_value("d").await.unwrap().as_deref(), Some("eleven char"));
+    assert_eq!(*cache.get_decoded_if_cached("d", decode).unwrap().unwrap(), 11, "the new value, decoded anew");
+    assert_eq!(decodes.load(Ordering::SeqCst), 2);
+    writer.cache.delete_key("d").await.unwrap();
+    wait_until_not_served(cache, "d", AGREEMENT_DEADLINE, "a foreign DEL must remove the entry").await;
+    stop([first, second, writer]).await;
+}
+
 /// The race fred makes possible: the read's reply reaches the caller after the invalidation
 /// for a later write reached the listener. Inserts are delayed to widen the window; without
 /// the generation check every cancelled insert below would be a stale entry.
@@ -285,6 +317,7 @@ mod standalone {
     on_shared_topology!("standalone":
         own_write_invalidates_before_returning,
         foreign_writes_invalidate_every_instance,
+        decoded_values_live_and_die_with_their_entry,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
         lagged_receiver_flushes,
@@ -376,6 +409,7 @@ mod cluster {
     on_shared_topology!("cluster":
         own_write_invalidates_before_returning,
         foreign_writes_invalidate_every_instance,
+        decoded_values_live_and_die_with_their_entry,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
         lagged_receiver_flushes,

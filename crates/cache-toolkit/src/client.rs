@@ -652,6 +652,20 @@ impl CacheClient {
         Some(value)
     }
 
+    /// [`Self::get_value_if_cached`], decoded by `decode` once per cached entry: the decoded
+    /// form stays with the entry (shared by every reader) and goes when an invalidation, a
+    /// flush or the entry's lifetime removes it. For a value read on every request, such as a
+    /// session's token, this saves the decode and the copy on each hit.
+    pub fn get_decoded_if_cached<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        decode: impl Fn(&str) -> T,
+    ) -> Option<Option<Arc<T>>> {
+        let value = self.inner.near.as_ref()?.lookup_decoded_if_cached(&self.key(key), decode)?;
+        self.inner.metrics.record_read(value.is_some());
+        Some(value)
+    }
+
     /// Whether the list `name` holds `element`: LPOS, or the near cache's copy of the list.
     pub async fn list_contains(&self, name: &str, element: &str) -> Result<bool, CacheError> {
         let name = self.key(name);

@@ -22,10 +22,13 @@
 //! - Only plain GETs are cached: never a script's result (keys a script reads by names built
 //!   from ARGV are not tracked before Redis 7.2).
 
+mod store;
+
 use std::{
+    any::Any,
     hash::BuildHasher,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -39,6 +42,7 @@ use fred::{
 };
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle, time::Instant};
 
+use self::store::NearStore;
 use crate::{CacheEvent, FlushCause, metrics::CacheMetrics};
 
 /// Lock stripes for per-key generations: a collision only cancels an unrelated insert.
@@ -109,26 +113,14 @@ impl NearValue {
     }
 }
 
-#[derive(Clone, Debug)]
+/// One cached key: its value, the connection that vouched for it at which epoch, and the
+/// value's decoded form once a reader asked for it (see [`NearCache::lookup_decoded_if_cached`]).
+#[derive(Debug)]
 struct NearEntry {
     value: NearValue,
     connection: usize,
     epoch: u64,
-    lifetime: Duration,
-    weight: u32,
-}
-
-struct EntryLifetime;
-
-impl moka::Expiry<Arc<str>, NearEntry> for EntryLifetime {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        entry: &NearEntry,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(entry.lifetime)
-    }
+    decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 /// What one pooled connection (one fred `Client`, one socket per node) vouches for.
@@ -153,7 +145,7 @@ pub(crate) struct InsertTicket {
 }
 
 pub(crate) struct NearCache {
-    entries: moka::sync::Cache<Arc<str>, NearEntry>,
+    entries: NearStore<Arc<NearEntry>>,
     generations: Box<[Mutex<u64>]>,
     stripe_hasher: foldhash::fast::FixedState,
     connections: Box<[ConnectionState]>,
@@ -171,7 +163,7 @@ impl std::fmt::Debug for NearCache {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("NearCache")
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.entries.len())
             .field("connections", &self.connections.len())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
@@ -196,19 +188,7 @@ impl NearCache {
     ) -> Result<Arc<Self>, NearCacheError> {
         check_settings(&settings)?;
         check_redis_version(pool.next()).await?;
-        let metrics_for_removals = Arc::clone(&metrics);
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(settings.max_bytes)
-            .weigher(|_key: &Arc<str>, entry: &NearEntry| entry.weight)
-            .expire_after(EntryLifetime)
-            .support_invalidation_closures()
-            .eviction_listener(move |_key, entry: NearEntry, cause| {
-                metrics_for_removals.remove_near_bytes(u64::from(entry.weight));
-                if matches!(cause, moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired) {
-                    metrics_for_removals.count(CacheEvent::NearEviction);
-                }
-            })
-            .build();
+        let entries = NearStore::new(settings.max_bytes, Arc::clone(&metrics));
         let connections = pool
             .clients()
             .iter()
@@ -269,17 +249,19 @@ impl NearCache {
 
     /// What L1 may serve for the string key `key` now, without counting.
     pub(crate) fn peek(&self, key: &str) -> Option<Option<String>> {
-        match self.servable(key)? {
-            NearValue::Text(value) => Some(value.map(|value| value.to_string())),
+        match &self.servable(key)?.value {
+            NearValue::Text(value) => Some(value.as_deref().map(str::to_owned)),
             NearValue::List(_) => None,
         }
     }
 
-    fn servable(&self, key: &str) -> Option<NearValue> {
-        self.entries.get(key).and_then(|entry| {
-            let state = &self.connections[entry.connection];
-            (entry.epoch == state.epoch.load(Ordering::Acquire) && self.serves(state)).then_some(entry.value)
-        })
+    fn servable(&self, key: &str) -> Option<Arc<NearEntry>> {
+        let now_ms = self.now_ms();
+        let entry = self.entries.get(key, now_ms)?;
+        let state = &self.connections[entry.connection];
+        let silence = now_ms.saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
+        let serves = state.trusted.load(Ordering::Acquire) && silence <= millis(self.settings.max_silence);
+        (entry.epoch == state.epoch.load(Ordering::Acquire) && serves).then_some(entry)
     }
 
     fn counted<T>(&self, found: Option<T>) -> Option<T> {
@@ -290,31 +272,47 @@ impl NearCache {
     /// The cached value of the string key `key` (which may be "missing"), or `None` when L1
     /// cannot answer.
     pub(crate) fn lookup(&self, key: &str) -> Option<Option<String>> {
-        let found = match self.servable(key) {
-            Some(NearValue::Text(value)) => Some(value.map(|value| value.to_string())),
-            _ => None,
-        };
+        let found = self.servable(key).and_then(|entry| match &entry.value {
+            NearValue::Text(value) => Some(value.as_deref().map(str::to_owned)),
+            NearValue::List(_) => None,
+        });
         self.counted(found)
     }
 
     /// [`Self::lookup`] for a caller that reads elsewhere when L1 cannot answer: a hit is
     /// counted, a miss is left to the read that follows.
     pub(crate) fn lookup_if_cached(&self, key: &str) -> Option<Option<String>> {
-        match self.servable(key)? {
+        match &self.servable(key)?.value {
             NearValue::Text(value) => {
                 self.metrics.count(CacheEvent::NearHit);
-                Some(value.map(|value| value.to_string()))
+                Some(value.as_deref().map(str::to_owned))
             }
             NearValue::List(_) => None,
         }
     }
 
+    /// [`Self::lookup_if_cached`], decoded by `decode`: the decoded form is kept with the
+    /// entry, so a value read again and again is decoded once, and goes when the entry goes.
+    /// (A reader asking for another type than the one kept decodes afresh.)
+    pub(crate) fn lookup_decoded_if_cached<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        decode: impl Fn(&str) -> T,
+    ) -> Option<Option<Arc<T>>> {
+        let entry = self.servable(key)?;
+        let NearValue::Text(value) = &entry.value else { return None };
+        self.metrics.count(CacheEvent::NearHit);
+        let Some(text) = value.as_deref() else { return Some(None) };
+        let kept = entry.decoded.get_or_init(|| Arc::new(decode(text)));
+        Some(Some(Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(decode(text)))))
+    }
+
     /// The cached items of the list `key`, or `None` when L1 cannot answer.
     pub(crate) fn lookup_list(&self, key: &str) -> Option<Arc<[String]>> {
-        let found = match self.servable(key) {
-            Some(NearValue::List(items)) => Some(items),
-            _ => None,
-        };
+        let found = self.servable(key).and_then(|entry| match &entry.value {
+            NearValue::List(items) => Some(Arc::clone(items)),
+            NearValue::Text(_) => None,
+        });
         self.counted(found)
     }
 
@@ -393,15 +391,15 @@ impl NearCache {
 
     fn insert(&self, ticket: Option<InsertTicket>, key: &str, value: NearValue, pttl: i64) {
         let Some(ticket) = ticket else { return };
-        let lifetime = match u64::try_from(pttl) {
+        let lifetime_ms = match u64::try_from(pttl) {
             Ok(0) => return,
-            Ok(left) => Duration::from_millis(left).min(self.settings.max_ttl),
+            Ok(left) => left.min(millis(self.settings.max_ttl)),
             // -1: no TTL; -2: missing (a tracked miss): the cap alone bounds the entry.
-            Err(_) => self.settings.max_ttl,
+            Err(_) => millis(self.settings.max_ttl),
         };
         let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
-        let entry = NearEntry { value, connection: ticket.connection, epoch: ticket.epoch, lifetime, weight };
+        let entry = NearEntry { value, connection: ticket.connection, epoch: ticket.epoch, decoded: OnceLock::new() };
         let generation = self.stripe(key);
         let state = &self.connections[ticket.connection];
         if *generation != ticket.generation
@@ -412,8 +410,7 @@ impl NearCache {
             self.metrics.count(CacheEvent::NearInsertCancelled);
             return;
         }
-        self.metrics.add_near_bytes(u64::from(weight));
-        self.entries.insert(Arc::from(key), entry);
+        self.entries.insert(key, Arc::new(entry), weight, lifetime_ms, self.now_ms());
         drop(generation);
         self.metrics.count(CacheEvent::NearInsert);
     }
@@ -423,7 +420,7 @@ impl NearCache {
     pub(crate) fn invalidate(&self, key: &str) {
         let mut generation = self.stripe(key);
         *generation = generation.wrapping_add(1);
-        self.entries.invalidate(key);
+        self.entries.remove(key);
         drop(generation);
         self.metrics.count(CacheEvent::NearInvalidation);
     }
@@ -442,7 +439,7 @@ impl NearCache {
         for state in self.connections.iter() {
             state.epoch.fetch_add(1, Ordering::AcqRel);
         }
-        self.entries.invalidate_all();
+        self.entries.clear();
         drop(stripes);
         if let Some(cause) = cause {
             self.metrics.count_flush(cause);
@@ -457,10 +454,7 @@ impl NearCache {
             state.trusted.store(false, Ordering::Release);
         }
         state.epoch.fetch_add(1, Ordering::AcqRel);
-        if self.entries.invalidate_entries_if(move |_key, entry| entry.connection == connection).is_err() {
-            // Closures are enabled at build time; should that ever fail, fall back to all.
-            self.entries.invalidate_all();
-        }
+        self.entries.remove_if(|entry| entry.connection == connection);
         self.metrics.count_flush(cause);
         tracing::debug!(connection, cause = cause.name(), "near cache flushed a connection's entries");
     }

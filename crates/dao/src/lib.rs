@@ -107,11 +107,6 @@ impl CacheDao {
         }
     }
 
-    /// LPOS: whether `entry` is in the user's list, without fetching the list.
-    pub(crate) async fn is_listed(&self, user_id: &UserId, entry: &StoredEntry) -> Result<bool, CacheError> {
-        self.cache.list_contains(&keys::token_list(user_id), entry.as_str()).await
-    }
-
     /// The user's list entries, newest first.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn user_entries(&self, user_id: &UserId) -> Result<Vec<StoredEntry>, CacheError> {

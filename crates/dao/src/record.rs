@@ -1,7 +1,11 @@
 //! [`TokenRecord`] (the metadata stored under `token:{token}`) and [`UserId`]. The stored JSON
 //! text is kept verbatim, so fields Tessera does not know pass through untouched.
 
-use std::{borrow::Cow, fmt, sync::OnceLock};
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use simd_json::{OwnedValue, StaticNode, owned::Object};
 
@@ -109,11 +113,14 @@ impl CorruptMetadata {
 ///
 /// Decoding reads only `user_id` (and checks the rest is well-formed JSON); the other fields
 /// are parsed the first time someone asks for them — the verify path usually does not.
+///
+/// A clone shares the text and the parsed fields (two reference counts), so a record kept by
+/// the near cache is handed to each request cheaply.
 #[derive(Clone, Debug)]
 pub struct TokenRecord {
     user_id: UserId,
-    json: String,
-    fields: OnceLock<Object>,
+    json: Arc<str>,
+    fields: Arc<OnceLock<Object>>,
 }
 
 impl TokenRecord {
@@ -122,12 +129,13 @@ impl TokenRecord {
         metadata.insert("user_id".to_owned(), user_id.to_json());
         let json = simd_json::to_string(&OwnedValue::Object(Box::new(metadata.clone())))
             .unwrap_or_else(|_| unreachable!("a JSON value built from JSON values always encodes"));
-        Self { user_id, json, fields: OnceLock::from(metadata) }
+        Self { user_id, json: Arc::from(json), fields: Arc::new(OnceLock::from(metadata)) }
     }
 
     /// Decodes a stored value; the text is kept as it was.
-    pub fn decode(json: String) -> Result<Self, CorruptMetadata> {
-        let mut bytes = json.clone().into_bytes();
+    pub fn decode(json: impl Into<Arc<str>>) -> Result<Self, CorruptMetadata> {
+        let json: Arc<str> = json.into();
+        let mut bytes = json.as_bytes().to_vec();
         if json.trim_start().as_bytes().first() != Some(&b'{') {
             // Not an object: say whether it is JSON at all (a rare, already-failing path).
             return Err(match simd_json::to_borrowed_value(&mut bytes) {
@@ -142,7 +150,7 @@ impl TokenRecord {
             IdValue::Text(text) => UserId::text(&text).map_err(|_| CorruptMetadata::BadUserId)?,
             IdValue::Other => return Err(CorruptMetadata::BadUserId),
         };
-        Ok(Self { user_id, json, fields: OnceLock::new() })
+        Ok(Self { user_id, json, fields: Arc::new(OnceLock::new()) })
     }
 
     pub fn user_id(&self) -> &UserId {
@@ -159,7 +167,7 @@ impl TokenRecord {
     /// taking the server down.
     pub fn fields(&self) -> &Object {
         self.fields.get_or_init(|| {
-            let mut bytes = self.json.clone().into_bytes();
+            let mut bytes = self.json.as_bytes().to_vec();
             match simd_json::to_owned_value(&mut bytes) {
                 Ok(OwnedValue::Object(object)) => *object,
                 _ => {

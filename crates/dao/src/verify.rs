@@ -46,6 +46,20 @@ return {value, part, 0}
     )
 });
 
+/// What the near cache keeps decoded beside a token's value: its record and the key of its
+/// user's list (or why the value is corrupt).
+struct CachedToken {
+    record: TokenRecord,
+    list_key: String,
+}
+
+impl CachedToken {
+    fn decode(value: &str) -> Result<Self, CorruptMetadata> {
+        let record = TokenRecord::decode(value)?;
+        Ok(Self { list_key: keys::token_list(record.user_id()), record })
+    }
+}
+
 /// What verification needs to know about a token.
 #[derive(Debug)]
 pub enum Membership {
@@ -124,15 +138,15 @@ impl CacheDao {
     /// or none from the near cache) when the entry's user is known from an earlier
     /// verification; otherwise in two steps, after which the user is known.
     async fn membership_by_reads(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
-        // The hit path: the token's value from the near cache names the list to look at.
-        if let Some(value) = self.cache.get_value_if_cached(&keys::token(entry.as_str())) {
-            let Some(value) = value else { return Ok(Membership::Missing) };
-            return Ok(match TokenRecord::decode(value) {
-                Ok(record) => {
-                    let listed = self.is_listed_or_not_a_list(&record, entry).await?;
-                    Membership::Found { record, listed }
+        // The hit path: the token's record, decoded once per cached value, names the list.
+        if let Some(cached) = self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode) {
+            let Some(cached) = cached else { return Ok(Membership::Missing) };
+            return Ok(match &*cached {
+                Ok(CachedToken { record, list_key }) => {
+                    let listed = self.holds_or_not_a_list(list_key, entry).await?;
+                    Membership::Found { record: record.clone(), listed }
                 }
-                Err(corrupt) => Membership::Corrupt(corrupt),
+                Err(corrupt) => Membership::Corrupt(*corrupt),
             });
         }
         if let Some(user_id) = self.known_users.get(entry.as_str()) {
@@ -179,7 +193,12 @@ impl CacheDao {
 
     /// LPOS, where a list key of another type counts as "not listed".
     async fn is_listed_or_not_a_list(&self, record: &TokenRecord, entry: &StoredEntry) -> Result<bool, CacheError> {
-        match self.is_listed(record.user_id(), entry).await {
+        self.holds_or_not_a_list(&keys::token_list(record.user_id()), entry).await
+    }
+
+    /// Whether the list `list_key` holds `entry`, where a key of another type counts as "no".
+    async fn holds_or_not_a_list(&self, list_key: &str, entry: &StoredEntry) -> Result<bool, CacheError> {
+        match self.cache.list_contains(list_key, entry.as_str()).await {
             Err(error) if error.kind() == CacheErrorKind::WrongType => Ok(false),
             other => other,
         }
