@@ -652,16 +652,29 @@ impl CacheClient {
         Some(value)
     }
 
-    /// [`Self::get_value_if_cached`], decoded by `decode` once per cached entry: the decoded
-    /// form stays with the entry (shared by every reader) and goes when an invalidation, a
-    /// flush or the entry's lifetime removes it. For a value read on every request, such as a
-    /// session's token, this saves the decode and the copy on each hit.
+    /// The value of `key` decoded by `decode`, if process memory can answer for it now: the
+    /// near cache, or the embedded store (which is process memory). `decode` runs once per
+    /// stored value: the decoded form stays beside it, shared by every reader, and goes when
+    /// the value is replaced, invalidated, flushed or expires. `Some(None)`: known to be
+    /// missing; `None`: not answerable here (not cached, no near cache on Redis, or a key of
+    /// another type — ask with [`Self::get_value`]). For a value read on every request, such as
+    /// a session's token, this saves the copy and the decode on each read.
     pub fn get_decoded_if_cached<T: std::any::Any + Send + Sync>(
         &self,
         key: &str,
         decode: impl Fn(&str) -> T,
     ) -> Option<Option<Arc<T>>> {
-        let value = self.inner.near.as_ref()?.lookup_decoded_if_cached(&self.key(key), decode)?;
+        let key = self.key(key);
+        let value = match (&self.inner.near, &self.inner.store) {
+            (Some(near), _) => near.lookup_decoded_if_cached(&key, decode)?,
+            (None, CacheStore::Embedded(store)) => {
+                let started = Instant::now();
+                let value = store.get_decoded(&key, decode).ok()?;
+                self.inner.metrics.record("get_value", &key, started.elapsed(), None);
+                value
+            }
+            (None, CacheStore::Redis(_)) => return None,
+        };
         self.inner.metrics.record_read(value.is_some());
         Some(value)
     }

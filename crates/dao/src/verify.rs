@@ -138,7 +138,8 @@ impl CacheDao {
     /// or none from the near cache) when the entry's user is known from an earlier
     /// verification; otherwise in two steps, after which the user is known.
     async fn membership_by_reads(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
-        // The hit path: the token's record, decoded once per cached value, names the list.
+        // The hit path (the near cache, or the embedded store): the token's record, decoded once
+        // per stored value, names the list.
         if let Some(cached) = self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode) {
             let Some(cached) = cached else { return Ok(Membership::Missing) };
             return Ok(match &*cached {

@@ -2,7 +2,9 @@
 //! conformance suite checks. Every method takes `now`, so time is explicit and testable.
 
 use std::{
+    any::Any,
     collections::{BTreeSet, HashMap, VecDeque},
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -34,10 +36,25 @@ impl From<WrongType> for TextReadFailure {
 /// type: either one answers GET, bit reads and compare-and-delete by its bytes.
 #[derive(Debug)]
 enum Value {
-    String(String),
+    String(Text),
     Bytes(Vec<u8>),
     List(VecDeque<String>),
     Hash(HashMap<String, String>),
+}
+
+/// A string set as text, and the decoded form a reader kept beside it
+/// ([`Keyspace::get_decoded`]). A value is never changed in place: whatever changes it stores
+/// a new `Text` (or turns it into `Bytes`), so the decoded form always matches the text.
+#[derive(Debug)]
+struct Text {
+    text: String,
+    decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Text {
+    fn new(text: String) -> Self {
+        Self { text, decoded: OnceLock::new() }
+    }
 }
 
 #[derive(Debug)]
@@ -128,10 +145,34 @@ impl Keyspace {
     pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, TextReadFailure> {
         match self.peek(key, now) {
             None => Ok(None),
-            Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.clone())),
+            Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.text.clone())),
             Some(Entry { value: Value::Bytes(bytes), .. }) => {
                 String::from_utf8(bytes.clone()).map(Some).map_err(|_| TextReadFailure::NotUtf8)
             }
+            Some(_) => Err(TextReadFailure::WrongType),
+        }
+    }
+
+    /// The text value of `key` decoded by `decode`, which runs once per stored value: the
+    /// decoded form is kept beside the text until the value is replaced or removed. `None`
+    /// when the key is missing; an error for another type or bytes that are not UTF-8.
+    pub(crate) fn get_decoded<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        now: Instant,
+        decode: impl Fn(&str) -> T,
+    ) -> Result<Option<Arc<T>>, TextReadFailure> {
+        match self.peek(key, now) {
+            None => Ok(None),
+            Some(Entry { value: Value::String(Text { text, decoded }), .. }) => {
+                let kept = decoded.get_or_init(|| Arc::new(decode(text)));
+                Ok(Some(Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(decode(text)))))
+            }
+            // Rare (a bit operation made it bytes): decoded afresh, nothing kept.
+            Some(Entry { value: Value::Bytes(bytes), .. }) => match std::str::from_utf8(bytes) {
+                Ok(text) => Ok(Some(Arc::new(decode(text)))),
+                Err(_) => Err(TextReadFailure::NotUtf8),
+            },
             Some(_) => Err(TextReadFailure::WrongType),
         }
     }
@@ -140,7 +181,7 @@ impl Keyspace {
     fn string_bytes(&self, key: &str, now: Instant) -> Result<Option<&[u8]>, WrongType> {
         match self.peek(key, now) {
             None => Ok(None),
-            Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.as_bytes())),
+            Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.text.as_bytes())),
             Some(Entry { value: Value::Bytes(bytes), .. }) => Ok(Some(bytes)),
             Some(_) => Err(WrongType),
         }
@@ -161,7 +202,7 @@ impl Keyspace {
             .entry(key.to_owned())
             .or_insert_with(|| Entry { value: Value::Bytes(Vec::new()), expires_at: None });
         if let Value::String(text) = &mut entry.value {
-            let bytes = std::mem::take(text).into_bytes();
+            let bytes = std::mem::take(&mut text.text).into_bytes();
             entry.value = Value::Bytes(bytes);
         }
         let Value::Bytes(bytes) = &mut entry.value else { return Err(WrongType) };
@@ -201,7 +242,8 @@ impl Keyspace {
         if only_if_absent && self.live(key, now).is_some() {
             return false;
         }
-        self.entries.insert(key.to_owned(), Entry { value: Value::String(value.to_owned()), expires_at: None });
+        self.entries
+            .insert(key.to_owned(), Entry { value: Value::String(Text::new(value.to_owned())), expires_at: None });
         self.set_expiry(key, ttl.map(|ttl| now + ttl));
         true
     }
@@ -422,15 +464,17 @@ impl Keyspace {
         let token = match self.live(counter, now) {
             None => 1,
             Some(Entry { value: Value::String(text), .. }) => {
-                text.parse::<i64>().ok().and_then(|current| current.checked_add(1)).ok_or(WrongType)?
+                text.text.parse::<i64>().ok().and_then(|current| current.checked_add(1)).ok_or(WrongType)?
             }
             Some(_) => return Err(WrongType),
         };
         match self.entries.get_mut(counter) {
-            Some(entry) => entry.value = Value::String(token.to_string()),
+            Some(entry) => entry.value = Value::String(Text::new(token.to_string())),
             None => {
-                self.entries
-                    .insert(counter.to_owned(), Entry { value: Value::String(token.to_string()), expires_at: None });
+                self.entries.insert(
+                    counter.to_owned(),
+                    Entry { value: Value::String(Text::new(token.to_string())), expires_at: None },
+                );
             }
         }
         self.set_string(key, identifier, Some(lease), false, now);

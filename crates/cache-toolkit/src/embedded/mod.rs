@@ -72,6 +72,14 @@ impl EmbeddedStore {
         self.lock().get_string(key, Instant::now())
     }
 
+    pub(crate) fn get_decoded<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        decode: impl Fn(&str) -> T,
+    ) -> Result<Option<Arc<T>>, TextReadFailure> {
+        self.lock().get_decoded(key, Instant::now(), decode)
+    }
+
     pub(crate) fn set(&self, key: &str, value: &str, ttl: Option<Duration>, only_if_absent: bool) -> bool {
         self.lock().set_string(key, value, ttl, only_if_absent, Instant::now())
     }

@@ -55,3 +55,33 @@ async fn the_sweeper_stops_when_the_store_is_dropped() {
     tokio::time::sleep(super::SWEEP_INTERVAL * 2).await;
     assert!(weak.upgrade().is_none(), "the sweeper must not keep the keyspace alive");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_decoded_value_is_kept_until_the_value_changes() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let store = EmbeddedStore::new();
+    let decodes = AtomicUsize::new(0);
+    let decode = |text: &str| {
+        decodes.fetch_add(1, Ordering::SeqCst);
+        text.len()
+    };
+    assert_eq!(store.get_decoded("k", decode), Ok(None));
+    store.set("k", "four", Some(Duration::from_secs(10)), false);
+    let kept = store.get_decoded("k", decode).unwrap().unwrap();
+    for _ in 0..50 {
+        assert!(Arc::ptr_eq(&kept, &store.get_decoded("k", decode).unwrap().unwrap()), "one decode, shared");
+    }
+    assert_eq!((*kept, decodes.load(Ordering::SeqCst)), (4, 1));
+    store.set("k", "eleven char", Some(Duration::from_secs(10)), false);
+    assert_eq!(store.get_decoded("k", decode).unwrap().as_deref(), Some(&11), "a new value is decoded anew");
+    store.set_bits("k", &[1]).unwrap(); // a bit already set: the same text, now held as bytes
+    assert_eq!(decodes.load(Ordering::SeqCst), 2);
+    assert!(store.get_decoded("k", decode).unwrap().is_some(), "bytes that are UTF-8 still decode");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(store.get_decoded("k", decode), Ok(None), "expired with its value");
+    store.list_push("list", &["x"], crate::ListEnd::Left).unwrap();
+    assert_eq!(store.get_decoded("list", decode), Err(super::TextReadFailure::WrongType));
+}
