@@ -229,7 +229,20 @@ async fn start_nginx(dir: &Path, address: SocketAddr, tessera: SocketAddr, upstr
     nginx
 }
 
+/// The shipped `examples/deploy/nginx/tessera.conf`, as is but for the three addresses, inside
+/// an `http { }` block with paths under `dir`: what the README tells operators to run is what
+/// this test runs.
 fn nginx_config(dir: &Path, address: SocketAddr, tessera: SocketAddr, upstream: SocketAddr) -> String {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deploy/nginx/tessera.conf");
+    let mut server = std::fs::read_to_string(&shipped).unwrap();
+    for (from, to) in [
+        ("listen 80;", format!("listen {address};")),
+        ("http://app:3000", format!("http://{upstream}")),
+        ("http://tessera:8080", format!("http://{tessera}")),
+    ] {
+        assert_eq!(server.matches(from).count(), 1, "{} must say `{from}` once", shipped.display());
+        server = server.replace(from, &to);
+    }
     let dir = dir.display();
     format!(
         r#"worker_processes 1;
@@ -243,24 +256,7 @@ http {{
     fastcgi_temp_path {dir}/fastcgi_temp;
     uwsgi_temp_path {dir}/uwsgi_temp;
     scgi_temp_path {dir}/scgi_temp;
-    server {{
-        listen {address};
-        location / {{
-            auth_request /_auth;
-            auth_request_set $auth_user_id $upstream_http_x_auth_user_id;
-            auth_request_set $auth_username $upstream_http_x_auth_username;
-            proxy_set_header X-Auth-User-Id $auth_user_id;
-            proxy_set_header X-Auth-Username $auth_username;
-            proxy_pass http://{upstream};
-        }}
-        location = /_auth {{
-            internal;
-            proxy_pass http://{tessera}/auth/verify;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header Authorization $http_authorization;
-        }}
-    }}
+{server}
 }}
 "#
     )
