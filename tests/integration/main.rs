@@ -10,6 +10,7 @@ mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;
 mod near_cache;
+mod openapi;
 mod redis_tls;
 mod revocation;
 mod server;

@@ -18,7 +18,7 @@ mod probe;
 mod redis_stats;
 mod report;
 mod revocation;
-mod servers;
+pub(crate) mod servers;
 #[cfg(test)]
 mod tests;
 
@@ -122,7 +122,7 @@ const SERVERS: usize = 6;
 
 /// The store a `tessera` under test runs on.
 #[derive(Debug, Clone, Copy)]
-enum TesseraStore<'a> {
+pub(crate) enum TesseraStore<'a> {
     /// The benchmark's Redis at `url`, with the near cache on or off (`TESSERA_NEAR_CACHE`).
     Redis {
         url: &'a str,
@@ -417,7 +417,7 @@ fn seed(command: &mut Command) -> Result<()> {
 /// 127.0.0.1:`port`, on `store` (on Redis with `TESSERA_NEAR_CACHE` set either way, never left
 /// to its default). Settings from the caller's environment are left out, so they cannot
 /// change what is measured.
-fn tessera_command(binary: &Path, port: u16, store: TesseraStore<'_>, internal_key: &str) -> Command {
+pub(crate) fn tessera_command(binary: &Path, port: u16, store: TesseraStore<'_>, internal_key: &str) -> Command {
     let mut command = Command::new(binary);
     command.current_dir(workspace::root());
     for (name, _) in std::env::vars_os() {
@@ -451,7 +451,7 @@ fn listen(port: u16) -> String {
 }
 
 /// The port of `redis://127.0.0.1:PORT`.
-fn port_of(url: &str) -> Result<u16> {
+pub(crate) fn port_of(url: &str) -> Result<u16> {
     url.rsplit(':')
         .next()
         .and_then(|port| port.trim_end_matches('/').parse().ok())

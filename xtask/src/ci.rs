@@ -1,23 +1,26 @@
 //! `cargo xtask ci`: the checks CI runs, in order, stopping at the first that fails: formatting,
-//! clippy with warnings denied, then the whole test suite as `cargo xtask test` runs it.
+//! clippy with warnings denied, the whole test suite as `cargo xtask test` runs it, then the API
+//! fuzzing of `cargo xtask fuzz`.
 
 use std::process::{ExitCode, ExitStatus};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
+use crate::fuzz;
 use crate::process;
 use crate::test;
 use crate::workspace;
 
 type Step = (&'static str, fn() -> Result<ExitStatus>);
 
-const STEPS: [Step; 3] = [
+const STEPS: [Step; 4] = [
     ("cargo fmt --all -- --check", || process::status_of(workspace::cargo().args(["fmt", "--all", "--", "--check"]))),
     ("cargo clippy --workspace --all-targets -- -D warnings", || {
         process::status_of(workspace::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     }),
     ("cargo xtask test", || test::run(&[])),
+    ("cargo xtask fuzz", fuzz::run),
 ];
 
 /// `cargo xtask ci`

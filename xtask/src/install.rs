@@ -1,7 +1,7 @@
 //! Finding the programs xtask drives (`redis-server` and `redis-cli`; `nginx` for the forward-auth
-//! tests; `wrk` for the benchmark later) and, when one is missing, installing its Debian package
-//! when this machine allows it: as root, with apt-get. Otherwise the error says exactly what to
-//! install.
+//! tests; `wrk` for the benchmark; `python3` with `venv` for the API fuzzer's private environment)
+//! and, when one is missing, installing its Debian package when this machine allows it: as root,
+//! with apt-get. Otherwise the error says exactly what to install.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,27 @@ pub(crate) fn ensure_redis() -> Result<RedisTools> {
 pub(crate) fn ensure_tool(binary: &str, debian_package: &str) -> Result<PathBuf> {
     ensure_installed(&[binary], debian_package)?;
     located(binary)
+}
+
+/// A `python3` that can make virtual environments, after installing `python3` and (Debian ships
+/// `venv` without `ensurepip`) `python3-venv` when missing and this machine allows it.
+pub(crate) fn ensure_python_venv() -> Result<PathBuf> {
+    let python = ensure_tool("python3", "python3")?;
+    let can_make_venvs =
+        |python: &Path| Command::new(python).args(["-c", "import ensurepip, venv"]).stderr(Stdio::null()).status();
+    if can_make_venvs(&python).is_ok_and(|status| status.success()) {
+        return Ok(python);
+    }
+    let advice = "python3 cannot make virtual environments: install the Debian/Ubuntu package \
+                  python3-venv (apt-get install python3-venv)";
+    if !is_root() || find_on_path("apt-get").is_none() {
+        bail!("{advice}");
+    }
+    apt_install("python3-venv").context(advice)?;
+    if !can_make_venvs(&python).is_ok_and(|status| status.success()) {
+        bail!("apt-get installed python3-venv, yet {} still cannot make virtual environments", python.display());
+    }
+    Ok(python)
 }
 
 /// Makes sure every one of `binaries` is found (see [`find_on_path`]), installing

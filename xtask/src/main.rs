@@ -1,5 +1,5 @@
 //! `cargo xtask`: Tessera's dev commands. This file only parses the command line and dispatches;
-//! each command lives in its own module: `redis` (private topologies), `test`, `ci`, `bench`, and the
+//! each command lives in its own module: `redis` (private topologies), `test`, `ci`, `bench`, `fuzz`, and the
 //! `tidy` checks that run as plain tests. xtask depends on no Tessera crate.
 
 #![allow(
@@ -10,6 +10,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 mod install;
 mod process;
 mod redis;
@@ -35,7 +36,12 @@ commands:
   test [ARGS...]  build `tessera`, make sure nginx is installed, start a private standalone
                   Redis, a 6-node cluster and a sentinel, run `cargo test --workspace ARGS...`
                   against them, stop them again
-  ci              cargo fmt --check, cargo clippy -D warnings, then what `test` does
+  ci              cargo fmt --check, cargo clippy -D warnings, what `test` does, then what
+                  `fuzz` does
+  fuzz            build `tessera`, start a private Redis and a tessera on it, and fuzz the HTTP
+                  API from the OpenAPI document it serves (/openapi.json) with schemathesis,
+                  installed (pinned) into target/xtask/venv: fails on any 5xx and on any answer
+                  the document does not describe
   bench [--quick] build release, start a private Redis, seed 10,000 users and drive
                   GET /auth/verify with wrk against the ceiling, the naive port and tessera
                   (Redis, embedded, floods) in interleaved rounds, plus redis-benchmark and the
@@ -43,10 +49,11 @@ commands:
                   and, for a full run, docs/BENCHMARKS.md
   help            this text
 
-redis-server, redis-cli and nginx are taken from PATH, then from /usr/local/sbin, /usr/sbin and
-/sbin. When one is missing and xtask runs as root where apt-get exists, it installs the Debian
-package (redis-server, nginx) and stops any system service the package started, so nothing is
-left on the default port (6379, 80); otherwise it says what to install.
+redis-server, redis-cli, nginx and python3 are taken from PATH, then from /usr/local/sbin,
+/usr/sbin and /sbin. When one is missing and xtask runs as root where apt-get exists, it installs
+the Debian package (redis-server, nginx, python3 and python3-venv) and stops any system service
+the package started, so nothing is left on the default port (6379, 80); otherwise it says what
+to install.
 
 `test` exports to the tests:
   TESSERA_TEST_REDIS_URL          redis://127.0.0.1:PORT
@@ -78,6 +85,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "test" => test::command(rest),
         "ci" => ci::command(rest),
         "bench" => bench::command(rest),
+        "fuzz" => fuzz::command(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)

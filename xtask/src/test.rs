@@ -65,7 +65,7 @@ pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
 }
 
 /// `cargo build --bin tessera`, and the path of the binary it made.
-fn build_tessera() -> Result<PathBuf> {
+pub(crate) fn build_tessera() -> Result<PathBuf> {
     let mut build = workspace::cargo();
     build.args(["build", "--bin", "tessera"]);
     eprintln!("xtask: {}", process::describe(&build));

@@ -312,7 +312,7 @@ impl Default for RawSettings {
             slow_operation_ms: 50,
             max_sessions_per_user: 100,
             sliding_expiry: "false".to_owned(),
-            public_paths: "/healthz,/readyz".to_owned(),
+            public_paths: "/healthz,/readyz,/openapi.json".to_owned(),
             forward_headers: String::new(),
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,

@@ -333,7 +333,7 @@ fn auth_and_http_settings() {
         let defaults = load_in(jail, &[]).map_err(|error| error.to_string())?;
         assert_eq!(defaults.auth.max_sessions_per_user, Some(100));
         assert!(!defaults.auth.sliding_expiry);
-        assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz"]);
+        assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz", "/openapi.json"]);
         assert!(defaults.http.forward_headers.is_empty());
         let settings = load_in(
             jail,

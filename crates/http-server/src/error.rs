@@ -4,7 +4,7 @@
 
 use hyper::{
     Response, StatusCode,
-    header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE},
+    header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 
 use crate::response;
@@ -22,7 +22,10 @@ pub(crate) enum ApiError {
     InvalidInternalKey,
     BadRequest(String),
     NotFound,
-    MethodNotAllowed,
+    /// A route asked with a method it does not take; `allow` lists those it takes.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     PayloadTooLarge {
         limit: usize,
     },
@@ -42,7 +45,7 @@ impl ApiError {
             }
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, "invalid_request", message.clone()),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route".to_owned()),
-            Self::MethodNotAllowed => (
+            Self::MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not take that method".to_owned(),
@@ -75,6 +78,9 @@ impl ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            Self::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
             _ => {}
         }

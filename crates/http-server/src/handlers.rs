@@ -16,7 +16,7 @@ use auth_core::{MetadataObject, MetadataValue, Principal, SessionId, UserId, Ver
 use crate::{
     audit,
     error::ApiError,
-    middleware,
+    middleware, openapi,
     response::{self, Body},
     state::AppState,
     wire,
@@ -47,6 +47,11 @@ pub(crate) async fn readyz(state: &AppState) -> Response<Body> {
             )
         }
     }
+}
+
+/// The OpenAPI document, as compiled in.
+pub(crate) fn openapi() -> Response<Body> {
+    response::raw_json(StatusCode::OK, Bytes::from_static(openapi::DOCUMENT.as_bytes()))
 }
 
 fn principal<B>(request: &Request<B>) -> Result<&Principal, ApiError> {

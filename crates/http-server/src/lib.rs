@@ -14,6 +14,7 @@ mod handlers;
 mod lifecycle;
 mod metrics;
 pub mod middleware;
+mod openapi;
 mod response;
 mod routes;
 mod shutdown;

@@ -10,14 +10,10 @@ use hyper::{
 };
 use serde::Serialize;
 
+use crate::wire::ErrorBody;
+
 /// The body type of Tessera's own routes.
 pub(crate) type Body = Full<Bytes>;
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: &'a str,
-}
 
 pub(crate) fn json<T: Serialize, B: From<Bytes>>(status: StatusCode, value: &T) -> Response<B> {
     match simd_json::to_vec(value) {

@@ -13,6 +13,7 @@ use crate::{error::ApiError, handlers, middleware::InternalCaller, response::Bod
 pub(crate) enum Route {
     Healthz,
     Readyz,
+    OpenApi,
     Verify,
     Me,
     Logout,
@@ -29,6 +30,7 @@ impl Route {
         match path {
             "/healthz" => return Self::Healthz,
             "/readyz" => return Self::Readyz,
+            "/openapi.json" => return Self::OpenApi,
             "/auth/verify" => return Self::Verify,
             "/api/me" => return Self::Me,
             "/api/logout" => return Self::Logout,
@@ -49,9 +51,10 @@ impl Route {
     }
 
     /// Every route's metrics label, in [`Self::index`] order (never the raw path).
-    pub(crate) const LABELS: [&'static str; 11] = [
+    pub(crate) const LABELS: [&'static str; 12] = [
         "healthz",
         "readyz",
+        "openapi",
         "auth_verify",
         "api_me",
         "api_logout",
@@ -67,15 +70,16 @@ impl Route {
         match self {
             Self::Healthz => 0,
             Self::Readyz => 1,
-            Self::Verify => 2,
-            Self::Me => 3,
-            Self::Logout => 4,
-            Self::IssueSession => 5,
-            Self::UserSessions(_) => 6,
-            Self::UserSession(_, _) => 7,
-            Self::Introspect => 8,
-            Self::Metrics => 9,
-            Self::Unknown => 10,
+            Self::OpenApi => 2,
+            Self::Verify => 3,
+            Self::Me => 4,
+            Self::Logout => 5,
+            Self::IssueSession => 6,
+            Self::UserSessions(_) => 7,
+            Self::UserSession(_, _) => 8,
+            Self::Introspect => 9,
+            Self::Metrics => 10,
+            Self::Unknown => 11,
         }
     }
 
@@ -89,6 +93,19 @@ impl Route {
 
     pub(crate) fn label(&self) -> &'static str {
         Self::LABELS[self.index()]
+    }
+
+    /// The methods [`dispatch`] serves on this route, as the `Allow` header of a 405 lists them
+    /// (`/auth/verify` takes every method; an unknown route none).
+    pub(crate) fn methods(&self) -> &'static str {
+        match self {
+            Self::Healthz | Self::Readyz | Self::OpenApi | Self::Me | Self::Metrics => "GET, HEAD",
+            Self::Verify => "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE",
+            Self::Logout | Self::IssueSession | Self::Introspect => "POST",
+            Self::UserSessions(_) => "GET, HEAD, DELETE",
+            Self::UserSession(_, _) => "DELETE",
+            Self::Unknown => "",
+        }
     }
 }
 
@@ -143,6 +160,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Respon
     match route {
         Route::Healthz if is_get => Ok(handlers::healthz()),
         Route::Readyz if is_get => Ok(Box::pin(handlers::readyz(state)).await),
+        Route::OpenApi if is_get => Ok(handlers::openapi()),
         // Forward-auth proxies send the original request's method: accept them all.
         Route::Verify => handlers::verify(state, &request),
         Route::Me if is_get => handlers::me(&request),
@@ -159,7 +177,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Respon
         Route::Introspect if method == Method::POST => Box::pin(handlers::introspect(state, request)).await,
         Route::Metrics if is_get => Ok(handlers::metrics(state)),
         Route::Unknown => Err(ApiError::NotFound),
-        _ => Err(ApiError::MethodNotAllowed),
+        route => Err(ApiError::MethodNotAllowed { allow: route.methods() }),
     }
 }
 
@@ -204,6 +222,7 @@ mod tests {
         let paths = [
             "/healthz",
             "/readyz",
+            "/openapi.json",
             "/auth/verify",
             "/api/me",
             "/api/logout",

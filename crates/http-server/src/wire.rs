@@ -1,16 +1,27 @@
 //! The JSON shapes on the wire. Only this crate serializes for clients; domain types are
-//! converted here.
+//! converted here. `docs/openapi.json` documents each one; in tests they also deserialize, so
+//! the document's examples can be read back into them (unknown fields refused).
 
 use serde::Serialize;
 
 use auth_core::MetadataValue;
 
+/// Every error answer: `{"error": "...", "message": "..."}`.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
+pub(crate) struct ErrorBody<'a> {
+    pub(crate) error: &'a str,
+    pub(crate) message: &'a str,
+}
+
+#[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Health<'a> {
     pub(crate) status: &'a str,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Ready<'a> {
     pub(crate) status: &'a str,
     pub(crate) store: &'a str,
@@ -18,6 +29,7 @@ pub(crate) struct Ready<'a> {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct NotReady<'a> {
     pub(crate) status: &'a str,
     pub(crate) error: &'a str,
@@ -27,6 +39,7 @@ pub(crate) struct NotReady<'a> {
 
 /// `POST /internal/sessions` → 201.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct IssuedSession<'a> {
     pub(crate) token: &'a str,
     pub(crate) token_type: &'a str,
@@ -36,12 +49,15 @@ pub(crate) struct IssuedSession<'a> {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Sessions<'a> {
     pub(crate) user_id: MetadataValue,
+    #[cfg_attr(test, serde(borrow))]
     pub(crate) sessions: Vec<SessionEntry<'a>>,
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct SessionEntry<'a> {
     pub(crate) session_id: &'a str,
     /// Seconds left; `null` for a token stored without expiry.
@@ -50,12 +66,14 @@ pub(crate) struct SessionEntry<'a> {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Revoked {
     pub(crate) revoked: u64,
 }
 
 /// RFC 7662 for a token that is not active.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Inactive {
     pub(crate) active: bool,
 }

@@ -1,4 +1,4 @@
-//! The processes the HTTP benchmark starts and must stop again: the servers under test (each on
+//! The processes the HTTP benchmark (and `cargo xtask fuzz`) starts and must stop again: the servers under test (each on
 //! a free loopback port, its output in a log under `target/bench/logs/`, stopped on drop —
 //! SIGTERM, then SIGKILL), what `/proc` says about a process (CPU time, peak RSS), and a
 //! watchdog that stops those servers and the benchmark's Redis when xtask itself is killed and
@@ -23,7 +23,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const TERM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A loopback port that is free now (found by binding port 0 and letting it go).
-pub(super) fn free_port(taken: &[u16]) -> Result<u16> {
+pub(crate) fn free_port(taken: &[u16]) -> Result<u16> {
     for _ in 0..100 {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|listener| listener.local_addr())
@@ -38,7 +38,7 @@ pub(super) fn free_port(taken: &[u16]) -> Result<u16> {
 
 /// A server under test, running as a child of xtask; dropping it stops it.
 #[derive(Debug)]
-pub(super) struct ServerProcess {
+pub(crate) struct ServerProcess {
     name: &'static str,
     child: Child,
     port: u16,
@@ -49,7 +49,7 @@ impl ServerProcess {
     /// Starts `command` (which must make the server listen on 127.0.0.1:`port`) with its output
     /// in `logs/<name>.log`, records its pid in `registry` for the watchdog, and waits until it
     /// answers HTTP.
-    pub(super) fn start(
+    pub(crate) fn start(
         name: &'static str,
         command: &mut Command,
         port: u16,
@@ -83,7 +83,7 @@ impl ServerProcess {
     }
 
     /// An error naming the server and quoting its log when it has exited.
-    pub(super) fn ensure_alive(&mut self) -> Result<()> {
+    pub(crate) fn ensure_alive(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
@@ -260,14 +260,14 @@ exec "$xtask" redis reap "$owner" "$topology"
 
 /// The watchdog shell; dropping it ends it (the run cleaned up after itself).
 #[derive(Debug)]
-pub(super) struct Watchdog {
+pub(crate) struct Watchdog {
     child: Option<Child>,
 }
 
 impl Watchdog {
     /// Starts the watchdog for `registry` and the Redis topology `topology`. Without `sh`, a
     /// killed run leaves its processes; that is said once.
-    pub(super) fn start(registry: &Path, topology: &str) -> Watchdog {
+    pub(crate) fn start(registry: &Path, topology: &str) -> Watchdog {
         let spawned = std::env::current_exe().and_then(|xtask| {
             Command::new("sh")
                 .args(["-c", WATCHDOG_SCRIPT, "xtask-bench-watchdog"])
@@ -303,7 +303,7 @@ impl Drop for Watchdog {
 
 /// Stops what a registry left by an earlier, killed run still names (each pid only while it
 /// runs the recorded executable), then empties it.
-pub(super) fn reset_registry(registry: &Path) -> Result<()> {
+pub(crate) fn reset_registry(registry: &Path) -> Result<()> {
     if let Ok(text) = fs::read_to_string(registry) {
         for line in text.lines() {
             let Some((pid, exe)) = line.split_once(' ') else { continue };
