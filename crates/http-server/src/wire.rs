@@ -1,9 +1,11 @@
 //! The JSON shapes on the wire. Only this crate serializes for clients; domain types are
 //! converted here.
 
+use std::time::SystemTime;
+
 use serde::Serialize;
 
-use auth_core::MetadataValue;
+use auth_core::{IssuedToken, MetadataValue, Session, UserId};
 
 #[derive(Serialize)]
 pub(crate) struct Health<'a> {
@@ -35,10 +37,37 @@ pub(crate) struct IssuedSession<'a> {
     pub(crate) session_id: &'a str,
 }
 
+impl<'a> IssuedSession<'a> {
+    pub(crate) fn of(issued: &'a IssuedToken) -> Self {
+        Self {
+            token: issued.token.expose(),
+            token_type: "Bearer",
+            expires_in: issued.expires_in.as_secs(),
+            expires_at: issued.expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs()),
+            session_id: issued.session_id.as_str(),
+        }
+    }
+}
+
+/// `GET /internal/users/{id}/sessions` → 200.
 #[derive(Serialize)]
 pub(crate) struct Sessions<'a> {
     pub(crate) user_id: MetadataValue,
     pub(crate) sessions: Vec<SessionEntry<'a>>,
+}
+
+impl<'a> Sessions<'a> {
+    pub(crate) fn of(user_id: &UserId, sessions: &'a [Session]) -> Self {
+        let sessions = sessions
+            .iter()
+            .map(|session| SessionEntry {
+                session_id: session.session_id.as_str(),
+                expires_in: session.expires_in.map(|left| left.as_secs()),
+                metadata: MetadataValue::Object(Box::new(session.record.fields().clone())),
+            })
+            .collect();
+        Self { user_id: user_id.to_json(), sessions }
+    }
 }
 
 #[derive(Serialize)]
@@ -52,10 +81,4 @@ pub(crate) struct SessionEntry<'a> {
 #[derive(Serialize)]
 pub(crate) struct Revoked {
     pub(crate) revoked: u64,
-}
-
-/// RFC 7662 for a token that is not active.
-#[derive(Serialize)]
-pub(crate) struct Inactive {
-    pub(crate) active: bool,
 }
