@@ -1,8 +1,10 @@
 //! Tidy checks, run as plain `#[test]`s by `cargo test --workspace`: every Rust file starts with
 //! a `//!` comment saying what it owns; no crate depends "up" the layer table (ARCHITECTURE.md,
-//! "Layers"), and every crate is in it; nothing depends on the crates.io `config` crate.
+//! "Layers"), and every crate is in it; nothing depends on the crates.io `config` crate; no
+//! `.rs`, `.md` or `.toml` file points at a file the repository does not have (`references.rs`).
 //! Manifests are read by line scanning: xtask stays free of a TOML parser.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +101,80 @@ fn config_is_always_our_path_crate() -> Result<()> {
     }
     assert!(problems.is_empty(), "the crates.io `config` crate must not be used:\n  {}", problems.join("\n  "));
     Ok(())
+}
+
+/// The files whose references are checked, by extension.
+const REFERENCING_EXTENSIONS: [&str; 3] = ["rs", "md", "toml"];
+/// The reference check and its tests hold outside-pointing examples on purpose.
+const REFERENCE_CHECK_FILES: [&str; 2] = ["xtask/src/tidy.rs", "xtask/src/tidy/"];
+
+#[test]
+fn no_reference_points_outside_the_repository() -> Result<()> {
+    let root = workspace::root();
+    let repository = DiskRepository::read(&root)?;
+    let mut files = Vec::new();
+    let referencing = |path: &Path| {
+        path.extension().and_then(|ext| ext.to_str()).is_some_and(|ext| REFERENCING_EXTENSIONS.contains(&ext))
+    };
+    collect_files(&root, &referencing, &mut files)?;
+    assert!(files.len() > 50, "found only {} files to check under {}", files.len(), root.display());
+    let mut problems = Vec::new();
+    for file in &files {
+        let relative_path = PathBuf::from(relative(&root, file));
+        let shown = relative_path.to_string_lossy();
+        if REFERENCE_CHECK_FILES.iter().any(|excluded| shown == *excluded || shown.starts_with(excluded)) {
+            continue;
+        }
+        let text = fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        problems.extend(references::unresolved_references(&relative_path, &text, &repository));
+    }
+    assert!(
+        problems.is_empty(),
+        "references to files the repository does not have (a clone has nothing beside it: write \
+         the facts into docs/ and point there):\n  {}",
+        problems.join("\n  ")
+    );
+    Ok(())
+}
+
+/// The repository on disk, `target/` and hidden directories left out.
+#[derive(Debug)]
+struct DiskRepository {
+    root: PathBuf,
+    file_names: BTreeSet<String>,
+    top_level: Vec<String>,
+}
+
+impl DiskRepository {
+    fn read(root: &Path) -> Result<Self> {
+        let mut files = Vec::new();
+        collect_files(root, &|_| true, &mut files)?;
+        let file_names =
+            files.iter().filter_map(|file| file.file_name()).map(|name| name.to_string_lossy().into_owned()).collect();
+        let mut top_level = Vec::new();
+        for entry in fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))? {
+            let name = entry.with_context(|| format!("cannot list {}", root.display()))?.file_name();
+            let name = name.to_string_lossy().into_owned();
+            if name != "target" && !name.starts_with('.') {
+                top_level.push(name);
+            }
+        }
+        Ok(Self { root: root.to_owned(), file_names, top_level })
+    }
+}
+
+impl references::Repository for DiskRepository {
+    fn exists(&self, path: &Path) -> bool {
+        !path.starts_with("target") && !path.starts_with("..") && self.root.join(path).exists()
+    }
+
+    fn has_file_named(&self, name: &str) -> bool {
+        self.file_names.contains(name)
+    }
+
+    fn top_level(&self) -> &[String] {
+        &self.top_level
+    }
 }
 
 /// One dependency as written in a manifest.
@@ -295,4 +371,5 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
+mod references;
 mod tests;

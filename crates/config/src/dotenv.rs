@@ -19,6 +19,30 @@ impl DotenvFile {
     pub(crate) fn new(path: &Path) -> Self {
         Self { path: path.to_owned() }
     }
+
+    /// The file's `NAME=VALUE` lines in order, names and raw values trimmed; none when the file
+    /// does not exist. Names that are not settings are kept (the caller decides). The error
+    /// says which file and line.
+    pub(crate) fn entries(&self) -> Result<Vec<(String, String)>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(format!("cannot read {}: {error}", self.path.display())),
+        };
+        let mut entries = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((name, value)) = line.split_once('=') else {
+                return Err(format!("{} line {}: expected NAME=VALUE", self.path.display(), number + 1));
+            };
+            entries.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        Ok(entries)
+    }
 }
 
 impl Provider for DotenvFile {
@@ -27,23 +51,10 @@ impl Provider for DotenvFile {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
-            Err(error) => return Err(Error::from(format!("cannot read {}: {error}", self.path.display()))),
-        };
         let mut dict = Dict::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let Some((name, value)) = line.split_once('=') else {
-                return Err(Error::from(format!("{} line {}: expected NAME=VALUE", self.path.display(), number + 1)));
-            };
-            if let Some(key) = crate::environment::setting_key(name.trim()) {
-                dict.insert(key.to_owned(), parse_value(key, value.trim()));
+        for (name, value) in self.entries().map_err(Error::from)? {
+            if let Some(key) = crate::environment::setting_key(&name) {
+                dict.insert(key.to_owned(), parse_value(key, &value));
             }
         }
         Ok(Profile::Default.collect(dict))

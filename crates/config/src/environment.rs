@@ -13,6 +13,9 @@ use figment::{
 pub(crate) enum ValueKind {
     /// Taken verbatim: names, addresses, secrets.
     Text,
+    /// Taken verbatim like [`ValueKind::Text`], and never shown (`tessera check-config` prints
+    /// `[redacted]`): passwords, keys, and the Redis URL, which may carry a password.
+    Secret,
     /// Parsed as figment parses numbers, so `abc` reaches serde as a string and fails there
     /// with "expected u16", and `-1` as a negative number.
     Number,
@@ -26,21 +29,28 @@ pub struct SettingName {
     pub(crate) kind: ValueKind,
 }
 
+impl SettingName {
+    /// Whether the value must never be shown (it is, or may hold, a password or key).
+    pub fn is_secret(&self) -> bool {
+        self.kind == ValueKind::Secret
+    }
+}
+
 const fn setting(key: &'static str, env: &'static str, kind: ValueKind) -> SettingName {
     SettingName { key, env, kind }
 }
 
 /// Every setting Tessera reads. The seed's names first, then the `TESSERA_` ones.
 pub const SETTINGS: &[SettingName] = &[
-    setting("redis_url", "REDIS_URL", ValueKind::Text),
+    setting("redis_url", "REDIS_URL", ValueKind::Secret),
     setting("redis_host", "REDIS_HOST", ValueKind::Text),
     setting("redis_port", "REDIS_PORT", ValueKind::Number),
-    setting("redis_password", "REDIS_PASSWORD", ValueKind::Text),
+    setting("redis_password", "REDIS_PASSWORD", ValueKind::Secret),
     setting("redis_db", "REDIS_DB", ValueKind::Number),
     setting("access_token_expire_minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", ValueKind::Number),
     setting("listen", "TESSERA_LISTEN", ValueKind::Text),
     setting("store", "TESSERA_STORE", ValueKind::Text),
-    setting("internal_key", "TESSERA_INTERNAL_KEY", ValueKind::Text),
+    setting("internal_key", "TESSERA_INTERNAL_KEY", ValueKind::Secret),
     setting("key_prefix", "TESSERA_KEY_PREFIX", ValueKind::Text),
     setting("slow_operation_ms", "TESSERA_SLOW_OPERATION_MS", ValueKind::Number),
     setting("max_sessions_per_user", "TESSERA_MAX_SESSIONS_PER_USER", ValueKind::Number),
@@ -82,7 +92,7 @@ pub(crate) fn typed_value(key: &str, raw: &str) -> Value {
     let kind = SETTINGS.iter().find(|setting| setting.key == key).map(|setting| setting.kind);
     match kind {
         Some(ValueKind::Number) => raw.trim().parse::<Value>().unwrap_or_else(|_| Value::from(raw.to_owned())),
-        Some(ValueKind::Text) | None => Value::from(raw.to_owned()),
+        Some(ValueKind::Text | ValueKind::Secret) | None => Value::from(raw.to_owned()),
     }
 }
 

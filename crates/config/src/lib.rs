@@ -5,12 +5,14 @@
 //! This crate depends on no other Tessera crate and knows nothing about Redis clients or HTTP.
 
 mod dotenv;
+mod effective;
 mod environment;
 mod redis_target;
 mod redis_tls;
 mod secret;
 #[cfg(test)]
 mod tests;
+mod unknown;
 
 use std::{
     fmt,
@@ -23,12 +25,14 @@ use figment::{
     Figment, Metadata, Provider,
     providers::{Format, Toml},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+pub use effective::{EffectiveSetting, NOT_SET, REDACTED};
 pub use environment::{SETTINGS, SettingName};
 pub use redis_target::{HostPort, RedisTarget};
 pub use redis_tls::{ClientIdentity, RedisTls, TrustedRoots};
 pub use secret::Secret;
+pub use unknown::{UnknownVariable, unknown_variables};
 
 /// Which `configs/` profile is loaded: `APP_ENV`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,16 +214,29 @@ const MAX_HEADER_BYTES: usize = 1024 * 1024;
 impl Settings {
     /// Loads from `APP_ENV`, `TESSERA_CONFIG_DIR` (default `configs`) and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
-        let app_env = match std::env::var("APP_ENV") {
-            Err(_) => AppEnv::Dev,
-            Ok(text) => AppEnv::parse(&text).ok_or_else(|| ConfigError {
-                setting: "APP_ENV".to_owned(),
-                origin: "environment".to_owned(),
-                problem: format!("unknown environment `{text}`, expected dev, test or prod"),
-            })?,
+        Self::load_with_sources().map(|(settings, _)| settings)
+    }
+
+    /// [`Settings::load`], also returning where the values came from (`tessera check-config`).
+    pub fn load_with_sources() -> Result<(Self, Sources), ConfigError> {
+        let (app_env, app_env_origin) = match std::env::var("APP_ENV") {
+            Err(_) => (AppEnv::Dev, DEFAULT_ORIGIN),
+            Ok(text) => (
+                AppEnv::parse(&text).ok_or_else(|| ConfigError {
+                    setting: "APP_ENV".to_owned(),
+                    origin: environment::ENVIRONMENT_SOURCE.to_owned(),
+                    problem: format!("unknown environment `{text}`, expected dev, test or prod"),
+                })?,
+                environment::ENVIRONMENT_SOURCE,
+            ),
         };
-        let config_dir = std::env::var_os("TESSERA_CONFIG_DIR").map_or_else(|| PathBuf::from("configs"), PathBuf::from);
-        Self::from_figment(app_env, &Self::figment(app_env, &config_dir)?)
+        let (config_dir, config_dir_origin) = match std::env::var_os(CONFIG_DIR_VARIABLE) {
+            None => (PathBuf::from(DEFAULT_CONFIG_DIR), DEFAULT_ORIGIN),
+            Some(dir) => (PathBuf::from(dir), environment::ENVIRONMENT_SOURCE),
+        };
+        let figment = Self::figment(app_env, &config_dir)?;
+        let settings = Self::from_figment(app_env, &figment)?;
+        Ok((settings, Sources { app_env, app_env_origin, config_dir, config_dir_origin, figment }))
     }
 
     /// The layered sources for `app_env`, lowest precedence first.
@@ -256,8 +273,26 @@ impl Settings {
     }
 }
 
-/// The settings as written, before validation. Keys are [`SETTINGS`]' keys.
-#[derive(Debug, Deserialize)]
+/// Where loaded settings came from: the profile, the folder of its files, and the layers as
+/// merged, so each value's origin can be reported ([`Sources::effective`]).
+#[derive(Debug)]
+pub struct Sources {
+    pub app_env: AppEnv,
+    app_env_origin: &'static str,
+    pub config_dir: PathBuf,
+    config_dir_origin: &'static str,
+    figment: Figment,
+}
+
+/// The variable naming the folder of the profile files; not a setting itself.
+pub const CONFIG_DIR_VARIABLE: &str = "TESSERA_CONFIG_DIR";
+const DEFAULT_CONFIG_DIR: &str = "configs";
+/// The origin of a value that no source set.
+const DEFAULT_ORIGIN: &str = "default";
+
+/// The settings as written, before validation. Keys are [`SETTINGS`]' keys. Serialized only to
+/// report the defaults.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
 struct RawSettings {
     redis_url: Option<String>,
@@ -667,7 +702,7 @@ fn comma_list(text: &str) -> impl Iterator<Item = &str> {
 /// Where a value came from, in words: `environment`, `file configs/dev.toml`, or `default`.
 fn origin(metadata: Option<&Metadata>) -> String {
     match metadata {
-        None => "default".to_owned(),
+        None => DEFAULT_ORIGIN.to_owned(),
         Some(metadata) => match &metadata.source {
             Some(figment::Source::File(path)) => format!("file {}", path.display()),
             _ => metadata.name.to_string(),

@@ -384,3 +384,123 @@ fn token_format_and_storage_settings() {
         Ok(())
     });
 }
+
+/// The row of `name` in the effective settings.
+fn effective_row(rows: &[EffectiveSetting], name: &str) -> (String, String) {
+    let row = rows.iter().find(|row| row.name == name).unwrap_or_else(|| panic!("no row for {name}"));
+    (row.value.clone(), row.origin.clone())
+}
+
+#[test]
+fn effective_settings_name_each_value_s_origin_and_hide_secrets() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("profiles")?;
+        jail.create_file("profiles/dev.toml", "log_format = \"json\"\nredis_port = 7001")?;
+        jail.create_file(
+            "profiles/.env.dev",
+            "REDIS_PORT=7002\nREDIS_PASSWORD=file-secret-77\nTESSERA_INTERNAL_KEY=\nOTHER_PROGRAM=1\n",
+        )?;
+        jail.clear_env();
+        jail.set_env("TESSERA_CONFIG_DIR", "profiles");
+        jail.set_env("TESSERA_LOG", "debug");
+        jail.set_env("REDIS_URL", "redis://:url-secret-88@10.1.2.3:7000");
+        let (settings, sources) = Settings::load_with_sources().map_err(|error| error.to_string())?;
+        let rows = sources.effective(&settings);
+        let toml = format!("file {}", Path::new("profiles").join("dev.toml").display());
+        let dotenv = format!("file {}", Path::new("profiles").join(".env.dev").display());
+        let expected = [
+            ("APP_ENV", "dev", "default"),
+            ("TESSERA_CONFIG_DIR", "profiles", "environment"),
+            ("TESSERA_LOG_FORMAT", "json", toml.as_str()),
+            ("REDIS_PORT", "7002", dotenv.as_str()),
+            ("REDIS_PASSWORD", REDACTED, dotenv.as_str()),
+            ("TESSERA_INTERNAL_KEY", "(empty)", dotenv.as_str()),
+            ("TESSERA_LOG", "debug", "environment"),
+            ("REDIS_URL", REDACTED, "environment"),
+            ("REDIS_DB", "0", "default"),
+            ("TESSERA_LISTEN", "127.0.0.1:8080", "default"),
+            ("TESSERA_KEY_PREFIX", "(empty)", "default"),
+            ("TESSERA_REDIS_CA_FILE", NOT_SET, "default"),
+            ("TESSERA_STORE", "redis", "default"),
+        ];
+        for (name, value, origin) in expected {
+            assert_eq!(effective_row(&rows, name), (value.to_owned(), origin.to_owned()), "{name}");
+        }
+        assert_eq!(rows.len(), SETTINGS.len() + 2, "every setting, plus APP_ENV and TESSERA_CONFIG_DIR");
+        let everything = format!("{rows:?}");
+        assert!(!everything.contains("secret-"), "a secret leaked: {everything}");
+        Ok(())
+    });
+}
+
+#[test]
+fn defaults_worked_out_at_load_are_reported_as_loaded() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let (settings, sources) = Settings::load_with_sources().map_err(|error| error.to_string())?;
+        let rows = sources.effective(&settings);
+        assert_eq!(effective_row(&rows, "TESSERA_STORE"), ("embedded".to_owned(), "default".to_owned()));
+        assert_eq!(effective_row(&rows, "TESSERA_REDIS_POOL_SIZE").0, settings.redis.pool_size.to_string());
+        assert!(effective_row(&rows, "TESSERA_NEAR_CACHE").0.starts_with("auto"));
+        assert_eq!(effective_row(&rows, "REDIS_PASSWORD"), (NOT_SET.to_owned(), "default".to_owned()));
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_tessera_names_get_the_closest_setting() {
+    let names = [
+        "TESSERA_LISTN",
+        "TESSERA_SLIDNG_EXPIRY",
+        "TESSERA_REDIS_HOST",
+        "TESSERA_LISTEN",
+        "TESSERA_CONFIG_DIR",
+        "TESSERA_TEST_REDIS_URL",
+        "TESSERA_BENCH_QUICK",
+        "REDIS_PROT",
+        "PATH",
+    ]
+    .map(str::to_owned);
+    let unknown = unknown::unknown_among(names, "environment");
+    let found: Vec<(&str, &str)> = unknown.iter().map(|variable| (variable.name.as_str(), variable.closest)).collect();
+    assert_eq!(
+        found,
+        [
+            ("TESSERA_LISTN", "TESSERA_LISTEN"),
+            ("TESSERA_REDIS_HOST", "REDIS_HOST"),
+            ("TESSERA_SLIDNG_EXPIRY", "TESSERA_SLIDING_EXPIRY"),
+        ],
+        "known names, the tooling's and non-TESSERA names are not reported"
+    );
+    assert_eq!(
+        unknown[0].to_string(),
+        "unknown setting TESSERA_LISTN (from environment) is ignored; did you mean TESSERA_LISTEN?"
+    );
+    assert_eq!(unknown::closest_setting("TESSERA_NEARCACHE_TTL"), "TESSERA_NEAR_CACHE_TTL_MS");
+}
+
+#[test]
+fn unknown_names_are_found_in_the_environment_and_the_profile_dotenv_file() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("configs")?;
+        jail.create_file("configs/.env.test", "TESSERA_INTERNAL_KY=abc\nREDIS_PORT=1\n")?;
+        jail.create_file("configs/.env.dev", "TESSERA_NOT_READ=1\n")?;
+        jail.clear_env();
+        jail.set_env("APP_ENV", "test");
+        jail.set_env("TESSERA_LOGG", "debug");
+        let unknown = unknown_variables();
+        let found: Vec<(&str, &str, &str)> = unknown
+            .iter()
+            .map(|variable| (variable.name.as_str(), variable.origin.as_str(), variable.closest))
+            .collect();
+        let dotenv = format!("file {}", Path::new("configs").join(".env.test").display());
+        assert_eq!(
+            found,
+            [
+                ("TESSERA_LOGG", "environment", "TESSERA_LOG"),
+                ("TESSERA_INTERNAL_KY", dotenv.as_str(), "TESSERA_INTERNAL_KEY")
+            ]
+        );
+        Ok(())
+    });
+}

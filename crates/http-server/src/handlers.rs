@@ -1,7 +1,7 @@
 //! The route handlers. Authentication has already happened in [`crate::middleware`]: a
 //! handler behind a protected route finds the [`Principal`] in the request's extensions.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::{
@@ -11,12 +11,12 @@ use hyper::{
 };
 use simd_json::prelude::ValueAsScalar;
 
-use auth_core::{MetadataObject, MetadataValue, Principal, SessionId, UserId, Verification};
+use auth_core::{MetadataObject, MetadataValue, Principal, SessionId, UserId};
 
 use crate::{
     audit,
     error::ApiError,
-    middleware, openapi,
+    introspection, middleware, openapi,
     response::{self, Body},
     state::AppState,
     wire,
@@ -115,17 +115,7 @@ pub(crate) async fn issue_session(state: &AppState, request: Request<Incoming>) 
     };
     let issued = state.auth.issue(user_id.clone(), metadata, ttl).await?;
     audit::issued(&user_id, &issued.session_id);
-    let expires_at = issued.expires_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    Ok(response::json(
-        StatusCode::CREATED,
-        &wire::IssuedSession {
-            token: issued.token.expose(),
-            token_type: "Bearer",
-            expires_in: issued.expires_in.as_secs(),
-            expires_at,
-            session_id: issued.session_id.as_str(),
-        },
-    ))
+    Ok(response::json(StatusCode::CREATED, &wire::IssuedSession::of(&issued)))
 }
 
 fn user_id_from_json(value: &MetadataValue) -> Result<UserId, ApiError> {
@@ -143,15 +133,7 @@ fn user_id_from_json(value: &MetadataValue) -> Result<UserId, ApiError> {
 
 pub(crate) async fn list_sessions(state: &AppState, user_id: &UserId) -> Result<Response<Body>, ApiError> {
     let sessions = state.auth.list_sessions(user_id).await?;
-    let sessions: Vec<wire::SessionEntry<'_>> = sessions
-        .iter()
-        .map(|session| wire::SessionEntry {
-            session_id: session.session_id.as_str(),
-            expires_in: session.expires_in.map(|left| left.as_secs()),
-            metadata: MetadataValue::Object(Box::new(session.record.fields().clone())),
-        })
-        .collect();
-    Ok(response::json(StatusCode::OK, &wire::Sessions { user_id: user_id.to_json(), sessions }))
+    Ok(response::json(StatusCode::OK, &wire::Sessions::of(user_id, &sessions)))
 }
 
 pub(crate) async fn revoke_all(state: &AppState, user_id: &UserId) -> Result<Response<Body>, ApiError> {
@@ -184,22 +166,7 @@ pub(crate) async fn introspect(state: &AppState, request: Request<Incoming>) -> 
         return Err(ApiError::UnsupportedMediaType);
     };
     let token = token.ok_or_else(|| ApiError::BadRequest("`token` is required".to_owned()))?;
-    let Verification::Valid(principal) = state.auth.verify(&token).await? else {
-        return Ok(response::json(StatusCode::OK, &wire::Inactive { active: false }));
-    };
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    let exp = state.auth.time_left(&principal).await?.map(|left| now + left.as_secs());
-    let mut body = principal.metadata().clone();
-    for reserved in ["active", "sub", "exp", "token_type"] {
-        body.remove(reserved);
-    }
-    body.insert("active".to_owned(), MetadataValue::from(true));
-    body.insert("sub".to_owned(), MetadataValue::from(principal.user_id().key_part().into_owned()));
-    body.insert("token_type".to_owned(), MetadataValue::from("Bearer"));
-    if let Some(exp) = exp {
-        body.insert("exp".to_owned(), MetadataValue::from(exp));
-    }
-    Ok(response::json(StatusCode::OK, &MetadataValue::Object(Box::new(body))))
+    Ok(response::json(StatusCode::OK, &introspection::describe(&state.auth, &token).await?))
 }
 
 pub(crate) fn metrics(state: &AppState) -> Response<Body> {

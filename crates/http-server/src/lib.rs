@@ -1,5 +1,6 @@
 //! The `tessera` HTTP server: [`Application`] (build, port, run until stopped), the lifecycle
-//! manager that owns the cache backend, the routes, and telemetry set-up for the binary.
+//! manager that owns the cache backend, the routes, telemetry set-up, and the command line
+//! ([`cli`]: serve, check the settings, issue and revoke tokens).
 //!
 //! Top of the layer table: it may depend on every other Tessera crate; none depends on it.
 //! It is the only crate whose types go on the wire.
@@ -9,8 +10,10 @@
 #![recursion_limit = "256"]
 
 pub mod audit;
+pub mod cli;
 mod error;
 mod handlers;
+mod introspection;
 mod lifecycle;
 mod metrics;
 pub mod middleware;

@@ -1,8 +1,10 @@
 //! [`Lifecycle`]: starts the cache backend before the server accepts anything and closes it
 //! after the last request has drained. The one place that decides the start/stop order.
 
+use auth_core::{AuthPolicy, Authenticator, TokenFormat};
 use cache_toolkit::CacheClient;
 use config::Settings;
+use dao::{CacheDao, TokenStorage};
 use infra::{Backend, InfraError};
 
 /// Owns the backend for the life of the server.
@@ -25,6 +27,26 @@ impl Lifecycle {
 
     pub fn cache(&self) -> &CacheClient {
         self.backend.cache()
+    }
+
+    /// The authenticator over this store with the settings' token policy and storage mode:
+    /// the server's, and the `tessera token` commands'.
+    pub fn authenticator(&self, settings: &Settings) -> Authenticator {
+        let policy = AuthPolicy {
+            default_ttl: settings.access_token_ttl,
+            max_sessions_per_user: settings.auth.max_sessions_per_user,
+            sliding_expiry: settings.auth.sliding_expiry,
+            token_format: match settings.auth.token_format {
+                config::TokenFormat::V1 => TokenFormat::V1,
+                config::TokenFormat::V2 => TokenFormat::V2,
+            },
+        };
+        let storage = match settings.auth.token_storage {
+            config::TokenStorage::Plain => TokenStorage::Plain,
+            config::TokenStorage::Hashed => TokenStorage::Hashed,
+            config::TokenStorage::Migrate => TokenStorage::Migrate,
+        };
+        Authenticator::new(CacheDao::with_storage(self.cache().clone(), storage), policy)
     }
 
     pub fn describe_store(&self) -> String {

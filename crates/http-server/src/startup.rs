@@ -18,9 +18,7 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
-use auth_core::{AuthPolicy, Authenticator, TokenFormat};
 use config::Settings;
-use dao::{CacheDao, TokenStorage};
 
 use crate::{
     lifecycle::Lifecycle,
@@ -88,21 +86,7 @@ impl Application {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let lifecycle = Lifecycle::start(&settings).await?;
-        let policy = AuthPolicy {
-            default_ttl: settings.access_token_ttl,
-            max_sessions_per_user: settings.auth.max_sessions_per_user,
-            sliding_expiry: settings.auth.sliding_expiry,
-            token_format: match settings.auth.token_format {
-                config::TokenFormat::V1 => TokenFormat::V1,
-                config::TokenFormat::V2 => TokenFormat::V2,
-            },
-        };
-        let storage = match settings.auth.token_storage {
-            config::TokenStorage::Plain => TokenStorage::Plain,
-            config::TokenStorage::Hashed => TokenStorage::Hashed,
-            config::TokenStorage::Migrate => TokenStorage::Migrate,
-        };
-        let auth = Authenticator::new(CacheDao::with_storage(lifecycle.cache().clone(), storage), policy);
+        let auth = lifecycle.authenticator(&settings);
         if let Err(error) = auth.prepare().await {
             tracing::warn!(%error, "cannot preload the verification script; it will load on first use");
         }
@@ -118,7 +102,7 @@ impl Application {
             listen = %local_addr,
             store = %state.store,
             token_format = ?state.auth.policy().token_format,
-            token_storage = ?storage,
+            token_storage = ?settings.auth.token_storage,
             app_env = settings.app_env.as_str(),
             internal_routes = !settings.internal_keys.is_empty(),
             "tessera listening"

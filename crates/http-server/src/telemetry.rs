@@ -1,9 +1,13 @@
-//! Logging set-up for the `tessera` binary: `pretty` or `json` lines on stdout, filtered by
-//! `TESSERA_LOG` (a `tracing` filter such as `info,fred=warn`).
+//! Logging set-up for the `tessera` binary: `pretty` or `json` lines, filtered by `TESSERA_LOG`
+//! (a `tracing` filter such as `info,fred=warn`) on stdout for the server; for the `tessera token`
+//! commands on stderr (stdout carries their result) with warnings and the audit events only
+//! (fred's own warnings, such as a QUIT to a client that never connected, are left out).
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter};
 
 use config::{LogFormat, Settings};
+
+use crate::audit::AUDIT_TARGET;
 
 /// The filter text did not parse.
 #[derive(Debug, thiserror::Error)]
@@ -13,15 +17,29 @@ pub struct TelemetryError {
     reason: String,
 }
 
-/// Installs the global subscriber. Call once, before anything logs.
+/// Installs the server's global subscriber. Call once, before anything logs.
 pub fn init(settings: &Settings) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_new(&settings.log_filter)
-        .map_err(|error| TelemetryError { filter: settings.log_filter.clone(), reason: error.to_string() })?;
     let colors = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = fmt().with_env_filter(filter).with_target(true).with_ansi(colors);
-    let installed = match settings.log_format {
+    install(settings.log_format, &settings.log_filter, colors, std::io::stdout)
+}
+
+/// Installs the subscriber of a one-shot command: warnings and the audit trail
+/// (`tessera::audit`) on stderr, in `TESSERA_LOG_FORMAT`; `TESSERA_LOG` is the server's.
+pub fn init_for_command(settings: &Settings) -> Result<(), TelemetryError> {
+    let colors = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    install(settings.log_format, &format!("warn,fred=error,{AUDIT_TARGET}=info"), colors, std::io::stderr)
+}
+
+fn install<W>(format: LogFormat, filter: &str, colors: bool, writer: W) -> Result<(), TelemetryError>
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let error = |reason: String| TelemetryError { filter: filter.to_owned(), reason };
+    let env_filter = EnvFilter::try_new(filter).map_err(|parse| error(parse.to_string()))?;
+    let builder = fmt().with_env_filter(env_filter).with_target(true).with_ansi(colors).with_writer(writer);
+    let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    installed.map_err(|error| TelemetryError { filter: settings.log_filter.clone(), reason: error.to_string() })
+    installed.map_err(|install| error(install.to_string()))
 }

@@ -2,6 +2,7 @@
 //! caught as surely as a file that breaks a rule.
 
 use super::*;
+use std::path::Path;
 
 #[test]
 fn module_doc_must_be_the_first_non_empty_line() {
@@ -101,4 +102,98 @@ fn the_layer_table_only_points_down() {
             );
         }
     }
+}
+
+/// A repository of a few files, for the reference check.
+struct FakeRepository {
+    files: Vec<&'static str>,
+    top_level: Vec<String>,
+}
+
+impl FakeRepository {
+    fn new(files: &[&'static str]) -> Self {
+        let mut top_level: Vec<String> =
+            files.iter().map(|file| file.split('/').next().unwrap_or_default().to_owned()).collect();
+        top_level.dedup();
+        Self { files: files.to_vec(), top_level }
+    }
+}
+
+impl references::Repository for FakeRepository {
+    fn exists(&self, path: &Path) -> bool {
+        self.files.iter().any(|file| Path::new(file).starts_with(path))
+    }
+
+    fn has_file_named(&self, name: &str) -> bool {
+        self.files.iter().any(|file| file.rsplit('/').next() == Some(name))
+    }
+
+    fn top_level(&self) -> &[String] {
+        &self.top_level
+    }
+}
+
+fn unresolved(file: &str, text: &str) -> Vec<String> {
+    let repository = FakeRepository::new(&[
+        "README.md",
+        "ARCHITECTURE.md",
+        "docs/FRED.md",
+        "docs/DESIGN.md",
+        "crates/infra/src/tls.rs",
+        "configs/dev.toml",
+    ]);
+    references::unresolved_references(Path::new(file), text, &repository)
+}
+
+#[test]
+fn references_outside_the_repository_are_refused_wherever_they_are() {
+    let text = "The brief is in ../shared/DESIGN.md.\n\
+                Facts: `shared/FRED-NOTES.md`, the original in seed/000_172a.txt,\n\
+                and /work/shared/STYLE.md, or ~/notes/cache.md.\n";
+    let problems = unresolved("docs/NOTES.md", text);
+    let words: Vec<&str> = problems.iter().map(|problem| problem.split('`').nth(1).unwrap_or_default()).collect();
+    assert_eq!(
+        words,
+        [
+            "../shared/DESIGN.md",
+            "shared/FRED-NOTES.md",
+            "seed/000_172a.txt",
+            "/work/shared/STYLE.md",
+            "~/notes/cache.md"
+        ],
+        "{problems:#?}"
+    );
+    assert!(problems[0].starts_with("docs/NOTES.md:1: "), "{}", problems[0]);
+    assert!(problems[2].starts_with("docs/NOTES.md:2: "), "{}", problems[2]);
+    assert!(problems[0].contains("points outside the repository"), "{}", problems[0]);
+    // In code too, not only in comments.
+    let code = "const BRIEF: &str = \"../../shared/DESIGN.md\";\n";
+    assert_eq!(unresolved("crates/x/src/lib.rs", code).len(), 1);
+}
+
+#[test]
+fn markdown_names_links_and_repository_paths_must_exist() {
+    let text = "See DESIGN.md and STYLE.md, [fred](FRED.md), [gone](GONE.md), [top](../README.md),\n\
+                [anchor](#precedence), [web](https://example.com/x.md), `crates/infra/src/tls.rs`,\n\
+                `crates/infra/src/gone.rs` and `docs/NEAR-CACHE-NOTES.md`.\n";
+    let problems = unresolved("docs/OVERVIEW.md", text);
+    let words: Vec<&str> = problems.iter().map(|problem| problem.split('`').nth(1).unwrap_or_default()).collect();
+    assert_eq!(words, ["GONE.md", "STYLE.md", "crates/infra/src/gone.rs", "docs/NEAR-CACHE-NOTES.md"], "{problems:#?}");
+    assert!(problems[0].contains("is a link to nothing"), "{}", problems[0]);
+    assert!(problems[1].contains("Markdown file the repository does not have"), "{}", problems[1]);
+    assert!(problems[2].contains("path the repository does not have"), "{}", problems[2]);
+}
+
+#[test]
+fn patterns_build_output_intra_doc_links_and_rust_code_are_not_references() {
+    let markdown =
+        "`configs/{APP_ENV}.toml`, `crates/*`, `target/bench/latest.md`, `crates/<name>/src`, `.md` files.\n";
+    assert_eq!(unresolved("README.md", markdown), Vec::<String>::new());
+    let rust = "//! Owns [`Thing`](crate::Thing) and [the rest](self).\n\
+                let scratch = jail.create_file(\"configs/.env.test\", \"\");\n\
+                let notes = \"NOTES.md\";\n\
+                // Written by the benchmark: target/bench/toolkit.md; the brief: docs/DESIGN.md.\n";
+    assert_eq!(unresolved("crates/x/src/lib.rs", rust), Vec::<String>::new());
+    let stale = "/// The table is in docs/TABLES.md.\n";
+    assert_eq!(unresolved("crates/x/src/lib.rs", stale).len(), 1, "comments in Rust are read");
 }

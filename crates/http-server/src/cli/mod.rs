@@ -1,0 +1,225 @@
+//! The `tessera` command line (clap): `tessera` or `tessera serve` runs the server,
+//! `check-config` reports the effective settings, `token issue|list|revoke|inspect` work on the
+//! sessions in the configured Redis through the same authenticator as the server.
+//!
+//! Exit codes: 0 success, 2 a usage or settings error, 1 a runtime failure (Redis unreachable,
+//! no such session). Every failure is one line on stderr, `tessera: …`; command results go to
+//! stdout. Unknown `TESSERA_*` variables are warned about on stderr before any command runs.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line reports on stdout and stderr")]
+
+mod check_config;
+mod serve;
+#[cfg(test)]
+mod tests;
+mod token;
+
+use std::{ffi::OsString, process::ExitCode, time::Duration};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use auth_core::{MetadataObject, SessionId, UserId};
+
+/// Exit code of a runtime failure: the store cannot be reached, the server cannot start.
+const EXIT_RUNTIME: u8 = 1;
+/// Exit code of a usage or settings error: the operator must fix the command or the settings.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Opaque bearer tokens in Redis: the server, and commands to check its settings and manage sessions.",
+    after_help = "Settings come from the environment, configs/.env.{APP_ENV} and configs/{APP_ENV}.toml (README, \
+                  Configuration). Exit codes: 0 success, 2 usage or settings error, 1 runtime failure."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server until SIGINT or SIGTERM (what `tessera` alone does).
+    Serve,
+    /// Print the effective settings and where each came from; exit 2 when one is invalid.
+    CheckConfig,
+    /// Issue, list, revoke or inspect sessions in the configured Redis (not the embedded store,
+    /// which lives only inside a running server).
+    #[command(subcommand, arg_required_else_help = false)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Issue a token; prints the JSON `POST /internal/sessions` answers.
+    Issue {
+        /// The user: decimal digits are an integer id, anything else a string id.
+        #[arg(long, value_parser = parse_user_id)]
+        user_id: UserId,
+        /// The session's metadata, a JSON object (e.g. '{"username":"alice"}').
+        #[arg(long, value_parser = parse_metadata)]
+        metadata: Option<MetadataObject>,
+        /// The token's lifetime, e.g. 90s, 30m, 1h, 1h30m, 7d (default ACCESS_TOKEN_EXPIRE_MINUTES).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+    },
+    /// List a user's live sessions (their ids, never their tokens).
+    List {
+        #[arg(long, value_parser = parse_user_id)]
+        user_id: UserId,
+    },
+    /// Revoke one session of a user (--session), or all of them.
+    Revoke {
+        #[arg(long, value_parser = parse_user_id)]
+        user_id: UserId,
+        /// The session id `token list` shows.
+        #[arg(long, value_parser = parse_session_id)]
+        session: Option<SessionId>,
+    },
+    /// Describe the token read from standard input (RFC 7662 JSON); never renews it.
+    Inspect {
+        /// Refused: a token on the command line would show in the process list and the
+        /// shell history.
+        #[arg(hide = true, num_args = 0..)]
+        from_command_line: Vec<OsString>,
+    },
+}
+
+/// Why a command failed; its text is the one line printed after `tessera: `.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    /// The command line or a setting is wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The command could not be carried out (exit 1).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CommandError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Usage(_) => EXIT_USAGE,
+            Self::Runtime(_) => EXIT_RUNTIME,
+        })
+    }
+}
+
+impl From<config::ConfigError> for CommandError {
+    fn from(error: config::ConfigError) -> Self {
+        Self::Usage(error.to_string())
+    }
+}
+
+impl From<crate::telemetry::TelemetryError> for CommandError {
+    fn from(error: crate::telemetry::TelemetryError) -> Self {
+        Self::Usage(error.to_string())
+    }
+}
+
+/// Runs the command line the process was started with; what `main` returns.
+pub fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version: printed on stdout, success.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("tessera: {}", usage_error_line(&error.render().to_string(), &args));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for unknown in config::unknown_variables() {
+        eprintln!("tessera: warning: {unknown}");
+    }
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve::run(),
+        Command::CheckConfig => check_config::run(),
+        Command::Token(command) => token::run(command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tessera: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+/// clap's error (the problem over one or more lines, then a tip or the usage) as one line:
+/// the problem, and the help of the (sub)command `args` name.
+fn usage_error_line(rendered: &str, args: &[OsString]) -> String {
+    let first_paragraph = rendered.split("\n\n").next().unwrap_or_default();
+    let problem = first_paragraph.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(" ");
+    let problem = problem.strip_prefix("error: ").unwrap_or(&problem);
+    let mut command = Cli::command();
+    let mut path = vec![command.get_name().to_owned()];
+    for arg in args.iter().skip(1) {
+        let Some(sub) = arg.to_str().and_then(|name| command.find_subcommand(name)).cloned() else { break };
+        path.push(sub.get_name().to_owned());
+        command = sub;
+    }
+    format!("{problem} (see {} --help)", path.join(" "))
+}
+
+fn parse_user_id(text: &str) -> Result<UserId, String> {
+    UserId::from_path_segment(text).map_err(|error| error.to_string())
+}
+
+fn parse_session_id(text: &str) -> Result<SessionId, String> {
+    SessionId::parse(text).ok_or_else(|| format!("not a session id: expected {} hex digits", SessionId::LEN))
+}
+
+fn parse_metadata(text: &str) -> Result<MetadataObject, String> {
+    let mut bytes = text.as_bytes().to_vec();
+    match simd_json::to_owned_value(&mut bytes) {
+        Ok(auth_core::MetadataValue::Object(object)) => Ok(*object),
+        Ok(_) => Err("must be a JSON object, e.g. '{\"username\":\"alice\"}'".to_owned()),
+        Err(_) => Err("is not valid JSON; expected an object such as '{\"username\":\"alice\"}'".to_owned()),
+    }
+}
+
+/// A human duration: one or more `<number><unit>` with units `s`, `m`, `h`, `d`
+/// (`90s`, `30m`, `1h30m`); a bare number is refused (seconds or minutes?).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let usage = "expected a duration such as 90s, 30m, 1h or 1h30m (units s, m, h, d)";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("is empty; {usage}"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|character: char| character.is_ascii_digit()).len();
+        let (number, after) = rest.split_at(digits);
+        let mut units = after.chars();
+        let unit_seconds = match units.next() {
+            _ if number.is_empty() => return Err(format!("`{text}` is not a duration: {usage}")),
+            None => return Err(format!("`{text}` has no unit: {usage}")),
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 60 * 60,
+            Some('d') => 24 * 60 * 60,
+            Some(_) => return Err(format!("`{text}` is not a duration: {usage}")),
+        };
+        let part = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|count| count.checked_mul(unit_seconds))
+            .and_then(|seconds| total.checked_add(seconds));
+        total = part.ok_or_else(|| format!("`{text}` is too long a duration"))?;
+        rest = units.as_str();
+    }
+    if total == 0 {
+        return Err(format!("`{text}` is zero; a token must live at least 1 s"));
+    }
+    Ok(Duration::from_secs(total))
+}
