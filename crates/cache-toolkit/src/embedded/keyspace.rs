@@ -1,14 +1,17 @@
-//! The embedded keyspace: values, TTLs and an expiry index, with the Redis semantics the
-//! conformance suite checks. Every method takes `now`, so time is explicit and testable.
+//! The embedded keyspace: values, TTLs, an expiry index and a key-order index for SCAN, with
+//! the Redis semantics the conformance suite checks. Every method takes `now`, so time is
+//! explicit and testable.
 
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
+    ops::Bound,
+    sync::Arc,
     time::Duration,
 };
 
 use tokio::time::Instant;
 
-use crate::{ListEnd, Ttl};
+use crate::{ListEnd, Ttl, saturating_deadline};
 
 /// The key holds another type than the operation needs (Redis's `WRONGTYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,11 +51,25 @@ struct Entry {
 
 /// Keys come from clients (tokens), so the hasher is seeded per process (foldhash's
 /// `RandomState`), which keeps flooding resistance while hashing far faster than SipHash.
-type Entries = HashMap<String, Entry, foldhash::fast::RandomState>;
+/// A key's text is allocated once and shared with [`Keyspace::names`].
+type Entries = HashMap<Arc<str>, Entry, foldhash::fast::RandomState>;
+
+/// One step of a SCAN ([`Keyspace::scan`]).
+#[derive(Debug)]
+pub(crate) struct ScanPage {
+    /// The live keys that matched, among those examined.
+    pub(crate) keys: Vec<String>,
+    /// Where the next step starts (after this key); `None` when the scan is complete.
+    pub(crate) next: Option<Arc<str>>,
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Keyspace {
     entries: Entries,
+    /// Every key of `entries`, in order: a SCAN cursor is the last key examined, so each step
+    /// costs O(log n + count) under the lock, and a key present for the whole scan is returned
+    /// exactly once however the keyspace changes between steps (Redis promises at least once).
+    names: BTreeSet<Arc<str>>,
     /// `(deadline, key)` for every key with a TTL; stale pairs (TTL changed or key gone) are
     /// skipped when swept, so updating a TTL never searches the index.
     expiries: BTreeSet<(Instant, String)>,
@@ -69,9 +86,25 @@ impl Keyspace {
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         let expired = self.entries.get(key).is_some_and(|entry| entry.expires_at.is_some_and(|at| at <= now));
         if expired {
-            self.entries.remove(key);
+            self.remove(key);
         }
         self.entries.get_mut(key)
+    }
+
+    /// Adds an entry under a key that has none (the caller checked), in both indexes.
+    fn insert_new(&mut self, key: &str, entry: Entry) -> &mut Entry {
+        let name: Arc<str> = Arc::from(key);
+        self.names.insert(Arc::clone(&name));
+        self.entries.entry(name).or_insert(entry)
+    }
+
+    /// Removes `key`'s entry, live or not, from both indexes; `true` when there was one.
+    fn remove(&mut self, key: &str) -> bool {
+        if self.entries.remove(key).is_none() {
+            return false;
+        }
+        self.names.remove(key);
+        true
     }
 
     fn set_expiry(&mut self, key: &str, expires_at: Option<Instant>) {
@@ -91,12 +124,12 @@ impl Keyspace {
             Value::String(_) | Value::Bytes(_) => false,
         });
         if empty {
-            self.entries.remove(key);
+            self.remove(key);
         }
     }
 
     pub(crate) fn remove_live(&mut self, key: &str, now: Instant) -> bool {
-        self.live(key, now).is_some() && self.entries.remove(key).is_some()
+        self.live(key, now).is_some() && self.remove(key)
     }
 
     pub(crate) fn live_len(&self, now: Instant) -> usize {
@@ -113,8 +146,8 @@ impl Keyspace {
             }
             let Some((at, key)) = self.expiries.pop_first() else { break };
             consumed += 1;
-            if self.entries.get(&key).is_some_and(|entry| entry.expires_at == Some(at)) {
-                self.entries.remove(&key);
+            if self.entries.get(key.as_str()).is_some_and(|entry| entry.expires_at == Some(at)) {
+                self.remove(&key);
             }
         }
         consumed
@@ -122,6 +155,7 @@ impl Keyspace {
 
     #[cfg(test)]
     pub(crate) fn stored_len(&self) -> usize {
+        assert_eq!(self.entries.len(), self.names.len(), "every entry has its name in the SCAN index");
         self.entries.len() + self.expiries.len()
     }
 
@@ -155,11 +189,11 @@ impl Keyspace {
         }
         let needed =
             offsets.iter().filter_map(|&offset| usize::try_from(offset / 8).ok()).max().map_or(0, |last| last + 1);
-        self.live(key, now);
-        let entry = self
-            .entries
-            .entry(key.to_owned())
-            .or_insert_with(|| Entry { value: Value::Bytes(Vec::new()), expires_at: None });
+        let entry = if self.live(key, now).is_some() {
+            self.entries.get_mut(key).ok_or(WrongType)?
+        } else {
+            self.insert_new(key, Entry { value: Value::Bytes(Vec::new()), expires_at: None })
+        };
         if let Value::String(text) = &mut entry.value {
             let bytes = std::mem::take(text).into_bytes();
             entry.value = Value::Bytes(bytes);
@@ -198,11 +232,15 @@ impl Keyspace {
         only_if_absent: bool,
         now: Instant,
     ) -> bool {
-        if only_if_absent && self.live(key, now).is_some() {
-            return false;
+        let value = Value::String(value.to_owned());
+        match self.live(key, now) {
+            Some(_) if only_if_absent => return false,
+            Some(entry) => *entry = Entry { value, expires_at: None },
+            None => {
+                self.insert_new(key, Entry { value, expires_at: None });
+            }
         }
-        self.entries.insert(key.to_owned(), Entry { value: Value::String(value.to_owned()), expires_at: None });
-        self.set_expiry(key, ttl.map(|ttl| now + ttl));
+        self.set_expiry(key, ttl.map(|ttl| saturating_deadline(now, ttl)));
         true
     }
 
@@ -211,9 +249,9 @@ impl Keyspace {
             return false;
         }
         if ttl.is_zero() {
-            self.entries.remove(key);
+            self.remove(key);
         } else {
-            self.set_expiry(key, Some(now + ttl));
+            self.set_expiry(key, Some(saturating_deadline(now, ttl)));
         }
         true
     }
@@ -240,7 +278,7 @@ impl Keyspace {
             if !create {
                 return Ok(None);
             }
-            self.entries.insert(name.to_owned(), Entry { value: Value::Hash(HashMap::new()), expires_at: None });
+            self.insert_new(name, Entry { value: Value::Hash(HashMap::new()), expires_at: None });
         }
         match self.entries.get_mut(name) {
             Some(Entry { value: Value::Hash(hash), .. }) => Ok(Some(hash)),
@@ -273,7 +311,7 @@ impl Keyspace {
             if !create {
                 return Ok(None);
             }
-            self.entries.insert(name.to_owned(), Entry { value: Value::List(VecDeque::new()), expires_at: None });
+            self.insert_new(name, Entry { value: Value::List(VecDeque::new()), expires_at: None });
         }
         match self.entries.get_mut(name) {
             Some(Entry { value: Value::List(list), .. }) => Ok(Some(list)),
@@ -300,6 +338,26 @@ impl Keyspace {
             }
         }
         Ok(list.len() as u64)
+    }
+
+    /// LPUSH `values`, then keep the first `max_len` elements; returns the length left and the
+    /// evicted elements in list order. A list left empty is deleted, as Redis does.
+    pub(crate) fn list_push_capped(
+        &mut self,
+        name: &str,
+        values: &[&str],
+        max_len: u64,
+        now: Instant,
+    ) -> Result<(u64, Vec<String>), WrongType> {
+        let Some(list) = self.list_mut(name, now, !values.is_empty())? else { return Ok((0, Vec::new())) };
+        for value in values {
+            list.push_front((*value).to_owned());
+        }
+        let keep = usize::try_from(max_len).unwrap_or(usize::MAX).min(list.len());
+        let evicted: Vec<String> = list.split_off(keep).into();
+        let len = list.len() as u64;
+        self.drop_if_empty(name);
+        Ok((len, evicted))
     }
 
     pub(crate) fn list_len(&mut self, name: &str, now: Instant) -> Result<u64, WrongType> {
@@ -383,11 +441,7 @@ impl Keyspace {
     }
 
     pub(crate) fn delete_if_equals(&mut self, key: &str, expected: &str, now: Instant) -> Result<bool, WrongType> {
-        if self.string_bytes(key, now)? == Some(expected.as_bytes()) {
-            Ok(self.entries.remove(key).is_some())
-        } else {
-            Ok(false)
-        }
+        if self.string_bytes(key, now)? == Some(expected.as_bytes()) { Ok(self.remove(key)) } else { Ok(false) }
     }
 
     pub(crate) fn expire_if_equals(
@@ -429,22 +483,32 @@ impl Keyspace {
         match self.entries.get_mut(counter) {
             Some(entry) => entry.value = Value::String(token.to_string()),
             None => {
-                self.entries
-                    .insert(counter.to_owned(), Entry { value: Value::String(token.to_string()), expires_at: None });
+                self.insert_new(counter, Entry { value: Value::String(token.to_string()), expires_at: None });
             }
         }
         self.set_string(key, identifier, Some(lease), false, now);
         Ok(Some(u64::try_from(token).unwrap_or(0)))
     }
 
-    pub(crate) fn matching_keys(&mut self, pattern: &str, now: Instant) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|(key, entry)| {
-                entry.expires_at.is_none_or(|at| at > now) && super::glob::glob_matches(pattern, key)
-            })
-            .map(|(key, _)| key.clone())
-            .collect()
+    /// One SCAN step: examines at most `count` keys (at least one) in key order, starting
+    /// after `after` (`None`: from the start), and returns the live ones matching `pattern`.
+    /// A key present for the whole scan is returned exactly once; a key added or removed
+    /// meanwhile may or may not be.
+    pub(crate) fn scan(&self, after: Option<&str>, pattern: &str, count: usize, now: Instant) -> ScanPage {
+        let limit = count.max(1);
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut keys = Vec::new();
+        let mut examined = 0;
+        let mut last = None;
+        for name in self.names.range::<str, _>((start, Bound::Unbounded)).take(limit) {
+            examined += 1;
+            if self.peek(name, now).is_some() && super::glob::glob_matches(pattern, name) {
+                keys.push(name.to_string());
+            }
+            last = Some(name);
+        }
+        let next = if examined < limit { None } else { last.map(Arc::clone) };
+        ScanPage { keys, next }
     }
 }
 
