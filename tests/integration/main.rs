@@ -13,4 +13,5 @@ mod near_cache;
 mod redis_tls;
 mod revocation;
 mod server;
+mod session_cap;
 mod tokens;

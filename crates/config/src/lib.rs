@@ -15,6 +15,7 @@ mod tests;
 use std::{
     fmt,
     net::SocketAddr,
+    num::NonZeroU64,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -104,8 +105,9 @@ pub struct RedisSettings {
 /// How tokens are issued and kept.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
-    /// Oldest sessions beyond this many per user are revoked at issue time; `None`: no cap.
-    pub max_sessions_per_user: Option<u64>,
+    /// Oldest sessions beyond this many per user are revoked at issue time; `None`: no cap
+    /// (`TESSERA_MAX_SESSIONS_PER_USER=0`).
+    pub max_sessions_per_user: Option<NonZeroU64>,
     /// Every successful verification renews the token's TTL.
     pub sliding_expiry: bool,
     /// The format new tokens are issued in: `TESSERA_TOKEN_FORMAT`.
@@ -395,7 +397,7 @@ impl Validator<'_> {
             key_prefix: raw.key_prefix,
             slow_operation: self.positive_millis("slow_operation_ms", raw.slow_operation_ms)?,
             auth: AuthSettings {
-                max_sessions_per_user: (raw.max_sessions_per_user > 0).then_some(raw.max_sessions_per_user),
+                max_sessions_per_user: NonZeroU64::new(raw.max_sessions_per_user),
                 sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
                 token_format: self.token_format(&raw.token_format)?,
                 token_storage: self.token_storage(&raw.token_storage)?,

@@ -331,7 +331,7 @@ fn the_store_follows_the_profile_and_the_redis_settings() {
 fn auth_and_http_settings() {
     Jail::expect_with(|jail| {
         let defaults = load_in(jail, &[]).map_err(|error| error.to_string())?;
-        assert_eq!(defaults.auth.max_sessions_per_user, Some(100));
+        assert_eq!(defaults.auth.max_sessions_per_user, std::num::NonZeroU64::new(100));
         assert!(!defaults.auth.sliding_expiry);
         assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz"]);
         assert!(defaults.http.forward_headers.is_empty());
