@@ -4,6 +4,11 @@
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
 use tests::{PrivateRedis, get, spawn_app, test_redis_url};
 
 #[tokio::test]
@@ -67,6 +72,32 @@ async fn the_embedded_store_is_ready_without_redis() {
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     assert!(response.body.contains(r#""store":"embedded (in-process)""#), "{}", response.body);
     app.stop().await;
+}
+
+/// A request whose body never comes keeps its connection busy past the drain deadline: `stop`
+/// must cut it (abort its task) rather than leave it open once the server says it stopped.
+#[tokio::test]
+async fn a_hung_connection_does_not_outlive_stop() {
+    const KEY: &str = "internal-key-for-hung-connections";
+    let app = spawn_app(&[
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_INTERNAL_KEY", KEY),
+        ("TESSERA_SHUTDOWN_TIMEOUT_MS", "200"),
+    ])
+    .await;
+    let mut client = TcpStream::connect(app.address).await.unwrap();
+    let head = format!(
+        "POST /internal/sessions HTTP/1.1\r\nHost: tessera\r\nX-Internal-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user_id\""
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    app.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(2), "stop took {:?}", started.elapsed());
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), client.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the hung connection is still open after stop returned");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tower::{Service, ServiceExt};
 
 use auth_core::{AuthPolicy, Authenticator, TokenFormat};
@@ -153,9 +153,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let Self { listener, lifecycle, stack, metrics, max_header_bytes, shutdown_timeout, .. } = self;
         let graceful = GracefulShutdown::new();
+        // Every connection task, so none outlives the drain deadline (finished ones are reaped
+        // as the loop goes, so the set holds only live connections).
+        let mut connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
                         let stack = stack.clone();
@@ -167,7 +171,7 @@ impl Application {
                             .max_buf_size(max_header_bytes)
                             .serve_connection(TokioIo::new(stream), service);
                         let connection = graceful.watch(connection);
-                        tokio::spawn(async move {
+                        connections.spawn(async move {
                             if let Err(error) = connection.await {
                                 tracing::debug!(%error, "connection ended with an error");
                             }
@@ -190,8 +194,13 @@ impl Application {
         );
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("all connections drained"),
-            () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("drain deadline reached; cutting the remaining connections"),
+            () = tokio::time::sleep(shutdown_timeout) => {
+                tracing::warn!(left = connections.len(), "drain deadline reached; cutting the remaining connections");
+            }
         }
+        // Past the deadline nothing may keep a connection (or a request holding the store) open:
+        // abort what is left and wait until every task is gone, so the store closes last.
+        connections.shutdown().await;
         lifecycle.stop().await;
         tracing::info!("tessera stopped");
     }
