@@ -5,24 +5,18 @@ use serde::Serialize;
 
 use auth_core::MetadataValue;
 
+/// `/healthz`, and `/readyz` when ready: a status and nothing else.
 #[derive(Serialize)]
 pub(crate) struct Health<'a> {
     pub(crate) status: &'a str,
 }
 
-#[derive(Serialize)]
-pub(crate) struct Ready<'a> {
-    pub(crate) status: &'a str,
-    pub(crate) store: &'a str,
-    pub(crate) latency_ms: f64,
-}
-
+/// Public: says "not ready" and nothing about the store (no address, no error text).
 #[derive(Serialize)]
 pub(crate) struct NotReady<'a> {
     pub(crate) status: &'a str,
     pub(crate) error: &'a str,
-    pub(crate) message: String,
-    pub(crate) store: &'a str,
+    pub(crate) message: &'a str,
 }
 
 /// `POST /internal/sessions` → 201.
