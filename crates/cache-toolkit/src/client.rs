@@ -222,6 +222,14 @@ impl CacheClient {
         &self.inner.prefix
     }
 
+    /// The embedded store's sizes; `None` on Redis.
+    pub fn embedded_stats(&self) -> Option<crate::EmbeddedStats> {
+        match &self.inner.store {
+            CacheStore::Embedded(store) => Some(store.stats()),
+            CacheStore::Redis(_) => None,
+        }
+    }
+
     /// `redis` or `embedded`.
     pub fn store_kind(&self) -> &'static str {
         match self.inner.store {

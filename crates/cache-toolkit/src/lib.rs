@@ -31,7 +31,7 @@ pub use aside::{
 };
 pub use bloom::BloomGuard;
 pub use client::{CacheClient, CacheOptions, CacheStore, CappedPush};
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStats, EmbeddedStore};
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};

@@ -54,6 +54,15 @@ struct Entry {
 /// A key's text is allocated once and shared with [`Keyspace::names`].
 type Entries = HashMap<Arc<str>, Entry, foldhash::fast::RandomState>;
 
+/// How big the embedded store is: for `/metrics`, and to show its indexes stay bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddedStats {
+    /// Keys held, expired ones the sweeper has not reclaimed yet included.
+    pub keys: usize,
+    /// Entries of the expiry index: one per key with a TTL.
+    pub expiry_index: usize,
+}
+
 /// One step of a SCAN ([`Keyspace::scan`]).
 #[derive(Debug)]
 pub(crate) struct ScanPage {
@@ -70,9 +79,10 @@ pub(crate) struct Keyspace {
     /// costs O(log n + count) under the lock, and a key present for the whole scan is returned
     /// exactly once however the keyspace changes between steps (Redis promises at least once).
     names: BTreeSet<Arc<str>>,
-    /// `(deadline, key)` for every key with a TTL; stale pairs (TTL changed or key gone) are
-    /// skipped when swept, so updating a TTL never searches the index.
-    expiries: BTreeSet<(Instant, String)>,
+    /// `(deadline, key)` for exactly the keys with a TTL: a renewed TTL replaces its pair and
+    /// a removed key takes its pair along, so the index never grows past the keys (sliding
+    /// expiry renews a TTL on every verification).
+    expiries: BTreeSet<(Instant, Arc<str>)>,
 }
 
 impl Keyspace {
@@ -98,21 +108,28 @@ impl Keyspace {
         self.entries.entry(name).or_insert(entry)
     }
 
-    /// Removes `key`'s entry, live or not, from both indexes; `true` when there was one.
+    /// Removes `key`'s entry, live or not, and its place in every index; `true` when there
+    /// was one.
     fn remove(&mut self, key: &str) -> bool {
-        if self.entries.remove(key).is_none() {
-            return false;
-        }
+        let Some((name, entry)) = self.entries.remove_entry(key) else { return false };
         self.names.remove(key);
+        if let Some(at) = entry.expires_at {
+            self.expiries.remove(&(at, name));
+        }
         true
     }
 
     fn set_expiry(&mut self, key: &str, expires_at: Option<Instant>) {
+        let Some((name, entry)) = self.entries.get_key_value(key) else { return };
+        let name = Arc::clone(name);
+        if let Some(old) = entry.expires_at {
+            self.expiries.remove(&(old, Arc::clone(&name)));
+        }
         if let Some(entry) = self.entries.get_mut(key) {
             entry.expires_at = expires_at;
-            if let Some(at) = expires_at {
-                self.expiries.insert((at, key.to_owned()));
-            }
+        }
+        if let Some(at) = expires_at {
+            self.expiries.insert((at, name));
         }
     }
 
@@ -146,7 +163,7 @@ impl Keyspace {
             }
             let Some((at, key)) = self.expiries.pop_first() else { break };
             consumed += 1;
-            if self.entries.get(key.as_str()).is_some_and(|entry| entry.expires_at == Some(at)) {
+            if self.entries.get(&*key).is_some_and(|entry| entry.expires_at == Some(at)) {
                 self.remove(&key);
             }
         }
@@ -156,7 +173,14 @@ impl Keyspace {
     #[cfg(test)]
     pub(crate) fn stored_len(&self) -> usize {
         assert_eq!(self.entries.len(), self.names.len(), "every entry has its name in the SCAN index");
+        let with_ttl = self.entries.values().filter(|entry| entry.expires_at.is_some()).count();
+        assert_eq!(self.expiries.len(), with_ttl, "one expiry index entry per key with a TTL");
         self.entries.len() + self.expiries.len()
+    }
+
+    /// The keys held (expired ones not yet swept included) and the expiry index's length.
+    pub(crate) fn stats(&self) -> EmbeddedStats {
+        EmbeddedStats { keys: self.entries.len(), expiry_index: self.expiries.len() }
     }
 
     pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, TextReadFailure> {
@@ -235,7 +259,7 @@ impl Keyspace {
         let value = Value::String(value.to_owned());
         match self.live(key, now) {
             Some(_) if only_if_absent => return false,
-            Some(entry) => *entry = Entry { value, expires_at: None },
+            Some(entry) => entry.value = value,
             None => {
                 self.insert_new(key, Entry { value, expires_at: None });
             }

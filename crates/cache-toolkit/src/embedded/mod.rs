@@ -21,6 +21,7 @@ use std::{
 use tokio::time::Instant;
 
 pub(crate) use glob::glob_escape;
+pub use keyspace::EmbeddedStats;
 use keyspace::Keyspace;
 pub(crate) use keyspace::{TextReadFailure, WrongType};
 
@@ -62,6 +63,11 @@ impl EmbeddedStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The keys held and the expiry index's length, read in O(1).
+    pub fn stats(&self) -> EmbeddedStats {
+        self.lock().stats()
     }
 
     fn lock(&self) -> MutexGuard<'_, Keyspace> {

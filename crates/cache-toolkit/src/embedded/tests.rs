@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use super::EmbeddedStore;
+use super::{EmbeddedStats, EmbeddedStore};
 use crate::{CacheClient, CacheOptions, CacheStore, Ttl};
 
 #[tokio::test(start_paused = true)]
@@ -140,4 +140,27 @@ async fn deleting_by_pattern_lets_other_callers_in_between_steps() {
         observed.iter().any(|&left| 1 < left && left < KEYS + 1),
         "no other caller got in while the delete was under way: {observed:?}"
     );
+}
+
+/// Sliding expiry renews a token's TTL on every verification: the expiry index must keep one
+/// entry per key however often that happens (it kept one per renewal until the old deadline).
+#[tokio::test(start_paused = true)]
+async fn renewing_a_ttl_keeps_one_expiry_index_entry_per_key() {
+    let store = EmbeddedStore::new();
+    let ttl = Duration::from_secs(30 * 60);
+    store.set("token:t", "{}", Some(ttl), false);
+    store.list_push("token_list:1", &["t"], crate::ListEnd::Left).unwrap();
+    for _ in 0..10_000 {
+        assert!(store.expire("token:t", ttl));
+        assert!(store.expire("token_list:1", ttl));
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    assert_eq!(store.stats(), EmbeddedStats { keys: 2, expiry_index: 2 });
+    store.set("token:t", "{}", Some(ttl), false);
+    assert_eq!(store.stats().expiry_index, 2, "an overwrite with a TTL replaces the old deadline");
+    store.set("token:t", "{}", None, false);
+    assert_eq!(store.stats().expiry_index, 1, "an overwrite without a TTL drops it");
+    store.delete(&["token_list:1"]);
+    assert_eq!(store.stats(), EmbeddedStats { keys: 1, expiry_index: 0 });
+    assert_eq!(store.stored_len(), 1);
 }
