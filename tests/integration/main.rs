@@ -6,6 +6,7 @@
 
 mod auth_api;
 mod binary;
+mod connection_limits;
 mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;

@@ -196,7 +196,7 @@ pub(crate) async fn introspect(state: &AppState, request: Request<Incoming>) -> 
 }
 
 pub(crate) fn metrics(state: &AppState) -> Response<Body> {
-    let text = state.metrics.render(&state.cache.metrics().snapshot());
+    let text = state.metrics.render(&state.cache.metrics().snapshot(), state.cache.embedded_stats());
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response

@@ -9,6 +9,7 @@
 #![recursion_limit = "256"]
 
 pub mod audit;
+mod connection;
 mod error;
 mod handlers;
 mod lifecycle;
