@@ -7,6 +7,7 @@
 mod auth_api;
 mod binary;
 mod cli;
+mod connection_limits;
 mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;
@@ -15,4 +16,5 @@ mod openapi;
 mod redis_tls;
 mod revocation;
 mod server;
+mod session_cap;
 mod tokens;

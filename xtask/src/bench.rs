@@ -12,6 +12,9 @@
 //! `docs/BENCHMARKS.md`. Exits 0 when it measured (a missed budget is reported, not a
 //! failure), non-zero when something broke. Everything it starts is stopped however the run
 //! ends: guards on drop, and a watchdog for when xtask itself is killed.
+//!
+//! `--soak [SECONDS]` runs the soak instead (`soak.rs`): one tessera under full load for a
+//! fixed time, its memory and its embedded store's sizes sampled.
 
 mod load;
 mod probe;
@@ -19,6 +22,7 @@ mod redis_stats;
 mod report;
 mod revocation;
 pub(crate) mod servers;
+mod soak;
 #[cfg(test)]
 mod tests;
 
@@ -72,14 +76,20 @@ impl Plan {
     }
 }
 
-/// `cargo xtask bench [--quick]`
+/// `cargo xtask bench [--quick | --soak [SECONDS]]`
 pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
-    let quick = match args {
-        [] => false,
-        [flag] if flag == "--quick" => true,
-        _ => bail!("usage: cargo xtask bench [--quick]"),
-    };
-    run(Plan::new(quick))?;
+    const USAGE: &str = "usage: cargo xtask bench [--quick | --soak [SECONDS]]";
+    match args {
+        [] => run(Plan::new(false))?,
+        [flag] if flag == "--quick" => run(Plan::new(true))?,
+        [flag] if flag == "--soak" => soak::run(soak::DEFAULT_SECONDS)?,
+        [flag, seconds] if flag == "--soak" => {
+            let seconds: u64 =
+                seconds.parse().with_context(|| format!("`{seconds}` is not a number of seconds; {USAGE}"))?;
+            soak::run(seconds)?;
+        }
+        _ => bail!("{USAGE}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

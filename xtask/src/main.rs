@@ -47,6 +47,10 @@ commands:
                   (Redis, embedded, floods) in interleaved rounds, plus redis-benchmark and the
                   toolkit micro-benchmark; prints ratios and budgets, writes target/bench/latest.*
                   and, for a full run, docs/BENCHMARKS.md
+  bench --soak [SECONDS]
+                  tessera on the embedded store with sliding expiry under full load for SECONDS
+                  (default 60): RSS and the store's keys and expiry index sampled every 5 s;
+                  fails on errors, a growing expiry index or memory; writes target/bench/soak.md
   help            this text
 
 redis-server, redis-cli, nginx and python3 are taken from PATH, then from /usr/local/sbin,

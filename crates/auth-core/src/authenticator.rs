@@ -4,7 +4,10 @@
 //! [`AuthError::Unavailable`], never "invalid" and never "valid". (With hashed storage `t`
 //! stands for `sha256:{hex}` in both keys; `dao` decides, see its `storage.rs`.)
 
-use std::time::{Duration, SystemTime};
+use std::{
+    num::NonZeroU64,
+    time::{Duration, SystemTime},
+};
 
 use cache_toolkit::{CacheError, Ttl};
 use dao::{
@@ -18,8 +21,9 @@ use crate::{SessionId, Token, TokenFormat, TokenFormatError};
 pub struct AuthPolicy {
     /// Lifetime of a token issued without an explicit one (`ACCESS_TOKEN_EXPIRE_MINUTES`).
     pub default_ttl: Duration,
-    /// At most this many sessions per user; the oldest go first. `None`: no cap.
-    pub max_sessions_per_user: Option<u64>,
+    /// At most this many sessions per user; issuing one more revokes the oldest, never the
+    /// new one. `None`: no cap.
+    pub max_sessions_per_user: Option<NonZeroU64>,
     /// Each successful verification gives the token a fresh `default_ttl` (off by default:
     /// it costs a write per verification).
     pub sliding_expiry: bool,
@@ -31,7 +35,7 @@ impl Default for AuthPolicy {
     fn default() -> Self {
         Self {
             default_ttl: Duration::from_secs(30 * 60),
-            max_sessions_per_user: Some(100),
+            max_sessions_per_user: NonZeroU64::new(100),
             sliding_expiry: false,
             token_format: TokenFormat::V1,
         }
@@ -209,15 +213,13 @@ impl Authenticator {
             metadata.insert(ISSUED_AT_FIELD.to_owned(), MetadataValue::from(now));
         }
         let record = TokenRecord::new(user_id, metadata);
-        let listed = self.dao.store_token(token.expose(), &record, ttl).await?;
-        self.dao.extend_list_ttl(record.user_id(), ttl.max(self.policy.default_ttl)).await?;
-        if let Some(cap) = self.policy.max_sessions_per_user {
-            if listed > cap {
-                let dropped = self.dao.keep_newest(record.user_id(), cap).await?;
-                tracing::info!(dropped = dropped.len(), cap, "oldest sessions revoked by the session cap");
-            }
+        let cap = self.policy.max_sessions_per_user;
+        let stored = self.dao.store_token(token.expose(), &record, ttl, cap).await?;
+        if !stored.evicted.is_empty() {
+            tracing::info!(dropped = stored.evicted.len(), cap = ?cap, "oldest sessions revoked by the session cap");
         }
-        if listed > 1 {
+        self.dao.extend_list_ttl(record.user_id(), ttl.max(self.policy.default_ttl)).await?;
+        if stored.listed > 1 {
             self.prune(record.user_id()).await?;
         }
         Ok(IssuedToken { session_id: token.session_id(), token, expires_in: ttl, expires_at: SystemTime::now() + ttl })

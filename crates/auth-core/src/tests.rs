@@ -153,7 +153,8 @@ async fn verify_outcomes() {
 
 #[tokio::test]
 async fn the_session_cap_drops_the_oldest_sessions_and_their_keys() {
-    let (auth, _) = authenticator(AuthPolicy { max_sessions_per_user: Some(3), ..AuthPolicy::default() });
+    let (auth, _) =
+        authenticator(AuthPolicy { max_sessions_per_user: std::num::NonZeroU64::new(3), ..AuthPolicy::default() });
     let mut issued = Vec::new();
     for _ in 0..5 {
         issued.push(auth.issue(UserId::Integer(1), MetadataObject::new(), None).await.unwrap());

@@ -9,7 +9,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
 use crate::{
-    CacheError, CacheScript, EmbeddedStore, FlushCause, KeyPrefix, ListEnd, ScriptReply, Ttl,
+    CacheError, CacheScript, EmbeddedStore, FlushCause, KeyPrefix, ListEnd, MAX_TTL, ScriptReply, Ttl,
     embedded::{TextReadFailure, WrongType},
     metrics::CacheMetrics,
     near::{NearCache, NearCacheError, NearCacheSettings},
@@ -33,6 +33,15 @@ const READ_ONLY_OPERATIONS: [&str; 13] = [
     "ping",
     "load_script",
 ];
+
+/// What [`CacheClient::push_to_capped_list`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CappedPush {
+    /// The list's length after the push and the trim: at most the cap.
+    pub len: u64,
+    /// What the trim removed from the tail, in list order (the oldest last).
+    pub evicted: Vec<String>,
+}
 
 /// Where the data lives.
 #[derive(Clone, Debug)]
@@ -213,6 +222,14 @@ impl CacheClient {
         &self.inner.prefix
     }
 
+    /// The embedded store's sizes; `None` on Redis.
+    pub fn embedded_stats(&self) -> Option<crate::EmbeddedStats> {
+        match &self.inner.store {
+            CacheStore::Embedded(store) => Some(store.stats()),
+            CacheStore::Redis(_) => None,
+        }
+    }
+
     /// `redis` or `embedded`.
     pub fn store_kind(&self) -> &'static str {
         match self.inner.store {
@@ -291,10 +308,22 @@ impl CacheClient {
         on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
         on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, Refusal>,
     ) -> Result<T, CacheError> {
+        self.call_in_steps(operation, key, on_redis, async move |store| on_embedded(store)).await
+    }
+
+    /// [`Self::call_refusing`] for an embedded side that works in steps and yields between them
+    /// (a SCAN), so it must not hold the keyspace lock for the whole operation.
+    async fn call_in_steps<T, Refusal: Into<StoreFailure>>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
+        on_embedded: impl AsyncFnOnce(&EmbeddedStore) -> Result<T, Refusal>,
+    ) -> Result<T, CacheError> {
         let started = Instant::now();
         let outcome = match &self.inner.store {
             CacheStore::Redis(pool) => on_redis(pool).await.map_err(StoreFailure::from),
-            CacheStore::Embedded(store) => on_embedded(store).map_err(Into::into),
+            CacheStore::Embedded(store) => on_embedded(store).await.map_err(Into::into),
         };
         if let Some(near) = &self.inner.near {
             if !READ_ONLY_OPERATIONS.contains(&operation) {
@@ -344,6 +373,7 @@ impl CacheClient {
         found
     }
 
+    /// Refuses a TTL under 1 ms or over [`MAX_TTL`] before any I/O (and counts the refusal).
     pub(crate) fn check_ttl(
         &self,
         operation: &'static str,
@@ -352,12 +382,27 @@ impl CacheClient {
     ) -> Result<(), CacheError> {
         match ttl {
             Some(ttl) if ttl < Duration::from_millis(1) => {
-                let error = CacheError::invalid_input(operation, Some(key), "a TTL must be at least 1 ms");
-                self.inner.metrics.record(operation, key, Duration::ZERO, Some(error.kind()));
-                Err(error)
+                Err(self.refuse(operation, key, "a TTL must be at least 1 ms".to_owned()))
             }
-            _ => Ok(()),
+            Some(ttl) => self.check_ttl_ceiling(operation, key, ttl),
+            None => Ok(()),
         }
+    }
+
+    /// Refuses a TTL over [`MAX_TTL`] (which Redis would refuse as an invalid expire time, and
+    /// the embedded store could not represent) before any I/O.
+    fn check_ttl_ceiling(&self, operation: &'static str, key: &str, ttl: Duration) -> Result<(), CacheError> {
+        if ttl > MAX_TTL {
+            return Err(self.refuse(operation, key, format!("a TTL must be at most {} ms", MAX_TTL.as_millis())));
+        }
+        Ok(())
+    }
+
+    /// An [`crate::CacheErrorKind::InvalidInput`] error, counted like any failed operation.
+    pub(crate) fn refuse(&self, operation: &'static str, key: &str, problem: String) -> CacheError {
+        let error = CacheError::invalid_input(operation, Some(key), problem);
+        self.inner.metrics.record(operation, key, Duration::ZERO, Some(error.kind()));
+        error
     }
 
     /// PING every connection (Redis) and return the slowest round trip; the embedded store
@@ -473,9 +518,10 @@ impl CacheClient {
     }
 
     /// Sets a TTL on an existing key (`false` when it does not exist). A zero TTL deletes the
-    /// key, as in Redis.
+    /// key, as in Redis; one over [`MAX_TTL`] is refused.
     pub async fn set_expiry(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
         let key = self.key(key);
+        self.check_ttl_ceiling("set_expiry", &key, ttl)?;
         self.call(
             "set_expiry",
             &key,
@@ -538,14 +584,11 @@ impl CacheClient {
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
         let pattern = format!("{}{pattern}", crate::embedded::glob_escape(self.inner.prefix.as_str()));
         let deleted = self
-            .call(
+            .call_in_steps(
                 "delete_matching",
                 &pattern,
                 async |pool| redis::delete_matching(pool, &pattern).await,
-                |store| {
-                    let keys = store.matching_keys(&pattern);
-                    Ok(store.delete(&keys.iter().map(String::as_str).collect::<Vec<_>>()))
-                },
+                async |store| Ok::<_, WrongType>(store.delete_matching(&pattern).await),
             )
             .await;
         // Which keys went is not known here: drop everything (tracking would tell, but only
@@ -633,6 +676,35 @@ impl CacheClient {
             |store| store.list_push(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), end),
         )
         .await
+    }
+
+    /// Pushes `values` at the head (LPUSH: the last one ends up first) and keeps only the
+    /// first `max_len` elements, in one atomic step — a bounded list, newest first. Returns
+    /// the length left and the elements the trim evicted from the tail, in list order: nobody
+    /// ever sees the list longer than `max_len` after this call's push, and each evicted
+    /// element is returned to exactly one caller. No values: only the trim (a missing list
+    /// stays missing). `max_len` 0 deletes the list. The list keeps its TTL. On Redis this
+    /// is a script on the one key, so it runs on a cluster too.
+    pub async fn push_to_capped_list<V: AsRef<str>>(
+        &self,
+        name: &str,
+        values: &[V],
+        max_len: u64,
+    ) -> Result<CappedPush, CacheError> {
+        let name = self.key(name);
+        let owned: Vec<String> = values.iter().map(|value| value.as_ref().to_owned()).collect();
+        // A Redis list holds at most 2^32 - 1 elements: a larger cap is the same cap, and this
+        // one is exact in Lua's numbers.
+        let max_len = max_len.min(u64::from(u32::MAX));
+        let (len, evicted) = self
+            .call(
+                "push_to_capped_list",
+                &name,
+                async |pool| redis::push_capped(pool, &name, &owned, max_len).await,
+                |store| store.list_push_capped(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), max_len),
+            )
+            .await?;
+        Ok(CappedPush { len, evicted })
     }
 
     /// LRANGE 0 -1: the whole list; empty when missing. Answered by the near cache when there

@@ -30,8 +30,8 @@ pub use aside::{
     LoadPolicy, LoadPolicyBuilder, LoadPolicyError, Loaded,
 };
 pub use bloom::BloomGuard;
-pub use client::{CacheClient, CacheOptions, CacheStore};
-pub use embedded::EmbeddedStore;
+pub use client::{CacheClient, CacheOptions, CacheStore, CappedPush};
+pub use embedded::{EmbeddedStats, EmbeddedStore};
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
@@ -57,6 +57,22 @@ pub enum Ttl {
     NoExpiry,
     /// The key expires after this long (millisecond precision on Redis).
     ExpiresIn(Duration),
+}
+
+/// The longest TTL any operation accepts: 2^62 ms, about 146 million years.
+///
+/// Redis refuses an expiry whose deadline, in Unix milliseconds, does not fit a signed 64-bit
+/// integer ("invalid expire time"), a bound that moves with the clock. This one stays below
+/// it for the next 146 million years, so every store refuses the same TTLs, and refuses them
+/// before any I/O as [`CacheErrorKind::InvalidInput`].
+pub const MAX_TTL: Duration = Duration::from_millis(1 << 62);
+
+/// `from + after`, saturating: when the sum cannot be represented (a "wait forever" such as
+/// `Duration::MAX`), about 30 years from `from`, as tokio's own timers do — no process waits
+/// that long, and no addition panics.
+pub(crate) fn saturating_deadline(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    from.checked_add(after).unwrap_or_else(|| from + FAR_FUTURE)
 }
 
 /// The README's Rust examples, compiled and run as doc tests.

@@ -14,7 +14,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-use crate::{CacheClient, CacheError, metrics::CacheEvent, redis};
+use crate::{CacheClient, CacheError, metrics::CacheEvent, redis, saturating_deadline};
 
 /// What [`LockGuard::release`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,17 +195,16 @@ impl CacheClient {
         let stored = self.key(key).into_owned();
         self.check_ttl("acquire_lock", &stored, Some(options.lease))?;
         let Some(counter) = fencing_counter_key(&stored) else {
-            let error = CacheError::invalid_input(
+            return Err(self.refuse(
                 "acquire_lock",
-                Some(&stored),
-                "an empty lock key, or one with `}` outside a hash tag, has no fencing counter in its hash slot; use a hash tag such as `{name}`",
-            );
-            self.metrics().record("acquire_lock", &stored, Duration::ZERO, Some(error.kind()));
-            return Err(error);
+                &stored,
+                "an empty lock key, or one with `}` outside a hash tag, has no fencing counter in its hash slot; use a hash tag such as `{name}`"
+                    .to_owned(),
+            ));
         };
         let identifier = format!("{:032x}", rand::random::<u128>());
         let lease = options.lease;
-        let deadline = Instant::now() + options.wait_timeout;
+        let deadline = saturating_deadline(Instant::now(), options.wait_timeout);
         loop {
             let sent_at = Instant::now();
             let acquired = self
@@ -294,8 +293,8 @@ impl Watchdog {
     /// else can have held it meanwhile, identifiers being unique), so it is worth waiting for.
     async fn keep_extended(self, acquired_sent_at: Instant) {
         let every = (self.lease / 3).max(Duration::from_millis(1));
-        let mut may_expire_at = acquired_sent_at + self.lease;
-        let mut next_attempt = acquired_sent_at + every;
+        let mut may_expire_at = saturating_deadline(acquired_sent_at, self.lease);
+        let mut next_attempt = saturating_deadline(acquired_sent_at, every);
         loop {
             tokio::time::sleep_until(next_attempt).await;
             let sent_at = Instant::now();
@@ -305,8 +304,8 @@ impl Watchdog {
             match extension {
                 Ok(Ok(true)) => {
                     self.client.metrics().count(CacheEvent::LockExtension);
-                    may_expire_at = sent_at + self.lease;
-                    next_attempt = sent_at + every;
+                    may_expire_at = saturating_deadline(sent_at, self.lease);
+                    next_attempt = saturating_deadline(sent_at, every);
                 }
                 Ok(Ok(false)) => {
                     tracing::warn!(key = %self.key, "lock lost: its key no longer holds this holder's identifier");
@@ -321,7 +320,7 @@ impl Watchdog {
                         return;
                     }
                     tracing::debug!(key = %self.key, "lock extension failed; retrying before the lease runs out");
-                    next_attempt = (now + every).min(may_expire_at);
+                    next_attempt = saturating_deadline(now, every).min(may_expire_at);
                 }
             }
         }

@@ -47,6 +47,22 @@ static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// LPUSH of ARGV[2..] (one element at a time: LPUSH a b leaves b first, and so does this),
+/// then LTRIM to the first ARGV[1] elements, in one atomic step on one key (so it runs on a
+/// cluster too). Answers `{length after, the removed elements in list order}`; a cap of 0
+/// deletes the list (`LTRIM 0 -1` would keep everything).
+static PUSH_CAPPED: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "for index = 2, #ARGV do redis.call('lpush', KEYS[1], ARGV[index]) end \
+         local evicted = redis.call('lrange', KEYS[1], ARGV[1], -1) \
+         if #evicted > 0 then \
+           if tonumber(ARGV[1]) == 0 then redis.call('del', KEYS[1]) \
+           else redis.call('ltrim', KEYS[1], 0, tonumber(ARGV[1]) - 1) end \
+         end \
+         return {redis.call('llen', KEYS[1]), evicted}",
+    )
+});
+
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -162,6 +178,28 @@ pub(crate) async fn list_remove(pool: &Pool, name: &str, count: i64, value: &str
 
 pub(crate) async fn list_trim(pool: &Pool, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
     pool.ltrim(name, start, stop).await
+}
+
+/// LPUSH `values` then trim to `max_len` elements, atomically (see [`PUSH_CAPPED`]); returns
+/// the new length and the evicted elements.
+pub(crate) async fn push_capped(
+    pool: &Pool,
+    name: &str,
+    values: &[String],
+    max_len: u64,
+) -> Result<(u64, Vec<String>), FredError> {
+    let mut args = Vec::with_capacity(1 + values.len());
+    args.push(max_len.to_string());
+    args.extend_from_slice(values);
+    let reply: Value = PUSH_CAPPED.evalsha_with_reload(pool.next(), name, args).await?;
+    let malformed =
+        || FredError::new(FredErrorKind::Parse, "the capped push answered something else than {length, evicted}");
+    let Value::Array(mut parts) = reply else { return Err(malformed()) };
+    let (Some(Value::Array(evicted)), Some(Value::Integer(len)), None) = (parts.pop(), parts.pop(), parts.pop()) else {
+        return Err(malformed());
+    };
+    let evicted = evicted.into_iter().map(|item| item.into_string().ok_or_else(malformed)).collect::<Result<_, _>>()?;
+    Ok((u64::try_from(len).map_err(|_| malformed())?, evicted))
 }
 
 /// Compare-and-delete in one atomic script (EVALSHA, reloaded on NOSCRIPT).

@@ -17,6 +17,7 @@ mod unknown;
 use std::{
     fmt,
     net::SocketAddr,
+    num::NonZeroU64,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -108,8 +109,9 @@ pub struct RedisSettings {
 /// How tokens are issued and kept.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
-    /// Oldest sessions beyond this many per user are revoked at issue time; `None`: no cap.
-    pub max_sessions_per_user: Option<u64>,
+    /// Oldest sessions beyond this many per user are revoked at issue time; `None`: no cap
+    /// (`TESSERA_MAX_SESSIONS_PER_USER=0`).
+    pub max_sessions_per_user: Option<NonZeroU64>,
     /// Every successful verification renews the token's TTL.
     pub sliding_expiry: bool,
     /// The format new tokens are issued in: `TESSERA_TOKEN_FORMAT`.
@@ -159,7 +161,7 @@ pub struct NearCacheConfig {
 }
 
 /// The HTTP face: which paths skip auth, which metadata fields become forward-auth headers,
-/// and the size limits.
+/// the size limits and the connection limits.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Exact paths served without a token.
@@ -168,6 +170,14 @@ pub struct HttpSettings {
     pub forward_headers: Vec<(String, String)>,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
+    /// Open connections at most; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// How long a request head may take to arrive, from its first byte (or, on a new
+    /// connection, from the accept): slow clients are cut after this.
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request; at least
+    /// `header_read_timeout`.
+    pub idle_timeout: Duration,
 }
 
 /// The validated settings. Built only by [`Settings::load`] or [`Settings::from_figment`].
@@ -210,6 +220,8 @@ const MAX_KEY_PREFIX_LEN: usize = 64;
 /// hyper's smallest read buffer; the largest is a sane cap for one request's head.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Far beyond what one process can hold open (file descriptors, memory); a typo guard.
+const MAX_CONNECTIONS: usize = 1_000_000;
 
 impl Settings {
     /// Loads from `APP_ENV`, `TESSERA_CONFIG_DIR` (default `configs`) and the process environment.
@@ -312,6 +324,9 @@ struct RawSettings {
     forward_headers: String,
     max_header_bytes: usize,
     max_body_bytes: usize,
+    max_connections: usize,
+    header_read_timeout_ms: u64,
+    idle_timeout_ms: u64,
     internal_key: Option<String>,
     redis_pool_size: Option<usize>,
     redis_connect_timeout_ms: u64,
@@ -351,6 +366,9 @@ impl Default for RawSettings {
             forward_headers: String::new(),
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 120_000,
             internal_key: None,
             redis_pool_size: None,
             redis_connect_timeout_ms: 2_000,
@@ -430,7 +448,7 @@ impl Validator<'_> {
             key_prefix: raw.key_prefix,
             slow_operation: self.positive_millis("slow_operation_ms", raw.slow_operation_ms)?,
             auth: AuthSettings {
-                max_sessions_per_user: (raw.max_sessions_per_user > 0).then_some(raw.max_sessions_per_user),
+                max_sessions_per_user: NonZeroU64::new(raw.max_sessions_per_user),
                 sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
                 token_format: self.token_format(&raw.token_format)?,
                 token_storage: self.token_storage(&raw.token_storage)?,
@@ -587,11 +605,32 @@ impl Validator<'_> {
         if raw.max_body_bytes == 0 {
             return Err(self.error("max_body_bytes", "must be at least 1 byte".to_owned()));
         }
+        if !(1..=MAX_CONNECTIONS).contains(&raw.max_connections) {
+            return Err(self.error(
+                "max_connections",
+                format!("{} is out of range, expected 1-{MAX_CONNECTIONS}", raw.max_connections),
+            ));
+        }
+        let header_read_timeout = self.millis_up_to_a_day("header_read_timeout_ms", raw.header_read_timeout_ms)?;
+        let idle_timeout = self.millis_up_to_a_day("idle_timeout_ms", raw.idle_timeout_ms)?;
+        if idle_timeout < header_read_timeout {
+            return Err(self.error(
+                "idle_timeout_ms",
+                format!(
+                    "{} is below TESSERA_HEADER_READ_TIMEOUT_MS ({}): a connection waiting for a request head \
+                     is cut at the idle timeout",
+                    raw.idle_timeout_ms, raw.header_read_timeout_ms
+                ),
+            ));
+        }
         Ok(HttpSettings {
             public_paths,
             forward_headers,
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
+            max_connections: raw.max_connections,
+            header_read_timeout,
+            idle_timeout,
         })
     }
 
@@ -660,6 +699,15 @@ impl Validator<'_> {
             return Err(self.error(key, "must be at least 1 millisecond".to_owned()));
         }
         Ok(Duration::from_millis(millis))
+    }
+
+    /// A timeout that becomes a deadline on a clock: at least 1 ms, at most a day.
+    fn millis_up_to_a_day(&self, key: &str, millis: u64) -> Result<Duration, ConfigError> {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
+        if millis > DAY_MS {
+            return Err(self.error(key, format!("{millis} is more than a day, expected at most {DAY_MS}")));
+        }
+        self.positive_millis(key, millis)
     }
 
     fn error(&self, key: &str, problem: String) -> ConfigError {

@@ -178,6 +178,15 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
             ("TESSERA_FORWARD_HEADERS", "username", "FIELD=Header-Name"),
             ("TESSERA_FORWARD_HEADERS", "username=X Bad", "FIELD=Header-Name"),
             ("TESSERA_MAX_HEADER_BYTES", "100", "out of range"),
+            ("TESSERA_MAX_CONNECTIONS", "0", "out of range, expected 1-1000000"),
+            ("TESSERA_MAX_CONNECTIONS", "many", "usize"),
+            ("TESSERA_MAX_CONNECTIONS", "2000000", "out of range"),
+            ("TESSERA_HEADER_READ_TIMEOUT_MS", "0", "at least 1 millisecond"),
+            ("TESSERA_IDLE_TIMEOUT_MS", "0", "at least 1 millisecond"),
+            ("TESSERA_IDLE_TIMEOUT_MS", "5000", "below TESSERA_HEADER_READ_TIMEOUT_MS (10000)"),
+            ("TESSERA_IDLE_TIMEOUT_MS", "-1", "-1"),
+            ("TESSERA_IDLE_TIMEOUT_MS", "86400001", "more than a day"),
+            ("TESSERA_HEADER_READ_TIMEOUT_MS", "18446744073709551615", "more than a day"),
             ("TESSERA_MAX_SESSIONS_PER_USER", "-1", "-1"),
             ("TESSERA_SLOW_OPERATION_MS", "0", "at least 1 millisecond"),
             ("TESSERA_LISTEN", "nowhere", "not an address"),
@@ -331,9 +340,12 @@ fn the_store_follows_the_profile_and_the_redis_settings() {
 fn auth_and_http_settings() {
     Jail::expect_with(|jail| {
         let defaults = load_in(jail, &[]).map_err(|error| error.to_string())?;
-        assert_eq!(defaults.auth.max_sessions_per_user, Some(100));
+        assert_eq!(defaults.auth.max_sessions_per_user, std::num::NonZeroU64::new(100));
         assert!(!defaults.auth.sliding_expiry);
         assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz", "/openapi.json"]);
+        assert_eq!(defaults.http.max_connections, 10_000);
+        assert_eq!(defaults.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.http.idle_timeout, Duration::from_secs(120));
         assert!(defaults.http.forward_headers.is_empty());
         let settings = load_in(
             jail,

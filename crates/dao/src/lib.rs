@@ -14,7 +14,7 @@ mod storage;
 mod tests;
 mod verify;
 
-use std::time::Duration;
+use std::{num::NonZeroU64, time::Duration};
 
 use cache_toolkit::{CacheClient, CacheError, CacheErrorKind, ListEnd, Ttl};
 
@@ -25,6 +25,15 @@ pub use simd_json::OwnedValue as MetadataValue;
 pub use simd_json::owned::Object as MetadataObject;
 pub use storage::{StoredEntry, TokenStorage};
 pub use verify::Membership;
+
+/// What [`CacheDao::store_token`] left in the user's list.
+#[derive(Debug)]
+pub struct StoredToken {
+    /// The list's length after the write (at most the cap, when there is one).
+    pub listed: u64,
+    /// The oldest entries the cap evicted, newest first; their token keys are deleted.
+    pub evicted: Vec<StoredEntry>,
+}
 
 /// What is stored under `token:{token}`.
 #[derive(Debug)]
@@ -114,12 +123,30 @@ impl CacheDao {
     }
 
     /// Writes `token:{entry}` (EX `ttl`) and LPUSHes the entry on the user's list, as the
-    /// Python system does, in the form [`TokenStorage`] issues; returns the list's new length.
+    /// Python system does, in the form [`TokenStorage`] issues.
+    ///
+    /// With a `cap`, the push and the trim of the list to its newest `cap` entries are one
+    /// atomic step (a script on the list key), so the list never holds more than `cap`
+    /// entries after it and two concurrent issuers cannot both keep, or both miss, an entry;
+    /// the token keys of the evicted entries are deleted next (they live in other hash slots).
+    /// An evicted session is invalid from the atomic step on: it is no longer listed.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn store_token(&self, token: &str, record: &TokenRecord, ttl: Duration) -> Result<u64, CacheError> {
+    pub async fn store_token(
+        &self,
+        token: &str,
+        record: &TokenRecord,
+        ttl: Duration,
+        cap: Option<NonZeroU64>,
+    ) -> Result<StoredToken, CacheError> {
         let entry = self.storage.issue_entry(token);
         self.cache.set_value(&keys::token(entry.as_str()), record.json(), Some(ttl)).await?;
-        self.cache.push_to_list(&keys::token_list(record.user_id()), entry.as_str(), ListEnd::Left).await
+        let list = keys::token_list(record.user_id());
+        let Some(cap) = cap else {
+            let listed = self.cache.push_to_list(&list, entry.as_str(), ListEnd::Left).await?;
+            return Ok(StoredToken { listed, evicted: Vec::new() });
+        };
+        let pushed = self.cache.push_to_capped_list(&list, &[entry.as_str()], cap.get()).await?;
+        Ok(StoredToken { listed: pushed.len, evicted: self.delete_evicted(pushed.evicted).await? })
     }
 
     /// Makes the user's list live at least `ttl` from now (never shortens it).
@@ -171,19 +198,21 @@ impl CacheDao {
     }
 
     /// Keeps the newest `keep` entries of the user's list and deletes the others' token keys;
-    /// returns the entries it removed.
+    /// returns the entries it removed. The trim and the list of what it removed come from one
+    /// atomic step, so concurrent callers (and issuers) each delete what they removed and
+    /// nothing else. `keep` is at least 1: keeping no session is [`Self::remove_all`], and a
+    /// cap of 0 in the settings means "no cap", which never calls this.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn keep_newest(&self, user_id: &UserId, keep: u64) -> Result<Vec<StoredEntry>, CacheError> {
-        let list = keys::token_list(user_id);
-        let start = i64::try_from(keep).unwrap_or(i64::MAX);
-        let oldest = self.cache.list_range(&list, start, -1).await?;
-        if oldest.is_empty() {
-            return Ok(Vec::new());
-        }
-        let token_keys: Vec<String> = oldest.iter().map(|entry| keys::token(entry)).collect();
+    pub async fn keep_newest(&self, user_id: &UserId, keep: NonZeroU64) -> Result<Vec<StoredEntry>, CacheError> {
+        let trimmed = self.cache.push_to_capped_list::<&str>(&keys::token_list(user_id), &[], keep.get()).await?;
+        self.delete_evicted(trimmed.evicted).await
+    }
+
+    /// Deletes the token keys of entries already taken off their list.
+    async fn delete_evicted(&self, evicted: Vec<String>) -> Result<Vec<StoredEntry>, CacheError> {
+        let token_keys: Vec<String> = evicted.iter().map(|entry| keys::token(entry)).collect();
         self.cache.batch_delete_keys(&token_keys).await?;
-        self.cache.list_trim(&list, 0, start - 1).await?;
-        Ok(oldest.into_iter().map(StoredEntry::from_stored).collect())
+        Ok(evicted.into_iter().map(StoredEntry::from_stored).collect())
     }
 
     /// Drops list entries (not token keys): for entries whose token key is already gone.

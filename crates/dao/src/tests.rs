@@ -1,7 +1,7 @@
 //! Key texts pinned (the contract with the Python system), records decoded as that system
 //! writes them, and the DAO against the embedded store.
 
-use std::time::Duration;
+use std::{num::NonZeroU64, time::Duration};
 
 use cache_toolkit::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, ListEnd, Ttl};
 
@@ -28,7 +28,7 @@ async fn the_key_prefix_applies_to_both_keys() {
     );
     let dao = CacheDao::new(prefixed);
     let record = TokenRecord::new(UserId::Integer(7), MetadataObject::new());
-    dao.store_token("tok", &record, Duration::from_secs(60)).await.unwrap();
+    dao.store_token("tok", &record, Duration::from_secs(60), None).await.unwrap();
     assert_eq!(raw.get_value("app1:token:tok").await.unwrap().as_deref(), Some(r#"{"user_id":7}"#));
     assert_eq!(raw.get_list("app1:token_list:7").await.unwrap(), ["tok"]);
     assert_eq!(raw.get_value("token:tok").await.unwrap(), None);
@@ -79,21 +79,47 @@ async fn keep_newest_trims_the_list_and_deletes_the_dropped_tokens() {
     let dao = CacheDao::new(CacheClient::embedded());
     let user = UserId::Integer(1);
     for index in 0..5 {
-        dao.store_token(
-            &format!("t{index}"),
-            &TokenRecord::new(user.clone(), MetadataObject::new()),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+        let record = TokenRecord::new(user.clone(), MetadataObject::new());
+        dao.store_token(&format!("t{index}"), &record, Duration::from_secs(60), None).await.unwrap();
     }
-    let texts = |entries: Vec<StoredEntry>| entries.iter().map(|entry| entry.as_str().to_owned()).collect::<Vec<_>>();
+    let three = NonZeroU64::new(3).unwrap();
     assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["t4", "t3", "t2", "t1", "t0"]);
-    assert_eq!(texts(dao.keep_newest(&user, 3).await.unwrap()), ["t1", "t0"]);
+    assert_eq!(texts(dao.keep_newest(&user, three).await.unwrap()), ["t1", "t0"]);
     assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["t4", "t3", "t2"]);
     assert!(matches!(dao.read_token("t0").await.unwrap(), TokenLookup::Missing));
     assert!(matches!(dao.read_token("t4").await.unwrap(), TokenLookup::Found(_)));
-    assert!(dao.keep_newest(&user, 3).await.unwrap().is_empty());
+    assert!(dao.keep_newest(&user, three).await.unwrap().is_empty());
+    let one = NonZeroU64::MIN;
+    assert_eq!(texts(dao.keep_newest(&user, one).await.unwrap()), ["t3", "t2"]);
+    assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["t4"], "the smallest cap keeps the newest");
+    assert!(matches!(dao.read_token("t4").await.unwrap(), TokenLookup::Found(_)));
+}
+
+#[tokio::test]
+async fn a_capped_store_evicts_the_oldest_and_never_the_new_token() {
+    let dao = CacheDao::new(CacheClient::embedded());
+    let user = UserId::Integer(2);
+    let record = TokenRecord::new(user.clone(), MetadataObject::new());
+    let cap = NonZeroU64::new(2);
+    for (index, evicted) in [(0, &[][..]), (1, &[]), (2, &["c0"]), (3, &["c1"])] {
+        let token = format!("c{index}");
+        let stored = dao.store_token(&token, &record, Duration::from_secs(60), cap).await.unwrap();
+        assert_eq!(texts(stored.evicted), evicted, "storing {token}");
+        assert_eq!(stored.listed, (index + 1).min(2));
+        assert!(matches!(dao.read_token(&token).await.unwrap(), TokenLookup::Found(_)), "{token} is kept");
+    }
+    assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["c3", "c2"]);
+    for gone in ["c0", "c1"] {
+        assert!(matches!(dao.read_token(gone).await.unwrap(), TokenLookup::Missing), "{gone}'s key is deleted");
+    }
+    let single = NonZeroU64::new(1);
+    let stored = dao.store_token("c4", &record, Duration::from_secs(60), single).await.unwrap();
+    assert_eq!((stored.listed, texts(stored.evicted)), (1, vec!["c3".to_owned(), "c2".to_owned()]));
+    assert_eq!(texts(dao.user_entries(&user).await.unwrap()), ["c4"], "a cap of 1 keeps the new token");
+}
+
+fn texts(entries: impl IntoIterator<Item = StoredEntry>) -> Vec<String> {
+    entries.into_iter().map(|entry| entry.as_str().to_owned()).collect()
 }
 
 #[test]
@@ -113,7 +139,7 @@ fn hashed_entries_are_sha256_hex_behind_a_tag() {
 
 async fn store_in(dao: &CacheDao, token: &str, user: i128) {
     let record = TokenRecord::new(UserId::Integer(user), MetadataObject::new());
-    dao.store_token(token, &record, Duration::from_secs(60)).await.unwrap();
+    dao.store_token(token, &record, Duration::from_secs(60), None).await.unwrap();
 }
 
 fn is_valid(membership: &Membership) -> bool {

@@ -28,21 +28,19 @@ pub(crate) fn healthz() -> Response<Body> {
     response::json(StatusCode::OK, &wire::Health { status: "ok" })
 }
 
+/// Public (anyone may probe it): the answer says ready or not, never where the store is or
+/// why it failed; the log line has both.
 pub(crate) async fn readyz(state: &AppState) -> Response<Body> {
     match state.cache.ping().await {
-        Ok(latency) => response::json(
-            StatusCode::OK,
-            &wire::Ready { status: "ready", store: &state.store, latency_ms: latency.as_secs_f64() * 1_000.0 },
-        ),
+        Ok(_) => response::json(StatusCode::OK, &wire::Ready { status: "ready" }),
         Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
+            tracing::warn!(store = %state.store, %error, "readiness check failed");
             response::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &wire::NotReady {
                     status: "unavailable",
                     error: "store_unavailable",
-                    message: error.to_string(),
-                    store: &state.store,
+                    message: "the session store cannot answer",
                 },
             )
         }
@@ -170,7 +168,7 @@ pub(crate) async fn introspect(state: &AppState, request: Request<Incoming>) -> 
 }
 
 pub(crate) fn metrics(state: &AppState) -> Response<Body> {
-    let text = state.metrics.render(&state.cache.metrics().snapshot());
+    let text = state.metrics.render(&state.cache.metrics().snapshot(), state.cache.embedded_stats());
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response

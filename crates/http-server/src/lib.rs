@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod cli;
+mod connection;
 mod error;
 mod handlers;
 mod introspection;

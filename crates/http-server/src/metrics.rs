@@ -1,12 +1,13 @@
-//! [`HttpMetrics`]: requests by route and status, verify outcomes, and the cache's own counters,
-//! rendered as Prometheus text for `GET /metrics`.
+//! [`HttpMetrics`]: requests by route and status, verify outcomes, open connections and
+//! connections cut for a slow request head, and the cache's own counters (and the embedded
+//! store's sizes), rendered as Prometheus text for `GET /metrics`.
 
 use std::{
     fmt::Write,
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use cache_toolkit::{LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 
 use crate::{middleware::VerifyOutcome, routes::Route};
 
@@ -29,6 +30,8 @@ const OUTCOMES: [VerifyOutcome; 7] = [
 pub(crate) struct HttpMetrics {
     requests: [[AtomicU64; STATUSES.len()]; Route::LABELS.len()],
     outcomes: [AtomicU64; OUTCOMES.len()],
+    open_connections: AtomicU64,
+    slow_request_heads: AtomicU64,
 }
 
 impl HttpMetrics {
@@ -40,7 +43,20 @@ impl HttpMetrics {
         }
     }
 
-    pub(crate) fn render(&self, cache: &MetricsSnapshot) -> String {
+    pub(crate) fn connection_opened(&self) {
+        self.open_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was cut because its request head did not arrive in time.
+    pub(crate) fn slow_request_head(&self) {
+        self.slow_request_heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn render(&self, cache: &MetricsSnapshot, embedded: Option<EmbeddedStats>) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
@@ -64,7 +80,28 @@ impl HttpMetrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP tessera_http_connections_open Open HTTP connections (at most TESSERA_MAX_CONNECTIONS).\n\
+             # TYPE tessera_http_connections_open gauge\ntessera_http_connections_open {}\n\
+             # HELP tessera_http_slow_request_heads_total Connections cut because a request head took longer than \
+             TESSERA_HEADER_READ_TIMEOUT_MS.\n# TYPE tessera_http_slow_request_heads_total counter\n\
+             tessera_http_slow_request_heads_total {}",
+            self.open_connections.load(Ordering::Relaxed),
+            self.slow_request_heads.load(Ordering::Relaxed),
+        );
         render_cache(&mut out, cache);
+        if let Some(embedded) = embedded {
+            let _ = writeln!(
+                out,
+                "# HELP tessera_embedded_keys Keys the embedded store holds (expired ones not yet swept included).\n\
+                 # TYPE tessera_embedded_keys gauge\ntessera_embedded_keys {}\n\
+                 # HELP tessera_embedded_expiry_index_entries Entries of the embedded store's expiry index: one per \
+                 key with a TTL, whatever its TTL was renewed.\n# TYPE tessera_embedded_expiry_index_entries gauge\n\
+                 tessera_embedded_expiry_index_entries {}",
+                embedded.keys, embedded.expiry_index,
+            );
+        }
         out
     }
 }

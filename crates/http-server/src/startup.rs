@@ -8,19 +8,20 @@ use hyper::{
     Request, Response,
     body::Incoming,
     header::{HeaderName, HeaderValue},
-    server::conn::http1,
-    service::service_fn,
 };
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+    time::Instant,
 };
-use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
 use config::Settings;
 
 use crate::{
+    connection::{self, ConnectionLimits},
     lifecycle::Lifecycle,
     metrics::HttpMetrics,
     middleware::{AuthLayer, VerifyOutcome},
@@ -32,10 +33,10 @@ use crate::{
 const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// A client that opens a connection and sends nothing is dropped after this long.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off after `accept` fails (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// At most one warning this often while the connection cap holds new connections back.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// A bound, started server that has not begun serving yet.
 #[derive(Debug)]
@@ -44,9 +45,16 @@ pub struct Application {
     local_addr: SocketAddr,
     lifecycle: Lifecycle,
     stack: Stack,
-    max_header_bytes: usize,
+    limits: ServerLimits,
     shutdown_timeout: Duration,
     metrics: Arc<HttpMetrics>,
+}
+
+/// How many connections, and how each is bounded.
+#[derive(Clone, Copy, Debug)]
+struct ServerLimits {
+    max_connections: usize,
+    connection: ConnectionLimits,
 }
 
 /// The per-request service: the auth layer in front of the router.
@@ -118,7 +126,14 @@ impl Application {
             local_addr,
             lifecycle,
             stack,
-            max_header_bytes: settings.http.max_header_bytes,
+            limits: ServerLimits {
+                max_connections: settings.http.max_connections,
+                connection: ConnectionLimits {
+                    header_read_timeout: settings.http.header_read_timeout,
+                    idle_timeout: settings.http.idle_timeout,
+                    max_header_bytes: settings.http.max_header_bytes,
+                },
+            },
             shutdown_timeout: settings.shutdown_timeout,
             metrics: state.metrics,
         })
@@ -135,27 +150,25 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains and closes. Returns once the store is closed.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
-        let Self { listener, lifecycle, stack, metrics, max_header_bytes, shutdown_timeout, .. } = self;
+        let Self { listener, lifecycle, stack, metrics, limits, shutdown_timeout, .. } = self;
         let graceful = GracefulShutdown::new();
+        // Every connection task, so none outlives the drain deadline (finished ones are reaped
+        // as the loop goes, so the set holds only live connections).
+        let mut connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let mut last_full_warning = None;
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = accept_within(&listener, &slots, &mut last_full_warning) => match accepted {
+                    Ok((stream, slot)) => {
                         let stack = stack.clone();
+                        let counted = Arc::clone(&metrics);
+                        let handle = move |request| serve(stack.clone(), Arc::clone(&counted), request);
+                        let limits = limits.connection;
                         let metrics = Arc::clone(&metrics);
-                        let service = service_fn(move |request| serve(stack.clone(), Arc::clone(&metrics), request));
-                        let connection = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_READ_TIMEOUT)
-                            .max_buf_size(max_header_bytes)
-                            .serve_connection(TokioIo::new(stream), service);
-                        let connection = graceful.watch(connection);
-                        tokio::spawn(async move {
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%error, "connection ended with an error");
-                            }
-                        });
+                        connections.spawn(connection::serve(stream, slot, handle, limits, &graceful, metrics));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
@@ -174,11 +187,42 @@ impl Application {
         );
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("all connections drained"),
-            () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("drain deadline reached; cutting the remaining connections"),
+            () = tokio::time::sleep(shutdown_timeout) => {
+                tracing::warn!(left = connections.len(), "drain deadline reached; cutting the remaining connections");
+            }
         }
+        // Past the deadline nothing may keep a connection (or a request holding the store) open:
+        // abort what is left and wait until every task is gone, so the store closes last.
+        connections.shutdown().await;
         lifecycle.stop().await;
         tracing::info!("tessera stopped");
     }
+}
+
+/// Waits for a free slot under `TESSERA_MAX_CONNECTIONS`, then accepts. While the cap holds,
+/// nothing is accepted: new connections wait in the kernel's accept backlog (and, past it,
+/// their SYNs are dropped and the clients retry), and no open connection is cut. Cancel-safe:
+/// dropped before the accept, the slot goes back.
+async fn accept_within(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    last_full_warning: &mut Option<Instant>,
+) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
+    let slot = match Arc::clone(slots).try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            if last_full_warning.is_none_or(|warned: Instant| warned.elapsed() >= FULL_WARNING_EVERY) {
+                tracing::warn!("TESSERA_MAX_CONNECTIONS reached: new connections wait in the accept backlog");
+                *last_full_warning = Some(Instant::now());
+            }
+            match Arc::clone(slots).acquire_owned().await {
+                Ok(slot) => slot,
+                Err(_) => unreachable!("the connection slots are never closed"),
+            }
+        }
+    };
+    let (stream, _peer) = listener.accept().await?;
+    Ok((stream, slot))
 }
 
 /// One request through the stack, with a request id (propagated when sane, generated

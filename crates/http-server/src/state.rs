@@ -13,7 +13,7 @@ use crate::metrics::HttpMetrics;
 pub(crate) struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) cache: CacheClient,
-    /// How the store is described in `/readyz` (no credentials).
+    /// How the store is described in logs (no credentials; never in a public answer).
     pub(crate) store: Arc<str>,
     /// `(metadata field, header)` pairs `/auth/verify` sends.
     pub(crate) forward_headers: Arc<[(String, HeaderName)]>,

@@ -16,27 +16,27 @@ pub(crate) struct ErrorBody<'a> {
     pub(crate) message: &'a str,
 }
 
+/// `/healthz`, and `/readyz` when ready: a status and nothing else.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Health<'a> {
     pub(crate) status: &'a str,
 }
 
+/// `GET /readyz` → 200. Public: says "ready" and nothing about the store.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct Ready<'a> {
     pub(crate) status: &'a str,
-    pub(crate) store: &'a str,
-    pub(crate) latency_ms: f64,
 }
 
+/// Public: says "not ready" and nothing about the store (no address, no error text).
 #[derive(Serialize)]
 #[cfg_attr(test, derive(serde::Deserialize), serde(deny_unknown_fields))]
 pub(crate) struct NotReady<'a> {
     pub(crate) status: &'a str,
     pub(crate) error: &'a str,
-    pub(crate) message: String,
-    pub(crate) store: &'a str,
+    pub(crate) message: &'a str,
 }
 
 /// `POST /internal/sessions` → 201.

@@ -179,13 +179,23 @@ pub(super) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// Peak resident set size of process `pid` (`VmHWM`), in KiB.
 pub(super) fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_vm_hwm(&text).with_context(|| format!("no VmHWM in {path}"))
+    status_kib(pid, "VmHWM:")
 }
 
-pub(super) fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+/// Resident set size of process `pid` now (`VmRSS`), in KiB.
+pub(super) fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_status_kib(&text, field).with_context(|| format!("no {field} in {path}"))
+}
+
+/// The KiB of a `/proc/<pid>/status` line such as `VmHWM:\t   18432 kB`.
+pub(super) fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

@@ -9,6 +9,7 @@ use super::redis_stats::{self, CommandCounts, MonitoredCommand};
 use super::report::{self, Budget, Load, Relation, Report, Revocation, Round, RoundTrips, Row, Setup};
 use super::revocation;
 use super::servers;
+use super::soak;
 
 const WRK_SAMPLE: &str = "\
 Running 3s test @ http://127.0.0.1:40000/auth/verify
@@ -154,7 +155,42 @@ fn proc_stat_and_status_are_read() {
     assert_eq!(servers::parse_cpu_ticks(stat), Some(187));
     assert_eq!(servers::parse_cpu_ticks("garbage"), None);
     let status = "Name:\ttessera\nVmPeak:\t  100000 kB\nVmHWM:\t   18432 kB\nVmRSS:\t   12000 kB\n";
-    assert_eq!(servers::parse_vm_hwm(status), Some(18_432));
+    assert_eq!(servers::parse_status_kib(status, "VmHWM:"), Some(18_432));
+    assert_eq!(servers::parse_status_kib(status, "VmRSS:"), Some(12_000));
+    assert_eq!(servers::parse_status_kib(status, "VmSwap:"), None);
+}
+
+#[test]
+fn the_soak_reads_unlabelled_gauges() {
+    let text = "# HELP tessera_embedded_keys Keys.\n# TYPE tessera_embedded_keys gauge\ntessera_embedded_keys 20000\n\
+                tessera_embedded_keys_other 3\ntessera_embedded_expiry_index_entries 19998\n";
+    assert_eq!(soak::metric(text, "tessera_embedded_keys"), Some(20_000));
+    assert_eq!(soak::metric(text, "tessera_embedded_expiry_index_entries"), Some(19_998));
+    assert_eq!(soak::metric(text, "tessera_http_connections_open"), None);
+}
+
+#[test]
+fn the_soak_fails_on_errors_a_growing_index_or_growing_memory() {
+    let clean = load::parse_wrk(
+        &WRK_SAMPLE
+            .replace("  Socket errors: connect 0, read 3, write 0, timeout 1\n", "")
+            .replace("  Non-2xx or 3xx responses: 114676\n", ""),
+    )
+    .expect("the sample parses");
+    let sample = |at_seconds, rss_kib, expiry_index| soak::Sample { at_seconds, rss_kib, keys: 20_000, expiry_index };
+    let flat = [sample(5.0, 40_000, 20_000), sample(10.0, 44_000, 20_000), sample(15.0, 43_000, 19_990)];
+    assert_eq!(soak::problems(&clean, &flat), Vec::<String>::new());
+    let markdown = soak::markdown(15, &clean, &flat);
+    assert!(markdown.contains("| RSS | 39.1 MiB | 42.0 MiB | 43.0 MiB |"), "{markdown}");
+    assert!(markdown.contains("| expiry-index entries | 20000 | 19990 | 20000 |"), "{markdown}");
+
+    let failing = load::parse_wrk(WRK_SAMPLE).expect("the sample parses");
+    assert_eq!(soak::problems(&failing, &flat).len(), 1, "non-2xx answers and socket errors");
+    let growing_index = [sample(5.0, 40_000, 20_000), sample(10.0, 40_000, 35_000)];
+    assert!(soak::problems(&clean, &growing_index)[0].contains("35000 entries for 20000 keys"));
+    let growing_memory = [sample(5.0, 40_000, 20_000), sample(10.0, 60_000, 20_000)];
+    assert!(soak::problems(&clean, &growing_memory)[0].contains("RSS grew 50 %"));
+    assert!(soak::problems(&clean, &flat[..1])[0].contains("at least 15 s"), "one sample shows no trend");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::{any::Any, sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 
 use super::flight::Flights;
-use crate::BloomGuard;
+use crate::{BloomGuard, MAX_TTL};
 
 /// How `get_or_load` caches and protects one kind of value. Cheap to clone; clones share the
 /// in-process state (build one policy per kind of value and share it, rather than building
@@ -224,7 +224,19 @@ impl LoadPolicyBuilder {
                 Ok(())
             }
         };
-        at_least_one_ms("ttl", settings.ttl)?;
+        // What becomes a TTL in the store must be one the store accepts; waits and ages only
+        // saturate (a longer one is "forever").
+        let a_storable_ttl = |setting, duration: Duration| {
+            at_least_one_ms(setting, duration)?;
+            if duration > MAX_TTL {
+                return Err(LoadPolicyError::new(
+                    setting,
+                    format!("must be at most {} ms (the toolkit's MAX_TTL), got {duration:?}", MAX_TTL.as_millis()),
+                ));
+            }
+            Ok(())
+        };
+        a_storable_ttl("ttl", settings.ttl)?;
         if !self.negative_ttl_given {
             settings.negative_ttl = DEFAULT_NEGATIVE_TTL.min(settings.ttl);
         }
@@ -245,7 +257,7 @@ impl LoadPolicyBuilder {
             ));
         }
         if let Some(cross) = settings.cross_instance {
-            at_least_one_ms("cross_instance", cross.lease)?;
+            a_storable_ttl("cross_instance", cross.lease)?;
         }
         if let Some(max_age) = settings.stale_on_error {
             at_least_one_ms("stale_on_error", max_age)?;
@@ -262,7 +274,10 @@ impl LoadPolicyBuilder {
             ));
         }
         let last_good = settings.stale_on_error.map(|max_age| {
-            moka::sync::Cache::builder().max_capacity(settings.stale_capacity).time_to_live(max_age).build()
+            moka::sync::Cache::builder()
+                .max_capacity(settings.stale_capacity)
+                .time_to_live(max_age.min(STALE_AGE_CEILING))
+                .build()
         });
         let degraded_permits = settings.degrade_max_concurrent.map(Semaphore::new);
         Ok(LoadPolicy {
@@ -277,11 +292,16 @@ impl LoadPolicyBuilder {
     }
 }
 
-/// The TTL to write: `ttl × (1 + jitter × (2u − 1))` for `u` uniform in `[0, 1)`, at least 1 ms.
+/// moka refuses (panics on) a time-to-live over 1000 years; a process keeps a stale value no
+/// longer than it lives, so a longer `stale_on_error` age is kept as this.
+const STALE_AGE_CEILING: Duration = Duration::from_secs(1000 * 365 * 24 * 60 * 60);
+
+/// The TTL to write: `ttl × (1 + jitter × (2u − 1))` for `u` uniform in `[0, 1)`, at least 1 ms
+/// and at most [`MAX_TTL`] (jitter may not push a long TTL past what the store accepts).
 pub(super) fn jittered_ttl(ttl: Duration, jitter: f64, uniform: f64) -> Duration {
     let factor = 1.0 + jitter * (2.0 * uniform - 1.0);
     let millis = (ttl.as_secs_f64() * 1000.0 * factor).round().max(1.0);
-    Duration::from_millis(millis as u64)
+    Duration::from_millis(millis as u64).min(MAX_TTL)
 }
 
 /// XFetch's decision: refresh now when `now − load_time × β × ln(u) ≥ expiry`, `u` uniform in

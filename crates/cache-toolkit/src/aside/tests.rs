@@ -12,7 +12,7 @@ use super::{
     envelope::{self, Envelope},
     policy::{jittered_ttl, should_refresh_early},
 };
-use crate::LoadPolicy;
+use crate::{LoadPolicy, MAX_TTL};
 
 // --- XFetch -----------------------------------------------------------------------------------
 
@@ -78,6 +78,7 @@ fn jitter_spreads_within_bounds() {
     assert_eq!(jittered_ttl(ttl, 0.0, 0.99), ttl);
     assert!(jittered_ttl(ttl, 0.1, 0.999_999) <= Duration::from_secs(110));
     assert_eq!(jittered_ttl(Duration::from_millis(1), 0.5, 0.0), Duration::from_millis(1), "never below 1 ms");
+    assert_eq!(jittered_ttl(MAX_TTL, 0.5, 0.999), MAX_TTL, "never above what the store accepts");
     let mut random = StdRng::seed_from_u64(5);
     for _ in 0..10_000 {
         let jittered = jittered_ttl(ttl, 0.1, random.r#gen());
@@ -138,11 +139,24 @@ fn policy_defaults() {
 }
 
 #[test]
+fn waits_and_ages_of_any_length_are_accepted() {
+    let policy = LoadPolicy::builder(MAX_TTL)
+        .negative_ttl(MAX_TTL)
+        .cross_instance(MAX_TTL, Duration::MAX)
+        .stale_on_error(Duration::MAX)
+        .build()
+        .expect("the longest TTLs, and waits and ages meaning \"forever\", are valid");
+    assert_eq!(policy.ttl(), MAX_TTL);
+}
+
+#[test]
 fn policy_refuses_bad_settings_naming_them() {
     let ttl = Duration::from_secs(60);
     let cases = [
         (LoadPolicy::builder(Duration::ZERO), "ttl"),
         (LoadPolicy::builder(Duration::from_micros(999)), "ttl"),
+        (LoadPolicy::builder(MAX_TTL + Duration::from_millis(1)), "ttl"),
+        (LoadPolicy::builder(Duration::MAX), "ttl"),
         (LoadPolicy::builder(ttl).jitter(1.0), "jitter"),
         (LoadPolicy::builder(ttl).jitter(-0.1), "jitter"),
         (LoadPolicy::builder(ttl).jitter(f64::NAN), "jitter"),
@@ -151,6 +165,7 @@ fn policy_refuses_bad_settings_naming_them() {
         (LoadPolicy::builder(ttl).early_refresh_beta(-1.0), "early_refresh_beta"),
         (LoadPolicy::builder(ttl).early_refresh_beta(f64::INFINITY), "early_refresh_beta"),
         (LoadPolicy::builder(ttl).cross_instance(Duration::ZERO, Duration::from_secs(1)), "cross_instance"),
+        (LoadPolicy::builder(ttl).cross_instance(Duration::MAX, Duration::from_secs(1)), "cross_instance"),
         (LoadPolicy::builder(ttl).stale_on_error(Duration::ZERO), "stale_on_error"),
         (LoadPolicy::builder(ttl).stale_on_error(ttl).stale_capacity(0), "stale_capacity"),
         (LoadPolicy::builder(ttl).degrade_to_loader(0), "degrade_to_loader"),

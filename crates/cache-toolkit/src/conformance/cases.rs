@@ -6,7 +6,10 @@ use std::{collections::HashMap, time::Duration};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::{CacheClient, CacheErrorKind, CacheEvent, KeyPrefix, ListEnd, LockRelease, Ttl};
+use crate::{
+    CacheClient, CacheErrorKind, CacheEvent, CappedPush, KeyPrefix, ListEnd, LoadPolicy, Loaded, LockOptions,
+    LockRelease, MAX_TTL, Ttl,
+};
 
 pub(super) async fn ping_answers(cache: CacheClient) {
     let latency = cache.ping().await.unwrap();
@@ -125,6 +128,54 @@ pub(super) async fn ttl_expires_for_real(cache: CacheClient) {
     }
     assert_eq!(cache.get_ttl("short").await.unwrap(), Ttl::Missing);
     assert!(!cache.key_exists("short-hash").await.unwrap());
+}
+
+/// Redis refuses an expiry past `i64::MAX` Unix milliseconds ("invalid expire time") and the
+/// embedded store cannot add an unbounded duration to a clock: every store refuses a TTL over
+/// `MAX_TTL` alike, before any I/O, and accepts `MAX_TTL` itself. Waits only saturate.
+pub(super) async fn ttl_over_the_maximum_is_refused_and_long_waits_saturate(cache: CacheClient) {
+    cache.set_value("longest", "v", Some(MAX_TTL)).await.unwrap();
+    match cache.get_ttl("longest").await.unwrap() {
+        Ttl::ExpiresIn(left) => assert!(left > MAX_TTL - Duration::from_secs(60), "{left:?}"),
+        other => panic!("expected the longest TTL, got {other:?}"),
+    }
+    cache.set_value("k", "kept", Some(Duration::from_secs(100))).await.unwrap();
+    for ttl in [MAX_TTL + Duration::from_millis(1), Duration::from_secs(u64::MAX), Duration::MAX] {
+        let refusals = [
+            ("set_value", cache.set_value("k", "new", Some(ttl)).await.map(drop)),
+            ("set_value_if_absent", cache.set_value_if_absent("absent", "new", Some(ttl)).await.map(drop)),
+            ("set_expiry", cache.set_expiry("k", ttl).await.map(drop)),
+            ("acquire_lock", cache.acquire_lock("lock", ttl, Duration::ZERO, Duration::ZERO).await.map(drop)),
+        ];
+        for (operation, refused) in refusals {
+            let error = refused.expect_err(operation);
+            assert_eq!(error.kind(), CacheErrorKind::InvalidInput, "{operation} with {ttl:?}: {error}");
+            assert!(error.to_string().contains("at most"), "{operation}: {error}");
+        }
+    }
+    assert_eq!(cache.get_value("k").await.unwrap().as_deref(), Some("kept"), "refused input loses nothing");
+    assert!(matches!(cache.get_ttl("k").await.unwrap(), Ttl::ExpiresIn(left) if left <= Duration::from_secs(100)));
+    assert!(!cache.key_exists("absent").await.unwrap());
+
+    let forever = LockOptions::new(Duration::from_secs(10)).waiting(Duration::MAX, Duration::from_millis(20));
+    let guard = cache.acquire_lock_with("lock", forever).await.unwrap().expect("a free lock");
+    let error = guard.extend(Duration::MAX).await.expect_err("an endless lease");
+    assert_eq!(error.kind(), CacheErrorKind::InvalidInput, "{error}");
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.acquire_lock_with("lock", forever).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(guard.release().await.unwrap(), LockRelease::Released);
+    let second = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("the waiter gets the lock");
+    second.unwrap().unwrap().expect("acquired once released").release().await.unwrap();
+
+    let policy = LoadPolicy::builder(Duration::from_secs(60))
+        .cross_instance(Duration::from_secs(10), Duration::MAX)
+        .build()
+        .unwrap();
+    let loaded = cache.get_or_load("loaded", &policy, || async { Ok::<_, std::io::Error>(Loaded::Found(7_u32)) }).await;
+    assert_eq!(loaded.unwrap(), Some(7));
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -303,6 +354,57 @@ pub(super) async fn lists_trim(cache: CacheClient) {
     cache.list_trim("l", 3, 1).await.unwrap();
     assert!(!cache.key_exists("l").await.unwrap(), "an empty range deletes the list");
     cache.list_trim("missing", 0, 1).await.unwrap();
+}
+
+pub(super) async fn lists_capped_push_keeps_the_newest_and_returns_the_evicted(cache: CacheClient) {
+    let capped = async |values: &[&str], max_len| cache.push_to_capped_list("l", values, max_len).await.unwrap();
+    let pushed =
+        |len, evicted: &[&str]| CappedPush { len, evicted: evicted.iter().map(|&item| item.to_owned()).collect() };
+    assert_eq!(capped(&[], 3).await, pushed(0, &[]));
+    assert!(!cache.key_exists("l").await.unwrap(), "a trim alone creates nothing");
+    assert_eq!(capped(&["a", "b", "c"], 5).await, pushed(3, &[]));
+    assert_eq!(cache.get_list("l").await.unwrap(), ["c", "b", "a"], "LPUSH order");
+    cache.set_expiry("l", Duration::from_secs(100)).await.unwrap();
+    assert_eq!(capped(&["d", "e", "f"], 4).await, pushed(4, &["b", "a"]));
+    assert_eq!(cache.get_list("l").await.unwrap(), ["f", "e", "d", "c"]);
+    assert!(matches!(cache.get_ttl("l").await.unwrap(), Ttl::ExpiresIn(_)), "the list keeps its TTL");
+    assert_eq!(capped(&[], 2).await, pushed(2, &["d", "c"]));
+    assert_eq!(capped(&[], 2).await, pushed(2, &[]), "nothing left to evict");
+    assert_eq!(capped(&["g"], 0).await, pushed(0, &["g", "f", "e"]));
+    assert!(!cache.key_exists("l").await.unwrap(), "a cap of 0 deletes the list");
+    assert_eq!(capped(&["x"], u64::MAX).await, pushed(1, &[]), "a cap beyond any list length");
+
+    cache.set_value("text", "v", None).await.unwrap();
+    let error = cache.push_to_capped_list("text", &["x"], 3).await.expect_err("a string is not a list");
+    assert_eq!(error.kind(), CacheErrorKind::WrongType, "{error}");
+
+    // Concurrent pushes: the list never grows past the cap, and every element pushed is either
+    // still listed or was evicted to exactly one caller.
+    const TASKS: usize = 4;
+    const PUSHES: usize = 25;
+    const CAP: u64 = 5;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let cache = cache.clone();
+        tasks.spawn(async move {
+            let mut evicted = Vec::new();
+            for push in 0..PUSHES {
+                let outcome = cache.push_to_capped_list("race", &[format!("{task}:{push}")], CAP).await.unwrap();
+                assert!(outcome.len <= CAP, "{outcome:?}");
+                evicted.extend(outcome.evicted);
+            }
+            evicted
+        });
+    }
+    let mut seen: Vec<String> = tasks.join_all().await.into_iter().flatten().collect();
+    let listed = cache.get_list("race").await.unwrap();
+    assert_eq!(listed.len() as u64, CAP);
+    seen.extend(listed);
+    seen.sort();
+    let mut expected: Vec<String> =
+        (0..TASKS).flat_map(|task| (0..PUSHES).map(move |push| format!("{task}:{push}"))).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "each element is listed or was evicted once");
 }
 
 pub(super) async fn lock_contention_loses_no_update(cache: CacheClient) {

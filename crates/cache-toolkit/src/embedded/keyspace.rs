@@ -1,16 +1,18 @@
-//! The embedded keyspace: values, TTLs and an expiry index, with the Redis semantics the
-//! conformance suite checks. Every method takes `now`, so time is explicit and testable.
+//! The embedded keyspace: values, TTLs, an expiry index and a key-order index for SCAN, with
+//! the Redis semantics the conformance suite checks. Every method takes `now`, so time is
+//! explicit and testable.
 
 use std::{
     any::Any,
     collections::{BTreeSet, HashMap, VecDeque},
+    ops::Bound,
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use tokio::time::Instant;
 
-use crate::{ListEnd, Ttl};
+use crate::{ListEnd, Ttl, saturating_deadline};
 
 /// The key holds another type than the operation needs (Redis's `WRONGTYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,14 +67,38 @@ struct Entry {
 
 /// Keys come from clients (tokens), so the hasher is seeded per process (foldhash's
 /// `RandomState`), which keeps flooding resistance while hashing far faster than SipHash.
-type Entries = HashMap<String, Entry, foldhash::fast::RandomState>;
+/// A key's text is allocated once and shared with [`Keyspace::names`].
+type Entries = HashMap<Arc<str>, Entry, foldhash::fast::RandomState>;
+
+/// How big the embedded store is: for `/metrics`, and to show its indexes stay bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddedStats {
+    /// Keys held, expired ones the sweeper has not reclaimed yet included.
+    pub keys: usize,
+    /// Entries of the expiry index: one per key with a TTL.
+    pub expiry_index: usize,
+}
+
+/// One step of a SCAN ([`Keyspace::scan`]).
+#[derive(Debug)]
+pub(crate) struct ScanPage {
+    /// The live keys that matched, among those examined.
+    pub(crate) keys: Vec<String>,
+    /// Where the next step starts (after this key); `None` when the scan is complete.
+    pub(crate) next: Option<Arc<str>>,
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Keyspace {
     entries: Entries,
-    /// `(deadline, key)` for every key with a TTL; stale pairs (TTL changed or key gone) are
-    /// skipped when swept, so updating a TTL never searches the index.
-    expiries: BTreeSet<(Instant, String)>,
+    /// Every key of `entries`, in order: a SCAN cursor is the last key examined, so each step
+    /// costs O(log n + count) under the lock, and a key present for the whole scan is returned
+    /// exactly once however the keyspace changes between steps (Redis promises at least once).
+    names: BTreeSet<Arc<str>>,
+    /// `(deadline, key)` for exactly the keys with a TTL: a renewed TTL replaces its pair and
+    /// a removed key takes its pair along, so the index never grows past the keys (sliding
+    /// expiry renews a TTL on every verification).
+    expiries: BTreeSet<(Instant, Arc<str>)>,
 }
 
 impl Keyspace {
@@ -86,17 +112,40 @@ impl Keyspace {
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         let expired = self.entries.get(key).is_some_and(|entry| entry.expires_at.is_some_and(|at| at <= now));
         if expired {
-            self.entries.remove(key);
+            self.remove(key);
         }
         self.entries.get_mut(key)
     }
 
+    /// Adds an entry under a key that has none (the caller checked), in both indexes.
+    fn insert_new(&mut self, key: &str, entry: Entry) -> &mut Entry {
+        let name: Arc<str> = Arc::from(key);
+        self.names.insert(Arc::clone(&name));
+        self.entries.entry(name).or_insert(entry)
+    }
+
+    /// Removes `key`'s entry, live or not, and its place in every index; `true` when there
+    /// was one.
+    fn remove(&mut self, key: &str) -> bool {
+        let Some((name, entry)) = self.entries.remove_entry(key) else { return false };
+        self.names.remove(key);
+        if let Some(at) = entry.expires_at {
+            self.expiries.remove(&(at, name));
+        }
+        true
+    }
+
     fn set_expiry(&mut self, key: &str, expires_at: Option<Instant>) {
+        let Some((name, entry)) = self.entries.get_key_value(key) else { return };
+        let name = Arc::clone(name);
+        if let Some(old) = entry.expires_at {
+            self.expiries.remove(&(old, Arc::clone(&name)));
+        }
         if let Some(entry) = self.entries.get_mut(key) {
             entry.expires_at = expires_at;
-            if let Some(at) = expires_at {
-                self.expiries.insert((at, key.to_owned()));
-            }
+        }
+        if let Some(at) = expires_at {
+            self.expiries.insert((at, name));
         }
     }
 
@@ -108,12 +157,12 @@ impl Keyspace {
             Value::String(_) | Value::Bytes(_) => false,
         });
         if empty {
-            self.entries.remove(key);
+            self.remove(key);
         }
     }
 
     pub(crate) fn remove_live(&mut self, key: &str, now: Instant) -> bool {
-        self.live(key, now).is_some() && self.entries.remove(key).is_some()
+        self.live(key, now).is_some() && self.remove(key)
     }
 
     pub(crate) fn live_len(&self, now: Instant) -> usize {
@@ -130,8 +179,8 @@ impl Keyspace {
             }
             let Some((at, key)) = self.expiries.pop_first() else { break };
             consumed += 1;
-            if self.entries.get(&key).is_some_and(|entry| entry.expires_at == Some(at)) {
-                self.entries.remove(&key);
+            if self.entries.get(&*key).is_some_and(|entry| entry.expires_at == Some(at)) {
+                self.remove(&key);
             }
         }
         consumed
@@ -139,7 +188,15 @@ impl Keyspace {
 
     #[cfg(test)]
     pub(crate) fn stored_len(&self) -> usize {
+        assert_eq!(self.entries.len(), self.names.len(), "every entry has its name in the SCAN index");
+        let with_ttl = self.entries.values().filter(|entry| entry.expires_at.is_some()).count();
+        assert_eq!(self.expiries.len(), with_ttl, "one expiry index entry per key with a TTL");
         self.entries.len() + self.expiries.len()
+    }
+
+    /// The keys held (expired ones not yet swept included) and the expiry index's length.
+    pub(crate) fn stats(&self) -> EmbeddedStats {
+        EmbeddedStats { keys: self.entries.len(), expiry_index: self.expiries.len() }
     }
 
     pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, TextReadFailure> {
@@ -196,11 +253,11 @@ impl Keyspace {
         }
         let needed =
             offsets.iter().filter_map(|&offset| usize::try_from(offset / 8).ok()).max().map_or(0, |last| last + 1);
-        self.live(key, now);
-        let entry = self
-            .entries
-            .entry(key.to_owned())
-            .or_insert_with(|| Entry { value: Value::Bytes(Vec::new()), expires_at: None });
+        let entry = if self.live(key, now).is_some() {
+            self.entries.get_mut(key).ok_or(WrongType)?
+        } else {
+            self.insert_new(key, Entry { value: Value::Bytes(Vec::new()), expires_at: None })
+        };
         if let Value::String(text) = &mut entry.value {
             let bytes = std::mem::take(&mut text.text).into_bytes();
             entry.value = Value::Bytes(bytes);
@@ -239,12 +296,15 @@ impl Keyspace {
         only_if_absent: bool,
         now: Instant,
     ) -> bool {
-        if only_if_absent && self.live(key, now).is_some() {
-            return false;
+        let value = Value::String(Text::new(value.to_owned()));
+        match self.live(key, now) {
+            Some(_) if only_if_absent => return false,
+            Some(entry) => entry.value = value,
+            None => {
+                self.insert_new(key, Entry { value, expires_at: None });
+            }
         }
-        self.entries
-            .insert(key.to_owned(), Entry { value: Value::String(Text::new(value.to_owned())), expires_at: None });
-        self.set_expiry(key, ttl.map(|ttl| now + ttl));
+        self.set_expiry(key, ttl.map(|ttl| saturating_deadline(now, ttl)));
         true
     }
 
@@ -253,9 +313,9 @@ impl Keyspace {
             return false;
         }
         if ttl.is_zero() {
-            self.entries.remove(key);
+            self.remove(key);
         } else {
-            self.set_expiry(key, Some(now + ttl));
+            self.set_expiry(key, Some(saturating_deadline(now, ttl)));
         }
         true
     }
@@ -282,7 +342,7 @@ impl Keyspace {
             if !create {
                 return Ok(None);
             }
-            self.entries.insert(name.to_owned(), Entry { value: Value::Hash(HashMap::new()), expires_at: None });
+            self.insert_new(name, Entry { value: Value::Hash(HashMap::new()), expires_at: None });
         }
         match self.entries.get_mut(name) {
             Some(Entry { value: Value::Hash(hash), .. }) => Ok(Some(hash)),
@@ -315,7 +375,7 @@ impl Keyspace {
             if !create {
                 return Ok(None);
             }
-            self.entries.insert(name.to_owned(), Entry { value: Value::List(VecDeque::new()), expires_at: None });
+            self.insert_new(name, Entry { value: Value::List(VecDeque::new()), expires_at: None });
         }
         match self.entries.get_mut(name) {
             Some(Entry { value: Value::List(list), .. }) => Ok(Some(list)),
@@ -342,6 +402,26 @@ impl Keyspace {
             }
         }
         Ok(list.len() as u64)
+    }
+
+    /// LPUSH `values`, then keep the first `max_len` elements; returns the length left and the
+    /// evicted elements in list order. A list left empty is deleted, as Redis does.
+    pub(crate) fn list_push_capped(
+        &mut self,
+        name: &str,
+        values: &[&str],
+        max_len: u64,
+        now: Instant,
+    ) -> Result<(u64, Vec<String>), WrongType> {
+        let Some(list) = self.list_mut(name, now, !values.is_empty())? else { return Ok((0, Vec::new())) };
+        for value in values {
+            list.push_front((*value).to_owned());
+        }
+        let keep = usize::try_from(max_len).unwrap_or(usize::MAX).min(list.len());
+        let evicted: Vec<String> = list.split_off(keep).into();
+        let len = list.len() as u64;
+        self.drop_if_empty(name);
+        Ok((len, evicted))
     }
 
     pub(crate) fn list_len(&mut self, name: &str, now: Instant) -> Result<u64, WrongType> {
@@ -425,11 +505,7 @@ impl Keyspace {
     }
 
     pub(crate) fn delete_if_equals(&mut self, key: &str, expected: &str, now: Instant) -> Result<bool, WrongType> {
-        if self.string_bytes(key, now)? == Some(expected.as_bytes()) {
-            Ok(self.entries.remove(key).is_some())
-        } else {
-            Ok(false)
-        }
+        if self.string_bytes(key, now)? == Some(expected.as_bytes()) { Ok(self.remove(key)) } else { Ok(false) }
     }
 
     pub(crate) fn expire_if_equals(
@@ -471,8 +547,8 @@ impl Keyspace {
         match self.entries.get_mut(counter) {
             Some(entry) => entry.value = Value::String(Text::new(token.to_string())),
             None => {
-                self.entries.insert(
-                    counter.to_owned(),
+                self.insert_new(
+                    counter,
                     Entry { value: Value::String(Text::new(token.to_string())), expires_at: None },
                 );
             }
@@ -481,14 +557,25 @@ impl Keyspace {
         Ok(Some(u64::try_from(token).unwrap_or(0)))
     }
 
-    pub(crate) fn matching_keys(&mut self, pattern: &str, now: Instant) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|(key, entry)| {
-                entry.expires_at.is_none_or(|at| at > now) && super::glob::glob_matches(pattern, key)
-            })
-            .map(|(key, _)| key.clone())
-            .collect()
+    /// One SCAN step: examines at most `count` keys (at least one) in key order, starting
+    /// after `after` (`None`: from the start), and returns the live ones matching `pattern`.
+    /// A key present for the whole scan is returned exactly once; a key added or removed
+    /// meanwhile may or may not be.
+    pub(crate) fn scan(&self, after: Option<&str>, pattern: &str, count: usize, now: Instant) -> ScanPage {
+        let limit = count.max(1);
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut keys = Vec::new();
+        let mut examined = 0;
+        let mut last = None;
+        for name in self.names.range::<str, _>((start, Bound::Unbounded)).take(limit) {
+            examined += 1;
+            if self.peek(name, now).is_some() && super::glob::glob_matches(pattern, name) {
+                keys.push(name.to_string());
+            }
+            last = Some(name);
+        }
+        let next = if examined < limit { None } else { last.map(Arc::clone) };
+        ScanPage { keys, next }
     }
 }
 

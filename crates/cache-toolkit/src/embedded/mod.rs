@@ -2,9 +2,10 @@
 //! (strings with EX/PX/NX, bitmaps, lists, hashes, TTLs, compare-and-delete), so `tessera` runs on a
 //! machine with no Redis. Data is neither shared between processes nor kept across restarts.
 //!
-//! One `std::sync::Mutex` guards the keyspace; it is never held across an `.await`. Expired
-//! keys are invisible at once and their memory is reclaimed by a background sweeper that stops
-//! when the last handle is dropped.
+//! One `std::sync::Mutex` guards the keyspace; it is never held across an `.await`, and no
+//! operation holds it for work that grows with the keyspace: pattern deletes go by SCAN steps,
+//! sweeps by batches. Expired keys are invisible at once and their memory is reclaimed by a
+//! background sweeper that stops when the last handle is dropped.
 
 mod glob;
 mod keyspace;
@@ -20,6 +21,7 @@ use std::{
 use tokio::time::Instant;
 
 pub(crate) use glob::glob_escape;
+pub use keyspace::EmbeddedStats;
 use keyspace::Keyspace;
 pub(crate) use keyspace::{TextReadFailure, WrongType};
 
@@ -28,6 +30,8 @@ use crate::{ListEnd, Ttl};
 /// How often expired keys are swept, and how many one sweep may remove before yielding the lock.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 const SWEEP_BATCH: usize = 1_000;
+/// Keys one SCAN step examines (Redis's COUNT, as the Redis side sends it).
+const SCAN_PAGE: usize = 500;
 
 /// A handle on one in-process keyspace; clones share it.
 #[derive(Clone, Debug)]
@@ -59,6 +63,11 @@ impl EmbeddedStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The keys held and the expiry index's length, read in O(1).
+    pub fn stats(&self) -> EmbeddedStats {
+        self.lock().stats()
     }
 
     fn lock(&self) -> MutexGuard<'_, Keyspace> {
@@ -142,6 +151,16 @@ impl EmbeddedStore {
         self.lock().list_trim(name, start, stop, Instant::now())
     }
 
+    /// LPUSH then trim to `max_len`, in one critical section (the Redis side is one script).
+    pub(crate) fn list_push_capped(
+        &self,
+        name: &str,
+        values: &[&str],
+        max_len: u64,
+    ) -> Result<(u64, Vec<String>), WrongType> {
+        self.lock().list_push_capped(name, values, max_len, Instant::now())
+    }
+
     pub(crate) fn list_len(&self, name: &str) -> Result<u64, WrongType> {
         self.lock().list_len(name, Instant::now())
     }
@@ -178,9 +197,31 @@ impl EmbeddedStore {
         self.lock().acquire_fenced(key, counter, identifier, lease, Instant::now())
     }
 
-    /// Live keys matching a Redis glob pattern.
-    pub(crate) fn matching_keys(&self, pattern: &str) -> Vec<String> {
-        self.lock().matching_keys(pattern, Instant::now())
+    /// One SCAN step (see [`Keyspace::scan`]): at most `count` keys examined under the lock.
+    #[cfg(test)]
+    pub(crate) fn scan(&self, after: Option<&str>, pattern: &str, count: usize) -> keyspace::ScanPage {
+        self.lock().scan(after, pattern, count, Instant::now())
+    }
+
+    /// Deletes the live keys matching a Redis glob pattern the way `delete_matching` does on
+    /// Redis: SCAN steps of [`SCAN_PAGE`] keys, each page deleted as it comes, and the lock
+    /// released (and the task yielding) between steps, so a keyspace of millions of keys never
+    /// stalls other callers for more than one step.
+    pub(crate) async fn delete_matching(&self, pattern: &str) -> u64 {
+        let mut after: Option<std::sync::Arc<str>> = None;
+        let mut deleted = 0;
+        loop {
+            let next = {
+                let now = Instant::now();
+                let mut keyspace = self.lock();
+                let page = keyspace.scan(after.as_deref(), pattern, SCAN_PAGE, now);
+                deleted += page.keys.iter().filter(|key| keyspace.remove_live(key, now)).count() as u64;
+                page.next
+            };
+            let Some(next) = next else { return deleted };
+            after = Some(next);
+            tokio::task::yield_now().await;
+        }
     }
 
     #[cfg(test)]

@@ -1,10 +1,11 @@
-//! Embedded-store behaviour that needs controlled time: TTLs with paused tokio time, and the
-//! sweeper reclaiming memory. (Shared Redis semantics are in the conformance suite.)
+//! Embedded-store behaviour that needs controlled time or a look inside: TTLs with paused tokio
+//! time, the sweeper reclaiming memory, SCAN's guarantees and its bounded steps. (Shared Redis
+//! semantics are in the conformance suite.)
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use super::EmbeddedStore;
-use crate::Ttl;
+use super::{EmbeddedStats, EmbeddedStore};
+use crate::{CacheClient, CacheOptions, CacheStore, Ttl};
 
 #[tokio::test(start_paused = true)]
 async fn expired_keys_are_never_returned() {
@@ -84,4 +85,112 @@ async fn a_decoded_value_is_kept_until_the_value_changes() {
     assert_eq!(store.get_decoded("k", decode), Ok(None), "expired with its value");
     store.list_push("list", &["x"], crate::ListEnd::Left).unwrap();
     assert_eq!(store.get_decoded("list", decode), Err(super::TextReadFailure::WrongType));
+}
+
+/// The client refuses TTLs over `MAX_TTL`; below it, the store itself never panics on a
+/// duration its clock cannot add (it keeps the key for decades instead).
+#[tokio::test(start_paused = true)]
+async fn ttls_too_long_for_the_clock_saturate_instead_of_panicking() {
+    let store = EmbeddedStore::new();
+    let decades = Duration::from_secs(29 * 365 * 24 * 60 * 60);
+    assert!(store.set("k", "v", Some(Duration::MAX), false));
+    assert!(matches!(store.ttl("k"), Ttl::ExpiresIn(left) if left > decades));
+    assert!(store.expire("k", Duration::MAX));
+    assert!(matches!(store.ttl("k"), Ttl::ExpiresIn(left) if left > decades));
+    assert_eq!(store.acquire_fenced("lock", "{lock}:fence", "id", Duration::MAX), Ok(Some(1)));
+    assert_eq!(store.expire_if_equals("lock", "id", Duration::MAX), Ok(true));
+    assert_eq!(store.get("lock"), Ok(Some("id".to_owned())));
+}
+
+/// Redis's SCAN guarantee, kept by the embedded store: a key present from the first step to
+/// the last is returned (here exactly once), whatever is added or deleted between steps, and
+/// one step examines at most COUNT keys.
+#[test]
+fn a_scan_returns_each_key_present_throughout_exactly_once_while_keys_come_and_go() {
+    const KEYS: usize = 5_000;
+    const COUNT: usize = 100;
+    let store = EmbeddedStore::new();
+    for index in 0..KEYS {
+        store.set(&format!("stay:{index:05}"), "v", None, false);
+        store.set(&format!("go:{index:05}"), "v", None, false);
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut after: Option<Arc<str>> = None;
+    let mut steps = 0;
+    loop {
+        let page = store.scan(after.as_deref(), "*", COUNT);
+        assert!(page.keys.len() <= COUNT, "a step examines at most COUNT keys, got {}", page.keys.len());
+        for key in page.keys {
+            *seen.entry(key).or_default() += 1;
+        }
+        // Keys go and come between steps, before and after the cursor.
+        store.delete(&[&format!("go:{steps:05}"), &format!("go:{:05}", KEYS - 1 - steps)]);
+        store.set(&format!("a-new:{steps:05}"), "v", None, false);
+        store.set(&format!("z-new:{steps:05}"), "v", None, false);
+        steps += 1;
+        let Some(next) = page.next else { break };
+        after = Some(next);
+    }
+    assert!(steps >= 2 * KEYS / COUNT, "{steps} steps");
+    for index in 0..KEYS {
+        let key = format!("stay:{index:05}");
+        assert_eq!(seen.get(&key), Some(&1), "{key} was present throughout");
+    }
+    assert!(seen.values().all(|&times| times == 1), "no key is returned twice");
+    let (mut matching, mut after) = (Vec::new(), None::<Arc<str>>);
+    loop {
+        let page = store.scan(after.as_deref(), "stay:0000?", COUNT);
+        matching.extend(page.keys);
+        let Some(next) = page.next else { break };
+        after = Some(next);
+    }
+    assert_eq!(matching, (0..10).map(|index| format!("stay:0000{index}")).collect::<Vec<_>>(), "in key order");
+}
+
+/// A pattern delete over many keys releases the lock between SCAN steps: on a single-threaded
+/// runtime another task gets to read the store while the delete is half done.
+#[tokio::test]
+async fn deleting_by_pattern_lets_other_callers_in_between_steps() {
+    const KEYS: usize = 20_000;
+    let store = EmbeddedStore::new();
+    for index in 0..KEYS {
+        store.set(&format!("doomed:{index}"), "v", None, false);
+    }
+    store.set("kept", "v", None, false);
+    let cache = CacheClient::new(CacheStore::Embedded(store.clone()), CacheOptions::default());
+    let deleting = tokio::spawn(async move { cache.delete_matching("doomed:*").await });
+    let mut observed = Vec::new();
+    while !deleting.is_finished() {
+        observed.push(store.len());
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(deleting.await.unwrap().unwrap(), KEYS as u64);
+    assert_eq!(store.len(), 1);
+    assert!(
+        observed.iter().any(|&left| 1 < left && left < KEYS + 1),
+        "no other caller got in while the delete was under way: {observed:?}"
+    );
+}
+
+/// Sliding expiry renews a token's TTL on every verification: the expiry index must keep one
+/// entry per key however often that happens (it kept one per renewal until the old deadline).
+#[tokio::test(start_paused = true)]
+async fn renewing_a_ttl_keeps_one_expiry_index_entry_per_key() {
+    let store = EmbeddedStore::new();
+    let ttl = Duration::from_secs(30 * 60);
+    store.set("token:t", "{}", Some(ttl), false);
+    store.list_push("token_list:1", &["t"], crate::ListEnd::Left).unwrap();
+    for _ in 0..10_000 {
+        assert!(store.expire("token:t", ttl));
+        assert!(store.expire("token_list:1", ttl));
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    assert_eq!(store.stats(), EmbeddedStats { keys: 2, expiry_index: 2 });
+    store.set("token:t", "{}", Some(ttl), false);
+    assert_eq!(store.stats().expiry_index, 2, "an overwrite with a TTL replaces the old deadline");
+    store.set("token:t", "{}", None, false);
+    assert_eq!(store.stats().expiry_index, 1, "an overwrite without a TTL drops it");
+    store.delete(&["token_list:1"]);
+    assert_eq!(store.stats(), EmbeddedStats { keys: 1, expiry_index: 0 });
+    assert_eq!(store.stored_len(), 1);
 }

@@ -1,0 +1,212 @@
+//! One accepted connection under the server's connection limits: hyper's HTTP/1 connection,
+//! watched for graceful shutdown, holding its slot of `TESSERA_MAX_CONNECTIONS`, with two
+//! deadlines —
+//!
+//! - a request head must be complete within `TESSERA_HEADER_READ_TIMEOUT_MS` of its first
+//!   byte (a new connection's first head, of the accept): a client trickling its head, or
+//!   connecting and sending nothing, is cut then;
+//! - a keep-alive connection may wait `TESSERA_IDLE_TIMEOUT_MS` for its next request.
+//!
+//! hyper has one timer, `header_read_timeout`, which starts whenever it begins waiting for a
+//! head — right after the accept and after every response — so it is set to the idle timeout.
+//! The header-read deadline, which must start at the head's first byte instead, is kept by
+//! [`WatchedStream`], as hyper keeps its own: inside the read path, polled with every read,
+//! so it costs no task, no wake-up and no lock (two atomic counters shared with the service
+//! say when a complete head reached it).
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+    sync::OwnedSemaphorePermit,
+    time::{Instant, Sleep},
+};
+
+use crate::{metrics::HttpMetrics, response::Body};
+
+/// The per-connection limits, from the settings (which bound both timeouts to a day, so no
+/// deadline overflows a clock).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+}
+
+/// The connection on `stream`, served by `handle` until it ends, is cut, or the graceful
+/// shutdown closes it; `slot` (its share of the connection cap) is released when it ends.
+pub(crate) fn serve<Handle, Answer>(
+    stream: TcpStream,
+    slot: OwnedSemaphorePermit,
+    handle: Handle,
+    limits: ConnectionLimits,
+    graceful: &GracefulShutdown,
+    metrics: Arc<HttpMetrics>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    Handle: Fn(Request<Incoming>) -> Answer + Send + 'static,
+    Answer: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let heads = Arc::new(HeadCounters::default());
+    let stream = WatchedStream::new(stream, Arc::clone(&heads), limits.header_read_timeout, Arc::clone(&metrics));
+    let service = service_fn(move |request| {
+        heads.received.fetch_add(1, Ordering::Relaxed);
+        let heads = Arc::clone(&heads);
+        let answer = handle(request);
+        async move {
+            let response = answer.await;
+            heads.answered.fetch_add(1, Ordering::Relaxed);
+            response
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // hyper's timer runs while it waits for a head, idle time included: the idle bound.
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    let open = OpenConnection::new(metrics);
+    async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(open);
+        drop(slot);
+    }
+}
+
+/// Counts the connection as open (for `/metrics`) while it lives.
+struct OpenConnection(Arc<HttpMetrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<HttpMetrics>) -> Self {
+        metrics.connection_opened();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+/// Request heads the service received and answered on one connection. A request is being
+/// served while `received > answered`; hyper serves one at a time.
+#[derive(Debug, Default)]
+struct HeadCounters {
+    received: AtomicU64,
+    answered: AtomicU64,
+}
+
+/// The accepted stream with the header-read deadline: armed when bytes arrive while no
+/// request is being served (and at the accept), disarmed once the head they start reached the
+/// service; a read that finds it passed fails with `TimedOut`, which ends the connection.
+///
+/// Bytes read after a response that left its request's body unread (hyper drains it) arm the
+/// deadline too: such a connection is cut after the header-read timeout rather than the idle
+/// one, which costs the client a reconnection, never an answer.
+struct WatchedStream {
+    inner: TcpStream,
+    heads: Arc<HeadCounters>,
+    limit: Duration,
+    /// `Some(n)`: armed while the service has received `n` heads (a head more disarms it).
+    armed_at: Option<u64>,
+    /// Allocated once, reset for each head.
+    deadline: Pin<Box<Sleep>>,
+    metrics: Arc<HttpMetrics>,
+}
+
+impl WatchedStream {
+    fn new(inner: TcpStream, heads: Arc<HeadCounters>, limit: Duration, metrics: Arc<HttpMetrics>) -> Self {
+        let deadline = Box::pin(tokio::time::sleep_until(Instant::now() + limit));
+        Self { inner, heads, limit, armed_at: Some(0), deadline, metrics }
+    }
+
+    /// Updates the deadline after a read that brought `bytes` bytes.
+    fn track(&mut self, bytes: usize) {
+        let received = self.heads.received.load(Ordering::Relaxed);
+        if self.armed_at.is_some_and(|armed_at| received > armed_at) {
+            self.armed_at = None;
+        }
+        let serving = received > self.heads.answered.load(Ordering::Relaxed);
+        if bytes > 0 && !serving && self.armed_at.is_none() {
+            self.armed_at = Some(received);
+            self.deadline.as_mut().reset(Instant::now() + self.limit);
+        }
+    }
+
+    fn head_overdue(&mut self, context: &mut Context<'_>) -> bool {
+        self.armed_at.is_some() && self.deadline.as_mut().poll(context).is_ready()
+    }
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(context, buf);
+        match read {
+            Poll::Ready(Ok(())) => {
+                this.track(buf.filled().len() - before);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                this.track(0);
+                if this.head_overdue(context) {
+                    this.metrics.slow_request_head();
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request head not complete within TESSERA_HEADER_READ_TIMEOUT_MS",
+                    )));
+                }
+                Poll::Pending
+            }
+            failed => failed,
+        }
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(context, bytes)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(context)
+    }
+}

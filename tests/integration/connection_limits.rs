@@ -1,0 +1,190 @@
+//! The server's connection limits over raw TCP (README, `TESSERA_MAX_CONNECTIONS`,
+//! `TESSERA_HEADER_READ_TIMEOUT_MS`, `TESSERA_IDLE_TIMEOUT_MS`): a client trickling its request
+//! head is cut while others are served, an idle keep-alive connection is closed after the idle
+//! timeout (and not before), and connections beyond the cap wait for a free slot.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use hyper::{Method, StatusCode};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, tcp::OwnedWriteHalf},
+    task::JoinSet,
+};
+
+use tests::{get, send, spawn_app};
+
+const KEY: &str = "internal-key-for-connection-limits";
+
+/// Sends `GET /healthz` on `stream` and reads the whole answer; its status.
+async fn healthz_on(stream: &mut TcpStream) -> u16 {
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: tessera\r\n\r\n").await.unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0_u8; 1024];
+    loop {
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the connection closed before the answer was complete");
+        received.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&received);
+        let Some(head_end) = text.find("\r\n\r\n") else { continue };
+        let length: usize = text[..head_end]
+            .lines()
+            .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|n| n.trim().to_owned()))
+            .and_then(|length| length.parse().ok())
+            .unwrap_or(0);
+        if received.len() >= head_end + 4 + length {
+            return text[9..12].parse().unwrap();
+        }
+    }
+}
+
+/// Waits (at most `limit`) for the server to close `stream`; how long that took, `None` if
+/// it stayed open. Anything the server sends first fails the test: a cut client gets nothing.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut chunk = [0_u8; 256];
+    match tokio::time::timeout(limit, stream.read(&mut chunk)).await {
+        Err(_) => None,
+        Ok(Ok(0) | Err(_)) => Some(started.elapsed()),
+        Ok(Ok(read)) => panic!("the server answered a cut client: {:?}", String::from_utf8_lossy(&chunk[..read])),
+    }
+}
+
+/// Writes a request head one byte every 50 ms (4 s for all of it), until the server closes
+/// the connection (a write fails).
+async fn trickle(writer: &mut OwnedWriteHalf) {
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: tessera\r\nX-Padding: {}\r\n\r\n", "p".repeat(40));
+    for byte in head.bytes() {
+        if writer.write_all(&[byte]).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn slow_clients_are_cut_while_others_are_served(address: SocketAddr) {
+    let mut slow = JoinSet::new();
+    for _ in 0..10 {
+        slow.spawn(async move {
+            let stream = TcpStream::connect(address).await.unwrap();
+            let (mut reader, mut writer) = stream.into_split();
+            let connected = Instant::now();
+            let writing = tokio::spawn(async move { trickle(&mut writer).await });
+            let mut chunk = [0_u8; 256];
+            let read = tokio::time::timeout(Duration::from_secs(3), reader.read(&mut chunk)).await;
+            writing.abort();
+            match read {
+                Err(_) => panic!("a client trickling its head was still connected after 3 s"),
+                Ok(Ok(0) | Err(_)) => connected.elapsed(),
+                Ok(Ok(_)) => panic!("the server answered a head that never completed"),
+            }
+        });
+    }
+    // Meanwhile everyone else is served at once.
+    let serving = Instant::now();
+    while serving.elapsed() < Duration::from_millis(1_000) {
+        let asked = Instant::now();
+        assert_eq!(get(address, "/healthz").await.status, StatusCode::OK);
+        assert!(asked.elapsed() < Duration::from_millis(500), "a normal request took {:?}", asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for cut_after in slow.join_all().await {
+        assert!(
+            cut_after >= Duration::from_millis(450) && cut_after < Duration::from_millis(1_500),
+            "a trickling client was cut after {cut_after:?}, expected about the 500 ms header-read timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_request_head_is_cut_and_others_are_served_meanwhile() {
+    let app = spawn_app(&[
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_INTERNAL_KEY", KEY),
+        ("TESSERA_HEADER_READ_TIMEOUT_MS", "500"),
+        ("TESSERA_IDLE_TIMEOUT_MS", "5000"),
+    ])
+    .await;
+    slow_clients_are_cut_while_others_are_served(app.address).await;
+
+    // On a keep-alive connection the deadline starts at the next head's first byte: an idle
+    // wait longer than the header-read timeout is fine, a trickled head then is not.
+    let mut client = TcpStream::connect(app.address).await.unwrap();
+    assert_eq!(healthz_on(&mut client).await, 200);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(healthz_on(&mut client).await, 200, "idle below the idle timeout: still open");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (mut reader, mut writer) = client.into_split();
+    let trickling = tokio::spawn(async move { trickle(&mut writer).await });
+    let started = Instant::now();
+    let mut chunk = [0_u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), reader.read(&mut chunk)).await;
+    trickling.abort();
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the trickled second head was not cut: {read:?}");
+    let cut_after = started.elapsed();
+    assert!(cut_after >= Duration::from_millis(450) && cut_after < Duration::from_millis(1_500), "{cut_after:?}");
+
+    let metrics = send(app.address, Method::GET, "/metrics", &[("x-internal-key", KEY)], None).await;
+    let cut = metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("tessera_http_slow_request_heads_total "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert_eq!(cut, Some(11), "10 slow first heads and one slow second head: {}", metrics.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_not_before() {
+    let app = spawn_app(&[
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_HEADER_READ_TIMEOUT_MS", "300"),
+        ("TESSERA_IDLE_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    let mut client = TcpStream::connect(app.address).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(healthz_on(&mut client).await, 200);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    assert_eq!(healthz_on(&mut client).await, 200, "1 s pauses, under the idle timeout, keep the connection");
+    let closed = closed_within(&mut client, Duration::from_secs(4)).await.expect("closed after the idle timeout");
+    assert!(closed >= Duration::from_millis(1_300) && closed < Duration::from_millis(2_800), "closed after {closed:?}");
+
+    // A new connection that sends nothing is a head that never comes: cut at 300 ms.
+    let mut silent = TcpStream::connect(app.address).await.unwrap();
+    let closed = closed_within(&mut silent, Duration::from_secs(3)).await.expect("a silent connection is closed");
+    assert!(closed < Duration::from_millis(1_200), "a silent new connection stayed {closed:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
+    let app = spawn_app(&[("TESSERA_STORE", "embedded"), ("TESSERA_MAX_CONNECTIONS", "2")]).await;
+    let mut first = TcpStream::connect(app.address).await.unwrap();
+    let mut second = TcpStream::connect(app.address).await.unwrap();
+    assert_eq!(healthz_on(&mut first).await, 200);
+    assert_eq!(healthz_on(&mut second).await, 200);
+    let address = app.address;
+    let waiting = tokio::spawn(async move {
+        let mut third = TcpStream::connect(address).await.unwrap();
+        let status = healthz_on(&mut third).await;
+        (status, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a third connection was served while two were open under a cap of 2");
+    assert_eq!(healthz_on(&mut second).await, 200, "the open connections keep being served");
+    let freed = Instant::now();
+    drop(first);
+    let (status, answered) = tokio::time::timeout(Duration::from_secs(2), waiting).await.expect("served").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        answered.duration_since(freed) < Duration::from_secs(1),
+        "served {:?} after a slot freed",
+        answered - freed
+    );
+    app.stop().await;
+}
