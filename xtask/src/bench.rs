@@ -153,7 +153,7 @@ fn run(plan: Plan) -> Result<()> {
 
     // Dropped last, after every guard below has stopped what it guards.
     let registry = dir.join("servers.pids");
-    let _watchdog = servers::Watchdog::start(&registry, BENCH_TOPOLOGY);
+    let _watchdog = process::Watchdog::start(Some(&registry), &[BENCH_TOPOLOGY]);
     eprintln!("xtask: starting redis {BENCH_TOPOLOGY} (no persistence)");
     let url = redis::start(&tools, Topology::Standalone, BENCH_TOPOLOGY, Some(std::process::id()))?;
     let _stop_redis = StopOnDrop;
@@ -256,7 +256,7 @@ fn start_servers(
     eprintln!("xtask: starting the servers");
     let mut ports = vec![redis_port];
     for _ in 0..SERVERS {
-        ports.push(servers::free_port(&ports)?);
+        ports.push(process::free_port(&ports, false)?);
     }
     let ports = &ports[1..];
     let mut ceiling = Command::new(&binaries.ceiling);
@@ -580,7 +580,7 @@ fn measure_revocation(
     let instance_a = &mut servers[TESSERA_NEAR_ON];
     instance_a.ensure_alive()?;
     let taken: Vec<u16> = std::iter::once(bench.redis_port).chain(servers.iter().map(ServerProcess::port)).collect();
-    let port = servers::free_port(&taken)?;
+    let port = process::free_port(&taken, false)?;
     let mut command =
         tessera_command(&binaries.tessera, port, TesseraStore::Redis { url, near_cache: true }, internal_key);
     let mut instance_b = ServerProcess::start("tessera-redis-near-on-b", &mut command, port, logs, registry)?;

@@ -49,11 +49,11 @@ pub(crate) fn run() -> Result<ExitStatus> {
 
     // Dropped last, after the guards below have stopped what they guard.
     let registry = dir.join("servers.pids");
-    let _watchdog = servers::Watchdog::start(&registry, FUZZ_TOPOLOGY);
+    let _watchdog = process::Watchdog::start(Some(&registry), &[FUZZ_TOPOLOGY]);
     let url = redis::start(&tools, Topology::Standalone, FUZZ_TOPOLOGY, Some(std::process::id()))?;
     let _stop_redis = StopRedisOnDrop;
     servers::reset_registry(&registry)?;
-    let port = servers::free_port(&[bench::port_of(&url)?])?;
+    let port = process::free_port(&[bench::port_of(&url)?], false)?;
     let mut command =
         bench::tessera_command(&tessera, port, TesseraStore::Redis { url: &url, near_cache: true }, INTERNAL_KEY);
     let mut server = servers::ServerProcess::start("tessera", &mut command, port, &dir, &registry)?;

@@ -1,10 +1,14 @@
 //! Running other programs: to completion within a deadline with their output captured, or
-//! sharing the terminal; how a command is named in messages; and how a child's exit status
-//! becomes xtask's own.
+//! sharing the terminal; how a command is named in messages; how a child's exit status
+//! becomes xtask's own; and what every command that starts servers shares — free loopback
+//! ports, the tail of a server's log, and the watchdog that cleans up when xtask is killed.
 
+use std::fs;
 use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitCode, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,4 +86,110 @@ fn read_all(mut pipe: impl Read) -> Vec<u8> {
     let mut bytes = Vec::new();
     pipe.read_to_end(&mut bytes).ok();
     bytes
+}
+
+/// Ports never handed out: the system Redis and Sentinel defaults.
+const RESERVED_PORTS: [u16; 2] = [6379, 26379];
+/// A cluster node's bus listens on its port + 10000.
+const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
+/// A loopback port that is free now and is not in `taken`; with `cluster_bus`, its port + 10000
+/// must be free and below 65536 too. The port is found by binding port 0 and letting it go, so
+/// another program may still take it before the server binds it: the launch then fails with
+/// the reason in the server's log.
+pub(crate) fn free_port(taken: &[u16], cluster_bus: bool) -> Result<u16> {
+    for _ in 0..200 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .context("cannot bind a free port on 127.0.0.1")?
+            .port();
+        let usable = |port: u16| !RESERVED_PORTS.contains(&port) && !taken.contains(&port);
+        if !usable(port) {
+            continue;
+        }
+        if cluster_bus {
+            let Some(bus) = port.checked_add(CLUSTER_BUS_OFFSET) else {
+                continue;
+            };
+            if !usable(bus) || TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_err() {
+                continue;
+            }
+        }
+        return Ok(port);
+    }
+    bail!("found no free port on 127.0.0.1 in 200 tries (cluster bus needed: {cluster_bus})")
+}
+
+/// The last ten lines of a log, indented, to put in an error; empty when there is no log.
+pub(crate) fn log_tail(log: &Path) -> String {
+    let Ok(text) = fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(10)..];
+    if tail.is_empty() {
+        return String::new();
+    }
+    format!("; its last lines:\n    {}", tail.join("\n    "))
+}
+
+/// Waits (ignoring SIGINT and SIGHUP) while its parent is this xtask; once xtask is gone
+/// (killed: `Drop` never ran), stops the servers listed in the registry, if any (`pid exe`
+/// lines; a pid is signalled only while it still runs that executable), then the Redis
+/// topologies this run owns (`xtask redis reap`). `$$` is the shell itself; field 4 of
+/// `/proc/$$/stat` is its current parent, which changes when xtask dies, even before the dead
+/// xtask is reaped.
+const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
+owner=$1; xtask=$2; registry=$3; shift 3
+while read -r _ _ _ parent _ < /proc/$$/stat && [ "$parent" = "$owner" ]; do sleep 1; done
+if [ -n "$registry" ] && [ -f "$registry" ]; then
+  while read -r pid exe; do
+    if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then kill -TERM "$pid" 2>/dev/null; fi
+  done < "$registry"
+fi
+exec "$xtask" redis reap "$owner" "$@"
+"#;
+
+/// The watchdog shell; dropping it ends it (the run cleaned up after itself).
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    child: Option<Child>,
+}
+
+impl Watchdog {
+    /// Starts the watchdog for the servers in `registry` (none: `None`) and the Redis
+    /// `topologies`. Without `sh`, a killed run leaves its processes; that is said once.
+    pub(crate) fn start(registry: Option<&Path>, topologies: &[&str]) -> Watchdog {
+        let spawned = std::env::current_exe().and_then(|xtask| {
+            Command::new("sh")
+                .args(["-c", WATCHDOG_SCRIPT, "xtask-watchdog"])
+                .arg(std::process::id().to_string())
+                .arg(xtask)
+                .arg(registry.map(Path::as_os_str).unwrap_or_default())
+                .args(topologies)
+                .stdin(Stdio::null())
+                .spawn()
+        });
+        match spawned {
+            Ok(child) => Watchdog { child: Some(child) },
+            Err(error) => {
+                let servers =
+                    registry.map(|registry| format!("stop its servers (pids in {}) and ", registry.display()));
+                eprintln!(
+                    "xtask: no watchdog ({error}); if this run is killed, {}run `cargo xtask redis down`",
+                    servers.unwrap_or_default()
+                );
+                Watchdog { child: None }
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
 }

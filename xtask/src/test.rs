@@ -4,7 +4,7 @@
 //! the environment, and stops them again however the run ends.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{ExitCode, ExitStatus};
 
 use anyhow::{Context, Result, bail};
 
@@ -96,12 +96,15 @@ fn selects_packages(args: &[String]) -> bool {
 #[derive(Debug)]
 struct TestTopologies {
     urls: Vec<(Topology, String)>,
-    watchdog: Option<Child>,
+    _watchdog: process::Watchdog,
 }
 
 impl TestTopologies {
     fn start(tools: &RedisTools) -> Result<TestTopologies> {
-        let mut topologies = TestTopologies { urls: Vec::new(), watchdog: start_watchdog() };
+        let mut topologies = TestTopologies {
+            urls: Vec::new(),
+            _watchdog: process::Watchdog::start(None, &TEST_TOPOLOGIES.map(|(_, name)| name)),
+        };
         for (topology, name) in TEST_TOPOLOGIES {
             eprintln!("xtask: starting redis {name}");
             let url = redis::start(tools, topology, name, Some(std::process::id()))?;
@@ -130,42 +133,6 @@ impl Drop for TestTopologies {
                 Ok(stopped) => eprintln!("xtask: stopped redis {name} ({stopped} processes)"),
                 Err(error) => eprintln!("xtask: stopping redis {name} failed: {error:#}"),
             }
-        }
-        if let Some(mut watchdog) = self.watchdog.take() {
-            watchdog.kill().ok();
-            watchdog.wait().ok();
-        }
-    }
-}
-
-/// Waits (ignoring SIGINT and SIGHUP) while its parent is this xtask, then stops this run's
-/// topologies. `$$` is the shell itself; field 4 of `/proc/$$/stat` is its current parent,
-/// which changes when this xtask dies, even before the dead xtask is reaped.
-const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
-owner=$1; xtask=$2; shift 2
-while read -r _ _ _ parent _ < /proc/$$/stat && [ "$parent" = "$owner" ]; do sleep 1; done
-exec "$xtask" redis reap "$owner" "$@"
-"#;
-
-/// Starts the watchdog; without one (no `sh`), a killed run leaves its topologies for
-/// `cargo xtask redis down`, which is said once.
-fn start_watchdog() -> Option<Child> {
-    let xtask = std::env::current_exe().ok()?;
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", WATCHDOG_SCRIPT, "xtask-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(xtask)
-        .args(TEST_TOPOLOGIES.map(|(_, name)| name))
-        .stdin(Stdio::null());
-    match command.spawn() {
-        Ok(child) => Some(child),
-        Err(error) => {
-            eprintln!(
-                "xtask: no watchdog ({error}); if this run is killed, `cargo xtask redis down` \
-                 stops its servers"
-            );
-            None
         }
     }
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -16,25 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::probe::HttpClient;
+use crate::process;
 
-/// Ports never taken: the system Redis and Sentinel defaults.
-const RESERVED_PORTS: [u16; 2] = [6379, 26379];
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const TERM_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A loopback port that is free now (found by binding port 0 and letting it go).
-pub(crate) fn free_port(taken: &[u16]) -> Result<u16> {
-    for _ in 0..100 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .context("cannot bind a free port on 127.0.0.1")?
-            .port();
-        if !RESERVED_PORTS.contains(&port) && !taken.contains(&port) {
-            return Ok(port);
-        }
-    }
-    bail!("found no free port on 127.0.0.1 in 100 tries")
-}
 
 /// A server under test, running as a child of xtask; dropping it stops it.
 #[derive(Debug)]
@@ -87,7 +71,7 @@ impl ServerProcess {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
-                bail!("{} exited ({status}); see {}{}", self.name, self.log.display(), log_tail(&self.log))
+                bail!("{} exited ({status}); see {}{}", self.name, self.log.display(), process::log_tail(&self.log))
             }
             Err(error) => Err(error).with_context(|| format!("cannot check on {}", self.name)),
         }
@@ -120,7 +104,7 @@ impl ServerProcess {
                         self.port,
                         READY_TIMEOUT.as_secs(),
                         self.log.display(),
-                        log_tail(&self.log)
+                        process::log_tail(&self.log)
                     ));
                 }
                 Err(_) => thread::sleep(Duration::from_millis(50)),
@@ -253,64 +237,6 @@ pub(super) fn parse_proc_net_tcp(text: &str) -> Vec<TcpSocket> {
         .collect()
 }
 
-/// Stops, when this xtask is gone (killed: `Drop` never ran), the servers listed in the
-/// registry (`pid exe` lines; a pid is signalled only while it still runs that executable)
-/// and the benchmark's Redis (`xtask redis reap`, which stops only what this run owns).
-/// `$$` is the shell itself; field 4 of `/proc/$$/stat` is its current parent.
-const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
-owner=$1; xtask=$2; registry=$3; topology=$4
-while read -r _ _ _ parent _ < /proc/$$/stat && [ "$parent" = "$owner" ]; do sleep 1; done
-if [ -f "$registry" ]; then
-  while read -r pid exe; do
-    if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]; then kill -TERM "$pid" 2>/dev/null; fi
-  done < "$registry"
-fi
-exec "$xtask" redis reap "$owner" "$topology"
-"#;
-
-/// The watchdog shell; dropping it ends it (the run cleaned up after itself).
-#[derive(Debug)]
-pub(crate) struct Watchdog {
-    child: Option<Child>,
-}
-
-impl Watchdog {
-    /// Starts the watchdog for `registry` and the Redis topology `topology`. Without `sh`, a
-    /// killed run leaves its processes; that is said once.
-    pub(crate) fn start(registry: &Path, topology: &str) -> Watchdog {
-        let spawned = std::env::current_exe().and_then(|xtask| {
-            Command::new("sh")
-                .args(["-c", WATCHDOG_SCRIPT, "xtask-bench-watchdog"])
-                .arg(std::process::id().to_string())
-                .arg(xtask)
-                .arg(registry)
-                .arg(topology)
-                .stdin(Stdio::null())
-                .spawn()
-        });
-        match spawned {
-            Ok(child) => Watchdog { child: Some(child) },
-            Err(error) => {
-                eprintln!(
-                    "xtask: no watchdog ({error}); if this run is killed, stop its servers by hand \
-                     (pids in {}) and run `cargo xtask redis down`",
-                    registry.display()
-                );
-                Watchdog { child: None }
-            }
-        }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-}
-
 /// Stops what a registry left by an earlier, killed run still names (each pid only while it
 /// runs the recorded executable), then empties it.
 pub(crate) fn reset_registry(registry: &Path) -> Result<()> {
@@ -325,17 +251,4 @@ pub(crate) fn reset_registry(registry: &Path) -> Result<()> {
         }
     }
     fs::write(registry, "").with_context(|| format!("cannot write {}", registry.display()))
-}
-
-/// The last lines of a log, indented, to put in an error; empty when there is none.
-pub(super) fn log_tail(log: &Path) -> String {
-    let Ok(text) = fs::read_to_string(log) else {
-        return String::new();
-    };
-    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
-    let tail = &lines[lines.len().saturating_sub(10)..];
-    if tail.is_empty() {
-        return String::new();
-    }
-    format!("; its last lines:\n    {}", tail.join("\n    "))
 }

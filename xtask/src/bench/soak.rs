@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::install;
+use crate::process;
 use crate::workspace;
 
 use super::load::{self, WrkReport};
@@ -49,10 +50,10 @@ pub(super) fn run(seconds: u64) -> Result<()> {
     let binaries = super::build()?;
     let wrk = install::ensure_tool("wrk", "wrk")?;
     let registry = dir.join("servers.pids");
-    let _watchdog = servers::Watchdog::start(&registry, SOAK_TOPOLOGY);
+    let _watchdog = process::Watchdog::start(Some(&registry), &[SOAK_TOPOLOGY]);
     servers::reset_registry(&registry)?;
 
-    let port = servers::free_port(&[])?;
+    let port = process::free_port(&[], false)?;
     let internal_key = format!("soak-{}", probe::unknown_tokens(1)?.concat());
     let mut command = super::tessera_command(&binaries.tessera, port, TesseraStore::Embedded, &internal_key);
     command.env("TESSERA_SLIDING_EXPIRY", "true");

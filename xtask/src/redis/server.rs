@@ -4,7 +4,6 @@
 //! `redis-server`: a pid the system has reused for something else is left alone).
 
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -15,10 +14,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::install::RedisTools;
 use crate::process;
 
-/// Ports a private server never takes: the system Redis and Sentinel defaults.
-const RESERVED_PORTS: [u16; 2] = [6379, 26379];
-/// A cluster node also listens on its port + 10000 (the cluster bus).
-const CLUSTER_BUS_OFFSET: u16 = 10_000;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const TERM_TIMEOUT: Duration = Duration::from_secs(5);
 const KILL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,33 +38,6 @@ impl Server {
     pub(super) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-}
-
-/// A loopback port that is free now and is not in `taken`; with `cluster_bus`, its port + 10000
-/// must be free and below 65536 too. The port is found by binding port 0 and letting it go, so
-/// another program may still take it before redis-server binds it: the launch then fails with
-/// the reason in the log.
-pub(super) fn free_port(taken: &[u16], cluster_bus: bool) -> Result<u16> {
-    for _ in 0..200 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .context("cannot bind a free port on 127.0.0.1")?
-            .port();
-        let usable = |port: u16| !RESERVED_PORTS.contains(&port) && !taken.contains(&port);
-        if !usable(port) {
-            continue;
-        }
-        if cluster_bus {
-            let Some(bus) = port.checked_add(CLUSTER_BUS_OFFSET) else {
-                continue;
-            };
-            if !usable(bus) || TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_err() {
-                continue;
-            }
-        }
-        return Ok(port);
-    }
-    bail!("found no free port on 127.0.0.1 in 200 tries (cluster bus needed: {cluster_bus})")
 }
 
 /// Launches a daemonized `redis-server` for `server` with `extra` options and waits until it
@@ -128,7 +96,7 @@ fn run_launcher(tools: &RedisTools, server: &Server, command: &mut Command) -> R
             process::describe(command),
             output.status,
             process::combined_output(&output),
-            log_tail(&server.log_file())
+            process::log_tail(&server.log_file())
         );
     }
     wait_for(READY_TIMEOUT, &format!("redis-server on {} to answer PING", server.address()), || {
@@ -143,7 +111,7 @@ fn run_launcher(tools: &RedisTools, server: &Server, command: &mut Command) -> R
     })
     .map_err(|error| {
         let log = server.log_file();
-        anyhow!("{error:#}\n  see {}{}", log.display(), log_tail(&log))
+        anyhow!("{error:#}\n  see {}{}", log.display(), process::log_tail(&log))
     })
 }
 
@@ -245,17 +213,4 @@ fn wait_until_gone(pids: &[u32], timeout: Duration) -> bool {
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The last lines of a log, indented, to put in an error; empty when there is no log.
-fn log_tail(log_file: &Path) -> String {
-    let Ok(text) = fs::read_to_string(log_file) else {
-        return String::new();
-    };
-    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
-    let tail = &lines[lines.len().saturating_sub(8)..];
-    if tail.is_empty() {
-        return String::new();
-    }
-    format!("; its last lines:\n    {}", tail.join("\n    "))
 }

@@ -50,7 +50,7 @@ fn a_half_written_state_has_no_url() {
 fn free_ports_avoid_taken_and_reserved_ones() -> Result<()> {
     let mut taken = Vec::new();
     for _ in 0..20 {
-        let port = server::free_port(&taken, true)?;
+        let port = crate::process::free_port(&taken, true)?;
         assert!(![6379, 26379].contains(&port) && !taken.contains(&port), "port {port}");
         assert!(port < 55_536, "cluster bus port of {port} would not fit");
         taken.extend([port, port + 10_000]);

@@ -35,7 +35,7 @@ impl<'a> Launcher<'a> {
 
     /// A new server named `name` (its directory under the topology's), recorded in the state.
     fn server(&mut self, name: &str, cluster_bus: bool) -> Result<Server> {
-        let port = server::free_port(&self.taken, cluster_bus)?;
+        let port = crate::process::free_port(&self.taken, cluster_bus)?;
         self.taken.push(port);
         if cluster_bus {
             self.taken.push(port + 10_000);
