@@ -14,6 +14,8 @@ mod handlers;
 mod lifecycle;
 mod metrics;
 pub mod middleware;
+#[cfg(test)]
+mod properties;
 mod response;
 mod routes;
 mod shutdown;
