@@ -5,6 +5,8 @@
 
 mod authenticator;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 mod token;
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::{
     CacheError, CacheScript, EmbeddedStore, FlushCause, KeyPrefix, ListEnd, MAX_TTL, ScriptReply, Ttl,
-    embedded::{TextReadFailure, WrongType},
+    embedded::{IncrementFailure, TextReadFailure, WrongType},
     metrics::CacheMetrics,
     near::{NearCache, NearCacheError, NearCacheSettings},
     redis,
@@ -84,11 +84,13 @@ struct Inner {
 }
 
 /// A store's answer before it becomes a [`CacheError`].
-enum StoreFailure {
+pub(crate) enum StoreFailure {
     Redis(fred::error::Error),
     WrongType,
     /// A non-UTF-8 string read as text on the embedded store (fred's parse error on Redis).
     NotUtf8,
+    /// A command the embedded store refuses with Redis's error reply (its text, without `ERR`).
+    Refused(&'static str),
 }
 
 impl From<fred::error::Error> for StoreFailure {
@@ -108,6 +110,16 @@ impl From<TextReadFailure> for StoreFailure {
         match failure {
             TextReadFailure::WrongType => Self::WrongType,
             TextReadFailure::NotUtf8 => Self::NotUtf8,
+        }
+    }
+}
+
+impl From<IncrementFailure> for StoreFailure {
+    fn from(failure: IncrementFailure) -> Self {
+        match failure {
+            IncrementFailure::WrongType => Self::WrongType,
+            IncrementFailure::NotAnInteger => Self::Refused("value is not an integer or out of range"),
+            IncrementFailure::Overflow => Self::Refused("increment or decrement would overflow"),
         }
     }
 }
@@ -300,8 +312,8 @@ impl CacheClient {
     }
 
     /// [`Self::call`] for an embedded side that can refuse with more than [`WrongType`]
-    /// (a text read of a non-UTF-8 value).
-    async fn call_refusing<T, Refusal: Into<StoreFailure>>(
+    /// (a text read of a non-UTF-8 value, an INCR of a non-integer).
+    pub(crate) async fn call_refusing<T, Refusal: Into<StoreFailure>>(
         &self,
         operation: &'static str,
         key: &str,
@@ -334,6 +346,7 @@ impl CacheClient {
             StoreFailure::Redis(error) => CacheError::from_fred(operation, Some(key), error),
             StoreFailure::WrongType => CacheError::wrong_type(operation, key),
             StoreFailure::NotUtf8 => CacheError::bad_data(operation, key, "Could not convert to string."),
+            StoreFailure::Refused(reply) => CacheError::rejected(operation, key, reply),
         });
         self.finish(operation, key, started, result)
     }
@@ -811,8 +824,12 @@ impl CacheClient {
                         "get_value_and_list_contains",
                         &key,
                         async |pool| redis::get_and_list_position(pool, &key, &list, element).await,
+                        // A WRONGTYPE from either command wins over a value that is not
+                        // UTF-8, as in Redis's pipeline (the server's error comes first).
                         |store| -> Result<_, TextReadFailure> {
-                            Ok((store.get(&key)?, store.list_position(&list, element)?))
+                            let value = store.get(&key);
+                            let position = store.list_position(&list, element)?;
+                            Ok((value?, position))
                         },
                     )
                     .await?;

@@ -69,6 +69,11 @@ impl CacheError {
         Self::new(operation, Some(key), CacheErrorKind::BadData, source.into())
     }
 
+    /// A command the embedded store refuses as Redis would refuse it (Redis's reply text).
+    pub(crate) fn rejected(operation: &'static str, key: &str, reply: &'static str) -> Self {
+        Self::new(operation, Some(key), CacheErrorKind::Rejected, reply.into())
+    }
+
     pub(crate) fn invalid_input(
         operation: &'static str,
         key: Option<&str>,

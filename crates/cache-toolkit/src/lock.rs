@@ -208,7 +208,7 @@ impl CacheClient {
         loop {
             let sent_at = Instant::now();
             let acquired = self
-                .call(
+                .call_refusing(
                     "acquire_lock",
                     &stored,
                     async |pool| redis::acquire_fenced(pool, &stored, &counter, &identifier, lease).await,

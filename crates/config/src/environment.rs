@@ -16,8 +16,9 @@ pub(crate) enum ValueKind {
     /// Taken verbatim like [`ValueKind::Text`], and never shown (`tessera check-config` prints
     /// `[redacted]`): passwords, keys, and the Redis URL, which may carry a password.
     Secret,
-    /// Parsed as figment parses numbers, so `abc` reaches serde as a string and fails there
-    /// with "expected u16", and `-1` as a negative number.
+    /// An integer becomes a number, so `-1` reaches serde as a negative number and fails there
+    /// with "expected u16"; anything else stays a string (`abc`: "found string"). Not figment's
+    /// `Value` parser: it panics on some quoted text (an escape before a multi-byte character).
     Number,
 }
 
@@ -94,7 +95,14 @@ pub(crate) fn env_name(key: &str) -> &str {
 pub(crate) fn typed_value(key: &str, raw: &str) -> Value {
     let kind = SETTINGS.iter().find(|setting| setting.key == key).map(|setting| setting.kind);
     match kind {
-        Some(ValueKind::Number) => raw.trim().parse::<Value>().unwrap_or_else(|_| Value::from(raw.to_owned())),
+        Some(ValueKind::Number) => {
+            let text = raw.trim();
+            match (text.parse::<u64>(), text.parse::<i64>()) {
+                (Ok(number), _) => Value::from(number),
+                (_, Ok(number)) => Value::from(number),
+                _ => Value::from(raw.to_owned()),
+            }
+        }
         Some(ValueKind::Text | ValueKind::Secret) | None => Value::from(raw.to_owned()),
     }
 }

@@ -7,6 +7,8 @@
 mod dotenv;
 mod effective;
 mod environment;
+#[cfg(test)]
+mod properties;
 mod redis_target;
 mod redis_tls;
 mod secret;
@@ -714,7 +716,7 @@ impl Validator<'_> {
         ConfigError {
             setting: environment::env_name(key).to_owned(),
             origin: origin(self.figment.find_metadata(key)),
-            problem,
+            problem: escape_control_characters(problem),
         }
     }
 }
@@ -766,7 +768,24 @@ fn extraction_error(figment: &Figment, error: &figment::Error) -> ConfigError {
 }
 
 fn one_line(kind: &impl fmt::Display) -> String {
-    kind.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+    escape_control_characters(kind.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" "))
+}
+
+/// `text` with control characters written as escapes (`\n`), so a value quoted in a message
+/// cannot break its one line.
+fn escape_control_characters(text: String) -> String {
+    if !text.contains(char::is_control) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if character.is_control() {
+            escaped.extend(character.escape_default());
+        } else {
+            escaped.push(character);
+        }
+    }
+    escaped
 }
 
 /// A misspelt key in a TOML file would otherwise be ignored in silence.

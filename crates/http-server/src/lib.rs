@@ -19,6 +19,8 @@ mod lifecycle;
 mod metrics;
 pub mod middleware;
 mod openapi;
+#[cfg(test)]
+mod properties;
 mod response;
 mod routes;
 mod shutdown;

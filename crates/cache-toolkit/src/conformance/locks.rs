@@ -118,6 +118,40 @@ pub(super) async fn lock_counter_of_another_type_fails_acquisition_and_leaves_no
     assert!(raw.delete_key(&counter).await.unwrap());
 }
 
+/// INCR reads a counter as Redis's `string2ll` does: no sign but `-`, no leading zero, no
+/// space, within i64. A counter it cannot increment fails the acquisition with Redis's refusal
+/// (`Rejected`, not `WrongType`) and leaves no lock; any string that reads as an integer counts,
+/// bits set through a Bloom bitmap included.
+pub(super) async fn lock_counter_that_incr_refuses_fails_acquisition_as_in_redis(cache: CacheClient) {
+    let raw = unprefixed_client(&cache);
+    let counter = format!("{{{}lock}}:fence", cache.key_prefix().as_str());
+    for refused in ["05", "+5", "-0", " 5", "5 ", "x", "", "1.5", "9223372036854775807", "99999999999999999999"] {
+        raw.set_value(&counter, refused, None).await.unwrap();
+        let error = cache
+            .acquire_lock_with("lock", LockOptions::new(Duration::from_secs(10)))
+            .await
+            .expect_err(&format!("INCR of {refused:?} fails"));
+        assert_eq!(error.kind(), CacheErrorKind::Rejected, "counter {refused:?}: {error}");
+        assert!(!cache.key_exists("lock").await.unwrap(), "counter {refused:?}: the failed acquisition left a lock");
+        assert_eq!(raw.get_value(&counter).await.unwrap().as_deref(), Some(refused), "the counter was not touched");
+    }
+    for (counter_text, token) in [("-3", 0), ("0", 1), ("41", 42)] {
+        raw.set_value(&counter, counter_text, None).await.unwrap();
+        let guard = cache.acquire_lock_with("lock", LockOptions::new(Duration::from_secs(10))).await.unwrap();
+        let guard = guard.unwrap_or_else(|| panic!("counter {counter_text:?}: a free lock"));
+        assert_eq!(guard.fencing_token(), token, "counter {counter_text:?}");
+        assert_eq!(guard.release().await.unwrap(), LockRelease::Released);
+    }
+    // "1" written bit by bit (0x31: bits 2, 3 and 7), as a bitmap holds it.
+    raw.delete_key(&counter).await.unwrap();
+    raw.set_bits("set_bits", &counter, &[2, 3, 7]).await.unwrap();
+    let guard = cache.acquire_lock_with("lock", LockOptions::new(Duration::from_secs(10))).await.unwrap();
+    let guard = guard.expect("a free lock");
+    assert_eq!(guard.fencing_token(), 2, "a bitmap spelling 1 is the integer 1");
+    assert_eq!(guard.release().await.unwrap(), LockRelease::Released);
+    assert!(raw.delete_key(&counter).await.unwrap());
+}
+
 pub(super) async fn lock_watchdog_keeps_a_lock_past_its_lease(cache: CacheClient) {
     const LEASE: Duration = Duration::from_millis(600);
     const HELD_FOR: Duration = Duration::from_millis(2_400);

@@ -8,6 +8,7 @@
 
 mod bloom;
 mod cases;
+mod differential;
 mod get_or_load;
 mod locks;
 
@@ -195,6 +196,7 @@ conformance_suite!(
     lock_fencing_tokens_increase_across_acquisitions_and_clients,
     lock_keys_without_a_slot_for_their_counter_are_refused,
     lock_counter_of_another_type_fails_acquisition_and_leaves_no_lock,
+    lock_counter_that_incr_refuses_fails_acquisition_as_in_redis,
     lock_watchdog_keeps_a_lock_past_its_lease,
     lock_paused_holder_is_told_it_lost_the_lock,
     lock_watchdog_stops_when_the_guard_is_released_or_dropped,

@@ -27,6 +27,18 @@ pub(crate) enum TextReadFailure {
     NotUtf8,
 }
 
+/// Why INCR refused a counter, as Redis refuses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IncrementFailure {
+    /// The key holds a list or a hash (`WRONGTYPE`).
+    WrongType,
+    /// A string that is not an integer as Redis reads one (see [`redis_integer`]): Redis's
+    /// `ERR value is not an integer or out of range`.
+    NotAnInteger,
+    /// The counter is already `i64::MAX`: Redis's `ERR increment or decrement would overflow`.
+    Overflow,
+}
+
 impl From<WrongType> for TextReadFailure {
     fn from(WrongType: WrongType) -> Self {
         Self::WrongType
@@ -275,7 +287,11 @@ impl Keyspace {
     }
 
     /// GETBIT at each offset, in order: 0 past the end of the string or when the key is missing.
+    /// No offsets: nothing is read (no command is sent to Redis either), whatever the key holds.
     pub(crate) fn get_bits(&self, key: &str, offsets: &[u64], now: Instant) -> Result<Vec<bool>, WrongType> {
+        if offsets.is_empty() {
+            return Ok(Vec::new());
+        }
         let bytes = self.string_bytes(key, now)?.unwrap_or_default();
         Ok(offsets
             .iter()
@@ -522,10 +538,10 @@ impl Keyspace {
         }
     }
 
-    /// SET NX PX of `key` and INCR of `counter`, all or nothing. The counter is checked first
-    /// (a non-string is WRONGTYPE as in Redis; a non-integer string is refused the same way
-    /// here, where Redis would say "not an integer"), so a failure changes nothing. INCR keeps
-    /// the counter's TTL, as Redis does.
+    /// SET NX PX of `key` and INCR of `counter`, all or nothing. The counter is checked first,
+    /// with Redis's answers (a list or hash is WRONGTYPE; a string that is not an integer as
+    /// Redis reads one, or `i64::MAX`, is refused as Redis refuses it), so a failure changes
+    /// nothing. INCR keeps the counter's TTL, as Redis does.
     pub(crate) fn acquire_fenced(
         &mut self,
         key: &str,
@@ -533,17 +549,21 @@ impl Keyspace {
         identifier: &str,
         lease: Duration,
         now: Instant,
-    ) -> Result<Option<u64>, WrongType> {
+    ) -> Result<Option<u64>, IncrementFailure> {
         if self.live(key, now).is_some() {
             return Ok(None);
         }
-        let token = match self.live(counter, now) {
-            None => 1,
+        let current = match self.live(counter, now) {
+            None => 0,
             Some(Entry { value: Value::String(text), .. }) => {
-                text.text.parse::<i64>().ok().and_then(|current| current.checked_add(1)).ok_or(WrongType)?
+                redis_integer(text.text.as_bytes()).ok_or(IncrementFailure::NotAnInteger)?
             }
-            Some(_) => return Err(WrongType),
+            Some(Entry { value: Value::Bytes(bytes), .. }) => {
+                redis_integer(bytes).ok_or(IncrementFailure::NotAnInteger)?
+            }
+            Some(_) => return Err(IncrementFailure::WrongType),
         };
+        let token = current.checked_add(1).ok_or(IncrementFailure::Overflow)?;
         match self.entries.get_mut(counter) {
             Some(entry) => entry.value = Value::String(Text::new(token.to_string())),
             None => {
@@ -577,6 +597,15 @@ impl Keyspace {
         let next = if examined < limit { None } else { last.map(Arc::clone) };
         ScanPage { keys, next }
     }
+}
+
+/// An integer as Redis's INCR reads a string (`string2ll`): `0`, or an optional `-` and digits
+/// without a leading zero, within i64 — exactly the text `i64`'s `Display` writes. `+5`, `05`,
+/// `-0` and ` 5` are not integers to Redis (Rust's `parse` takes the first three).
+fn redis_integer(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let value = text.parse::<i64>().ok()?;
+    (value.to_string() == text).then_some(value)
 }
 
 /// The mask of bit `offset` within its byte: Redis numbers bits from the most significant one.

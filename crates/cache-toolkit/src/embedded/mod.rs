@@ -23,7 +23,7 @@ use tokio::time::Instant;
 pub(crate) use glob::glob_escape;
 pub use keyspace::EmbeddedStats;
 use keyspace::Keyspace;
-pub(crate) use keyspace::{TextReadFailure, WrongType};
+pub(crate) use keyspace::{IncrementFailure, TextReadFailure, WrongType};
 
 use crate::{ListEnd, Ttl};
 
@@ -193,7 +193,7 @@ impl EmbeddedStore {
         counter: &str,
         identifier: &str,
         lease: Duration,
-    ) -> Result<Option<u64>, WrongType> {
+    ) -> Result<Option<u64>, IncrementFailure> {
         self.lock().acquire_fenced(key, counter, identifier, lease, Instant::now())
     }
 
