@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use serde_json::{Value, json};
+
 use super::redis_stats::CommandCounts;
 
 /// The keys of the rows the budgets read.
@@ -526,141 +528,122 @@ impl Report {
     pub(super) fn json(&self) -> String {
         let setup = &self.setup;
         let machine = &self.machine;
-        let rows: Vec<String> = self.rows.iter().map(row_json).collect();
-        let budgets: Vec<String> = self
+        let budgets: Vec<Value> = self
             .budgets()
             .iter()
             .map(|budget| {
-                object(&[
-                    ("name", string(&budget.name)),
-                    ("measured", number_or_null(budget.measured)),
-                    ("threshold", number(budget.threshold)),
-                    (
-                        "relation",
-                        string(match budget.relation {
-                            Relation::AtLeast => "at_least",
-                            Relation::AtMost => "at_most",
-                            Relation::Equal => "equal",
-                        }),
-                    ),
-                    ("met", budget.met().to_string()),
-                ])
+                json!({
+                    "name": budget.name,
+                    "measured": budget.measured,
+                    "threshold": budget.threshold,
+                    "relation": match budget.relation {
+                        Relation::AtLeast => "at_least",
+                        Relation::AtMost => "at_most",
+                        Relation::Equal => "equal",
+                    },
+                    "met": budget.met(),
+                })
             })
             .collect();
-        let mut json = object(&[
-            ("quick", setup.quick.to_string()),
-            ("wall_seconds", number(self.wall_seconds)),
-            (
-                "setup",
-                object(&[
-                    ("rounds", setup.rounds.to_string()),
-                    ("seconds_per_row", setup.seconds.to_string()),
-                    ("users", setup.users.to_string()),
-                    ("connections", setup.connections.to_string()),
-                    ("wrk_threads", setup.wrk_threads.to_string()),
-                    ("round_trip_probe_requests", setup.probe_requests.to_string()),
-                    ("redis_benchmark_requests", setup.redis_benchmark_requests.to_string()),
-                    ("revocation_tokens", setup.revocation_tokens.to_string()),
-                ]),
-            ),
-            (
-                "machine",
-                object(&[
-                    ("cores", machine.cores.to_string()),
-                    ("cpu_model", string(&machine.cpu_model)),
-                    ("memory", string(&machine.memory)),
-                    ("kernel", string(&machine.kernel)),
-                    ("date", string(&machine.date)),
-                    ("redis_version", string(&machine.redis_version)),
-                    ("wrk_version", string(&machine.wrk_version)),
-                ]),
-            ),
-            ("rows", array(&rows)),
-            ("stronger_naive", self.stronger_naive().map_or("null".to_owned(), |row| string(row.key))),
-            ("revocation", self.revocation.as_ref().map_or("null".to_owned(), revocation_json)),
-            ("budgets", array(&budgets)),
-        ]);
-        json.push('\n');
-        json
+        let report = json!({
+            "quick": setup.quick,
+            "wall_seconds": self.wall_seconds,
+            "setup": {
+                "rounds": setup.rounds,
+                "seconds_per_row": setup.seconds,
+                "users": setup.users,
+                "connections": setup.connections,
+                "wrk_threads": setup.wrk_threads,
+                "round_trip_probe_requests": setup.probe_requests,
+                "redis_benchmark_requests": setup.redis_benchmark_requests,
+                "revocation_tokens": setup.revocation_tokens,
+            },
+            "machine": {
+                "cores": machine.cores,
+                "cpu_model": machine.cpu_model,
+                "memory": machine.memory,
+                "kernel": machine.kernel,
+                "date": machine.date,
+                "redis_version": machine.redis_version,
+                "wrk_version": machine.wrk_version,
+            },
+            "rows": self.rows.iter().map(row_json).collect::<Vec<_>>(),
+            "stronger_naive": self.stronger_naive().map(|row| row.key),
+            "revocation": self.revocation.as_ref().map(revocation_json),
+            "budgets": budgets,
+        });
+        let mut text = serde_json::to_string_pretty(&report)
+            .unwrap_or_else(|_| unreachable!("a JSON value with string keys always serializes"));
+        text.push('\n');
+        text
     }
 }
 
-fn revocation_json(revocation: &Revocation) -> String {
-    let samples: Vec<String> = revocation.samples_ms.iter().map(|ms| number(*ms)).collect();
-    object(&[
-        ("tokens", revocation.tokens.to_string()),
-        ("deadline_ms", number(revocation.deadline_ms)),
-        ("not_refused", revocation.not_refused.to_string()),
-        ("p50_ms", number_or_null(revocation.percentile_ms(50.0))),
-        ("p99_ms", number_or_null(revocation.percentile_ms(99.0))),
-        ("max_ms", number_or_null(revocation.percentile_ms(100.0))),
-        ("samples_ms", array(&samples)),
-    ])
+fn revocation_json(revocation: &Revocation) -> Value {
+    json!({
+        "tokens": revocation.tokens,
+        "deadline_ms": revocation.deadline_ms,
+        "not_refused": revocation.not_refused,
+        "p50_ms": revocation.percentile_ms(50.0),
+        "p99_ms": revocation.percentile_ms(99.0),
+        "max_ms": revocation.percentile_ms(100.0),
+        "samples_ms": revocation.samples_ms,
+    })
 }
 
-fn row_json(row: &Row) -> String {
-    let rounds: Vec<String> = row
+fn row_json(row: &Row) -> Value {
+    let rounds: Vec<Value> = row
         .rounds
         .iter()
         .map(|round| {
-            object(&[
-                ("requests", round.requests.to_string()),
-                ("requests_per_second", number(round.requests_per_second)),
-                ("p50_ms", number_or_null(round.p50_ms)),
-                ("p99_ms", number_or_null(round.p99_ms)),
-                ("non_2xx", round.non_2xx.to_string()),
-                ("socket_errors", round.socket_errors.to_string()),
-                ("ratio_to_ceiling", number_or_null(round.ratio_to_ceiling)),
-                ("redis_commands_executed_per_request", number(round.executed_commands_per_request())),
-                ("redis_commands_executed", counts(&round.executed_commands)),
-                ("server_cpu_ms_per_1k_requests", number_or_null(round.server_cpu_ms_per_1k)),
-                ("redis_cpu_ms_per_1k_requests", number(round.redis_cpu_ms_per_1k)),
-            ])
+            json!({
+                "requests": round.requests,
+                "requests_per_second": round.requests_per_second,
+                "p50_ms": round.p50_ms,
+                "p99_ms": round.p99_ms,
+                "non_2xx": round.non_2xx,
+                "socket_errors": round.socket_errors,
+                "ratio_to_ceiling": round.ratio_to_ceiling,
+                "redis_commands_executed_per_request": round.executed_commands_per_request(),
+                "redis_commands_executed": round.executed_commands,
+                "server_cpu_ms_per_1k_requests": round.server_cpu_ms_per_1k,
+                "redis_cpu_ms_per_1k_requests": round.redis_cpu_ms_per_1k,
+            })
         })
         .collect();
-    let round_trips = match &row.round_trips {
-        Some(trips) => object(&[
-            ("requests", trips.requests.to_string()),
-            ("seconds", number(trips.seconds)),
-            (
-                "statuses",
-                object(
-                    &trips
-                        .statuses
-                        .iter()
-                        .map(|(status, count)| (status.to_string(), count.to_string()))
-                        .collect::<Vec<_>>(),
-                ),
-            ),
-            ("commands_sent_per_request", number(trips.sent_per_request())),
-            ("commands_sent", counts(&trips.commands.sent)),
-            ("commands_run_by_scripts", counts(&trips.commands.in_scripts)),
-            ("background_commands", counts(&trips.commands.background)),
-            ("background_commands_per_second", number(trips.background_per_second())),
-        ]),
-        None => "null".to_owned(),
-    };
+    let round_trips = row.round_trips.as_ref().map(|trips| {
+        json!({
+            "requests": trips.requests,
+            "seconds": trips.seconds,
+            "statuses": trips.statuses,
+            "commands_sent_per_request": trips.sent_per_request(),
+            "commands_sent": trips.commands.sent,
+            "commands_run_by_scripts": trips.commands.in_scripts,
+            "background_commands": trips.commands.background,
+            "background_commands_per_second": trips.background_per_second(),
+        })
+    });
     let (kind, pipeline) = match row.load {
         Load::Wrk { valid: true } => ("wrk, valid tokens", None),
         Load::Wrk { valid: false } => ("wrk, tokens that must be refused", None),
         Load::RedisBenchmark { pipeline } => ("redis-benchmark GET", Some(pipeline)),
     };
-    object(&[
-        ("key", string(row.key)),
-        ("title", string(row.title)),
-        ("load", string(kind)),
-        ("pipeline", pipeline.map_or("null".to_owned(), |depth| depth.to_string())),
-        ("requests_per_second_median", number_or_null(row.median_rps())),
-        ("p50_ms_median", number_or_null(row.median_p50_ms())),
-        ("p99_ms_median", number_or_null(row.median_p99_ms())),
-        ("ratio_to_ceiling_median", number_or_null(row.median_ratio_to_ceiling())),
-        ("redis_commands_per_request", number_or_null(row.commands_per_request())),
-        ("server_cpu_ms_per_1k_requests_median", number_or_null(row.median_server_cpu())),
-        ("redis_cpu_ms_per_1k_requests_median", number_or_null(row.median_redis_cpu())),
-        ("peak_rss_kib", row.peak_rss_kib.map_or("null".to_owned(), |kib| kib.to_string())),
-        ("round_trip_probe", round_trips),
-        ("rounds", array(&rounds)),
-    ])
+    json!({
+        "key": row.key,
+        "title": row.title,
+        "load": kind,
+        "pipeline": pipeline,
+        "requests_per_second_median": row.median_rps(),
+        "p50_ms_median": row.median_p50_ms(),
+        "p99_ms_median": row.median_p99_ms(),
+        "ratio_to_ceiling_median": row.median_ratio_to_ceiling(),
+        "redis_commands_per_request": row.commands_per_request(),
+        "server_cpu_ms_per_1k_requests_median": row.median_server_cpu(),
+        "redis_cpu_ms_per_1k_requests_median": row.median_redis_cpu(),
+        "peak_rss_kib": row.peak_rss_kib,
+        "round_trip_probe": round_trips,
+        "rounds": rounds,
+    })
 }
 
 /// The median; `None` for no values.
@@ -697,53 +680,4 @@ pub(super) fn thousands(value: f64) -> String {
 
 fn milliseconds(value: Option<f64>) -> String {
     value.map_or("—".to_owned(), |ms| format!("{ms:.2} ms"))
-}
-
-/// A JSON string literal.
-pub(super) fn string(text: &str) -> String {
-    let mut literal = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => literal.push_str("\\\""),
-            '\\' => literal.push_str("\\\\"),
-            '\n' => literal.push_str("\\n"),
-            '\r' => literal.push_str("\\r"),
-            '\t' => literal.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                write!(literal, "\\u{:04x}", u32::from(c)).ok();
-            }
-            c => literal.push(c),
-        }
-    }
-    literal.push('"');
-    literal
-}
-
-/// A JSON number (`null` when not finite), with at most 4 decimals.
-pub(super) fn number(value: f64) -> String {
-    if !value.is_finite() {
-        return "null".to_owned();
-    }
-    let text = format!("{value:.4}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" { "0".to_owned() } else { text.to_owned() }
-}
-
-fn number_or_null(value: Option<f64>) -> String {
-    value.map_or("null".to_owned(), number)
-}
-
-/// `{"key": value, ...}` from already rendered values.
-pub(super) fn object<K: AsRef<str>>(fields: &[(K, String)]) -> String {
-    let inner: Vec<String> = fields.iter().map(|(key, value)| format!("{}: {value}", string(key.as_ref()))).collect();
-    format!("{{{}}}", inner.join(", "))
-}
-
-pub(super) fn array(items: &[String]) -> String {
-    format!("[{}]", items.join(", "))
-}
-
-fn counts(calls: &BTreeMap<String, u64>) -> String {
-    let fields: Vec<(&str, String)> = calls.iter().map(|(name, count)| (name.as_str(), count.to_string())).collect();
-    object(&fields)
 }

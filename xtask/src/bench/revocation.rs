@@ -81,13 +81,9 @@ fn issue(client: &mut HttpClient, internal_key: &str, user: u64) -> Result<Strin
     json_string_field(&answer, "token").with_context(|| format!("no `token` in the 201 body {answer:?}"))
 }
 
-/// The value of the string field `name` of a flat JSON object (xtask has no JSON crate; the
-/// fields read here hold no escapes, and a value with one is refused rather than misread).
+/// The value of the string field `name` of a JSON object; `None` when the text is not a JSON
+/// object or the field is absent or not a string.
 pub(super) fn json_string_field(json: &str, name: &str) -> Option<String> {
-    let key = format!("\"{name}\"");
-    let after_key = &json[json.find(&key)? + key.len()..];
-    let value = after_key.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    let end = value.find('"')?;
-    let text = &value[..end];
-    if text.contains('\\') { None } else { Some(text.to_owned()) }
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value.get(name)?.as_str().map(str::to_owned)
 }
