@@ -1,6 +1,6 @@
 //! The benchmark's results and how they are told: per row and round what was measured, the
 //! medians over rounds, the markdown table, the budgets the issue sets (checked, reported, never
-//! a failure), and the JSON of every number, written by hand (xtask has no JSON crate).
+//! a failure), and the JSON of every number (serde_json).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
