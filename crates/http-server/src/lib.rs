@@ -27,6 +27,6 @@ pub mod telemetry;
 mod wire;
 
 pub use lifecycle::Lifecycle;
-pub use middleware::{AuthLayer, AuthService, InternalCaller, VerifyOutcome};
+pub use middleware::{AuthLayer, AuthService, InternalCaller, Rejection, VerifyOutcome};
 pub use shutdown::shutdown_signal;
 pub use startup::{Application, StartError};
