@@ -7,6 +7,7 @@
 mod auth_api;
 mod binary;
 mod cli;
+mod embed;
 mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;

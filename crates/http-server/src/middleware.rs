@@ -139,6 +139,43 @@ type OnRejection = dyn Fn(Rejection) -> Response<Bytes> + Send + Sync;
 /// The auth check as a [`tower::Layer`]: it puts the caller's [`Principal`] in the extensions
 /// of each request it lets through (so axum's `Extension<Principal>` finds it).
 ///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use http_server::prelude::*;
+/// use tower::{Layer, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let tessera = Tessera::connect("embedded").await?;
+/// let layer = tessera
+///     .auth_layer()
+///     .public_paths(["/status"])
+///     .internal(vec![Secret::new("admin-key-0123456789")], |path| path.starts_with("/admin/"))
+///     .on_rejection(|rejection| {
+///         // Plain text instead of Tessera's JSON, with the same status code.
+///         let mut response = Response::new(Bytes::from(format!("refused: {rejection:?}")));
+///         *response.status_mut() = rejection.status();
+///         response
+///     });
+/// // Any tower service; here one that greets the caller.
+/// let service = layer.layer(tower::service_fn(|request: hyper::Request<()>| async move {
+///     let user = principal(&request).map(|principal| principal.user_id().to_string());
+///     Ok::<_, Infallible>(Response::new(Bytes::from(format!("hello {user:?}"))))
+/// }));
+///
+/// let issued = tessera.authenticator().issue(UserId::Integer(7), MetadataObject::new(), None).await?;
+/// let request = hyper::Request::get("/orders")
+///     .header("authorization", format!("Bearer {}", issued.token.expose()))
+///     .body(())?;
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.body(), &Bytes::from("hello Some(\"7\")"));
+///
+/// let response = service.oneshot(hyper::Request::get("/orders").body(())?).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.body(), &Bytes::from("refused: MissingToken"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     rules: Arc<Rules>,
