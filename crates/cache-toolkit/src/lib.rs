@@ -30,7 +30,7 @@ pub use aside::{
     LoadPolicy, LoadPolicyBuilder, LoadPolicyError, Loaded,
 };
 pub use bloom::BloomGuard;
-pub use client::{CacheClient, CacheOptions, CacheStore};
+pub use client::{CacheClient, CacheOptions, CacheStore, RedisPool};
 pub use embedded::EmbeddedStore;
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
