@@ -6,7 +6,7 @@ pub use auth_core::{
     AuthError, AuthPolicy, Authenticator, IssuedToken, MetadataObject, MetadataValue, Principal, SessionId, Token,
     UserId, Verification,
 };
-pub use cache_toolkit::{CacheClient, CacheError, CacheErrorKind, LoadPolicy, Loaded};
+pub use cache_toolkit::{CacheClient, CacheError, CacheErrorKind, LoadPolicy, LoadPolicyError, Loaded};
 pub use config::{Secret, Settings};
 /// The body and response types an [`AuthLayer::on_rejection`] answer is made of.
 pub use hyper::{Response, StatusCode, body::Bytes};
