@@ -49,11 +49,22 @@ pub const ISSUED_AT_FIELD: &str = "iat";
 const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
 /// Who a valid token belongs to.
+///
+/// `http-server`'s auth layer puts it in the extensions of every request it lets through with a
+/// bearer token; it is `Clone + Send + Sync + 'static`, so a handler reads it with
+/// `request.extensions().get::<Principal>()`, or, in axum, takes `Extension<Principal>` (or
+/// `Option<Extension<Principal>>` on routes that are also public).
 #[derive(Clone, Debug)]
 pub struct Principal {
     token: Token,
     record: TokenRecord,
 }
+
+/// What request extensions (and axum's `Extension`) ask of a value: checked at compile time.
+const _: fn() = || {
+    fn extension<T: Clone + Send + Sync + 'static>() {}
+    extension::<Principal>();
+};
 
 impl Principal {
     pub fn user_id(&self) -> &UserId {

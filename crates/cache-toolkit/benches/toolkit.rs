@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use cache_toolkit::{CacheClient, CacheOptions, CacheStore, LoadPolicy, Loaded, NearCacheSettings};
+use cache_toolkit::{CacheClient, CacheOptions, CacheStore, LoadPolicy, Loaded, NearCacheSettings, RedisPool};
 use fred::{
     clients::Pool,
     interfaces::{ClientLike, KeysInterface},
@@ -127,7 +127,7 @@ async fn round_trips(url: &str, plan: &Plan) -> Result<Comparison> {
         .build_pool(2)?;
     pool.init().await?;
     pool.set::<(), _, _>("bench:token:metadata", METADATA, None, None, false).await?;
-    let cache = CacheClient::new(CacheStore::Redis(pool.clone()), CacheOptions::default());
+    let cache = CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool.clone())), CacheOptions::default());
     let mut comparison = Comparison { reference: Vec::new(), measured: Vec::new() };
     for round in 0..plan.rounds {
         for side in if round % 2 == 0 { [false, true] } else { [true, false] } {
@@ -171,7 +171,7 @@ async fn resp3_pool(url: &str) -> Result<Pool> {
 /// the early-refresh draw included).
 async fn near_cache_hits(url: &str, plan: &Plan) -> Result<Comparison> {
     let pool = resp3_pool(url).await?;
-    let cache = CacheClient::new(CacheStore::Redis(pool.clone()), CacheOptions::default())
+    let cache = CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool.clone())), CacheOptions::default())
         .with_near_cache(NearCacheSettings::default())
         .await?;
     let metadata: Metadata = serde_json::from_str(METADATA)?;
@@ -214,10 +214,12 @@ async fn near_cache_hits(url: &str, plan: &Plan) -> Result<Comparison> {
 async fn invalidation_propagation(url: &str, plan: &Plan) -> Result<Vec<f64>> {
     let reader_pool = resp3_pool(url).await?;
     let writer_pool = resp3_pool(url).await?;
-    let reader = CacheClient::new(CacheStore::Redis(reader_pool.clone()), CacheOptions::default())
-        .with_near_cache(NearCacheSettings::default())
-        .await?;
-    let writer = CacheClient::new(CacheStore::Redis(writer_pool.clone()), CacheOptions::default());
+    let reader =
+        CacheClient::new(CacheStore::Redis(RedisPool::from_fred(reader_pool.clone())), CacheOptions::default())
+            .with_near_cache(NearCacheSettings::default())
+            .await?;
+    let writer =
+        CacheClient::new(CacheStore::Redis(RedisPool::from_fred(writer_pool.clone())), CacheOptions::default());
     let mut samples = Vec::with_capacity(plan.propagations);
     for sample in 0..plan.propagations {
         let key = format!("bench:near:propagation:{}", sample % 16);

@@ -46,10 +46,27 @@ pub struct CappedPush {
 /// Where the data lives.
 #[derive(Clone, Debug)]
 pub enum CacheStore {
-    /// A connected fred pool (standalone, sentinel or cluster). Its owner connects and closes it.
-    Redis(Pool),
+    /// A connected Redis pool (standalone, sentinel or cluster). Its owner connects and closes it.
+    Redis(RedisPool),
     /// The in-process store.
     Embedded(EmbeddedStore),
+}
+
+/// A connected Redis connection pool, opaque: this crate's API names no type of the Redis
+/// client it uses (fred), so users are not tied to its version. `infra` builds one from the
+/// settings; code that builds its own fred pool (tests, benchmarks) enables the `fred-pool`
+/// feature for [`RedisPool::from_fred`].
+#[derive(Clone, Debug)]
+pub struct RedisPool {
+    pool: Pool,
+}
+
+impl RedisPool {
+    /// Wraps a fred pool its caller has connected (and will close).
+    #[cfg(any(feature = "fred-pool", test))]
+    pub fn from_fred(pool: Pool) -> Self {
+        Self { pool }
+    }
 }
 
 /// How a [`CacheClient`] behaves around its store.
@@ -163,7 +180,7 @@ impl CacheClient {
     /// returned as it is. Clones and [`Self::with_key_prefix`] clients share the near cache;
     /// its counters go to this client's [`CacheMetrics`].
     pub async fn with_near_cache(&self, settings: NearCacheSettings) -> Result<Self, NearCacheError> {
-        let CacheStore::Redis(pool) = &self.inner.store else { return Ok(self.clone()) };
+        let CacheStore::Redis(RedisPool { pool }) = &self.inner.store else { return Ok(self.clone()) };
         if self.inner.near.is_some() {
             return Ok(self.clone());
         }
@@ -255,7 +272,7 @@ impl CacheClient {
     /// callers fall back to plain operations there.
     pub fn runs_scripts(&self) -> bool {
         match &self.inner.store {
-            CacheStore::Redis(pool) => !fred::interfaces::ClientLike::is_clustered(pool.next()),
+            CacheStore::Redis(RedisPool { pool }) => !fred::interfaces::ClientLike::is_clustered(pool.next()),
             CacheStore::Embedded(_) => false,
         }
     }
@@ -334,7 +351,7 @@ impl CacheClient {
     ) -> Result<T, CacheError> {
         let started = Instant::now();
         let outcome = match &self.inner.store {
-            CacheStore::Redis(pool) => on_redis(pool).await.map_err(StoreFailure::from),
+            CacheStore::Redis(RedisPool { pool }) => on_redis(pool).await.map_err(StoreFailure::from),
             CacheStore::Embedded(store) => on_embedded(store).await.map_err(Into::into),
         };
         if let Some(near) = &self.inner.near {
@@ -423,7 +440,7 @@ impl CacheClient {
     pub async fn ping(&self) -> Result<Duration, CacheError> {
         let started = Instant::now();
         let result = match &self.inner.store {
-            CacheStore::Redis(pool) => ping_every_connection(pool).await,
+            CacheStore::Redis(RedisPool { pool }) => ping_every_connection(pool).await,
             CacheStore::Embedded(_) => Ok(Duration::ZERO),
         };
         self.finish("ping", "", started, result)

@@ -30,7 +30,7 @@ pub use aside::{
     LoadPolicy, LoadPolicyBuilder, LoadPolicyError, Loaded,
 };
 pub use bloom::BloomGuard;
-pub use client::{CacheClient, CacheOptions, CacheStore, CappedPush};
+pub use client::{CacheClient, CacheOptions, CacheStore, CappedPush, RedisPool};
 pub use embedded::{EmbeddedStats, EmbeddedStore};
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};

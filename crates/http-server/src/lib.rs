@@ -1,6 +1,7 @@
 //! The `tessera` HTTP server: [`Application`] (build, port, run until stopped), the lifecycle
 //! manager that owns the cache backend, the routes, telemetry set-up, and the command line
-//! ([`cli`]: serve, check the settings, issue and revoke tokens).
+//! ([`cli`]: serve, check the settings, issue and revoke tokens). Another Rust service embeds
+//! Tessera through [`prelude`]: [`Tessera::connect`] and the [`AuthLayer`] it hands out.
 //!
 //! Top of the layer table: it may depend on every other Tessera crate; none depends on it.
 //! It is the only crate whose types go on the wire.
@@ -12,6 +13,7 @@
 pub mod audit;
 pub mod cli;
 mod connection;
+mod embed;
 mod error;
 mod handlers;
 mod introspection;
@@ -19,6 +21,7 @@ mod lifecycle;
 mod metrics;
 pub mod middleware;
 mod openapi;
+pub mod prelude;
 #[cfg(test)]
 mod properties;
 mod response;
@@ -29,7 +32,8 @@ mod state;
 pub mod telemetry;
 mod wire;
 
+pub use embed::{EMBEDDED_STORE, Tessera, TesseraError};
 pub use lifecycle::Lifecycle;
-pub use middleware::{AuthLayer, AuthService, InternalCaller, VerifyOutcome};
+pub use middleware::{AuthLayer, AuthService, InternalCaller, Rejection, VerifyOutcome};
 pub use shutdown::shutdown_signal;
 pub use startup::{Application, StartError};

@@ -9,7 +9,10 @@
 //! 3. everything else needs a valid bearer token: the [`Principal`] is put in the request's
 //!    extensions; a missing or invalid token gets 401, a store that cannot answer 503.
 //!
-//! Each response carries a [`VerifyOutcome`] extension for metrics.
+//! A refusal is a [`Rejection`] saying why; by default it becomes Tessera's JSON answer
+//! (`{"error": "...", "message": "..."}` with `WWW-Authenticate` or `Retry-After`), and
+//! [`AuthLayer::on_rejection`] lets a service answer in its own shape. Each response carries a
+//! [`VerifyOutcome`] extension for metrics.
 
 use std::{
     collections::HashSet,
@@ -23,7 +26,8 @@ use hyper::{HeaderMap, Request, Response, body::Bytes, header::AUTHORIZATION};
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
-use auth_core::{Authenticator, Principal, Verification};
+use auth_core::{AuthError, Authenticator, Principal, Verification};
+use cache_toolkit::CacheError;
 use config::Secret;
 
 use crate::error::ApiError;
@@ -63,18 +67,139 @@ impl VerifyOutcome {
     }
 }
 
-/// The auth check as a [`tower::Layer`].
+/// Why [`AuthLayer`] refused a request: what [`AuthLayer::on_rejection`] is handed.
+/// [`Rejection::into_response`] is the default answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No bearer token: no `Authorization` header, another scheme, or an empty token.
+    /// Default: 401 with `WWW-Authenticate: Bearer`.
+    MissingToken,
+    /// A token was presented but is not valid: malformed, unknown, expired, revoked, corrupt.
+    /// Default: 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+    InvalidToken,
+    /// The store could not answer, so nobody is let through (fail closed).
+    /// Default: 503 with `Retry-After`.
+    StoreUnavailable(CacheError),
+    /// An internal path without one of the internal keys. Default: 401.
+    InternalKeyRefused,
+    /// An internal path while no internal key is configured: internal routes are off.
+    /// Default: 404.
+    InternalRoutesOff,
+    /// The request itself is malformed (several `Authorization` headers). Default: 400.
+    BadRequest(String),
+}
+
+impl Rejection {
+    /// The status code of the default answer.
+    pub fn status(&self) -> hyper::StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken | Self::InternalKeyRefused => hyper::StatusCode::UNAUTHORIZED,
+            Self::StoreUnavailable(_) => hyper::StatusCode::SERVICE_UNAVAILABLE,
+            Self::InternalRoutesOff => hyper::StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => hyper::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Tessera's own answer: `{"error": "...", "message": "..."}` with the status of
+    /// [`Self::status`], `WWW-Authenticate` on a 401 for a token, `Retry-After` on a 503.
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
+        ApiError::from(self).into_response()
+    }
+}
+
+impl From<AuthError> for Rejection {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Unavailable(cause) => Self::StoreUnavailable(cause),
+            AuthError::InvalidInput(message) => Self::BadRequest(message),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::MissingToken => Self::InvalidToken { presented: false },
+            Rejection::InvalidToken => Self::InvalidToken { presented: true },
+            Rejection::StoreUnavailable(cause) => Self::Unavailable(Box::new(cause)),
+            Rejection::InternalKeyRefused => Self::InvalidInternalKey,
+            Rejection::InternalRoutesOff => Self::NotFound,
+            Rejection::BadRequest(message) => Self::BadRequest(message),
+        }
+    }
+}
+
+/// Which paths are internal (see [`AuthLayer::internal`]).
+type IsInternal = dyn Fn(&str) -> bool + Send + Sync;
+
+/// A service's own answer to a refused request (see [`AuthLayer::on_rejection`]).
+type OnRejection = dyn Fn(Rejection) -> Response<Bytes> + Send + Sync;
+
+/// The auth check as a [`tower::Layer`]: it puts the caller's [`Principal`] in the extensions
+/// of each request it lets through (so axum's `Extension<Principal>` finds it).
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use http_server::prelude::*;
+/// use tower::{Layer, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let tessera = Tessera::connect("embedded").await?;
+/// let layer = tessera
+///     .auth_layer()
+///     .public_paths(["/status"])
+///     .internal(vec![Secret::new("admin-key-0123456789")], |path| path.starts_with("/admin/"))
+///     .on_rejection(|rejection| {
+///         // Plain text instead of Tessera's JSON, with the same status code.
+///         let mut response = Response::new(Bytes::from(format!("refused: {rejection:?}")));
+///         *response.status_mut() = rejection.status();
+///         response
+///     });
+/// // Any tower service; here one that greets the caller.
+/// let service = layer.layer(tower::service_fn(|request: hyper::Request<()>| async move {
+///     let user = principal(&request).map(|principal| principal.user_id().to_string());
+///     Ok::<_, Infallible>(Response::new(Bytes::from(format!("hello {user:?}"))))
+/// }));
+///
+/// let issued = tessera.authenticator().issue(UserId::Integer(7), MetadataObject::new(), None).await?;
+/// let request = hyper::Request::get("/orders")
+///     .header("authorization", format!("Bearer {}", issued.token.expose()))
+///     .body(())?;
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.body(), &Bytes::from("hello Some(\"7\")"));
+///
+/// let response = service.oneshot(hyper::Request::get("/orders").body(())?).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.body(), &Bytes::from("refused: MissingToken"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     rules: Arc<Rules>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Rules {
     authenticator: Authenticator,
     public_paths: HashSet<String>,
     internal_keys: Vec<Secret>,
-    is_internal: fn(&str) -> bool,
+    is_internal: Arc<IsInternal>,
+    on_rejection: Option<Arc<OnRejection>>,
+}
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Rules")
+            .field("authenticator", &self.authenticator)
+            .field("public_paths", &self.public_paths)
+            .field("internal_keys", &self.internal_keys)
+            .field("on_rejection", &self.on_rejection.as_ref().map(|_| "custom"))
+            .finish_non_exhaustive()
+    }
 }
 
 fn no_internal_paths(_: &str) -> bool {
@@ -89,7 +214,8 @@ impl AuthLayer {
                 authenticator,
                 public_paths: HashSet::new(),
                 internal_keys: Vec::new(),
-                is_internal: no_internal_paths,
+                is_internal: Arc::new(no_internal_paths),
+                on_rejection: None,
             }),
         }
     }
@@ -101,11 +227,20 @@ impl AuthLayer {
     }
 
     /// Paths for which `is_internal` is true need one of `keys` instead of a token (404 when
-    /// `keys` is empty: internal routes are off).
-    pub fn internal(mut self, keys: Vec<Secret>, is_internal: fn(&str) -> bool) -> Self {
+    /// `keys` is empty: internal routes are off). It is asked once per request not on a public
+    /// path, with the raw path: keep it cheap.
+    pub fn internal(mut self, keys: Vec<Secret>, is_internal: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         let rules = Arc::make_mut(&mut self.rules);
         rules.internal_keys = keys;
-        rules.is_internal = is_internal;
+        rules.is_internal = Arc::new(is_internal);
+        self
+    }
+
+    /// Answers refused requests with `respond` instead of Tessera's JSON
+    /// ([`Rejection::into_response`], which `respond` may still call for some cases). Its body
+    /// becomes the service's body type through `From<Bytes>`.
+    pub fn on_rejection(mut self, respond: impl Fn(Rejection) -> Response<Bytes> + Send + Sync + 'static) -> Self {
+        Arc::make_mut(&mut self.rules).on_rejection = Some(Arc::new(respond));
         self
     }
 }
@@ -157,21 +292,21 @@ where
                         request.extensions_mut().insert(InternalCaller);
                         VerifyOutcome::Internal
                     }
-                    Err(error) => {
-                        if matches!(error, ApiError::InvalidInternalKey) {
+                    Err(rejection) => {
+                        if matches!(rejection, Rejection::InternalKeyRefused) {
                             let headers = request.headers();
                             let presented = headers.contains_key(INTERNAL_KEY_HEADER)
                                 || headers.contains_key(hyper::header::AUTHORIZATION);
                             crate::audit::internal_key_refused(path, presented);
                         }
-                        return Ok(refuse(error, VerifyOutcome::InternalRefused));
+                        return Ok(rules.refuse(rejection, VerifyOutcome::InternalRefused));
                     }
                 }
             } else {
                 // The token is borrowed from the request's headers for the verification only.
                 let verification = match bearer_token(request.headers()) {
                     Ok(presented) => rules.authenticator.verify(presented).await,
-                    Err(error) => return Ok(refuse(error, VerifyOutcome::Rejected)),
+                    Err(rejection) => return Ok(rules.refuse(rejection, VerifyOutcome::Rejected)),
                 };
                 match verification {
                     Ok(Verification::Valid(principal)) => {
@@ -184,9 +319,9 @@ where
                             auth_core::InvalidReason::Malformed(_) => VerifyOutcome::Rejected,
                             _ => VerifyOutcome::Invalid,
                         };
-                        return Ok(refuse(ApiError::InvalidToken { presented: true }, outcome));
+                        return Ok(rules.refuse(Rejection::InvalidToken, outcome));
                     }
-                    Err(error) => return Ok(refuse(ApiError::from(error), VerifyOutcome::Unavailable)),
+                    Err(error) => return Ok(rules.refuse(Rejection::from(error), VerifyOutcome::Unavailable)),
                 }
             };
             let mut response = inner.call(request).await?;
@@ -196,45 +331,51 @@ where
     }
 }
 
-fn refuse<B: From<Bytes>>(error: ApiError, outcome: VerifyOutcome) -> Response<B> {
-    let mut response = error.into_response();
-    response.extensions_mut().insert(outcome);
-    response
+impl Rules {
+    /// The answer to a refused request: the service's own, or Tessera's; marked with its outcome.
+    fn refuse<B: From<Bytes>>(&self, rejection: Rejection, outcome: VerifyOutcome) -> Response<B> {
+        let mut response = match &self.on_rejection {
+            Some(respond) => respond(rejection).map(B::from),
+            None => rejection.into_response(),
+        };
+        response.extensions_mut().insert(outcome);
+        response
+    }
 }
 
 /// The token of the one `Authorization: Bearer <token>` header.
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Err(ApiError::InvalidToken { presented: false }) };
+    let Some(value) = values.next() else { return Err(Rejection::MissingToken) };
     if values.next().is_some() {
-        return Err(ApiError::BadRequest("send one Authorization header, not several".to_owned()));
+        return Err(Rejection::BadRequest("send one Authorization header, not several".to_owned()));
     }
-    let text = value.to_str().map_err(|_| ApiError::InvalidToken { presented: true })?;
+    let text = value.to_str().map_err(|_| Rejection::InvalidToken)?;
     let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::InvalidToken { presented: false });
+        return Err(Rejection::MissingToken);
     }
     let token = token.trim_start_matches(' ');
     if token.is_empty() {
-        return Err(ApiError::InvalidToken { presented: false });
+        return Err(Rejection::MissingToken);
     }
     Ok(token)
 }
 
-fn check_internal_key(keys: &[Secret], headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_internal_key(keys: &[Secret], headers: &HeaderMap) -> Result<(), Rejection> {
     if keys.is_empty() {
-        return Err(ApiError::NotFound);
+        return Err(Rejection::InternalRoutesOff);
     }
     let presented = match headers.get(INTERNAL_KEY_HEADER) {
         Some(value) => value.to_str().ok(),
         None => bearer_token(headers).ok(),
     };
-    let Some(presented) = presented else { return Err(ApiError::InvalidInternalKey) };
+    let Some(presented) = presented else { return Err(Rejection::InternalKeyRefused) };
     let mut matched = subtle::Choice::from(0);
     for key in keys {
         matched |= key.expose().as_bytes().ct_eq(presented.as_bytes());
     }
-    if bool::from(matched) { Ok(()) } else { Err(ApiError::InvalidInternalKey) }
+    if bool::from(matched) { Ok(()) } else { Err(Rejection::InternalKeyRefused) }
 }
 
 /// The principal the layer put on a request, for handlers behind it.
@@ -287,17 +428,13 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned(), outcome)
     }
 
-    fn is_admin_path(path: &str) -> bool {
-        path.starts_with("/admin/")
-    }
-
     #[tokio::test]
     async fn wraps_another_services_routes() {
         let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
         let issued = authenticator.issue(UserId::Integer(5), MetadataObject::new(), None).await.unwrap();
         let layer = AuthLayer::new(authenticator)
             .public_paths(["/status"])
-            .internal(vec![Secret::new("admin-key-0123456789")], is_admin_path);
+            .internal(vec![Secret::new("admin-key-0123456789")], |path| path.starts_with("/admin/"));
         let valid = format!("Bearer {}", issued.token.expose());
         let cases: &[(&str, Option<&str>, StatusCode, &str, VerifyOutcome)] = &[
             ("/orders", Some(&valid), StatusCode::OK, "user 5", VerifyOutcome::Valid),
@@ -325,6 +462,88 @@ mod tests {
             assert_eq!(got_status, *status, "{path} {authorization:?}: {got_body}");
             assert!(got_body.contains(body), "{path}: {got_body}");
             assert_eq!(got_outcome, Some(*outcome), "{path}");
+        }
+    }
+
+    /// The service's own answer replaces Tessera's JSON for every kind of refusal, with the
+    /// reason it was handed; the outcome for metrics stays, and valid tokens still pass.
+    #[tokio::test]
+    async fn on_rejection_answers_in_the_services_shape() {
+        let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
+        let issued = authenticator.issue(UserId::Integer(7), MetadataObject::new(), None).await.unwrap();
+        let admin_prefix = String::from("/admin/");
+        let respond = |rejection: Rejection| {
+            let status = match &rejection {
+                Rejection::InternalRoutesOff => StatusCode::IM_A_TEAPOT,
+                other => other.status(),
+            };
+            let mut response = Response::new(Bytes::from(format!("custom {rejection:?}")));
+            *response.status_mut() = status;
+            response
+        };
+        let layer = AuthLayer::new(authenticator.clone())
+            .internal(vec![Secret::new("admin-key-0123456789")], move |path| path.starts_with(&admin_prefix))
+            .on_rejection(respond);
+        let valid = format!("Bearer {}", issued.token.expose());
+        let cases: &[(&str, Option<&str>, StatusCode, &str, VerifyOutcome)] = &[
+            ("/orders", Some(&valid), StatusCode::OK, "user 7", VerifyOutcome::Valid),
+            ("/orders", None, StatusCode::UNAUTHORIZED, "custom MissingToken", VerifyOutcome::Rejected),
+            ("/orders", Some("Basic abc"), StatusCode::UNAUTHORIZED, "custom MissingToken", VerifyOutcome::Rejected),
+            (
+                "/orders",
+                Some("Bearer unknown-token-unknown-token"),
+                StatusCode::UNAUTHORIZED,
+                "custom InvalidToken",
+                VerifyOutcome::Invalid,
+            ),
+            (
+                "/admin/x",
+                Some(&valid),
+                StatusCode::UNAUTHORIZED,
+                "custom InternalKeyRefused",
+                VerifyOutcome::InternalRefused,
+            ),
+        ];
+        for (path, authorization, status, body, outcome) in cases {
+            let (got_status, got_body, got_outcome) = call(&layer, path, *authorization).await;
+            assert_eq!(got_status, *status, "{path} {authorization:?}: {got_body}");
+            assert_eq!(got_body, *body, "{path} {authorization:?}");
+            assert_eq!(got_outcome, Some(*outcome), "{path}");
+        }
+
+        let two_headers = Request::get("/orders")
+            .header(AUTHORIZATION, valid.as_str())
+            .header(AUTHORIZATION, valid.as_str())
+            .body(Body::default())
+            .unwrap();
+        let response = layer.layer(tower::service_fn(inner)).oneshot(two_headers).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"custom BadRequest("), "{body:?}");
+
+        let internal_off =
+            AuthLayer::new(authenticator).internal(Vec::new(), |path| path == "/metrics").on_rejection(respond);
+        let (status, body, outcome) = call(&internal_off, "/metrics", Some(&valid)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::IM_A_TEAPOT, "custom InternalRoutesOff"));
+        assert_eq!(outcome, Some(VerifyOutcome::InternalRefused));
+    }
+
+    /// Without `on_rejection` each reason keeps Tessera's answer: status, code and header.
+    #[test]
+    fn default_rejection_answers() {
+        let cases = [
+            (Rejection::MissingToken, StatusCode::UNAUTHORIZED, Some("Bearer")),
+            (Rejection::InvalidToken, StatusCode::UNAUTHORIZED, Some("Bearer error=\"invalid_token\"")),
+            (Rejection::InternalKeyRefused, StatusCode::UNAUTHORIZED, None),
+            (Rejection::InternalRoutesOff, StatusCode::NOT_FOUND, None),
+            (Rejection::BadRequest("two headers".to_owned()), StatusCode::BAD_REQUEST, None),
+        ];
+        for (rejection, status, www_authenticate) in cases {
+            assert_eq!(rejection.status(), status, "{rejection:?}");
+            let response: Response<Body> = rejection.into_response();
+            assert_eq!(response.status(), status);
+            let header = response.headers().get(hyper::header::WWW_AUTHENTICATE).map(|value| value.to_str().unwrap());
+            assert_eq!(header, www_authenticate, "{status}");
         }
     }
 }

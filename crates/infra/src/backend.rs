@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use fred::{clients::Pool, interfaces::ClientLike, types::ConnectHandle};
 
-use cache_toolkit::{CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, NearCacheSettings};
+use cache_toolkit::{
+    CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, NearCacheSettings, RedisPool,
+};
 use config::{NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, Settings, StoreKind};
 
 /// Why the backend could not be built, reached or closed. Texts name `host:port`, never a password.
@@ -137,7 +139,10 @@ impl Backend {
             tls: settings.tls.is_some(),
             close_timeout: settings.connect_timeout.max(settings.command_timeout),
         };
-        Ok(Self { cache: CacheClient::new(CacheStore::Redis(pool), options), store: Store::Redis(connection) })
+        Ok(Self {
+            cache: CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool)), options),
+            store: Store::Redis(connection),
+        })
     }
 
     /// The cache handle; clones share this backend's connections (or keyspace).

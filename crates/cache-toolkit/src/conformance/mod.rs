@@ -29,7 +29,7 @@ use cases::*;
 use get_or_load::*;
 use locks::*;
 
-use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix};
+use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, RedisPool};
 
 fn unique_options() -> CacheOptions {
     let prefix = format!("conformance:{:016x}:", rand::random::<u64>());
@@ -58,7 +58,7 @@ async fn redis_with_pool(variable: &str) -> (CacheClient, fred::clients::Pool) {
         .build_pool(2)
         .unwrap();
     pool.init().await.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
-    (CacheClient::new(CacheStore::Redis(pool.clone()), unique_options()), pool)
+    (CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool.clone())), unique_options()), pool)
 }
 
 /// A pooled client with the near cache in front (RESP3, as `infra` builds it): every case must
@@ -79,7 +79,7 @@ async fn near(variable: &str) -> CacheClient {
         .build_pool(2)
         .unwrap();
     pool.init().await.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
-    let cache = CacheClient::new(CacheStore::Redis(pool), unique_options());
+    let cache = CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool)), unique_options());
     let cache = cache.with_near_cache(crate::NearCacheSettings::default()).await.unwrap();
     assert!(cache.near_cache_enabled());
     cache
