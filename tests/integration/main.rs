@@ -8,6 +8,7 @@ mod auth_api;
 mod binary;
 mod cli;
 mod connection_limits;
+mod failover;
 mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;
