@@ -9,6 +9,7 @@ mod binary;
 mod cli;
 mod connection_limits;
 mod embed;
+mod failover;
 mod forward_auth;
 mod get_or_load;
 mod infra_lifecycle;

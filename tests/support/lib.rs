@@ -11,12 +11,14 @@
 )]
 
 mod http;
+mod lagging_link;
 mod process;
 mod redis;
 mod resp;
 mod tls;
 
 pub use http::{HttpResponse, get, get_on, raw_status, send};
+pub use lagging_link::LaggingLink;
 pub use process::{ServerProcess, tessera_command};
 pub use redis::{ClientCertificates, PrivateRedis, ServerTls, free_port, required_env, test_redis_url};
 pub use resp::RespReply;

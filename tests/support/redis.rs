@@ -151,6 +151,22 @@ impl PrivateRedis {
         redis
     }
 
+    /// A replica of the master listening on `master_port` (`--replicaof`), returned once its
+    /// link is up and the first synchronisation is done.
+    pub fn start_replica_of(master_port: u16) -> Self {
+        let args = ["--replicaof", "127.0.0.1", &master_port.to_string()].map(OsString::from).to_vec();
+        let replica = Self::launch_with(false, args, false);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = replica.info("replication");
+            if info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0") {
+                return replica;
+            }
+            assert!(Instant::now() < deadline, "the replica's link did not come up within 10 s: {info}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn launch(durable: bool) -> Self {
         Self::launch_with(durable, Vec::new(), false)
     }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use cache_toolkit::{CacheError, Ttl};
+use cache_toolkit::{CacheError, Replication, Ttl};
 use dao::{
     CacheDao, CorruptMetadata, Membership, MetadataObject, MetadataValue, StoredEntry, TokenLookup, TokenRecord, UserId,
 };
@@ -254,28 +254,44 @@ impl Authenticator {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(&self, presented: &str) -> Result<bool, AuthError> {
         let Ok(token) = Token::parse(presented) else { return Ok(false) };
-        match self.dao.read_token(token.expose()).await? {
-            TokenLookup::Found(record) => Ok(self.dao.remove_token(record.user_id(), token.expose()).await?),
-            TokenLookup::Missing | TokenLookup::Corrupt(_) => Ok(false),
-        }
+        let (removed, replication) = self
+            .dao
+            .revoking(async {
+                match self.dao.read_token(token.expose()).await? {
+                    TokenLookup::Found(record) => self.dao.remove_token(record.user_id(), token.expose()).await,
+                    TokenLookup::Missing | TokenLookup::Corrupt(_) => Ok(false),
+                }
+            })
+            .await?;
+        warn_if_unconfirmed(replication, "logout", None, Some(&token.session_id()));
+        Ok(removed)
     }
 
     /// Revokes every session of the user; returns how many were live.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn revoke_all(&self, user_id: &UserId) -> Result<u64, AuthError> {
-        Ok(self.dao.remove_all(user_id).await?)
+        let (revoked, replication) = self.dao.revoking(self.dao.remove_all(user_id)).await?;
+        warn_if_unconfirmed(replication, "revoke_all", Some(user_id), None);
+        Ok(revoked)
     }
 
     /// Revokes one session, named by its id; `false` when the user has no such session. Every
     /// entry of that session goes (a move to hashed storage cut short may have left two).
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn revoke_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool, AuthError> {
-        let entries = self.dao.user_entries(user_id).await?;
-        let mut found = false;
-        for entry in entries.iter().filter(|entry| session_of(entry).as_ref() == Some(session_id)) {
-            self.dao.remove_entry(user_id, entry).await?;
-            found = true;
-        }
+        let (found, replication) = self
+            .dao
+            .revoking(async {
+                let entries = self.dao.user_entries(user_id).await?;
+                let mut found = false;
+                for entry in entries.iter().filter(|entry| session_of(entry).as_ref() == Some(session_id)) {
+                    self.dao.remove_entry(user_id, entry).await?;
+                    found = true;
+                }
+                Ok(found)
+            })
+            .await?;
+        warn_if_unconfirmed(replication, "revoke", Some(user_id), Some(session_id));
         Ok(found)
     }
 
@@ -309,6 +325,21 @@ impl Authenticator {
             Ttl::ExpiresIn(left) => Some(left),
             Ttl::Missing | Ttl::NoExpiry => None,
         })
+    }
+}
+
+/// A revocation the replicas did not confirm holds on the master but may be lost in a failover
+/// now: say so, naming the user or session (never the token).
+fn warn_if_unconfirmed(replication: Replication, event: &str, user_id: Option<&UserId>, session: Option<&SessionId>) {
+    if let Replication::Unconfirmed { acknowledged, expected } = replication {
+        tracing::warn!(
+            event,
+            user_id = user_id.map(tracing::field::display),
+            session_id = session.map(SessionId::as_str),
+            acknowledged,
+            expected,
+            "revocation applied on the Redis master but not confirmed by its replicas in time: a failover now could undo it"
+        );
     }
 }
 

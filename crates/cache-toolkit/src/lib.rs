@@ -21,6 +21,7 @@ mod lock;
 mod metrics;
 mod near;
 mod redis;
+mod replication;
 mod script;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use near::{NearCacheError, NearCacheSettings};
+pub use replication::{ReplicaWait, Replication};
 pub use script::{CacheScript, ScriptReply};
 
 /// Which end of a list an operation works on (the seed's `direction`).

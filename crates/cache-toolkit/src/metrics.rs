@@ -61,10 +61,15 @@ pub enum CacheEvent {
     LockExtension,
     /// A held lock found lost (expired or taken over) by its watchdog or on release.
     LockLoss,
+    /// Writes the master's replicas acknowledged within the wait (`ReplicaWait`).
+    ReplicasAcknowledged,
+    /// Writes not acknowledged by every replica within the wait (or the WAIT failed): applied on
+    /// the master, maybe lost in a failover.
+    ReplicasUnconfirmed,
 }
 
 impl CacheEvent {
-    pub const ALL: [CacheEvent; 15] = [
+    pub const ALL: [CacheEvent; 17] = [
         CacheEvent::NearHit,
         CacheEvent::NearMiss,
         CacheEvent::NearInsert,
@@ -80,6 +85,8 @@ impl CacheEvent {
         CacheEvent::BloomRejection,
         CacheEvent::LockExtension,
         CacheEvent::LockLoss,
+        CacheEvent::ReplicasAcknowledged,
+        CacheEvent::ReplicasUnconfirmed,
     ];
 
     /// The Prometheus-style name of the counter (without prefix or `_total`).
@@ -100,6 +107,8 @@ impl CacheEvent {
             CacheEvent::BloomRejection => "bloom_rejections",
             CacheEvent::LockExtension => "lock_extensions",
             CacheEvent::LockLoss => "lock_losses",
+            CacheEvent::ReplicasAcknowledged => "replicas_acknowledged",
+            CacheEvent::ReplicasUnconfirmed => "replicas_unconfirmed",
         }
     }
 

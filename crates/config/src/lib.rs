@@ -120,6 +120,9 @@ pub struct AuthSettings {
     pub token_format: TokenFormat,
     /// How tokens are kept in the store: `TESSERA_TOKEN_STORAGE`.
     pub token_storage: TokenStorage,
+    /// How long a revocation waits for the Redis master's replicas to acknowledge it
+    /// (`TESSERA_REVOCATION_WAIT_MS`); zero: no wait.
+    pub revocation_wait: Duration,
 }
 
 /// `TESSERA_TOKEN_FORMAT`: `v1` (the Python system's shape, the default) or `v2` (`tsr_`
@@ -322,6 +325,7 @@ struct RawSettings {
     slow_operation_ms: u64,
     max_sessions_per_user: u64,
     sliding_expiry: String,
+    revocation_wait_ms: u64,
     public_paths: String,
     forward_headers: String,
     max_header_bytes: usize,
@@ -364,6 +368,7 @@ impl Default for RawSettings {
             slow_operation_ms: 50,
             max_sessions_per_user: 100,
             sliding_expiry: "false".to_owned(),
+            revocation_wait_ms: 500,
             public_paths: "/healthz,/readyz,/openapi.json".to_owned(),
             forward_headers: String::new(),
             max_header_bytes: 16 * 1024,
@@ -454,6 +459,7 @@ impl Validator<'_> {
                 sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
                 token_format: self.token_format(&raw.token_format)?,
                 token_storage: self.token_storage(&raw.token_storage)?,
+                revocation_wait: self.revocation_wait(raw.revocation_wait_ms)?,
             },
             http,
             internal_keys,
@@ -699,6 +705,18 @@ impl Validator<'_> {
     fn positive_millis(&self, key: &str, millis: u64) -> Result<Duration, ConfigError> {
         if millis == 0 {
             return Err(self.error(key, "must be at least 1 millisecond".to_owned()));
+        }
+        Ok(Duration::from_millis(millis))
+    }
+
+    /// `TESSERA_REVOCATION_WAIT_MS`: 0 (off) to a minute; a revocation answers only after it.
+    fn revocation_wait(&self, millis: u64) -> Result<Duration, ConfigError> {
+        const MINUTE_MS: u64 = 60_000;
+        if millis > MINUTE_MS {
+            return Err(self.error(
+                "revocation_wait_ms",
+                format!("{millis} is more than a minute, expected 0 (no wait) to {MINUTE_MS}"),
+            ));
         }
         Ok(Duration::from_millis(millis))
     }

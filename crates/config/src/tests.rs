@@ -193,6 +193,8 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
             ("TESSERA_LOG_FORMAT", "xml", "unknown log format"),
             ("TESSERA_INTERNAL_KEY", "short", "shorter than 16"),
             ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "0", "at least 1 millisecond"),
+            ("TESSERA_REVOCATION_WAIT_MS", "60001", "more than a minute"),
+            ("TESSERA_REVOCATION_WAIT_MS", "soon", "u64"),
         ];
         for (name, value, problem) in cases {
             let error = load_in(jail, &[(name, value)]).expect_err(&format!("{name}={value} must be rejected"));
@@ -342,6 +344,7 @@ fn auth_and_http_settings() {
         let defaults = load_in(jail, &[]).map_err(|error| error.to_string())?;
         assert_eq!(defaults.auth.max_sessions_per_user, std::num::NonZeroU64::new(100));
         assert!(!defaults.auth.sliding_expiry);
+        assert_eq!(defaults.auth.revocation_wait, Duration::from_millis(500));
         assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz", "/openapi.json"]);
         assert_eq!(defaults.http.max_connections, 10_000);
         assert_eq!(defaults.http.header_read_timeout, Duration::from_secs(10));
@@ -352,6 +355,7 @@ fn auth_and_http_settings() {
             &[
                 ("TESSERA_MAX_SESSIONS_PER_USER", "0"),
                 ("TESSERA_SLIDING_EXPIRY", "yes"),
+                ("TESSERA_REVOCATION_WAIT_MS", "0"),
                 ("TESSERA_PUBLIC_PATHS", "/healthz, /status"),
                 ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username, role = X-Auth-Role"),
             ],
@@ -359,6 +363,7 @@ fn auth_and_http_settings() {
         .map_err(|error| error.to_string())?;
         assert_eq!(settings.auth.max_sessions_per_user, None, "0 means no cap");
         assert!(settings.auth.sliding_expiry);
+        assert_eq!(settings.auth.revocation_wait, Duration::ZERO, "0 means no wait");
         assert_eq!(settings.http.public_paths, ["/healthz", "/status"]);
         assert_eq!(
             settings.http.forward_headers,

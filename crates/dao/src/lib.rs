@@ -16,7 +16,7 @@ mod verify;
 
 use std::{num::NonZeroU64, time::Duration};
 
-use cache_toolkit::{CacheClient, CacheError, CacheErrorKind, ListEnd, Ttl};
+use cache_toolkit::{CacheClient, CacheError, CacheErrorKind, ListEnd, ReplicaWait, Replication, Ttl};
 
 pub use record::{CorruptMetadata, TokenRecord, UserId, UserIdError};
 /// One metadata value.
@@ -61,6 +61,8 @@ pub struct CacheDao {
     /// token, so both are read in one round trip (every answer is still checked against the
     /// `user_id` the token key holds).
     known_users: moka::sync::Cache<String, UserId>,
+    /// How [`Self::revoking`] waits for replicas (not at all by default).
+    revocation_wait: std::sync::Arc<ReplicaWait>,
 }
 
 /// How many entries' users [`CacheDao`] remembers (about 100 bytes each).
@@ -75,7 +77,27 @@ impl CacheDao {
     pub fn with_storage(cache: CacheClient, storage: TokenStorage) -> Self {
         let list_head = format!("{}{}", cache.key_prefix().as_str(), keys::TOKEN_LIST).into();
         let known_users = moka::sync::Cache::new(KNOWN_USERS);
-        Self { cache, storage, list_head, known_users }
+        let revocation_wait = std::sync::Arc::new(ReplicaWait::new(Duration::ZERO));
+        Self { cache, storage, list_head, known_users, revocation_wait }
+    }
+
+    /// The same DAO whose [`Self::revoking`] waits up to `wait` for the master's replicas to
+    /// acknowledge a revocation (zero: no wait).
+    pub fn with_revocation_wait(mut self, wait: Duration) -> Self {
+        self.revocation_wait = std::sync::Arc::new(ReplicaWait::new(wait));
+        self
+    }
+
+    /// Runs a revocation (reads and writes through this DAO) so that it survives a failover:
+    /// once its writes have answered, a bounded WAIT for the master's replicas (see
+    /// `cache_toolkit::ReplicaWait`). The revocation's own error is returned as it is; the
+    /// [`Replication`] says whether the replicas confirmed it.
+    pub fn revoking<'a, T: 'a>(
+        &'a self,
+        revocation: impl Future<Output = Result<T, CacheError>> + 'a,
+    ) -> impl Future<Output = Result<(T, Replication), CacheError>> + 'a {
+        // Boxed: a revocation's future is large (fred's are), and revocations are rare.
+        self.revocation_wait.run(&self.cache, Box::pin(revocation))
     }
 
     pub fn cache(&self) -> &CacheClient {

@@ -46,7 +46,9 @@ impl Lifecycle {
             config::TokenStorage::Hashed => TokenStorage::Hashed,
             config::TokenStorage::Migrate => TokenStorage::Migrate,
         };
-        Authenticator::new(CacheDao::with_storage(self.cache().clone(), storage), policy)
+        let dao =
+            CacheDao::with_storage(self.cache().clone(), storage).with_revocation_wait(settings.auth.revocation_wait);
+        Authenticator::new(dao, policy)
     }
 
     pub fn describe_store(&self) -> String {
