@@ -13,6 +13,7 @@ mod bloom;
 mod client;
 #[cfg(test)]
 mod conformance;
+mod decoded;
 mod embedded;
 mod error;
 pub mod json;

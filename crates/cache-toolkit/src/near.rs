@@ -28,7 +28,7 @@ use std::{
     any::Any,
     hash::BuildHasher,
     sync::{
-        Arc, Mutex, OnceLock, Weak,
+        Arc, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -43,7 +43,7 @@ use fred::{
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle, time::Instant};
 
 use self::store::NearStore;
-use crate::{CacheEvent, FlushCause, metrics::CacheMetrics};
+use crate::{CacheEvent, FlushCause, decoded::DecodedSlot, metrics::CacheMetrics};
 
 /// Lock stripes for per-key generations: a collision only cancels an unrelated insert.
 const GENERATION_STRIPES: usize = 1_024;
@@ -120,7 +120,7 @@ struct NearEntry {
     value: NearValue,
     connection: usize,
     epoch: u64,
-    decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+    decoded: DecodedSlot,
 }
 
 /// What one pooled connection (one fred `Client`, one socket per node) vouches for.
@@ -242,8 +242,8 @@ impl NearCache {
         self.stripe_hasher.hash_one(key).rotate_left(17) as usize % self.connections.len()
     }
 
-    fn serves(&self, state: &ConnectionState) -> bool {
-        let silence = self.now_ms().saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
+    fn serves(&self, state: &ConnectionState, now_ms: u64) -> bool {
+        let silence = now_ms.saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
         state.trusted.load(Ordering::Acquire) && silence <= millis(self.settings.max_silence)
     }
 
@@ -259,9 +259,7 @@ impl NearCache {
         let now_ms = self.now_ms();
         let entry = self.entries.get(key, now_ms)?;
         let state = &self.connections[entry.connection];
-        let silence = now_ms.saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
-        let serves = state.trusted.load(Ordering::Acquire) && silence <= millis(self.settings.max_silence);
-        (entry.epoch == state.epoch.load(Ordering::Acquire) && serves).then_some(entry)
+        (entry.epoch == state.epoch.load(Ordering::Acquire) && self.serves(state, now_ms)).then_some(entry)
     }
 
     fn counted<T>(&self, found: Option<T>) -> Option<T> {
@@ -303,8 +301,7 @@ impl NearCache {
         let NearValue::Text(value) = &entry.value else { return None };
         self.metrics.count(CacheEvent::NearHit);
         let Some(text) = value.as_deref() else { return Some(None) };
-        let kept = entry.decoded.get_or_init(|| Arc::new(decode(text)));
-        Some(Some(Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(decode(text)))))
+        Some(Some(entry.decoded.get_or_decode(text, decode)))
     }
 
     /// The cached items of the list `key`, or `None` when L1 cannot answer.
@@ -321,7 +318,7 @@ impl NearCache {
     fn ticket(&self, connection: usize, key: &str) -> Option<InsertTicket> {
         let state = &self.connections[connection];
         let epoch = state.epoch.load(Ordering::Acquire);
-        if !self.serves(state) {
+        if !self.serves(state, self.now_ms()) {
             return None;
         }
         let generation = *self.stripe(key);
@@ -399,7 +396,8 @@ impl NearCache {
         };
         let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
-        let entry = NearEntry { value, connection: ticket.connection, epoch: ticket.epoch, decoded: OnceLock::new() };
+        let entry =
+            NearEntry { value, connection: ticket.connection, epoch: ticket.epoch, decoded: DecodedSlot::default() };
         let generation = self.stripe(key);
         let state = &self.connections[ticket.connection];
         if *generation != ticket.generation

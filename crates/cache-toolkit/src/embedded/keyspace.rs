@@ -6,13 +6,13 @@ use std::{
     any::Any,
     collections::{BTreeSet, HashMap, VecDeque},
     ops::Bound,
-    sync::{Arc, OnceLock},
+    sync::Arc,
     time::Duration,
 };
 
 use tokio::time::Instant;
 
-use crate::{ListEnd, Ttl, saturating_deadline};
+use crate::{ListEnd, Ttl, decoded::DecodedSlot, saturating_deadline};
 
 /// The key holds another type than the operation needs (Redis's `WRONGTYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +62,12 @@ enum Value {
 #[derive(Debug)]
 struct Text {
     text: String,
-    decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+    decoded: DecodedSlot,
 }
 
 impl Text {
     fn new(text: String) -> Self {
-        Self { text, decoded: OnceLock::new() }
+        Self { text, decoded: DecodedSlot::default() }
     }
 }
 
@@ -234,8 +234,7 @@ impl Keyspace {
         match self.peek(key, now) {
             None => Ok(None),
             Some(Entry { value: Value::String(Text { text, decoded }), .. }) => {
-                let kept = decoded.get_or_init(|| Arc::new(decode(text)));
-                Ok(Some(Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(decode(text)))))
+                Ok(Some(decoded.get_or_decode(text, decode)))
             }
             // Rare (a bit operation made it bytes): decoded afresh, nothing kept.
             Some(Entry { value: Value::Bytes(bytes), .. }) => match std::str::from_utf8(bytes) {
