@@ -9,7 +9,7 @@ use std::{
 
 use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 
-use crate::{middleware::VerifyOutcome, routes::Route};
+use crate::{middleware::VerifyOutcome, route::Route};
 
 /// Status codes counted individually; anything else is counted as `other`.
 const STATUSES: [u16; 13] = [200, 201, 204, 400, 401, 404, 405, 413, 415, 431, 500, 503, 0];

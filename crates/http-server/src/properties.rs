@@ -30,7 +30,7 @@ use cache_toolkit::CacheClient;
 use config::{Secret, is_internal_path};
 use dao::CacheDao;
 
-use crate::{AuthLayer, middleware::INTERNAL_KEY_HEADER, routes::Route};
+use crate::{AuthLayer, middleware::INTERNAL_KEY_HEADER, route::Route};
 
 type Body = Full<Bytes>;
 

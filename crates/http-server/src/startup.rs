@@ -26,7 +26,8 @@ use crate::{
     metrics::HttpMetrics,
     middleware::{AuthLayer, VerifyOutcome},
     response::Body,
-    routes::{self, Route},
+    route::{self, Route},
+    router::Router,
     state::AppState,
 };
 
@@ -58,7 +59,7 @@ struct ServerLimits {
 }
 
 /// The per-request service: the auth layer in front of the router.
-type Stack = crate::middleware::AuthService<routes::Router>;
+type Stack = crate::middleware::AuthService<Router>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +119,8 @@ impl Application {
         let stack = tower::Layer::layer(
             &AuthLayer::new(auth)
                 .public_paths(settings.http.public_paths.iter().cloned())
-                .internal(settings.internal_keys.clone(), routes::is_internal_path),
-            routes::Router::new(state.clone()),
+                .internal(settings.internal_keys.clone(), route::is_internal_path),
+            Router::new(state.clone()),
         );
         Ok(Self {
             listener,

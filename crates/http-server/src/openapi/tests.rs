@@ -11,7 +11,7 @@ use simd_json::{OwnedValue, prelude::*};
 use config::{AppEnv, Settings};
 
 use super::DOCUMENT;
-use crate::{error::ApiError, routes::Route, wire};
+use crate::{error::ApiError, route::Route, wire};
 
 /// The methods an OpenAPI path item may hold.
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
