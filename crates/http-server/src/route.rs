@@ -1,5 +1,5 @@
-//! The route table: [`Route::of`] parses a raw path, and each route says its metrics label,
-//! the methods it takes and whether it is internal. Used by the router, the metrics and the
+//! The route table: [`Route::of`] parses a raw path, and each route says its name (the
+//! [`RouteName`] of its metrics and logs), the methods it takes and whether it is internal. Used by the router, the metrics and the
 //! logs alike; it knows nothing of handlers or of the router.
 
 /// Which paths are internal (need the internal key): `/internal/…` and `/metrics`; the one rule
@@ -48,36 +48,21 @@ impl Route {
         }
     }
 
-    /// Every route's metrics label, in [`Self::index`] order (never the raw path).
-    pub(crate) const LABELS: [&'static str; 12] = [
-        "healthz",
-        "readyz",
-        "openapi",
-        "auth_verify",
-        "api_me",
-        "api_logout",
-        "internal_issue_session",
-        "internal_user_sessions",
-        "internal_user_session",
-        "internal_introspect",
-        "metrics",
-        "unknown",
-    ];
-
-    pub(crate) fn index(&self) -> usize {
+    /// What the route is called in metrics and logs (never the raw path).
+    pub(crate) fn name(&self) -> RouteName {
         match self {
-            Self::Healthz => 0,
-            Self::Readyz => 1,
-            Self::OpenApi => 2,
-            Self::Verify => 3,
-            Self::Me => 4,
-            Self::Logout => 5,
-            Self::IssueSession => 6,
-            Self::UserSessions(_) => 7,
-            Self::UserSession(_, _) => 8,
-            Self::Introspect => 9,
-            Self::Metrics => 10,
-            Self::Unknown => 11,
+            Self::Healthz => RouteName::Healthz,
+            Self::Readyz => RouteName::Readyz,
+            Self::OpenApi => RouteName::OpenApi,
+            Self::Verify => RouteName::Verify,
+            Self::Me => RouteName::Me,
+            Self::Logout => RouteName::Logout,
+            Self::IssueSession => RouteName::IssueSession,
+            Self::UserSessions(_) => RouteName::UserSessions,
+            Self::UserSession(_, _) => RouteName::UserSession,
+            Self::Introspect => RouteName::Introspect,
+            Self::Metrics => RouteName::Metrics,
+            Self::Unknown => RouteName::Unknown,
         }
     }
 
@@ -87,10 +72,6 @@ impl Route {
             self,
             Self::IssueSession | Self::UserSessions(_) | Self::UserSession(_, _) | Self::Introspect | Self::Metrics
         )
-    }
-
-    pub(crate) fn label(&self) -> &'static str {
-        Self::LABELS[self.index()]
     }
 
     /// The methods the router serves on this route, as the `Allow` header of a 405 lists them
@@ -103,6 +84,58 @@ impl Route {
             Self::UserSessions(_) => "GET, HEAD, DELETE",
             Self::UserSession(_, _) => "DELETE",
             Self::Unknown => "",
+        }
+    }
+}
+
+/// A route without its path parameters: the label of its metrics and log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RouteName {
+    Healthz,
+    Readyz,
+    OpenApi,
+    Verify,
+    Me,
+    Logout,
+    IssueSession,
+    UserSessions,
+    UserSession,
+    Introspect,
+    Metrics,
+    Unknown,
+}
+
+impl RouteName {
+    /// Every name, in declaration order: a name's place in it is `name as usize`.
+    pub(crate) const ALL: [Self; 12] = [
+        Self::Healthz,
+        Self::Readyz,
+        Self::OpenApi,
+        Self::Verify,
+        Self::Me,
+        Self::Logout,
+        Self::IssueSession,
+        Self::UserSessions,
+        Self::UserSession,
+        Self::Introspect,
+        Self::Metrics,
+        Self::Unknown,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Healthz => "healthz",
+            Self::Readyz => "readyz",
+            Self::OpenApi => "openapi",
+            Self::Verify => "auth_verify",
+            Self::Me => "api_me",
+            Self::Logout => "api_logout",
+            Self::IssueSession => "internal_issue_session",
+            Self::UserSessions => "internal_user_sessions",
+            Self::UserSession => "internal_user_session",
+            Self::Introspect => "internal_introspect",
+            Self::Metrics => "metrics",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -153,6 +186,15 @@ mod tests {
         ];
         for path in paths {
             assert_eq!(Route::of(path).is_internal(), is_internal_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn route_names_are_listed_once_in_declaration_order() {
+        let labels: std::collections::BTreeSet<&str> = RouteName::ALL.iter().map(|name| name.label()).collect();
+        assert_eq!(labels.len(), RouteName::ALL.len(), "two names share a label");
+        for (index, name) in RouteName::ALL.iter().enumerate() {
+            assert_eq!(*name as usize, index, "{name:?} is out of place in RouteName::ALL");
         }
     }
 }

@@ -233,7 +233,7 @@ async fn serve(
     metrics: Arc<HttpMetrics>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let route = Route::of(request.uri().path());
+    let route = Route::of(request.uri().path()).name();
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -254,7 +254,7 @@ async fn serve(
         Err(never) => match never {},
     };
     let outcome = response.extensions().get::<VerifyOutcome>().copied();
-    metrics.record(&route, response.status().as_u16(), outcome);
+    metrics.record(route, response.status().as_u16(), outcome);
     tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     Ok(response)

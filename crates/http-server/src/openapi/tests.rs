@@ -11,7 +11,11 @@ use simd_json::{OwnedValue, prelude::*};
 use config::{AppEnv, Settings};
 
 use super::DOCUMENT;
-use crate::{error::ApiError, route::Route, wire};
+use crate::{
+    error::ApiError,
+    route::{Route, RouteName},
+    wire,
+};
 
 /// The methods an OpenAPI path item may hold.
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -72,11 +76,12 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
         let path = example_path(&document, template, item);
         let route = Route::of(&path);
         assert_ne!(route, Route::Unknown, "{template} ({path}) is no route");
-        if let Some(earlier) = documented.insert(route.label(), template.to_string()) {
-            panic!("{template} and {earlier} are the same route, {}", route.label());
+        if let Some(earlier) = documented.insert(route.name().label(), template.to_string()) {
+            panic!("{template} and {earlier} are the same route, {}", route.name().label());
         }
     }
-    let every_route: BTreeSet<&str> = Route::LABELS.iter().copied().filter(|label| *label != "unknown").collect();
+    let every_route: BTreeSet<&str> =
+        RouteName::ALL.iter().filter(|name| **name != RouteName::Unknown).map(|name| name.label()).collect();
     let documented_routes: BTreeSet<&str> = documented.keys().copied().collect();
     assert_eq!(documented_routes, every_route, "routes (by label) documented vs in the route table");
 }
