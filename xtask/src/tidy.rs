@@ -1,7 +1,8 @@
 //! Tidy checks, run as plain `#[test]`s by `cargo test --workspace`: every Rust file starts with
 //! a `//!` comment saying what it owns; no crate depends "up" the layer table (ARCHITECTURE.md,
 //! "Layers"), and every crate is in it; nothing depends on the crates.io `config` crate; no
-//! `.rs`, `.md` or `.toml` file points at a file the repository does not have (`references.rs`).
+//! `.rs`, `.md` or `.toml` file points at a file the repository does not have (`references.rs`);
+//! cache-toolkit's public API names no fred type (`public_api.rs`).
 //! Manifests are read through `cargo metadata` (`metadata.rs`): xtask needs no TOML parser.
 
 use std::collections::BTreeSet;
@@ -99,6 +100,44 @@ fn config_is_always_our_path_crate() -> Result<()> {
         );
     }
     assert!(problems.is_empty(), "the crates.io `config` crate must not be used:\n  {}", problems.join("\n  "));
+    Ok(())
+}
+
+#[test]
+fn cache_toolkit_names_no_fred_type_in_its_public_api() -> Result<()> {
+    let root = workspace::root();
+    let src = root.join("crates").join("cache-toolkit").join("src");
+    let mut paths = Vec::new();
+    collect_files(&src, &|path| path.extension().is_some_and(|ext| ext == "rs"), &mut paths)?;
+    let mut files = Vec::new();
+    for path in paths {
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        files.push((path, text));
+    }
+    // Test-only modules (`#[cfg(test)] mod NAME;`) are no API: leave out their files.
+    let mut test_only: Vec<PathBuf> = Vec::new();
+    for (path, text) in &files {
+        let is_module_root = path.file_name().is_some_and(|name| name == "lib.rs" || name == "mod.rs");
+        let module_dir = if is_module_root { path.with_file_name("") } else { path.with_extension("") };
+        for name in public_api::test_only_modules(text) {
+            test_only.push(module_dir.join(format!("{name}.rs")));
+            test_only.push(module_dir.join(name));
+        }
+    }
+    let shown: Vec<(String, &str)> = files
+        .iter()
+        .filter(|(path, _)| !test_only.iter().any(|excluded| path.starts_with(excluded)))
+        .map(|(path, text)| (relative(&root, path), text.as_str()))
+        .collect();
+    assert!(shown.len() > 10 && shown.len() < files.len(), "{} of {} files kept", shown.len(), files.len());
+    let sources: Vec<public_api::SourceFile<'_>> =
+        shown.iter().map(|(path, text)| public_api::SourceFile { path, text }).collect();
+    let problems = public_api::fred_in_public_api(&sources);
+    assert!(
+        problems.is_empty(),
+        "cache-toolkit's public API names fred types (users would be tied to fred's version):\n  {}",
+        problems.join("\n  ")
+    );
     Ok(())
 }
 
@@ -265,5 +304,6 @@ fn relative(root: &Path, path: &Path) -> String {
 }
 
 mod metadata;
+mod public_api;
 mod references;
 mod tests;
