@@ -17,6 +17,7 @@ mod near_cache;
 mod openapi;
 mod redis_tls;
 mod revocation;
+mod sentinel_failover;
 mod server;
 mod session_cap;
 mod tokens;

@@ -6,6 +6,7 @@
 
 mod backend;
 mod redis;
+mod sentinel;
 mod tls;
 
 pub use backend::{Backend, InfraError};

@@ -3,7 +3,7 @@
 //! timeout, so commands fail fast while Redis is away and the pool heals by itself).
 
 use fred::{
-    clients::Pool,
+    clients::{Client, Pool},
     interfaces::ClientLike,
     types::{
         Builder,
@@ -38,6 +38,21 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
             *db,
         ),
     };
+    builder(settings, server, database)?.build_pool(settings.pool_size).map_err(|source| InfraError::Build {
+        addresses: settings.target.addresses(),
+        reason: source.details().to_owned(),
+    })
+}
+
+/// A client of one sentinel (not the primary it monitors), configured as the pool is: the same
+/// credentials (fred sends them to sentinels too), TLS, timeouts and reconnect policy.
+pub(crate) fn sentinel_client(settings: &RedisSettings, sentinel: &HostPort) -> Result<Client, InfraError> {
+    builder(settings, ServerConfig::Centralized { server: fred_server(sentinel) }, 0)?
+        .build()
+        .map_err(|source| InfraError::Build { addresses: sentinel.to_string(), reason: source.details().to_owned() })
+}
+
+fn builder(settings: &RedisSettings, server: ServerConfig, database: u8) -> Result<Builder, InfraError> {
     let config = Config {
         server,
         username: settings.username.clone(),
@@ -62,7 +77,8 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
         millis_u32(settings.reconnect_max),
         BACKOFF_BASE,
     );
-    Builder::from_config(config)
+    let mut builder = Builder::from_config(config);
+    builder
         .with_connection_config(|connection| {
             connection.connection_timeout = settings.connect_timeout;
             connection.internal_command_timeout = settings.connect_timeout.max(settings.command_timeout);
@@ -71,12 +87,8 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
             performance.default_command_timeout = settings.command_timeout;
             performance.broadcast_channel_capacity = EVENT_CHANNEL_CAPACITY;
         })
-        .set_policy(policy)
-        .build_pool(settings.pool_size)
-        .map_err(|source| InfraError::Build {
-            addresses: settings.target.addresses(),
-            reason: source.details().to_owned(),
-        })
+        .set_policy(policy);
+    Ok(builder)
 }
 
 /// Why a TLS handshake with one node fails, if it does: fred reports a sentinel set it could
