@@ -7,12 +7,12 @@
 //!
 //! What it asserts is what fred 10.1 allows, not the isolation one would want: the healthy
 //! shards stall too until the promotion, because fred's connection task retries the dead node
-//! before it sends anything else (docs/FRED.md, "Failures in a cluster"). Every shard must
-//! answer again within [`RECOVERY_BUDGET`] of the promotion (the cluster's reconnect delay is
-//! capped for that: `infra::redis::reconnect_max`), every write acknowledged on a healthy shard
-//! must be readable afterwards, and a write lost with the dead primary must have been
-//! acknowledged in the last moments before the kill, before its replica had it (asynchronous
-//! replication: see README "Revocations and failover").
+//! before it sends anything else (docs/FRED.md, "Failures in a cluster and with sentinel").
+//! Every shard must answer again within [`RECOVERY_BUDGET`] of the promotion (the cluster's
+//! reconnect delay is capped for that: `infra::redis::reconnect_max`), every write acknowledged
+//! on a healthy shard must be readable afterwards, and a write lost with the dead primary must
+//! have been acknowledged in the last moments before the kill, before its replica had it
+//! (asynchronous replication: see README "Revocations and failover").
 
 use std::{
     sync::{
