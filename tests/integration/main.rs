@@ -7,6 +7,7 @@
 mod auth_api;
 mod binary;
 mod cli;
+mod cluster_failover;
 mod connection_limits;
 mod embed;
 mod failover;

@@ -164,6 +164,19 @@ impl PrivateRedis {
         redis
     }
 
+    /// A cluster-enabled node that belongs to no cluster yet, announced as 127.0.0.1, its cluster
+    /// bus on a free port of its own; `options` are added to the command line (e.g.
+    /// `--cluster-node-timeout 2000`). [`crate::PrivateCluster`] joins such nodes.
+    pub fn start_cluster_node(options: &[&str]) -> Self {
+        let mut args: Vec<OsString> =
+            ["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1", "--cluster-port"]
+                .map(OsString::from)
+                .to_vec();
+        args.push(free_port().to_string().into());
+        args.extend(options.iter().map(OsString::from));
+        Self::launch_with(false, args, false)
+    }
+
     /// A replica of the master listening on `master_port` (`--replicaof`), returned once its
     /// link is up and the first synchronisation is done.
     pub fn start_replica_of(master_port: u16) -> Self {
