@@ -2,7 +2,7 @@
 //! a `//!` comment saying what it owns; no crate depends "up" the layer table (ARCHITECTURE.md,
 //! "Layers"), and every crate is in it; nothing depends on the crates.io `config` crate; no
 //! `.rs`, `.md` or `.toml` file points at a file the repository does not have (`references.rs`).
-//! Manifests are read by line scanning: xtask stays free of a TOML parser.
+//! Manifests are read through `cargo metadata` (`metadata.rs`): xtask needs no TOML parser.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::workspace;
+use metadata::{Dependency, Package};
 
 /// Each crate under `crates/` and the internal crates it may depend on (directly, in any
 /// dependency section). A new crate must be placed here before it can pass tidy. `bench` (the
@@ -53,16 +54,9 @@ fn every_rust_file_starts_with_a_module_doc() -> Result<()> {
 }
 
 #[test]
-fn a_dev_dependency_on_itself_is_no_layer_violation() {
-    let manifest = "[dev-dependencies]\ncache-toolkit = { path = \".\", features = [\"fred-pool\"] }\n";
-    assert!(layer_violations("cache-toolkit", manifest).is_empty());
-    let manifest = "[dependencies]\ncache-toolkit = { path = \".\" }\n[dev-dependencies]\ninfra.workspace = true\n";
-    assert_eq!(layer_violations("cache-toolkit", manifest).len(), 2);
-}
-
-#[test]
 fn no_crate_depends_up_the_layer_table() -> Result<()> {
-    let root = workspace::root();
+    // As cargo writes paths: canonical (the manifest paths are compared with it).
+    let root = fs::canonicalize(workspace::root()).context("cannot find the workspace root")?;
     let mut problems = Vec::new();
     let mut folders = Vec::new();
     for entry in fs::read_dir(root.join("crates")).context("cannot list crates/")? {
@@ -75,16 +69,17 @@ fn no_crate_depends_up_the_layer_table() -> Result<()> {
     }
     folders.sort();
     problems.extend(unlisted_crates(&folders));
+    let packages = metadata::packages(&root)?;
     for folder in &folders {
         let manifest_path = root.join("crates").join(folder).join("Cargo.toml");
-        let manifest =
-            fs::read_to_string(&manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?;
-        problems.extend(layer_violations(folder, &manifest));
+        match packages.iter().find(|package| package.manifest_path == manifest_path) {
+            Some(package) => problems.extend(layer_violations(package)),
+            None => problems.push(format!("crates/{folder} is no workspace member (cargo metadata does not list it)")),
+        }
     }
-    let xtask_manifest =
-        fs::read_to_string(root.join("xtask").join("Cargo.toml")).context("cannot read xtask/Cargo.toml")?;
+    let xtask = packages.iter().find(|package| package.name == "xtask").context("cargo metadata lists no xtask")?;
     problems.extend(
-        internal_dependencies(&xtask_manifest).map(|dep| {
+        internal_dependencies(xtask).map(|dep| {
             format!("xtask depends on `{}` in [{}]; xtask depends on no Tessera crate", dep.name, dep.section)
         }),
     );
@@ -94,17 +89,13 @@ fn no_crate_depends_up_the_layer_table() -> Result<()> {
 
 #[test]
 fn config_is_always_our_path_crate() -> Result<()> {
-    let root = workspace::root();
-    let mut manifests = Vec::new();
-    collect_files(&root, &|path| path.file_name().is_some_and(|name| name == "Cargo.toml"), &mut manifests)?;
+    let root = fs::canonicalize(workspace::root()).context("cannot find the workspace root")?;
+    let ours = root.join("crates").join("config");
     let mut problems = Vec::new();
-    for manifest_path in &manifests {
-        let manifest =
-            fs::read_to_string(manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    for package in metadata::packages(&root)? {
+        let manifest = relative(&root, &package.manifest_path);
         problems.extend(
-            foreign_config_dependencies(&manifest)
-                .into_iter()
-                .map(|problem| format!("{}: {problem}", relative(&root, manifest_path))),
+            foreign_config_dependencies(&package, &ours).into_iter().map(|problem| format!("{manifest}: {problem}")),
         );
     }
     assert!(problems.is_empty(), "the crates.io `config` crate must not be used:\n  {}", problems.join("\n  "));
@@ -185,18 +176,6 @@ impl references::Repository for DiskRepository {
     }
 }
 
-/// One dependency as written in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Dependency {
-    /// The package depended on (the `package = "..."` of a renamed dependency, else the key).
-    name: String,
-    /// The section it is in, e.g. `dev-dependencies` or `workspace.dependencies`.
-    section: String,
-    /// What follows the key, e.g. `.workspace = true` or `= { path = "crates/config" }`; for a
-    /// `[dependencies.NAME]` table, its lines joined.
-    spec: String,
-}
-
 /// Whether the first non-empty line of `text` is not a `//!` comment.
 fn lacks_module_doc(text: &str) -> bool {
     !text.lines().map(str::trim).find(|line| !line.is_empty()).is_some_and(|line| line.starts_with("//!"))
@@ -213,10 +192,11 @@ fn unlisted_crates(folders: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Internal dependencies of crate `name` that the layer table does not allow.
-fn layer_violations(name: &str, manifest: &str) -> Vec<String> {
+/// Internal dependencies of `package` that the layer table does not allow.
+fn layer_violations(package: &Package) -> Vec<String> {
+    let name = package.name.as_str();
     let allowed: &[&str] = LAYERS.iter().find(|(layer, _)| *layer == name).map_or(&[], |(_, allowed)| allowed);
-    internal_dependencies(manifest)
+    internal_dependencies(package)
         .filter(|dep| !allowed.contains(&dep.name.as_str()))
         // A crate's dev-dependency on itself only turns on its own features for its tests and
         // benchmarks (cache-toolkit's `fred-pool`): it reaches no other layer.
@@ -233,128 +213,30 @@ fn layer_violations(name: &str, manifest: &str) -> Vec<String> {
         .collect()
 }
 
-/// Dependencies of `manifest` on crates of the layer table.
-fn internal_dependencies(manifest: &str) -> impl Iterator<Item = Dependency> {
-    dependencies(manifest).into_iter().filter(|dep| LAYERS.iter().any(|(name, _)| *name == dep.name))
+/// Dependencies of `package` on crates of the layer table.
+fn internal_dependencies(package: &Package) -> impl Iterator<Item = &Dependency> {
+    package.dependencies.iter().filter(|dep| LAYERS.iter().any(|(name, _)| *name == dep.name))
 }
 
-/// `config` dependencies that are not our path crate: in `[workspace.dependencies]` it must
-/// have a `path`; elsewhere a `path` or `workspace = true` (which resolves to that one).
-fn foreign_config_dependencies(manifest: &str) -> Vec<String> {
-    dependencies(manifest)
-        .into_iter()
-        .filter(|dep| dep.name == "config")
-        .filter(|dep| {
-            let ours = dep.spec.contains("path")
-                || (dep.section != "workspace.dependencies" && dep.spec.contains("workspace"));
-            !ours
-        })
+/// `package`'s dependencies on a `config` that is not our path crate `ours` (`workspace = true`
+/// is resolved by cargo, so a `[workspace.dependencies]` entry is judged where it is used).
+fn foreign_config_dependencies(package: &Package, ours: &Path) -> Vec<String> {
+    package
+        .dependencies
+        .iter()
+        .filter(|dep| dep.name == "config" && dep.path.as_deref() != Some(ours))
         .map(|dep| {
+            let origin = match (&dep.path, &dep.source) {
+                (Some(path), _) => path.display().to_string(),
+                (None, Some(source)) => source.clone(),
+                (None, None) => "an unknown source".to_owned(),
+            };
             format!(
-                "[{}] config {} is not our path crate (crates/config); never the crates.io `config`",
-                dep.section,
-                dep.spec.trim()
+                "[{}] config {} from {origin} is not our path crate (crates/config); never the crates.io `config`",
+                dep.section, dep.requirement
             )
         })
         .collect()
-}
-
-/// Every dependency in the dependency sections of `manifest`: `[dependencies]`,
-/// `[dev-dependencies]`, `[build-dependencies]`, their `[target.*.]` forms,
-/// `[workspace.dependencies]`, and `[dependencies.NAME]` tables.
-fn dependencies(manifest: &str) -> Vec<Dependency> {
-    let mut found: Vec<Dependency> = Vec::new();
-    let mut section: Option<String> = None;
-    let mut in_table = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(header) = line.strip_prefix('[').and_then(|rest| rest.split(']').next()) {
-            (section, in_table) = (None, false);
-            if line.starts_with("[[") {
-                continue;
-            }
-            match classify_section(header.trim()) {
-                SectionKind::List(name) => section = Some(name),
-                SectionKind::Table { section: name, dependency } => {
-                    found.push(Dependency { name: dependency, section: name.clone(), spec: String::new() });
-                    (section, in_table) = (Some(name), true);
-                }
-                SectionKind::Other => {}
-            }
-            continue;
-        }
-        let Some(section) = &section else {
-            continue;
-        };
-        if in_table {
-            if let Some(table) = found.last_mut() {
-                if let Some(package) = package_rename(line) {
-                    table.name = package;
-                }
-                table.spec.push_str(line);
-                table.spec.push(' ');
-            }
-        } else if let Some((key, spec)) = dependency_line(line) {
-            let name = package_rename(spec).unwrap_or_else(|| key.to_owned());
-            found.push(Dependency { name, section: section.clone(), spec: spec.to_owned() });
-        }
-    }
-    found
-}
-
-enum SectionKind {
-    /// A section whose lines are dependencies, named as reported.
-    List(String),
-    /// `[dependencies.NAME]`: one dependency spelled as a table.
-    Table {
-        section: String,
-        dependency: String,
-    },
-    Other,
-}
-
-fn classify_section(header: &str) -> SectionKind {
-    for kind in ["dependencies", "dev-dependencies", "build-dependencies"] {
-        if header == kind || header.ends_with(&format!(".{kind}")) {
-            return SectionKind::List(header.to_owned());
-        }
-        let table_prefix = format!("{kind}.");
-        let position = if header.starts_with(&table_prefix) {
-            Some(0)
-        } else {
-            header.find(&format!(".{table_prefix}")).map(|index| index + 1)
-        };
-        if let Some(start) = position {
-            let dependency = header[start + table_prefix.len()..].trim_matches('"').to_owned();
-            return SectionKind::Table { section: header[..start + kind.len()].to_owned(), dependency };
-        }
-    }
-    SectionKind::Other
-}
-
-/// `name.workspace = true`, `name = "1"`, `name={ ... }`: the key and what follows it. Other
-/// lines (such as the continuation of a multi-line inline table) give `None`.
-fn dependency_line(line: &str) -> Option<(&str, &str)> {
-    let (key, rest) = if let Some(quoted) = line.strip_prefix('"') {
-        let end = quoted.find('"')?;
-        (&quoted[..end], &quoted[end + 1..])
-    } else {
-        let end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))?;
-        (&line[..end], &line[end..])
-    };
-    let rest_trimmed = rest.trim_start();
-    let follows = rest_trimmed.starts_with('=') || rest.starts_with('.');
-    (follows && !key.is_empty()).then_some((key, rest))
-}
-
-/// The `package = "NAME"` in a dependency spec, if it renames the dependency.
-fn package_rename(spec: &str) -> Option<String> {
-    let after = spec.split("package").nth(1)?.trim_start().strip_prefix('=')?.trim_start();
-    let name = after.strip_prefix('"')?.split('"').next()?;
-    Some(name.to_owned())
 }
 
 /// Files under `dir` (recursively, skipping `target` and hidden directories) that `wanted`
@@ -382,5 +264,6 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
+mod metadata;
 mod references;
 mod tests;

@@ -25,6 +25,11 @@ pub enum CacheErrorKind {
 }
 
 impl CacheErrorKind {
+    /// Every kind, in declaration order (the order of [`crate::MetricsSnapshot::errors`]).
+    pub const ALL: [Self; 6] =
+        [Self::Unavailable, Self::WrongType, Self::BadData, Self::Script, Self::Rejected, Self::InvalidInput];
+
+    /// The kind in words, as error messages say it; metrics write it with `_` for spaces.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unavailable => "unavailable",

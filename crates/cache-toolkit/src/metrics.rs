@@ -18,15 +18,6 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 12] =
 /// Slow operations are logged at most this often; every one is counted.
 const SLOW_LOG_EVERY: Duration = Duration::from_secs(1);
 
-const ERROR_KINDS: [CacheErrorKind; 6] = [
-    CacheErrorKind::Unavailable,
-    CacheErrorKind::WrongType,
-    CacheErrorKind::BadData,
-    CacheErrorKind::Script,
-    CacheErrorKind::Rejected,
-    CacheErrorKind::InvalidInput,
-];
-
 /// What the protections, the near cache and the locks did, one counter each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CacheEvent {
@@ -167,7 +158,7 @@ pub struct CacheMetrics {
     operations: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
-    errors: [AtomicU64; ERROR_KINDS.len()],
+    errors: [AtomicU64; CacheErrorKind::ALL.len()],
     slow_operations: AtomicU64,
     /// Milliseconds since `started` of the last slow-operation log line, plus one (0 = never).
     last_slow_log: AtomicU64,
@@ -186,7 +177,7 @@ pub struct MetricsSnapshot {
     pub hits: u64,
     /// Reads whose key was missing.
     pub misses: u64,
-    /// Failed operations by kind.
+    /// Failed operations by kind, in [`CacheErrorKind::ALL`] order.
     pub errors: Vec<(CacheErrorKind, u64)>,
     /// Operations slower than the configured threshold.
     pub slow_operations: u64,
@@ -249,7 +240,7 @@ impl CacheMetrics {
             operations: self.operations.load(Ordering::Relaxed),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            errors: ERROR_KINDS
+            errors: CacheErrorKind::ALL
                 .iter()
                 .zip(&self.errors)
                 .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
@@ -279,7 +270,7 @@ impl CacheMetrics {
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros.fetch_add(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         if let Some(kind) = error {
-            if let Some(index) = ERROR_KINDS.iter().position(|counted| *counted == kind) {
+            if let Some(index) = CacheErrorKind::ALL.iter().position(|counted| *counted == kind) {
                 self.errors[index].fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -11,7 +11,7 @@ use hyper::{
 };
 use simd_json::prelude::ValueAsScalar;
 
-use auth_core::{MetadataObject, MetadataValue, Principal, SessionId, UserId};
+use auth_core::{Principal, SessionId, UserId};
 
 use crate::{
     audit,
@@ -94,39 +94,12 @@ pub(crate) async fn logout(state: &AppState, request: &Request<Incoming>) -> Res
 }
 
 pub(crate) async fn issue_session(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let body = read_json_object(state, request).await?;
-    let user_id = match body.get("user_id") {
-        Some(value) => user_id_from_json(value)?,
-        None => return Err(ApiError::BadRequest("`user_id` is required".to_owned())),
-    };
-    let metadata = match body.get("metadata") {
-        None | Some(MetadataValue::Static(simd_json::StaticNode::Null)) => MetadataObject::new(),
-        Some(MetadataValue::Object(object)) => (**object).clone(),
-        Some(_) => return Err(ApiError::BadRequest("`metadata` must be a JSON object".to_owned())),
-    };
-    let ttl = match body.get("ttl_seconds") {
-        None | Some(MetadataValue::Static(simd_json::StaticNode::Null)) => None,
-        Some(value) => match value.as_u64() {
-            Some(seconds) if seconds > 0 => Some(Duration::from_secs(seconds)),
-            _ => return Err(ApiError::BadRequest("`ttl_seconds` must be a positive integer".to_owned())),
-        },
-    };
-    let issued = state.auth.issue(user_id.clone(), metadata, ttl).await?;
+    let body: wire::IssueSessionRequest = read_json(state, request).await?;
+    let user_id = body.user_id.0;
+    let ttl = body.ttl_seconds.map(|seconds| Duration::from_secs(seconds.0.get()));
+    let issued = state.auth.issue(user_id.clone(), body.metadata.unwrap_or_default(), ttl).await?;
     audit::issued(&user_id, &issued.session_id);
     Ok(response::json(StatusCode::CREATED, &wire::IssuedSession::of(&issued)))
-}
-
-fn user_id_from_json(value: &MetadataValue) -> Result<UserId, ApiError> {
-    if let Some(text) = value.as_str() {
-        return UserId::text(text).map_err(|error| ApiError::BadRequest(format!("`user_id`: {error}")));
-    }
-    if let Some(number) = value.as_i64() {
-        return Ok(UserId::Integer(i128::from(number)));
-    }
-    if let Some(number) = value.as_u64() {
-        return Ok(UserId::Integer(i128::from(number)));
-    }
-    Err(ApiError::BadRequest("`user_id` must be a string or an integer".to_owned()))
 }
 
 pub(crate) async fn list_sessions(state: &AppState, user_id: &UserId) -> Result<Response<Body>, ApiError> {
@@ -155,15 +128,14 @@ pub(crate) async fn introspect(state: &AppState, request: Request<Incoming>) -> 
     let is_json = content_type_is(&request, "application/json");
     let is_form = content_type_is(&request, "application/x-www-form-urlencoded");
     let token = if is_json {
-        let body = read_json_object(state, request).await?;
-        body.get("token").and_then(|value| value.as_str()).map(str::to_owned)
+        read_json::<wire::IntrospectionRequest>(state, request).await?.token
     } else if is_form {
         let bytes = read_body(state, request).await?;
-        form_urlencoded::parse(&bytes).find(|(name, _)| name == "token").map(|(_, value)| value.into_owned())
+        let token = form_urlencoded::parse(&bytes).find(|(name, _)| name == "token").map(|(_, value)| value);
+        token.ok_or_else(|| ApiError::BadRequest("missing field `token`".to_owned()))?.into_owned()
     } else {
         return Err(ApiError::UnsupportedMediaType);
     };
-    let token = token.ok_or_else(|| ApiError::BadRequest("`token` is required".to_owned()))?;
     Ok(response::json(StatusCode::OK, &introspection::describe(&state.auth, &token).await?))
 }
 
@@ -192,14 +164,15 @@ async fn read_body(state: &AppState, request: Request<Incoming>) -> Result<Bytes
     }
 }
 
-async fn read_json_object(state: &AppState, request: Request<Incoming>) -> Result<MetadataObject, ApiError> {
+/// A JSON request body (`Content-Type: application/json`, at most the body limit) as the wire
+/// type `T`.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
     if !content_type_is(&request, "application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
     let mut bytes = read_body(state, request).await?.to_vec();
-    match simd_json::to_owned_value(&mut bytes) {
-        Ok(MetadataValue::Object(object)) => Ok(*object),
-        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".to_owned())),
-        Err(_) => Err(ApiError::BadRequest("the body is not valid JSON".to_owned())),
-    }
+    wire::read_request(&mut bytes).map_err(|wire::BadRequestBody(message)| ApiError::BadRequest(message))
 }

@@ -25,7 +25,8 @@ pub mod prelude;
 #[cfg(test)]
 mod properties;
 mod response;
-mod routes;
+mod route;
+mod router;
 mod shutdown;
 mod startup;
 mod state;

@@ -9,37 +9,27 @@ use std::{
 
 use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 
-use crate::{middleware::VerifyOutcome, routes::Route};
+use crate::{middleware::VerifyOutcome, route::RouteName};
 
 /// Status codes counted individually; anything else is counted as `other`.
 const STATUSES: [u16; 13] = [200, 201, 204, 400, 401, 404, 405, 413, 415, 431, 500, 503, 0];
-
-const OUTCOMES: [VerifyOutcome; 7] = [
-    VerifyOutcome::Public,
-    VerifyOutcome::Internal,
-    VerifyOutcome::InternalRefused,
-    VerifyOutcome::Valid,
-    VerifyOutcome::Rejected,
-    VerifyOutcome::Invalid,
-    VerifyOutcome::Unavailable,
-];
 
 /// Lock-free counters: one atomic per (route, status) and per outcome, so two requests never
 /// wait on each other to be counted.
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
-    requests: [[AtomicU64; STATUSES.len()]; Route::LABELS.len()],
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    requests: [[AtomicU64; STATUSES.len()]; RouteName::ALL.len()],
+    outcomes: [AtomicU64; VerifyOutcome::ALL.len()],
     open_connections: AtomicU64,
     slow_request_heads: AtomicU64,
 }
 
 impl HttpMetrics {
-    pub(crate) fn record(&self, route: &Route, status: u16, outcome: Option<VerifyOutcome>) {
+    pub(crate) fn record(&self, route: RouteName, status: u16, outcome: Option<VerifyOutcome>) {
         let status = STATUSES.iter().position(|counted| *counted == status).unwrap_or(STATUSES.len() - 1);
-        self.requests[route.index()][status].fetch_add(1, Ordering::Relaxed);
-        if let Some(outcome) = outcome.and_then(|outcome| OUTCOMES.iter().position(|counted| *counted == outcome)) {
-            self.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
+        self.requests[route as usize][status].fetch_add(1, Ordering::Relaxed);
+        if let Some(outcome) = outcome {
+            self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -60,11 +50,12 @@ impl HttpMetrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
-        for (route, counts) in Route::LABELS.iter().zip(&self.requests) {
+        for (route, counts) in RouteName::ALL.iter().zip(&self.requests) {
             for (status, count) in STATUSES.iter().zip(counts) {
                 let count = count.load(Ordering::Relaxed);
                 if count > 0 {
                     let status = if *status == 0 { "other".to_owned() } else { status.to_string() };
+                    let route = route.label();
                     let _ =
                         writeln!(out, "tessera_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
                 }
@@ -72,7 +63,7 @@ impl HttpMetrics {
         }
         out.push_str("# HELP tessera_auth_outcomes_total Outcomes of the auth check.\n");
         out.push_str("# TYPE tessera_auth_outcomes_total counter\n");
-        for (outcome, count) in OUTCOMES.iter().zip(&self.outcomes) {
+        for (outcome, count) in VerifyOutcome::ALL.iter().zip(&self.outcomes) {
             let _ = writeln!(
                 out,
                 "tessera_auth_outcomes_total{{outcome=\"{}\"}} {}",
@@ -146,4 +137,83 @@ fn render_cache(out: &mut String, cache: &MetricsSnapshot) {
         "# HELP tessera_near_cache_bytes Bytes the near cache holds.\n# TYPE tessera_near_cache_bytes gauge\ntessera_near_cache_bytes {}",
         cache.near_bytes
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cache_toolkit::CacheErrorKind;
+
+    use super::*;
+
+    /// The labels are what dashboards and alerts match on: each route, outcome and error kind
+    /// is counted under its own, exactly as written here.
+    #[test]
+    fn every_route_outcome_and_error_kind_is_counted_under_its_label() {
+        let metrics = HttpMetrics::default();
+        for route in RouteName::ALL {
+            metrics.record(route, 200, None);
+        }
+        for outcome in VerifyOutcome::ALL {
+            metrics.record(RouteName::Verify, 401, Some(outcome));
+        }
+        let cache = MetricsSnapshot {
+            operations: 0,
+            hits: 0,
+            misses: 0,
+            errors: CacheErrorKind::ALL.iter().zip(1..).map(|(kind, count)| (*kind, count)).collect(),
+            slow_operations: 0,
+            latency_buckets: Vec::new(),
+            latency_sum: Duration::ZERO,
+            events: Vec::new(),
+            flushes: Vec::new(),
+            near_bytes: 0,
+        };
+        let text = metrics.render(&cache, None);
+        let counted: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                ["tessera_http_requests_total{", "tessera_auth_outcomes_total{", "tessera_store_errors_total{"]
+                    .iter()
+                    .any(|name| line.starts_with(name))
+            })
+            .collect();
+        let expected = [
+            r#"tessera_http_requests_total{route="healthz",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="readyz",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="openapi",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="auth_verify",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="auth_verify",status="401"} 7"#,
+            r#"tessera_http_requests_total{route="api_me",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="api_logout",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="internal_issue_session",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="internal_user_sessions",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="internal_user_session",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="internal_introspect",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="metrics",status="200"} 1"#,
+            r#"tessera_http_requests_total{route="unknown",status="200"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="public"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="internal"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="internal_refused"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="valid"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="rejected"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="invalid"} 1"#,
+            r#"tessera_auth_outcomes_total{outcome="unavailable"} 1"#,
+            r#"tessera_store_errors_total{kind="unavailable"} 1"#,
+            r#"tessera_store_errors_total{kind="wrong_type"} 2"#,
+            r#"tessera_store_errors_total{kind="bad_stored_data"} 3"#,
+            r#"tessera_store_errors_total{kind="script_error"} 4"#,
+            r#"tessera_store_errors_total{kind="rejected"} 5"#,
+            r#"tessera_store_errors_total{kind="invalid_input"} 6"#,
+        ];
+        assert_eq!(counted, expected);
+    }
+
+    #[test]
+    fn outcomes_are_listed_once_in_declaration_order() {
+        for (index, outcome) in VerifyOutcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, index, "{outcome:?} is out of place in VerifyOutcome::ALL");
+        }
+    }
 }

@@ -54,6 +54,18 @@ pub enum VerifyOutcome {
 }
 
 impl VerifyOutcome {
+    /// Every outcome, in declaration order: an outcome's place in it is `outcome as usize`.
+    pub const ALL: [Self; 7] = [
+        Self::Public,
+        Self::Internal,
+        Self::InternalRefused,
+        Self::Valid,
+        Self::Rejected,
+        Self::Invalid,
+        Self::Unavailable,
+    ];
+
+    /// The outcome's label in metrics.
     pub fn label(self) -> &'static str {
         match self {
             Self::Public => "public",

@@ -30,7 +30,11 @@ use cache_toolkit::CacheClient;
 use config::{Secret, is_internal_path};
 use dao::CacheDao;
 
-use crate::{AuthLayer, middleware::INTERNAL_KEY_HEADER, routes::Route};
+use crate::{
+    AuthLayer,
+    middleware::INTERNAL_KEY_HEADER,
+    route::{Route, RouteName},
+};
 
 type Body = Full<Bytes>;
 
@@ -121,7 +125,7 @@ proptest! {
     #[test]
     fn every_internal_route_is_an_internal_path(path in prop_oneof![request_path(), any::<String>()]) {
         let route = Route::of(&path);
-        prop_assert!(Route::LABELS.contains(&route.label()));
+        prop_assert!(RouteName::ALL.contains(&route.name()));
         if route.is_internal() {
             prop_assert!(is_internal_path(&path), "{} routes to {:?} but is not an internal path", path, route);
         }

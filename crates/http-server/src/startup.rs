@@ -26,7 +26,8 @@ use crate::{
     metrics::HttpMetrics,
     middleware::{AuthLayer, VerifyOutcome},
     response::Body,
-    routes::{self, Route},
+    route::{self, Route},
+    router::Router,
     state::AppState,
 };
 
@@ -58,7 +59,7 @@ struct ServerLimits {
 }
 
 /// The per-request service: the auth layer in front of the router.
-type Stack = crate::middleware::AuthService<routes::Router>;
+type Stack = crate::middleware::AuthService<Router>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +119,8 @@ impl Application {
         let stack = tower::Layer::layer(
             &AuthLayer::new(auth)
                 .public_paths(settings.http.public_paths.iter().cloned())
-                .internal(settings.internal_keys.clone(), routes::is_internal_path),
-            routes::Router::new(state.clone()),
+                .internal(settings.internal_keys.clone(), route::is_internal_path),
+            Router::new(state.clone()),
         );
         Ok(Self {
             listener,
@@ -232,7 +233,7 @@ async fn serve(
     metrics: Arc<HttpMetrics>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let route = Route::of(request.uri().path());
+    let route = Route::of(request.uri().path()).name();
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -253,7 +254,7 @@ async fn serve(
         Err(never) => match never {},
     };
     let outcome = response.extensions().get::<VerifyOutcome>().copied();
-    metrics.record(&route, response.status().as_u16(), outcome);
+    metrics.record(route, response.status().as_u16(), outcome);
     tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     Ok(response)

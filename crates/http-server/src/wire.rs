@@ -1,12 +1,151 @@
 //! The JSON shapes on the wire. Only this crate serializes for clients; domain types are
-//! converted here. `docs/openapi.json` documents each one; in tests they also deserialize, so
-//! the document's examples can be read back into them (unknown fields refused).
+//! converted here. `docs/openapi.json` documents each one; in tests the answers also
+//! deserialize, so the document's examples can be read back into them (unknown fields
+//! refused). The request bodies ([`IssueSessionRequest`], [`IntrospectionRequest`]) are typed
+//! too: [`read_request`] turns a body into one, or into one line saying what is wrong with it.
 
-use std::time::SystemTime;
+use std::{fmt, num::NonZeroU64, time::SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, de};
 
-use auth_core::{IssuedToken, MetadataValue, Session, UserId};
+use auth_core::{IssuedToken, MetadataObject, MetadataValue, Session, UserId};
+
+/// `POST /internal/sessions`: who the token is for, what to store with it and for how long.
+/// Fields it does not know are ignored (the document allows them).
+#[derive(Debug, Deserialize)]
+pub(crate) struct IssueSessionRequest {
+    pub(crate) user_id: RequestUserId,
+    /// `null` or absent is `{}`.
+    #[serde(default, deserialize_with = "metadata_object")]
+    pub(crate) metadata: Option<MetadataObject>,
+    /// `null` or absent is the configured lifetime.
+    #[serde(default)]
+    pub(crate) ttl_seconds: Option<TtlSeconds>,
+}
+
+/// `POST /internal/introspect` as JSON (RFC 7662 sends it as a form; both are taken).
+#[derive(Debug, Deserialize)]
+pub(crate) struct IntrospectionRequest {
+    #[serde(deserialize_with = "token_text")]
+    pub(crate) token: String,
+}
+
+/// A user id as a request body gives it: a string (validated as [`UserId::text`]) or an integer
+/// of at most 64 bits; `42.0`, `null`, arrays and objects are refused.
+#[derive(Debug)]
+pub(crate) struct RequestUserId(pub(crate) UserId);
+
+impl<'de> Deserialize<'de> for RequestUserId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UserIdVisitor;
+
+        impl de::Visitor<'_> for UserIdVisitor {
+            type Value = RequestUserId;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("`user_id` as a string or an integer")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                UserId::text(text).map(RequestUserId).map_err(|error| E::custom(format_args!("`user_id`: {error}")))
+            }
+
+            fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+                Ok(RequestUserId(UserId::Integer(i128::from(number))))
+            }
+
+            fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+                Ok(RequestUserId(UserId::Integer(i128::from(number))))
+            }
+
+            /// Said as JSON says it (serde's default would be "unit value").
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Err(E::invalid_type(de::Unexpected::Other("null"), &self))
+            }
+        }
+
+        deserializer.deserialize_any(UserIdVisitor)
+    }
+}
+
+/// A token's lifetime as a request gives it: a positive number of seconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TtlSeconds(pub(crate) NonZeroU64);
+
+impl<'de> Deserialize<'de> for TtlSeconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SecondsVisitor;
+
+        impl de::Visitor<'_> for SecondsVisitor {
+            type Value = TtlSeconds;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("`ttl_seconds` as a positive integer")
+            }
+
+            fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Self::Value, E> {
+                NonZeroU64::new(seconds)
+                    .map(TtlSeconds)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Unsigned(0), &self))
+            }
+
+            fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Self::Value, E> {
+                match u64::try_from(seconds) {
+                    Ok(seconds) => self.visit_u64(seconds),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(seconds), &self)),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(SecondsVisitor)
+    }
+}
+
+/// `token`: a string.
+fn token_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct TokenVisitor;
+
+    impl de::Visitor<'_> for TokenVisitor {
+        type Value = String;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("`token` as a string")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(text.to_owned())
+        }
+    }
+
+    deserializer.deserialize_any(TokenVisitor)
+}
+
+/// `metadata`: a JSON object or `null`.
+fn metadata_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<MetadataObject>, D::Error> {
+    match Option::<MetadataValue>::deserialize(deserializer)? {
+        None | Some(MetadataValue::Static(simd_json::StaticNode::Null)) => Ok(None),
+        Some(MetadataValue::Object(object)) => Ok(Some(*object)),
+        Some(_) => Err(de::Error::custom("`metadata` must be a JSON object or null")),
+    }
+}
+
+/// Why a request body was refused, in one line for the `invalid_request` answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BadRequestBody(pub(crate) String);
+
+/// Reads the JSON request body `bytes` into `T`: not JSON, not an object, a missing field or a
+/// field of the wrong shape each give one line naming what is wrong (never the body itself).
+pub(crate) fn read_request<T: de::DeserializeOwned>(bytes: &mut [u8]) -> Result<T, BadRequestBody> {
+    let value = match simd_json::to_owned_value(bytes) {
+        Ok(value @ MetadataValue::Object(_)) => value,
+        Ok(_) => return Err(BadRequestBody("the body must be a JSON object".to_owned())),
+        Err(_) => return Err(BadRequestBody("the body is not valid JSON".to_owned())),
+    };
+    simd_json::serde::from_owned_value(value).map_err(|error| match error.error() {
+        simd_json::ErrorType::Serde(message) => BadRequestBody(message.clone()),
+        other => BadRequestBody(format!("the body does not fit: {other:?}")),
+    })
+}
 
 /// Every error answer: `{"error": "...", "message": "..."}`.
 #[derive(Serialize)]
@@ -106,3 +245,6 @@ pub(crate) struct Revoked {
 pub(crate) struct Inactive {
     pub(crate) active: bool,
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,10 @@
 //! `cache-toolkit`, never on `dao`, `auth-core` or `http-server`.
 
 mod backend;
+mod error;
 mod redis;
 mod sentinel;
 mod tls;
 
-pub use backend::{Backend, InfraError};
+pub use backend::Backend;
+pub use error::InfraError;

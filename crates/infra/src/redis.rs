@@ -13,7 +13,7 @@ use fred::{
 
 use config::{HostPort, RedisSettings, RedisTarget};
 
-use crate::backend::InfraError;
+use crate::error::InfraError;
 
 /// fred's event channels (invalidations, errors, reconnections) hold this many messages per
 /// receiver; a receiver further behind gets `Lagged` (the near cache then flushes). fred's

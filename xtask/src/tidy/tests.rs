@@ -2,7 +2,6 @@
 //! caught as surely as a file that breaks a rule.
 
 use super::*;
-use std::path::Path;
 
 #[test]
 fn module_doc_must_be_the_first_non_empty_line() {
@@ -20,11 +19,34 @@ fn module_doc_must_be_the_first_non_empty_line() {
     }
 }
 
+/// A package as `cargo metadata` would give it: `(package depended on, section, path)`.
+fn package(name: &str, dependencies: &[(&str, &str, Option<&str>)]) -> Package {
+    Package {
+        name: name.to_owned(),
+        manifest_path: PathBuf::from(format!("/repo/crates/{name}/Cargo.toml")),
+        dependencies: dependencies
+            .iter()
+            .map(|(dependency, section, path)| Dependency {
+                name: (*dependency).to_owned(),
+                section: (*section).to_owned(),
+                requirement: if path.is_some() { "^0.0.0".to_owned() } else { "^0.14".to_owned() },
+                path: path.map(PathBuf::from),
+                source: path.is_none().then(|| "registry+https://github.com/rust-lang/crates.io-index".to_owned()),
+            })
+            .collect(),
+    }
+}
+
 #[test]
 fn upward_dependency_is_detected() {
-    let manifest = "[package]\nname = \"dao\"\n\n[dependencies]\ncache-toolkit.workspace = true\n\
-                    auth-core.workspace = true\n";
-    let problems = layer_violations("dao", manifest);
+    let dao = package(
+        "dao",
+        &[
+            ("cache-toolkit", "dependencies", Some("/repo/crates/cache-toolkit")),
+            ("auth-core", "dependencies", Some("/repo/crates/auth-core")),
+        ],
+    );
+    let problems = layer_violations(&dao);
     assert_eq!(problems.len(), 1, "{problems:?}");
     let problem = &problems[0];
     for needle in ["`dao`", "`auth-core`", "[dependencies]"] {
@@ -33,30 +55,32 @@ fn upward_dependency_is_detected() {
 }
 
 #[test]
-fn every_spelling_and_section_of_a_dependency_is_seen() {
-    let cases = [
-        ("[dev-dependencies]\nhttp-server = { path = \"../http-server\" }\n", "dev-dependencies"),
-        ("[build-dependencies]\ninfra=\"0.0.0\"\n", "build-dependencies"),
-        ("[dependencies.infra]\nworkspace = true\n", "dependencies"),
-        ("[dependencies]\nstore = { package = \"infra\", path = \"../infra\" }\n", "dependencies"),
-        ("[target.'cfg(unix)'.dependencies]\ninfra.workspace = true\n", "target.'cfg(unix)'.dependencies"),
-    ];
-    for (manifest, section) in cases {
-        let problems = layer_violations("dao", manifest);
-        assert_eq!(problems.len(), 1, "for {manifest:?}: {problems:?}");
-        assert!(problems[0].contains(&format!("[{section}]")), "for {manifest:?}: {problems:?}");
-    }
+fn allowed_and_look_alike_dependencies_pass() {
+    let server = package(
+        "http-server",
+        &[
+            ("config", "dependencies", Some("/repo/crates/config")),
+            ("infra", "dependencies", Some("/repo/crates/infra")),
+            ("auth-core", "dev-dependencies", Some("/repo/crates/auth-core")),
+            ("dao-macros", "dependencies", None),
+            ("fred", "dependencies", None),
+        ],
+    );
+    assert_eq!(layer_violations(&server), Vec::<String>::new());
+    let look_alikes = package("config", &[("dao-macros", "dependencies", None), ("configure", "dependencies", None)]);
+    assert_eq!(layer_violations(&look_alikes), Vec::<String>::new());
 }
 
 #[test]
-fn allowed_and_look_alike_dependencies_pass() {
-    let manifest = "[package]\nname = \"http-server\"\n\n[dependencies]\nconfig.workspace = true\n\
-                    infra.workspace = true\nauth-core = { workspace = true }\ndao-macros = \"1\"\n\
-                    fred = { version = \"=10.1.0\", features = [\n  \"i-keys\", \"dao\",\n] }\n\
-                    [features]\ndao = []\n";
-    assert_eq!(layer_violations("http-server", manifest), Vec::<String>::new());
-    let look_alikes = "[dependencies]\ndao-macros = \"1\"\nconfigure = \"1\"\n";
-    assert_eq!(layer_violations("config", look_alikes), Vec::<String>::new());
+fn a_dev_dependency_on_itself_is_no_layer_violation() {
+    let itself = Some("/repo/crates/cache-toolkit");
+    let toolkit = package("cache-toolkit", &[("cache-toolkit", "dev-dependencies", itself)]);
+    assert!(layer_violations(&toolkit).is_empty());
+    let toolkit = package(
+        "cache-toolkit",
+        &[("cache-toolkit", "dependencies", itself), ("infra", "dev-dependencies", Some("/repo/crates/infra"))],
+    );
+    assert_eq!(layer_violations(&toolkit).len(), 2);
 }
 
 #[test]
@@ -69,26 +93,128 @@ fn a_crate_outside_the_table_is_reported() {
 
 #[test]
 fn config_must_be_our_path_crate() {
-    let ours = [
-        "[workspace.dependencies]\nconfig = { path = \"crates/config\", version = \"0.0.0\" }\n",
-        "[dependencies]\nconfig.workspace = true\n",
-        "[dependencies]\nconfig = { workspace = true }\n",
-        "[dev-dependencies]\nconfig = { path = \"../config\" }\n",
-        "[package]\nname = \"config\"\n",
-    ];
-    for manifest in ours {
-        assert_eq!(foreign_config_dependencies(manifest), Vec::<String>::new(), "for {manifest:?}");
-    }
+    let ours = Path::new("/repo/crates/config");
+    let our_path = package("infra", &[("config", "dependencies", Some("/repo/crates/config"))]);
+    assert_eq!(foreign_config_dependencies(&our_path, ours), Vec::<String>::new());
     let foreign = [
-        "[workspace.dependencies]\nconfig = \"0.14\"\n",
-        "[workspace.dependencies]\nconfig = { workspace = true }\n",
-        "[dependencies]\nconfig = { version = \"0.14\", features = [\"toml\"] }\n",
-        "[dependencies]\nsettings = { package = \"config\", version = \"0.14\" }\n",
-        "[dependencies.config]\nversion = \"0.14\"\n",
+        package("infra", &[("config", "dependencies", None)]),
+        package("infra", &[("config", "dev-dependencies", None)]),
+        package("infra", &[("config", "dependencies", Some("/elsewhere/config"))]),
     ];
-    for manifest in foreign {
-        assert_eq!(foreign_config_dependencies(manifest).len(), 1, "for {manifest:?}");
+    for package in foreign {
+        let problems = foreign_config_dependencies(&package, ours);
+        assert_eq!(problems.len(), 1, "for {package:?}");
+        assert!(problems[0].contains("is not our path crate"), "{problems:?}");
     }
+}
+
+/// `cargo metadata`'s JSON: the section of each kind and target, the package behind a rename.
+#[test]
+fn metadata_json_is_read_into_packages() {
+    let json = serde_json::json!({ "packages": [{
+        "name": "dao",
+        "manifest_path": "/repo/crates/dao/Cargo.toml",
+        "dependencies": [
+            { "name": "infra", "rename": "store", "kind": null, "target": null, "req": "^0.0.0",
+              "path": "/repo/crates/infra", "source": null },
+            { "name": "http-server", "kind": "dev", "target": "cfg(unix)", "req": "*",
+              "path": "/repo/crates/http-server", "source": null },
+            { "name": "config", "kind": "build", "target": null, "req": "^0.14",
+              "source": "registry+https://github.com/rust-lang/crates.io-index" },
+        ],
+    }]});
+    let packages = metadata::parse(&json).unwrap();
+    let sections: Vec<(&str, &str)> =
+        packages[0].dependencies.iter().map(|dep| (dep.name.as_str(), dep.section.as_str())).collect();
+    assert_eq!(
+        sections,
+        [
+            ("infra", "dependencies"),
+            ("http-server", "target.'cfg(unix)'.dev-dependencies"),
+            ("config", "build-dependencies")
+        ]
+    );
+    assert_eq!(packages[0].dependencies[2].path, None);
+    assert!(metadata::parse(&serde_json::json!({ "packages": [{ "name": "dao" }] })).is_err());
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tessera-tidy-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let path = self.0.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every way a manifest can spell a dependency, read by the real `cargo metadata` from a small
+/// workspace: each upward dependency is found in its section, behind `workspace = true`, a
+/// `[dependencies.NAME]` table or a rename; a renamed crates.io `config` is caught.
+#[test]
+fn every_spelling_and_section_of_a_dependency_is_seen_by_cargo() {
+    let scratch = Scratch::new("spellings");
+    scratch.write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n\n[workspace.dependencies]\n\
+         infra = { path = \"crates/infra\" }\n",
+    );
+    for name in ["infra", "http-server", "auth-core", "bench", "config"] {
+        scratch.write(
+            &format!("crates/{name}/Cargo.toml"),
+            &format!("[package]\nname = \"{name}\"\nversion = \"0.0.0\"\n"),
+        );
+        scratch.write(&format!("crates/{name}/src/lib.rs"), "");
+    }
+    scratch.write(
+        "crates/dao/Cargo.toml",
+        "[package]\nname = \"dao\"\nversion = \"0.0.0\"\n\n[dependencies.infra]\nworkspace = true\n\n\
+         [dev-dependencies]\nhttp-server = { path = \"../http-server\" }\n\n\
+         [target.'cfg(unix)'.dependencies]\nstore = { package = \"auth-core\", path = \"../auth-core\" }\n\n\
+         [build-dependencies]\nbench={path=\"../bench\"}\n",
+    );
+    scratch.write("crates/dao/src/lib.rs", "");
+    scratch.write(
+        "crates/cache-toolkit/Cargo.toml",
+        "[package]\nname = \"cache-toolkit\"\nversion = \"0.0.0\"\n\n[dependencies]\n\
+         settings = { package = \"config\", version = \"0.14\" }\n",
+    );
+    scratch.write("crates/cache-toolkit/src/lib.rs", "");
+    let packages = metadata::packages(&scratch.0).unwrap();
+    let dao = packages.iter().find(|package| package.name == "dao").unwrap();
+    let mut found: Vec<String> = layer_violations(dao)
+        .iter()
+        .map(|problem| problem.split(" (crates/").next().unwrap_or_default().to_owned())
+        .collect();
+    found.sort();
+    let expected = [
+        "`dao` depends on `auth-core` in [target.'cfg(unix)'.dependencies]",
+        "`dao` depends on `bench` in [build-dependencies]",
+        "`dao` depends on `http-server` in [dev-dependencies]",
+        "`dao` depends on `infra` in [dependencies]",
+    ];
+    assert_eq!(found, expected);
+    let ours = fs::canonicalize(scratch.0.join("crates/config")).unwrap();
+    let toolkit = packages.iter().find(|package| package.name == "cache-toolkit").unwrap();
+    let foreign = foreign_config_dependencies(toolkit, &ours);
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    assert!(foreign[0].contains("registry+"), "{foreign:?}");
+    let server = packages.iter().find(|package| package.name == "http-server").unwrap();
+    assert_eq!(foreign_config_dependencies(server, &ours), Vec::<String>::new());
 }
 
 #[test]

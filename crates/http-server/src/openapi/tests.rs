@@ -11,7 +11,11 @@ use simd_json::{OwnedValue, prelude::*};
 use config::{AppEnv, Settings};
 
 use super::DOCUMENT;
-use crate::{error::ApiError, routes::Route, wire};
+use crate::{
+    error::ApiError,
+    route::{Route, RouteName},
+    wire,
+};
 
 /// The methods an OpenAPI path item may hold.
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -72,11 +76,12 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
         let path = example_path(&document, template, item);
         let route = Route::of(&path);
         assert_ne!(route, Route::Unknown, "{template} ({path}) is no route");
-        if let Some(earlier) = documented.insert(route.label(), template.to_string()) {
-            panic!("{template} and {earlier} are the same route, {}", route.label());
+        if let Some(earlier) = documented.insert(route.name().label(), template.to_string()) {
+            panic!("{template} and {earlier} are the same route, {}", route.name().label());
         }
     }
-    let every_route: BTreeSet<&str> = Route::LABELS.iter().copied().filter(|label| *label != "unknown").collect();
+    let every_route: BTreeSet<&str> =
+        RouteName::ALL.iter().filter(|name| **name != RouteName::Unknown).map(|name| name.label()).collect();
     let documented_routes: BTreeSet<&str> = documented.keys().copied().collect();
     assert_eq!(documented_routes, every_route, "routes (by label) documented vs in the route table");
 }
@@ -202,8 +207,8 @@ fn response_schemas_are_the_wire_types() {
         ("Revoked", |text| wire_fields::<wire::Revoked>(text)),
         ("Inactive", |text| wire_fields::<wire::Inactive>(text)),
     ];
-    // Shapes that are no wire type: request bodies (read field by field), stored metadata
-    // (passed through as stored), and the pieces they are made of.
+    // Shapes that are no answer's wire type: the request bodies (`request_schemas_are_the_wire_types`),
+    // stored metadata (passed through as stored), and the pieces they are made of.
     let not_wire_types = [
         "UserId",
         "Metadata",
@@ -236,6 +241,89 @@ fn response_schemas_are_the_wire_types() {
             let written = check(&mut simd_json::to_vec(example).unwrap());
             let written = written.unwrap_or_else(|error| panic!("{name}: {example} is no wire value: {error}"));
             assert_eq!(written, properties, "{name}: fields written vs documented, for {example}");
+        }
+    }
+}
+
+/// The fields a `Deserialize` struct asks for, caught from its `deserialize_struct` call.
+struct StructFields<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for StructFields<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("fields caught"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
+fn struct_fields<T: serde::de::DeserializeOwned>() -> BTreeSet<String> {
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(StructFields(&mut fields));
+    fields.iter().map(|field| (*field).to_owned()).collect()
+}
+
+/// Whether the JSON `value` reads into the request type `T`, as the server reads a body.
+fn reads_into<T: serde::de::DeserializeOwned>(value: &OwnedValue) -> Result<(), String> {
+    wire::read_request::<T>(&mut simd_json::to_vec(value).unwrap()).map(drop).map_err(|refused| refused.0)
+}
+
+type RequestCheck = (&'static str, fn() -> BTreeSet<String>, fn(&OwnedValue) -> Result<(), String>);
+
+/// Each request body schema and the wire type the server reads it into, both ways: the type's
+/// fields are the schema's properties, a property is required exactly when the type refuses a
+/// body without it, the examples read into the type, and a field the schema does not name is
+/// ignored (the schemas allow them).
+#[test]
+fn request_schemas_are_the_wire_types() {
+    let request_types: &[RequestCheck] = &[
+        ("IssueSessionRequest", struct_fields::<wire::IssueSessionRequest>, reads_into::<wire::IssueSessionRequest>),
+        ("IntrospectionRequest", struct_fields::<wire::IntrospectionRequest>, reads_into::<wire::IntrospectionRequest>),
+    ];
+    let document = document();
+    let schemas = document.get("components").and_then(|components| components.get("schemas")).unwrap();
+    for (name, fields, reads) in request_types {
+        let schema = schemas.get(*name).unwrap_or_else(|| panic!("no schema {name}"));
+        let properties: BTreeSet<String> =
+            object(schema.get("properties").unwrap(), "properties").keys().map(ToString::to_string).collect();
+        assert!(!fields().is_empty(), "{name}: no fields caught");
+        assert_eq!(fields(), properties, "{name}: the type's fields vs the schema's properties");
+        assert_ne!(schema.get("additionalProperties").and_then(|value| value.as_bool()), Some(false), "{name}");
+        let required: BTreeSet<String> = schema
+            .get("required")
+            .and_then(|required| required.as_array())
+            .into_iter()
+            .flatten()
+            .map(|field| field.as_str().unwrap().to_owned())
+            .collect();
+        let examples = schema.get("examples").and_then(|examples| examples.as_array()).cloned().unwrap_or_default();
+        let full = examples.iter().find(|example| object(example, "an example").len() == properties.len());
+        let full = full.unwrap_or_else(|| panic!("{name}: no example gives every property"));
+        for example in &examples {
+            reads(example).unwrap_or_else(|refused| panic!("{name}: {example} is refused: {refused}"));
+            let mut extended = example.clone();
+            extended.as_object_mut().unwrap().insert("not_a_field".into(), OwnedValue::from(1));
+            reads(&extended).unwrap_or_else(|refused| panic!("{name}: an unknown field is refused: {refused}"));
+        }
+        for property in &properties {
+            let mut without = full.clone();
+            without.as_object_mut().unwrap().remove(property.as_str());
+            let refused = reads(&without).is_err();
+            assert_eq!(refused, required.contains(property), "{name}: refused without {property}");
         }
     }
 }
