@@ -26,7 +26,7 @@ use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use cache_toolkit::{GateClosed, PrimaryGate};
 use config::{RedisSettings, RedisTarget};
 
-use crate::backend::InfraError;
+use crate::error::InfraError;
 
 /// How often the sentinels are asked where the primary is, in case an announcement was missed.
 const CHECK_PERIOD: Duration = Duration::from_secs(1);
