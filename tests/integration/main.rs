@@ -7,6 +7,7 @@
 mod auth_api;
 mod binary;
 mod cli;
+mod cluster_failover;
 mod connection_limits;
 mod embed;
 mod failover;
@@ -17,6 +18,7 @@ mod near_cache;
 mod openapi;
 mod redis_tls;
 mod revocation;
+mod sentinel_failover;
 mod server;
 mod session_cap;
 mod tokens;

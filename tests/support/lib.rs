@@ -10,6 +10,7 @@
     reason = "test support: a panic is a test failure with its message"
 )]
 
+mod cluster;
 mod http;
 mod lagging_link;
 mod process;
@@ -17,6 +18,7 @@ mod redis;
 mod resp;
 mod tls;
 
+pub use cluster::PrivateCluster;
 pub use http::{HttpResponse, get, get_on, raw_status, send};
 pub use lagging_link::LaggingLink;
 pub use process::{ServerProcess, tessera_command};

@@ -120,26 +120,39 @@ impl PrivateRedis {
     /// A sentinel speaking TLS on [`PrivateRedis::tls_port`] and monitoring `primary`'s TLS
     /// port over TLS (`tls-replication yes`) as `service`.
     pub fn start_sentinel_tls(tls: &ServerTls, primary: &PrivateRedis, service: &str) -> Self {
+        let configuration = format!(
+            "tls-replication yes\nsentinel monitor {service} 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds {service} 5000\n",
+            primary.tls_port()
+        );
+        Self::launch_sentinel(&configuration, service, tls_args(tls), Some(free_port()))
+    }
+
+    /// One of `quorum`'s sentinels monitoring the primary on `primary_port` as `service`, quick
+    /// to act: the primary is judged down after `down_after`, a failover is retried after 2 s.
+    pub fn start_sentinel(primary_port: u16, service: &str, quorum: u8, down_after: Duration) -> Self {
+        let configuration = format!(
+            "sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
+             sentinel down-after-milliseconds {service} {}\n\
+             sentinel failover-timeout {service} 2000\n",
+            down_after.as_millis()
+        );
+        Self::launch_sentinel(&configuration, service, Vec::new(), None)
+    }
+
+    fn launch_sentinel(configuration: &str, service: &str, extra_args: Vec<OsString>, tls_port: Option<u16>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("tessera-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("sentinel.conf");
-        let primary_port = primary.tls_port();
-        std::fs::write(
-            &config,
-            format!(
-                "tls-replication yes\nsentinel monitor {service} 127.0.0.1 {primary_port} 1\n\
-                 sentinel down-after-milliseconds {service} 5000\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, configuration).unwrap();
         let mut redis = Self {
             port,
             dir,
             durable: false,
             leading_args: vec![config.into(), "--sentinel".into()],
-            extra_args: tls_args(tls),
-            tls_port: Some(free_port()),
+            extra_args,
+            tls_port,
             child: None,
         };
         redis.restart();
@@ -149,6 +162,19 @@ impl PrivateRedis {
             std::thread::sleep(Duration::from_millis(50));
         }
         redis
+    }
+
+    /// A cluster-enabled node that belongs to no cluster yet, announced as 127.0.0.1, its cluster
+    /// bus on a free port of its own; `options` are added to the command line (e.g.
+    /// `--cluster-node-timeout 2000`). [`crate::PrivateCluster`] joins such nodes.
+    pub fn start_cluster_node(options: &[&str]) -> Self {
+        let mut args: Vec<OsString> =
+            ["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1", "--cluster-port"]
+                .map(OsString::from)
+                .to_vec();
+        args.push(free_port().to_string().into());
+        args.extend(options.iter().map(OsString::from));
+        Self::launch_with(false, args, false)
     }
 
     /// A replica of the master listening on `master_port` (`--replicaof`), returned once its

@@ -13,6 +13,7 @@ use crate::{
     embedded::{IncrementFailure, TextReadFailure, WrongType},
     metrics::CacheMetrics,
     near::{NearCache, NearCacheError, NearCacheSettings},
+    primary_gate::{GateClosed, PrimaryGate},
     redis,
 };
 
@@ -61,13 +62,22 @@ pub enum CacheStore {
 #[derive(Clone, Debug)]
 pub struct RedisPool {
     pool: Pool,
+    /// Closed while the primary changes (sentinel): commands are refused instead of sent.
+    gate: Option<Arc<PrimaryGate>>,
 }
 
 impl RedisPool {
     /// Wraps a fred pool its caller has connected (and will close).
     #[cfg(any(feature = "fred-pool", test))]
     pub fn from_fred(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, gate: None }
+    }
+
+    /// Commands through this pool ask `gate` first and are refused (unavailable) while it is
+    /// closed; a `READONLY` reply is reported to it.
+    pub fn with_primary_gate(mut self, gate: Arc<PrimaryGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
@@ -110,6 +120,8 @@ pub(crate) enum StoreFailure {
     NotUtf8,
     /// A command the embedded store refuses with Redis's error reply (its text, without `ERR`).
     Refused(&'static str),
+    /// Not sent: the primary is changing ([`PrimaryGate`]).
+    PrimaryChanging(GateClosed),
 }
 
 impl From<fred::error::Error> for StoreFailure {
@@ -182,7 +194,7 @@ impl CacheClient {
     /// returned as it is. Clones and [`Self::with_key_prefix`] clients share the near cache;
     /// its counters go to this client's [`CacheMetrics`].
     pub async fn with_near_cache(&self, settings: NearCacheSettings) -> Result<Self, NearCacheError> {
-        let CacheStore::Redis(RedisPool { pool }) = &self.inner.store else { return Ok(self.clone()) };
+        let CacheStore::Redis(RedisPool { pool, .. }) = &self.inner.store else { return Ok(self.clone()) };
         if self.inner.near.is_some() {
             return Ok(self.clone());
         }
@@ -274,7 +286,7 @@ impl CacheClient {
     /// callers fall back to plain operations there.
     pub fn runs_scripts(&self) -> bool {
         match &self.inner.store {
-            CacheStore::Redis(RedisPool { pool }) => !fred::interfaces::ClientLike::is_clustered(pool.next()),
+            CacheStore::Redis(RedisPool { pool, .. }) => !fred::interfaces::ClientLike::is_clustered(pool.next()),
             CacheStore::Embedded(_) => false,
         }
     }
@@ -353,7 +365,18 @@ impl CacheClient {
     ) -> Result<T, CacheError> {
         let started = Instant::now();
         let outcome = match &self.inner.store {
-            CacheStore::Redis(RedisPool { pool }) => on_redis(pool).await.map_err(StoreFailure::from),
+            CacheStore::Redis(RedisPool { pool, gate }) => match gate.as_deref() {
+                None => on_redis(pool).await.map_err(StoreFailure::from),
+                Some(gate) => match gate.closed() {
+                    Some(why) => Err(StoreFailure::PrimaryChanging(why)),
+                    None => on_redis(pool).await.map_err(|error| {
+                        if crate::error::is_read_only_reply(&error) {
+                            gate.report_read_only();
+                        }
+                        StoreFailure::from(error)
+                    }),
+                },
+            },
             CacheStore::Embedded(store) => on_embedded(store).await.map_err(Into::into),
         };
         if let Some(near) = &self.inner.near {
@@ -366,6 +389,7 @@ impl CacheClient {
             StoreFailure::WrongType => CacheError::wrong_type(operation, key),
             StoreFailure::NotUtf8 => CacheError::bad_data(operation, key, "Could not convert to string."),
             StoreFailure::Refused(reply) => CacheError::rejected(operation, key, reply),
+            StoreFailure::PrimaryChanging(why) => CacheError::unavailable(operation, Some(key), why.as_str()),
         });
         self.finish(operation, key, started, result)
     }
@@ -442,7 +466,7 @@ impl CacheClient {
     pub async fn ping(&self) -> Result<Duration, CacheError> {
         let started = Instant::now();
         let result = match &self.inner.store {
-            CacheStore::Redis(RedisPool { pool }) => ping_every_connection(pool).await,
+            CacheStore::Redis(RedisPool { pool, .. }) => ping_every_connection(pool).await,
             CacheStore::Embedded(_) => Ok(Duration::ZERO),
         };
         self.finish("ping", "", started, result)

@@ -62,6 +62,11 @@ impl CacheError {
         Self::new(operation, key, kind, Box::new(error))
     }
 
+    /// The store cannot be asked now (the primary is changing); nothing was sent.
+    pub(crate) fn unavailable(operation: &'static str, key: Option<&str>, why: &'static str) -> Self {
+        Self::new(operation, key, CacheErrorKind::Unavailable, why.into())
+    }
+
     pub(crate) fn wrong_type(operation: &'static str, key: &str) -> Self {
         Self::new(operation, Some(key), CacheErrorKind::WrongType, "key holds another type of value".into())
     }
@@ -144,8 +149,18 @@ pub(crate) fn cut_key(key: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Redis refused a write because the node is a replica: `READONLY` as the reply, or inside a
+/// script's error when the write came from a script.
+pub(crate) fn is_read_only_reply(error: &FredError) -> bool {
+    let details = error.details();
+    details.starts_with("READONLY") || details.contains("-READONLY You can't write")
+}
+
 fn classify(error: &FredError) -> CacheErrorKind {
     let details = error.details();
+    if is_read_only_reply(error) {
+        return CacheErrorKind::Unavailable;
+    }
     if details.starts_with("WRONGTYPE") {
         return CacheErrorKind::WrongType;
     }
@@ -210,6 +225,24 @@ mod tests {
         for (kind, details, expected) in cases {
             assert_eq!(classify(&FredError::new(kind, details)), expected, "{details}");
         }
+    }
+
+    /// A write on a replica, as Redis 7.0 answers it for a command and inside a script, and as
+    /// Redis 6 wraps a script's error: "not now" (the primary is elsewhere), never a script bug.
+    #[test]
+    fn writes_on_a_replica_are_read_only_replies() {
+        let replies = [
+            "READONLY You can't write against a read only replica.",
+            "READONLY You can't write against a read only replica. script: ee5bed0f6963e93a14eebfb64f07c299c1b4313f, on @user_script:1.",
+            "ERR Error running script (call to f_76e2): @user_script:1: @user_script: 1: -READONLY You can't write against a read only replica.",
+        ];
+        for details in replies {
+            let error = FredError::new(FredErrorKind::Unknown, details);
+            assert!(is_read_only_reply(&error), "{details}");
+            assert_eq!(classify(&error), CacheErrorKind::Unavailable, "{details}");
+        }
+        let unrelated = FredError::new(FredErrorKind::Unknown, "ERR value is not an integer (READONLY mentioned)");
+        assert!(!is_read_only_reply(&unrelated));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod key;
 mod lock;
 mod metrics;
 mod near;
+mod primary_gate;
 mod redis;
 mod replication;
 mod script;
@@ -39,6 +40,7 @@ pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use near::{NearCacheError, NearCacheSettings};
+pub use primary_gate::{GateClosed, PrimaryGate};
 pub use replication::{ReplicaWait, Replication};
 pub use script::{CacheScript, ScriptReply};
 

@@ -1,12 +1,16 @@
 //! [`Backend`]: an initialized cache backend — Redis or embedded — and its lifecycle. Holding
 //! one means the store is ready; the only way to a [`CacheClient`] is through it.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use fred::{clients::Pool, interfaces::ClientLike, types::ConnectHandle};
 
 use cache_toolkit::{
-    CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, NearCacheSettings, RedisPool,
+    CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, NearCacheSettings, PrimaryGate,
+    RedisPool,
 };
 use config::{NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, Settings, StoreKind};
 
@@ -34,6 +38,8 @@ struct RedisConnection {
     addresses: String,
     tls: bool,
     close_timeout: Duration,
+    /// Sentinel only: follows the primary through failovers.
+    sentinel_watch: Option<crate::sentinel::SentinelWatch>,
 }
 
 impl Backend {
@@ -108,6 +114,18 @@ impl Backend {
             tls = settings.tls.is_some(),
             "connected to redis"
         );
+        let gate = Arc::new(PrimaryGate::new());
+        let sentinel_watch = match crate::sentinel::SentinelWatch::start(settings, &pool, Arc::clone(&gate)) {
+            Ok(watch) => watch,
+            Err(error) => {
+                abandon(&pool).await;
+                return Err(error);
+            }
+        };
+        let redis_pool = match sentinel_watch {
+            Some(_) => RedisPool::from_fred(pool.clone()).with_primary_gate(gate),
+            None => RedisPool::from_fred(pool.clone()),
+        };
         let connection = RedisConnection {
             pool: pool.clone(),
             connection_task,
@@ -115,11 +133,9 @@ impl Backend {
             addresses,
             tls: settings.tls.is_some(),
             close_timeout: settings.connect_timeout.max(settings.command_timeout),
+            sentinel_watch,
         };
-        Ok(Self {
-            cache: CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool)), options),
-            store: Store::Redis(connection),
-        })
+        Ok(Self { cache: CacheClient::new(CacheStore::Redis(redis_pool), options), store: Store::Redis(connection) })
     }
 
     /// The cache handle; clones share this backend's connections (or keyspace).
@@ -165,6 +181,9 @@ impl Backend {
             tracing::info!("embedded store dropped");
             return;
         };
+        if let Some(watch) = redis.sentinel_watch {
+            watch.stop(redis.close_timeout).await;
+        }
         if tokio::time::timeout(redis.close_timeout, redis.pool.quit()).await.is_err() {
             tracing::warn!(addresses = %redis.addresses, "redis QUIT did not complete in time");
         }

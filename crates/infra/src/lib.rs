@@ -7,6 +7,7 @@
 mod backend;
 mod error;
 mod redis;
+mod sentinel;
 mod tls;
 
 pub use backend::Backend;

@@ -3,7 +3,7 @@
 //! timeout, so commands fail fast while Redis is away and the pool heals by itself).
 
 use fred::{
-    clients::Pool,
+    clients::{Client, Pool},
     interfaces::ClientLike,
     types::{
         Builder,
@@ -23,6 +23,8 @@ const EVENT_CHANNEL_CAPACITY: usize = 4_096;
 /// Retry forever: a finite budget leaves a dead client once it runs out (docs/FRED.md).
 const UNLIMITED_ATTEMPTS: u32 = 0;
 const BACKOFF_BASE: u32 = 2;
+/// See [`reconnect_max`].
+const FAILOVER_RECONNECT_MAX: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
     let (server, database) = match &settings.target {
@@ -38,6 +40,21 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
             *db,
         ),
     };
+    builder(settings, server, database)?.build_pool(settings.pool_size).map_err(|source| InfraError::Build {
+        addresses: settings.target.addresses(),
+        reason: source.details().to_owned(),
+    })
+}
+
+/// A client of one sentinel (not the primary it monitors), configured as the pool is: the same
+/// credentials (fred sends them to sentinels too), TLS, timeouts and reconnect policy.
+pub(crate) fn sentinel_client(settings: &RedisSettings, sentinel: &HostPort) -> Result<Client, InfraError> {
+    builder(settings, ServerConfig::Centralized { server: fred_server(sentinel) }, 0)?
+        .build()
+        .map_err(|source| InfraError::Build { addresses: sentinel.to_string(), reason: source.details().to_owned() })
+}
+
+fn builder(settings: &RedisSettings, server: ServerConfig, database: u8) -> Result<Builder, InfraError> {
     let config = Config {
         server,
         username: settings.username.clone(),
@@ -58,11 +75,12 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
     };
     let policy = ReconnectPolicy::new_exponential(
         UNLIMITED_ATTEMPTS,
-        millis_u32(settings.reconnect_min),
-        millis_u32(settings.reconnect_max),
+        millis_u32(settings.reconnect_min.min(reconnect_max(settings))),
+        millis_u32(reconnect_max(settings)),
         BACKOFF_BASE,
     );
-    Builder::from_config(config)
+    let mut builder = Builder::from_config(config);
+    builder
         .with_connection_config(|connection| {
             connection.connection_timeout = settings.connect_timeout;
             connection.internal_command_timeout = settings.connect_timeout.max(settings.command_timeout);
@@ -71,12 +89,8 @@ pub(crate) fn build_pool(settings: &RedisSettings) -> Result<Pool, InfraError> {
             performance.default_command_timeout = settings.command_timeout;
             performance.broadcast_channel_capacity = EVENT_CHANNEL_CAPACITY;
         })
-        .set_policy(policy)
-        .build_pool(settings.pool_size)
-        .map_err(|source| InfraError::Build {
-            addresses: settings.target.addresses(),
-            reason: source.details().to_owned(),
-        })
+        .set_policy(policy);
+    Ok(builder)
 }
 
 /// Why a TLS handshake with one node fails, if it does: fred reports a sentinel set it could
@@ -100,6 +114,22 @@ pub(crate) async fn tls_handshake_problem(settings: &RedisSettings, node: &HostP
     };
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), client.quit()).await;
     problem
+}
+
+/// The longest reconnect delay: `TESSERA_REDIS_RECONNECT_MAX_MS`, but at most
+/// [`FAILOVER_RECONNECT_MAX`] where a replica takes over. On a cluster a dead primary stalls
+/// every command of the client until a reconnection attempt finds its replica promoted
+/// (docs/FRED.md), so a long delay between attempts would stall the healthy shards that much
+/// longer; an attempt costs one CLUSTER SLOTS and one connection attempt to the dead node. With
+/// sentinels, a connection in its delay takes the watch's forced reconnection only when the
+/// delay ends (docs/SENTINEL.md); an attempt costs one question to a sentinel.
+fn reconnect_max(settings: &RedisSettings) -> std::time::Duration {
+    match settings.target {
+        RedisTarget::Cluster { .. } | RedisTarget::Sentinel { .. } => {
+            settings.reconnect_max.min(FAILOVER_RECONNECT_MAX)
+        }
+        RedisTarget::Standalone { .. } => settings.reconnect_max,
+    }
 }
 
 fn fred_server(node: &HostPort) -> Server {

@@ -1,0 +1,434 @@
+//! [`SentinelWatch`]: keeps a sentinel pool on the current primary (docs/SENTINEL.md).
+//!
+//! fred asks the sentinels for the primary only when a connection (re)connects, and checks
+//! `ROLE` then; it does not follow the sentinels' announcements. After a graceful failover
+//! the old primary keeps accepting writes until the sentinels demote it, seconds later, and
+//! those writes are then lost. So the watch:
+//! - listens to every sentinel's events (PSUBSCRIBE on each; one reachable sentinel is enough);
+//! - closes the [`PrimaryGate`] when a failover of our service starts (`+selected-slave`,
+//!   published before the replica is promoted), so no write reaches the old primary after it;
+//! - on `+switch-master`, reconnects every pooled connection that is not on the new primary
+//!   and opens the gate once each one is there and answers `ROLE` as a master;
+//! - does the same when a command got `READONLY` (a connection on a replica), when a failover
+//!   announced no result within [`FAILOVER_BOUND`], and when the sentinels, asked every
+//!   [`CHECK_PERIOD`], agree on a primary some connection is not on (missed announcements:
+//!   a sentinel connection that dropped).
+
+use std::{sync::Arc, time::Duration};
+
+use fred::{
+    clients::{Client, Pool},
+    interfaces::{ClientLike, EventInterface, PubsubInterface, ServerInterface},
+    types::{ConnectHandle, CustomCommand, Message, Value, config::Server},
+};
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+
+use cache_toolkit::{GateClosed, PrimaryGate};
+use config::{RedisSettings, RedisTarget};
+
+use crate::error::InfraError;
+
+/// How often the sentinels are asked where the primary is, in case an announcement was missed.
+const CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// A failover that started but announced neither a new primary nor an abort within this long:
+/// the gate opens on whatever primary the sentinels then agree on.
+const FAILOVER_BOUND: Duration = Duration::from_secs(10);
+/// Between two rounds of reconnecting the connections that are not on the primary yet; it
+/// doubles after each failed round, up to [`CHECK_PERIOD`].
+const REALIGN_PAUSE: Duration = Duration::from_millis(50);
+/// One connection's forced reconnection or ROLE answer is awaited at most this long.
+const STEP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Between two attempts to reach a sentinel whose first connection failed.
+const SENTINEL_RETRY: Duration = Duration::from_secs(1);
+
+/// What a sentinel announced about our service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Announcement {
+    /// A replica was chosen for promotion: the primary stops being one any moment.
+    FailoverStarted,
+    /// The failover is over: this is the primary now.
+    SwitchedTo(Server),
+    /// The failover was given up: the primary did not change.
+    FailoverAborted,
+    /// A sentinel connection was (re)established: announcements may have been missed.
+    Resubscribed,
+}
+
+/// The running watch: its tasks end when it is stopped or dropped.
+#[derive(Debug)]
+pub(crate) struct SentinelWatch {
+    tasks: JoinSet<()>,
+    sentinels: Vec<Client>,
+}
+
+impl SentinelWatch {
+    /// Starts watching for `settings`' sentinel target; `None` for other targets.
+    pub(crate) fn start(
+        settings: &RedisSettings,
+        pool: &Pool,
+        gate: Arc<PrimaryGate>,
+    ) -> Result<Option<Self>, InfraError> {
+        let RedisTarget::Sentinel { sentinels, service_name, .. } = &settings.target else { return Ok(None) };
+        let clients = sentinels
+            .iter()
+            .map(|sentinel| crate::redis::sentinel_client(settings, sentinel))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (announcements, received) = mpsc::channel(64);
+        let mut tasks = JoinSet::new();
+        for (client, address) in clients.iter().zip(sentinels) {
+            tasks.spawn(listen(client.clone(), address.to_string(), service_name.clone(), announcements.clone()));
+        }
+        let follower = Follower {
+            pool: pool.clone(),
+            sentinels: clients.clone(),
+            service_name: service_name.clone(),
+            gate,
+            connect_timeout: settings.connect_timeout,
+        };
+        tasks.spawn(follower.run(received));
+        Ok(Some(Self { tasks, sentinels: clients }))
+    }
+
+    /// Stops the tasks and closes the sentinel connections (bounded).
+    pub(crate) async fn stop(mut self, timeout: Duration) {
+        self.tasks.shutdown().await;
+        for sentinel in &self.sentinels {
+            let _ = tokio::time::timeout(timeout, sentinel.quit()).await;
+        }
+    }
+}
+
+/// Connects to one sentinel (retrying until it answers), subscribes to its events and sends
+/// ours on; subscribes again after each reconnection.
+async fn listen(sentinel: Client, address: String, service_name: String, announcements: mpsc::Sender<Announcement>) {
+    let mut messages = sentinel.message_rx();
+    let mut reconnections = sentinel.reconnect_rx();
+    let _connection: ConnectHandle = loop {
+        match sentinel.init().await {
+            Ok(task) => break task,
+            Err(error) => {
+                tracing::debug!(%error, sentinel = %address, "sentinel not reachable; retrying");
+                let _ = sentinel.quit().await;
+                tokio::time::sleep(SENTINEL_RETRY).await;
+            }
+        }
+    };
+    subscribe(&sentinel, &address, &announcements).await;
+    loop {
+        tokio::select! {
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    if let Some(announcement) = announcement(&message, &service_name) {
+                        tracing::info!(
+                            sentinel = %address,
+                            event = %message.channel,
+                            "sentinel announced a failover step"
+                        );
+                        if announcements.send(announcement).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = announcements.send(Announcement::Resubscribed).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            reconnected = reconnections.recv() => match reconnected {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    subscribe(&sentinel, &address, &announcements).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+async fn subscribe(sentinel: &Client, address: &str, announcements: &mpsc::Sender<Announcement>) {
+    // Every event: the failover's steps come on channels named after them.
+    if let Err(error) = sentinel.psubscribe("*").await {
+        tracing::warn!(%error, sentinel = address, "cannot subscribe to the sentinel's events");
+    }
+    let _ = announcements.send(Announcement::Resubscribed).await;
+}
+
+/// Reads a sentinel event about `service_name`. The texts are
+/// `+switch-master <name> <old ip> <old port> <new ip> <new port>`, and for the others
+/// `<kind> <instance> <ip> <port> [@ <master name> <master ip> <master port>]`.
+fn announcement(message: &Message, service_name: &str) -> Option<Announcement> {
+    let text = message.value.as_str()?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let master_name = match words.iter().position(|word| *word == "@") {
+        Some(at) => words.get(at + 1).copied(),
+        None if message.channel == "+switch-master" => words.first().copied(),
+        None => words.get(1).copied(),
+    };
+    if master_name != Some(service_name) {
+        return None;
+    }
+    match &*message.channel {
+        "+selected-slave" | "+failover-state-send-slaveof-noone" => Some(Announcement::FailoverStarted),
+        "+switch-master" => {
+            let (host, port) = (words.get(3)?, words.get(4)?.parse().ok()?);
+            Some(Announcement::SwitchedTo(Server::new(*host, port)))
+        }
+        channel if channel.starts_with("-failover-abort") => Some(Announcement::FailoverAborted),
+        _ => None,
+    }
+}
+
+/// Keeps the pool on the primary; the only task that opens the gate.
+struct Follower {
+    pool: Pool,
+    sentinels: Vec<Client>,
+    service_name: String,
+    gate: Arc<PrimaryGate>,
+    connect_timeout: Duration,
+}
+
+/// Where one pooled connection is, as seen from the primary the sentinels name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// On that primary, which answers `ROLE` as a master.
+    OnPrimary,
+    /// On another node, or on one that answers `ROLE` as a replica: must reconnect.
+    Misplaced,
+    /// On that primary, which does not answer (down): fred reconnects by itself.
+    Unanswered,
+}
+
+/// The primary the pool must reach before the gate opens.
+#[derive(Clone, Debug)]
+struct Target {
+    primary: Server,
+    /// Since when commands may have been refused for it.
+    since: Instant,
+    /// Named by a `+switch-master`: trusted over the sentinels' answers for [`FAILOVER_BOUND`],
+    /// since the sentinels that did not lead the failover learn of it only seconds later.
+    announced: bool,
+}
+
+impl Target {
+    fn from_sentinels(primary: Server) -> Self {
+        Self { primary, since: Instant::now(), announced: false }
+    }
+
+    /// Whether the sentinels' majority may replace this primary.
+    fn revisable(&self) -> bool {
+        !self.announced || self.since.elapsed() >= FAILOVER_BOUND
+    }
+}
+
+impl Follower {
+    async fn run(self, mut announcements: mpsc::Receiver<Announcement>) {
+        let mut check = tokio::time::interval(CHECK_PERIOD);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The next round of reconnections, further apart while rounds fail (a primary that
+        // answers as a replica must not see a storm of reconnections).
+        let mut next_round = Instant::now();
+        let mut failed_rounds = 0_u32;
+        // When the gate was closed for a failover whose end is not announced yet.
+        let mut failover_since: Option<Instant> = None;
+        let mut target: Option<Target> = None;
+        // The primary the pool was last found on: the other sentinels' copies of an
+        // announcement already followed must not close the gate again.
+        let mut aligned_on: Option<Server> = None;
+        loop {
+            tokio::select! {
+                announcement = announcements.recv() => match announcement {
+                    None => return,
+                    Some(Announcement::FailoverStarted) => {
+                        if failover_since.is_none() {
+                            tracing::warn!("failover started: refusing Redis commands until the new primary is known");
+                        }
+                        self.gate.close(GateClosed::Failover);
+                        failover_since = Some(Instant::now());
+                        target = None;
+                    }
+                    Some(Announcement::SwitchedTo(primary)) => {
+                        let since = failover_since.take().unwrap_or_else(Instant::now);
+                        if aligned_on.as_ref() != Some(&primary) {
+                            self.gate.close(GateClosed::Failover);
+                        }
+                        if target.as_ref().is_none_or(|current| current.primary != primary) {
+                            tracing::info!(primary = %address(&primary), "the sentinels announced a new primary");
+                            target = Some(Target { primary, since, announced: true });
+                        }
+                    }
+                    Some(Announcement::FailoverAborted) | Some(Announcement::Resubscribed) => {
+                        failover_since = None;
+                        if target.as_ref().is_none_or(Target::revisable) {
+                            target = self.agreed_primary().await.map(Target::from_sentinels).or(target);
+                        }
+                    }
+                },
+                () = self.gate.read_only_reported(), if failover_since.is_none() && target.is_none() => {
+                    target = self.agreed_primary().await.map(Target::from_sentinels);
+                    if target.is_none() {
+                        tracing::warn!("no sentinel majority names a primary: Redis commands stay refused");
+                    }
+                }
+                _ = check.tick(), if target.is_none() => {
+                    if failover_since.is_some_and(|since| since.elapsed() >= FAILOVER_BOUND) {
+                        tracing::warn!("a failover announced no result within {FAILOVER_BOUND:?}");
+                        failover_since = None;
+                    }
+                    if failover_since.is_none() {
+                        target = self.agreed_primary().await.map(Target::from_sentinels);
+                    }
+                }
+                () = tokio::time::sleep_until(next_round), if target.is_some() && failover_since.is_none() => {
+                    let Some(mut current) = target.take() else { continue };
+                    let on_primary = self.realign_round(&current.primary).await;
+                    failed_rounds = if on_primary { 0 } else { failed_rounds.saturating_add(1) };
+                    next_round = Instant::now() + (REALIGN_PAUSE * 2_u32.saturating_pow(failed_rounds.min(5))).min(CHECK_PERIOD);
+                    if on_primary {
+                        if self.gate.closed().is_some() {
+                            self.gate.open();
+                            tracing::warn!(
+                                primary = %address(&current.primary),
+                                refused_ms = current.since.elapsed().as_millis() as u64,
+                                "every Redis connection is on the primary: commands resume"
+                            );
+                        }
+                        aligned_on = Some(current.primary);
+                    } else if self.gate.closed().is_some() {
+                        // Still refusing: the sentinels may name another primary by now.
+                        if current.revisable()
+                            && let Some(agreed) = self.agreed_primary().await
+                            && agreed != current.primary
+                        {
+                            tracing::info!(primary = %address(&agreed), "the sentinels name another primary now");
+                            current = Target { primary: agreed, ..current };
+                        }
+                        target = Some(current);
+                    }
+                    // Otherwise nothing was misplaced, only unanswered: an outage, which fred
+                    // rides out by itself.
+                }
+            }
+        }
+    }
+
+    /// The primary most answering sentinels name, if more than half of them name it.
+    async fn agreed_primary(&self) -> Option<Server> {
+        let mut answers: Vec<Server> = Vec::new();
+        for sentinel in &self.sentinels {
+            if !sentinel.is_connected() {
+                continue;
+            }
+            let asked = sentinel.custom::<Value, _>(
+                CustomCommand::new_static("SENTINEL", fred::types::ClusterHash::Random, false),
+                vec!["get-master-addr-by-name", self.service_name.as_str()],
+            );
+            match tokio::time::timeout(self.connect_timeout, asked).await {
+                Ok(Ok(Value::Array(address))) => {
+                    if let [host, port] = address.as_slice()
+                        && let (Some(host), Some(port)) =
+                            (host.as_str(), port.as_str().and_then(|port| port.parse().ok()))
+                    {
+                        answers.push(Server::new(host.as_ref(), port));
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "a sentinel did not name the primary"),
+                Err(_) => tracing::debug!("a sentinel did not name the primary in time"),
+            }
+        }
+        let most = answers.iter().max_by_key(|candidate| answers.iter().filter(|other| other == candidate).count())?;
+        let votes = answers.iter().filter(|other| *other == most).count();
+        (votes * 2 > answers.len()).then(|| most.clone())
+    }
+
+    /// One round: reconnects (at once, each bounded) the pooled connections that are not on
+    /// `primary`; true when every connection is on it and it answers as a master. Closes the
+    /// gate when a connection is found misplaced (a write there could be lost).
+    async fn realign_round(&self, primary: &Server) -> bool {
+        let clients = self.pool.clients();
+        let placements = futures::future::join_all(clients.iter().map(|client| placement(client, primary))).await;
+        let misplaced: Vec<&Client> = clients
+            .iter()
+            .zip(&placements)
+            .filter_map(|(client, placement)| (*placement == Placement::Misplaced).then_some(client))
+            .collect();
+        if !misplaced.is_empty() {
+            if self.gate.closed().is_none() {
+                self.gate.close(GateClosed::Failover);
+                tracing::warn!(
+                    primary = %address(primary),
+                    connections = misplaced.len(),
+                    "Redis connections are not on the primary the sentinels name: refusing commands and reconnecting"
+                );
+            }
+            let reconnections =
+                misplaced.iter().map(|client| tokio::time::timeout(STEP_TIMEOUT, client.force_reconnection()));
+            futures::future::join_all(reconnections).await;
+        }
+        placements.iter().all(|placement| *placement == Placement::OnPrimary)
+    }
+}
+
+async fn placement(client: &Client, primary: &Server) -> Placement {
+    if client.sentinel_primary().as_ref() != Some(primary) {
+        return Placement::Misplaced;
+    }
+    let role = client.custom::<Value, Vec<Value>>(
+        CustomCommand::new_static("ROLE", fred::types::ClusterHash::Random, false),
+        vec![],
+    );
+    match tokio::time::timeout(STEP_TIMEOUT, role).await {
+        Ok(Ok(Value::Array(parts))) => match parts.first().and_then(Value::as_str).as_deref() {
+            Some("master") => Placement::OnPrimary,
+            _ => Placement::Misplaced,
+        },
+        _ => Placement::Unanswered,
+    }
+}
+
+fn address(server: &Server) -> String {
+    format!("{}:{}", server.host, server.port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(channel: &str, text: &str) -> Message {
+        Message {
+            channel: channel.into(),
+            value: Value::String(text.into()),
+            kind: fred::types::MessageKind::PMessage,
+            server: Server::new("127.0.0.1", 26379),
+        }
+    }
+
+    #[test]
+    fn reads_the_failover_steps_of_our_service_only() {
+        let cases = [
+            (
+                "+selected-slave",
+                "slave 127.0.0.1:7001 127.0.0.1 7001 @ tessera 127.0.0.1 7000",
+                Some(Announcement::FailoverStarted),
+            ),
+            (
+                "+failover-state-send-slaveof-noone",
+                "slave 127.0.0.1:7001 127.0.0.1 7001 @ tessera 127.0.0.1 7000",
+                Some(Announcement::FailoverStarted),
+            ),
+            (
+                "+switch-master",
+                "tessera 127.0.0.1 7000 127.0.0.1 7001",
+                Some(Announcement::SwitchedTo(Server::new("127.0.0.1", 7001))),
+            ),
+            ("-failover-abort-no-good-slave", "master tessera 127.0.0.1 7000", Some(Announcement::FailoverAborted)),
+            ("+switch-master", "other 127.0.0.1 7000 127.0.0.1 7001", None),
+            ("+selected-slave", "slave 127.0.0.1:7001 127.0.0.1 7001 @ other 127.0.0.1 7000", None),
+            ("+sdown", "master tessera 127.0.0.1 7000", None),
+            ("+switch-master", "tessera 127.0.0.1 7000 127.0.0.1", None),
+            ("+switch-master", "tessera 127.0.0.1 7000 127.0.0.1 port", None),
+        ];
+        for (channel, text, expected) in cases {
+            assert_eq!(announcement(&message(channel, text), "tessera"), expected, "{channel} {text}");
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Sentinel failover under load: tessera follows the primary the sentinels announce. A primary,
+//! one replica and three sentinels (quorum 2) of our own; tessera is given a dead sentinel
+//! first and the three live ones after it. Workers issue tokens and verify tokens already
+//! acknowledged while the sentinels fail over, first gracefully (`SENTINEL FAILOVER`), then by
+//! a SIGKILL of the new primary. Then: every token acknowledged with 201 is still valid, no
+//! valid token was ever refused with 401, and the only failures were 503s, whose window is
+//! printed. Without the sentinel watch the graceful failover loses tokens: writes keep going to
+//! the old primary until the sentinels demote it (docs/SENTINEL.md).
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hyper::{Method, StatusCode};
+
+use crate::auth_api::{INTERNAL_KEY, bearer, json_field, verify};
+use tests::{PrivateRedis, RespReply, TestApp, free_port, send, spawn_app};
+
+const SERVICE: &str = "tessera-failover";
+const WORKERS: usize = 6;
+/// A phase ends this long after the new primary answered; it never lasts longer than the bound.
+const SETTLED: Duration = Duration::from_secs(1);
+const PHASE_BOUND: Duration = Duration::from_secs(30);
+
+/// The Redis side: two data nodes (primary and replica, in either role) and the sentinels.
+struct Deployment {
+    nodes: Vec<PrivateRedis>,
+    sentinels: Vec<PrivateRedis>,
+}
+
+impl Deployment {
+    /// The deployment and a tessera following it.
+    async fn start() -> (Self, TestApp) {
+        let primary = PrivateRedis::start();
+        let primary_port = primary.port();
+        let (replica, sentinels) = tokio::task::spawn_blocking(move || {
+            let replica = PrivateRedis::start_replica_of(primary_port);
+            let sentinels: Vec<PrivateRedis> = (0..3)
+                .map(|_| PrivateRedis::start_sentinel(primary_port, SERVICE, 2, Duration::from_millis(1_000)))
+                .collect();
+            wait_until_sentinels_know_each_other(&sentinels);
+            (replica, sentinels)
+        })
+        .await
+        .unwrap();
+        let mut url = format!("redis-sentinel://127.0.0.1:{}/0?sentinelServiceName={SERVICE}", free_port());
+        for sentinel in &sentinels {
+            url.push_str(&format!("&node=127.0.0.1:{}", sentinel.port()));
+        }
+        let app = spawn_app(&[("REDIS_URL", &url), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)]).await;
+        (Self { nodes: vec![primary, replica], sentinels }, app)
+    }
+
+    /// The node the sentinels' majority names as primary, by port.
+    fn primary_port(&self) -> u16 {
+        let reply = self.sentinels[0].query(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]);
+        reply.items()[1].text().parse().unwrap()
+    }
+
+    fn node(&self, port: u16) -> &PrivateRedis {
+        self.nodes.iter().find(|node| node.port() == port).unwrap()
+    }
+
+    /// Waits until `port` is the primary and the other node replicates from it, link up.
+    async fn wait_for_primary(&self, port: u16) {
+        let deadline = Instant::now() + PHASE_BOUND;
+        loop {
+            let settled = self.sentinels.iter().all(|sentinel| {
+                let reply = sentinel.query(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]);
+                reply.items().get(1).map(RespReply::text) == Some(port.to_string())
+            }) && self.nodes.iter().filter(|node| node.port() != port).all(|node| {
+                let info = node.query(&["INFO", "replication"]).text();
+                info.contains(&format!("master_port:{port}")) && info.contains("master_link_status:up")
+            }) && self.node(port).query(&["ROLE"]).items().first().map(RespReply::text).as_deref()
+                == Some("master");
+            if settled {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the failover to port {port} did not settle within {PHASE_BOUND:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn wait_until_sentinels_know_each_other(sentinels: &[PrivateRedis]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let known = sentinels.iter().all(|sentinel| {
+            let fields = sentinel.query(&["SENTINEL", "MASTER", SERVICE]);
+            let field = |name: &str| {
+                let items = fields.items();
+                items.iter().position(|item| item.text() == name).map(|at| items[at + 1].text())
+            };
+            field("num-other-sentinels").as_deref() == Some("2") && field("num-slaves").as_deref() == Some("1")
+        });
+        if known {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the sentinels did not discover each other and the replica within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sentinel watch's log, shown when a test fails (or with `--nocapture`).
+fn show_logs() {
+    let _ = tracing_subscriber::fmt().with_env_filter("infra=debug").with_test_writer().try_init();
+}
+
+/// What the workers saw during one phase.
+#[derive(Debug, Default)]
+struct Observed {
+    /// Tokens acknowledged with 201.
+    acknowledged: Vec<String>,
+    issued: u64,
+    verified: u64,
+    /// Answers other than 201/200, by status, with when they came.
+    unavailable: Vec<Instant>,
+    refused: Vec<String>,
+    other: Vec<String>,
+}
+
+/// Runs the workers until `failover` is over, then for [`SETTLED`] more; `known` are tokens
+/// acknowledged earlier, verified as well.
+async fn under_load(app: &TestApp, known: Vec<String>, failover: impl Future<Output = ()>) -> Observed {
+    let observed = Arc::new(Mutex::new(Observed { acknowledged: known, ..Observed::default() }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let address = app.address;
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let (observed, stop) = (Arc::clone(&observed), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut round = 0_u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    // A user per token: the session cap never evicts one.
+                    let user = (worker as u64 + 1) * 1_000_000_000 + round;
+                    let body = format!(r#"{{"user_id":{user}}}"#).into_bytes();
+                    let headers = [("x-internal-key", INTERNAL_KEY)];
+                    let issued =
+                        send(address, Method::POST, "/internal/sessions", &headers, Some(("application/json", body)))
+                            .await;
+                    let token = {
+                        let mut seen = observed.lock().unwrap();
+                        seen.issued += 1;
+                        match issued.status {
+                            StatusCode::CREATED => seen.acknowledged.push(json_field(&issued.body, "token")),
+                            StatusCode::SERVICE_UNAVAILABLE => seen.unavailable.push(Instant::now()),
+                            status => seen.other.push(format!("issue: {status} {}", issued.body)),
+                        }
+                        // One of the 50 newest acknowledged tokens.
+                        let count = seen.acknowledged.len();
+                        (count > 0).then(|| seen.acknowledged[count - 1 - (round as usize * 7) % count.min(50)].clone())
+                    };
+                    let Some(token) = token else { continue };
+                    let authorization = bearer(&token);
+                    let answer =
+                        send(address, Method::GET, "/auth/verify", &[("authorization", &authorization)], None).await;
+                    let mut seen = observed.lock().unwrap();
+                    seen.verified += 1;
+                    match answer.status {
+                        StatusCode::OK => {}
+                        StatusCode::SERVICE_UNAVAILABLE => seen.unavailable.push(Instant::now()),
+                        StatusCode::UNAUTHORIZED => seen.refused.push(token),
+                        status => seen.other.push(format!("verify: {status} {}", answer.body)),
+                    }
+                }
+            })
+        })
+        .collect();
+    failover.await;
+    tokio::time::sleep(SETTLED).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    Arc::try_unwrap(observed).unwrap().into_inner().unwrap()
+}
+
+/// Waits (bounded) until tessera issues tokens again after a failover.
+async fn wait_until_serving(app: &TestApp) {
+    let deadline = Instant::now() + PHASE_BOUND;
+    loop {
+        let body = br#"{"user_id":1}"#.to_vec();
+        let headers = [("x-internal-key", INTERNAL_KEY)];
+        let answer =
+            send(app.address, Method::POST, "/internal/sessions", &headers, Some(("application/json", body))).await;
+        if answer.status == StatusCode::CREATED {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tessera did not issue tokens again within {PHASE_BOUND:?}: {}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every acknowledged token, verified now: those refused.
+async fn lost(app: &TestApp, acknowledged: &[String]) -> Vec<String> {
+    let mut lost = Vec::new();
+    for token in acknowledged {
+        let status = verify(app, &[("authorization", &bearer(token))]).await.status;
+        if status != StatusCode::OK {
+            lost.push(format!("{token}: {status}"));
+        }
+    }
+    lost
+}
+
+fn report(phase: &str, started: Instant, observed: &Observed) {
+    let window = match (observed.unavailable.first(), observed.unavailable.last()) {
+        (Some(first), Some(last)) => format!(
+            "503 from {} ms to {} ms after the failover began ({} ms)",
+            first.duration_since(started).as_millis(),
+            last.duration_since(started).as_millis(),
+            last.duration_since(*first).as_millis()
+        ),
+        _ => "no 503".to_owned(),
+    };
+    eprintln!(
+        "sentinel {phase} failover: {} issues, {} verifications, {} tokens acknowledged, {} answers 503: {window}",
+        observed.issued,
+        observed.verified,
+        observed.acknowledged.len(),
+        observed.unavailable.len()
+    );
+}
+
+fn assert_nothing_lost(phase: &str, observed: &Observed, lost: &[String]) {
+    assert!(
+        observed.refused.is_empty(),
+        "{phase}: valid tokens refused with 401 during the failover: {:?}",
+        observed.refused
+    );
+    assert!(observed.other.is_empty(), "{phase}: answers other than 201, 200 and 503: {:?}", observed.other);
+    assert!(lost.is_empty(), "{phase}: {} acknowledged tokens lost: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        observed.issued > 100 && observed.verified > 100,
+        "{phase}: too little load to show anything: {observed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_and_hard_failovers_lose_no_acknowledged_token() {
+    show_logs();
+    let (mut deployment, app) = Deployment::start().await;
+    let first_primary = deployment.primary_port();
+
+    // Graceful: the sentinels promote the replica while the old primary still answers.
+    let started = Instant::now();
+    let graceful = under_load(&app, Vec::new(), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(deployment.sentinels[0].query(&["SENTINEL", "FAILOVER", SERVICE]), RespReply::Simple("OK".into()));
+        let deadline = Instant::now() + PHASE_BOUND;
+        while deployment.primary_port() == first_primary {
+            assert!(Instant::now() < deadline, "SENTINEL FAILOVER did not switch the primary");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        deployment.wait_for_primary(deployment.primary_port()).await;
+        wait_until_serving(&app).await;
+    })
+    .await;
+    report("graceful", started, &graceful);
+    let lost_tokens = lost(&app, &graceful.acknowledged).await;
+    assert_nothing_lost("graceful", &graceful, &lost_tokens);
+
+    // Hard: the new primary dies (SIGKILL); the sentinels promote the first one again.
+    let second_primary = deployment.primary_port();
+    assert_ne!(second_primary, first_primary);
+    let started = Instant::now();
+    let hard = under_load(&app, graceful.acknowledged, async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        deployment.nodes.iter_mut().find(|node| node.port() == second_primary).unwrap().stop();
+        let deadline = Instant::now() + PHASE_BOUND;
+        while deployment.primary_port() != first_primary {
+            assert!(Instant::now() < deadline, "the sentinels did not promote the replica after the primary died");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let promoted = deployment.node(first_primary);
+        let deadline = Instant::now() + PHASE_BOUND;
+        while promoted.query(&["ROLE"]).items().first().map(RespReply::text).as_deref() != Some("master") {
+            assert!(Instant::now() < deadline, "the promoted node never answered ROLE as master");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_until_serving(&app).await;
+    })
+    .await;
+    report("hard", started, &hard);
+    let lost_tokens = lost(&app, &hard.acknowledged).await;
+    assert_nothing_lost("hard", &hard, &lost_tokens);
+    app.stop().await;
+}
+
+/// The primary becomes a replica behind the sentinels' back (an operator's `REPLICAOF`): a
+/// write that reaches it is refused (`READONLY`) and answered 503, never 201, and commands stay
+/// refused while the sentinels name a node that answers `ROLE` as a replica. Once they name
+/// the node that is the primary now, tessera reconnects there by itself and issues again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_reaches_a_replica_is_never_acknowledged() {
+    show_logs();
+    let (deployment, app) = Deployment::start().await;
+    let old_primary = deployment.primary_port();
+    let new_primary = deployment.nodes.iter().map(PrivateRedis::port).find(|port| *port != old_primary).unwrap();
+    let before = issue_token(&app).await;
+    assert_eq!(before.0, StatusCode::CREATED);
+
+    assert_eq!(deployment.node(new_primary).query(&["REPLICAOF", "NO", "ONE"]), RespReply::Simple("OK".into()));
+    let port = new_primary.to_string();
+    assert_eq!(deployment.node(old_primary).query(&["REPLICAOF", "127.0.0.1", &port]), RespReply::Simple("OK".into()));
+
+    // The sentinels still name the old primary, a replica now: nothing is acknowledged.
+    let refused_until = Instant::now() + Duration::from_millis(1_500);
+    let mut answers = 0;
+    while Instant::now() < refused_until {
+        let (status, _) = issue_token(&app).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a write on a replica was answered {status}");
+        answers += 1;
+    }
+    assert!(answers > 10, "only {answers} attempts");
+
+    // The sentinels are told where the primary is; tessera follows without a restart.
+    let started = Instant::now();
+    for sentinel in &deployment.sentinels {
+        assert_eq!(sentinel.query(&["SENTINEL", "REMOVE", SERVICE]), RespReply::Simple("OK".into()));
+        assert_eq!(
+            sentinel.query(&["SENTINEL", "MONITOR", SERVICE, "127.0.0.1", &port, "2"]),
+            RespReply::Simple("OK".into())
+        );
+    }
+    wait_until_serving(&app).await;
+    eprintln!("sentinel re-pointed: tessera issued again after {} ms", started.elapsed().as_millis());
+    let (status, token) = issue_token(&app).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(deployment.node(new_primary).query(&["EXISTS", &format!("token:{token}")]), RespReply::Integer(1));
+    let authorization = bearer(&before.1);
+    assert_eq!(verify(&app, &[("authorization", &authorization)]).await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+/// Issues a token for a fresh user: the answer's status and, on 201, the token.
+async fn issue_token(app: &TestApp) -> (StatusCode, String) {
+    let user = crate::auth_api::unique_user();
+    let body = format!(r#"{{"user_id":{user}}}"#).into_bytes();
+    let headers = [("x-internal-key", INTERNAL_KEY)];
+    let answer =
+        send(app.address, Method::POST, "/internal/sessions", &headers, Some(("application/json", body))).await;
+    let token = if answer.status == StatusCode::CREATED { json_field(&answer.body, "token") } else { String::new() };
+    (answer.status, token)
+}
