@@ -54,6 +54,7 @@ async fn a_closed_port_fails_within_the_connect_timeout_naming_the_address() {
     let text = error.to_string();
     assert!(matches!(error, InfraError::Connect { .. } | InfraError::ConnectTimeout { .. }), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("Os {") && !text.contains("kind:"), "a debug-printed error reached the operator: {text}");
     assert!(!text.contains("topsecretpw"), "password leaked: {text}");
 }
 

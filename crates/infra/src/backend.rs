@@ -233,12 +233,48 @@ async fn connect_error(settings: &RedisSettings, addresses: String, details: &st
     InfraError::Connect { topology, addresses, reason: one_line(details) }
 }
 
-/// fred's texts may span lines (a debug-printed error); start-up errors are one line.
+/// fred's texts may span lines and carry a debug-printed I/O error
+/// (`IO Error: Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }`);
+/// start-up errors are one line an operator reads: the system's message alone, lower-cased
+/// as the rest of the line (`connection refused`).
 fn one_line(text: &str) -> String {
+    let text = match text.split_once("message: \"").and_then(|(_, rest)| rest.split_once('"')) {
+        Some((message, _)) if text.contains("Os {") => {
+            let mut message = message.to_owned();
+            if let Some(first) = message.get_mut(..1) {
+                first.make_ascii_lowercase();
+            }
+            message
+        }
+        _ => text.to_owned(),
+    };
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A pool whose first connection failed must not keep retrying in the background.
 async fn abandon(pool: &Pool) {
     let _ = tokio::time::timeout(Duration::from_millis(500), pool.quit()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn connection_errors_read_as_one_plain_line() {
+        let cases = [
+            (
+                r#"IO Error: Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }"#,
+                "connection refused",
+            ),
+            ("Failed to connect to all sentinel nodes.", "Failed to connect to all sentinel nodes."),
+            (
+                "WRONGPASS invalid username-password pair\n or user is disabled.",
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            ),
+        ];
+        for (details, expected) in cases {
+            assert_eq!(one_line(details), expected, "{details}");
+        }
+    }
 }
