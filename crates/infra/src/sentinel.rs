@@ -14,17 +14,20 @@
 //!   [`CHECK_PERIOD`], agree on a primary some connection is not on (missed announcements:
 //!   a sentinel connection that dropped).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use fred::{
     clients::{Client, Pool},
     interfaces::{ClientLike, EventInterface, PubsubInterface, ServerInterface},
-    types::{ConnectHandle, CustomCommand, Message, Value, config::Server},
+    types::{CustomCommand, Message, Value, config::Server},
 };
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 
 use cache_toolkit::{GateClosed, PrimaryGate};
-use config::{RedisSettings, RedisTarget};
+use config::{HostPort, RedisSettings, RedisTarget};
 
 use crate::error::InfraError;
 
@@ -58,7 +61,20 @@ enum Announcement {
 #[derive(Debug)]
 pub(crate) struct SentinelWatch {
     tasks: JoinSet<()>,
-    sentinels: Vec<Client>,
+    sentinels: Arc<[Sentinel]>,
+}
+
+/// One configured sentinel and, once reached, its connection.
+#[derive(Debug)]
+struct Sentinel {
+    address: HostPort,
+    connected: Mutex<Option<Client>>,
+}
+
+impl Sentinel {
+    fn client(&self) -> Option<Client> {
+        self.connected.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 impl SentinelWatch {
@@ -69,77 +85,103 @@ impl SentinelWatch {
         gate: Arc<PrimaryGate>,
     ) -> Result<Option<Self>, InfraError> {
         let RedisTarget::Sentinel { sentinels, service_name, .. } = &settings.target else { return Ok(None) };
-        let clients = sentinels
+        // A client is built here once per sentinel, so a setting fred refuses fails start-up.
+        for address in sentinels {
+            crate::redis::sentinel_client(settings, address)?;
+        }
+        let sentinels: Arc<[Sentinel]> = sentinels
             .iter()
-            .map(|sentinel| crate::redis::sentinel_client(settings, sentinel))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|address| Sentinel { address: address.clone(), connected: Mutex::new(None) })
+            .collect();
         let (announcements, received) = mpsc::channel(64);
         let mut tasks = JoinSet::new();
-        for (client, address) in clients.iter().zip(sentinels) {
-            tasks.spawn(listen(client.clone(), address.to_string(), service_name.clone(), announcements.clone()));
+        let settings = Arc::new(settings.clone());
+        for index in 0..sentinels.len() {
+            let listener = Listener {
+                settings: Arc::clone(&settings),
+                sentinels: Arc::clone(&sentinels),
+                index,
+                service_name: service_name.clone(),
+                announcements: announcements.clone(),
+            };
+            tasks.spawn(listener.run());
         }
         let follower = Follower {
             pool: pool.clone(),
-            sentinels: clients.clone(),
+            sentinels: Arc::clone(&sentinels),
             service_name: service_name.clone(),
             gate,
             connect_timeout: settings.connect_timeout,
         };
         tasks.spawn(follower.run(received));
-        Ok(Some(Self { tasks, sentinels: clients }))
+        Ok(Some(Self { tasks, sentinels }))
     }
 
     /// Stops the tasks and closes the sentinel connections (bounded).
     pub(crate) async fn stop(mut self, timeout: Duration) {
         self.tasks.shutdown().await;
-        for sentinel in &self.sentinels {
-            let _ = tokio::time::timeout(timeout, sentinel.quit()).await;
+        for sentinel in self.sentinels.iter() {
+            if let Some(client) = sentinel.client() {
+                let _ = tokio::time::timeout(timeout, client.quit()).await;
+            }
         }
     }
 }
 
-/// Connects to one sentinel (retrying until it answers), subscribes to its events and sends
-/// ours on; subscribes again after each reconnection.
-async fn listen(sentinel: Client, address: String, service_name: String, announcements: mpsc::Sender<Announcement>) {
-    let mut messages = sentinel.message_rx();
-    let mut reconnections = sentinel.reconnect_rx();
-    let _connection: ConnectHandle = loop {
-        match sentinel.init().await {
-            Ok(task) => break task,
-            Err(error) => {
-                tracing::debug!(%error, sentinel = %address, "sentinel not reachable; retrying");
-                let _ = sentinel.quit().await;
-                tokio::time::sleep(SENTINEL_RETRY).await;
-            }
-        }
-    };
-    subscribe(&sentinel, &address, &announcements).await;
-    loop {
-        tokio::select! {
-            message = messages.recv() => match message {
-                Ok(message) => {
-                    if let Some(announcement) = announcement(&message, &service_name) {
-                        tracing::info!(
-                            sentinel = %address,
-                            event = %message.channel,
-                            "sentinel announced a failover step"
-                        );
-                        if announcements.send(announcement).await.is_err() {
-                            return;
-                        }
+/// Listens to one sentinel's events and sends ours on.
+struct Listener {
+    settings: Arc<RedisSettings>,
+    sentinels: Arc<[Sentinel]>,
+    index: usize,
+    service_name: String,
+    announcements: mpsc::Sender<Announcement>,
+}
+
+impl Listener {
+    /// Connects (a fresh client per attempt, every [`SENTINEL_RETRY`] until one answers: a
+    /// client whose first connection failed is not reused), subscribes, and forwards the
+    /// announcements; subscribes again after each reconnection.
+    async fn run(self) {
+        let address = self.sentinels[self.index].address.to_string();
+        let (sentinel, _connection) = loop {
+            if let Ok(client) = crate::redis::sentinel_client(&self.settings, &self.sentinels[self.index].address) {
+                match client.init().await {
+                    Ok(connection) => break (client, connection),
+                    Err(error) => {
+                        tracing::debug!(%error, sentinel = %address, "sentinel not reachable; retrying");
+                        let _ = tokio::time::timeout(SENTINEL_RETRY, client.quit()).await;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = announcements.send(Announcement::Resubscribed).await;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-            reconnected = reconnections.recv() => match reconnected {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    subscribe(&sentinel, &address, &announcements).await;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+            }
+            tokio::time::sleep(SENTINEL_RETRY).await;
+        };
+        let mut messages = sentinel.message_rx();
+        let mut reconnections = sentinel.reconnect_rx();
+        *self.sentinels[self.index].connected.lock().unwrap_or_else(PoisonError::into_inner) = Some(sentinel.clone());
+        subscribe(&sentinel, &address, &self.announcements).await;
+        loop {
+            tokio::select! {
+                message = messages.recv() => match message {
+                    Ok(message) => {
+                        if let Some(announcement) = announcement(&message, &self.service_name) {
+                            tracing::info!(sentinel = %address, event = %message.channel, "sentinel announced a failover step");
+                            if self.announcements.send(announcement).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = self.announcements.send(Announcement::Resubscribed).await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                reconnected = reconnections.recv() => match reconnected {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        subscribe(&sentinel, &address, &self.announcements).await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
         }
     }
 }
@@ -180,7 +222,7 @@ fn announcement(message: &Message, service_name: &str) -> Option<Announcement> {
 /// Keeps the pool on the primary; the only task that opens the gate.
 struct Follower {
     pool: Pool,
-    sentinels: Vec<Client>,
+    sentinels: Arc<[Sentinel]>,
     service_name: String,
     gate: Arc<PrimaryGate>,
     connect_timeout: Duration,
@@ -313,10 +355,8 @@ impl Follower {
     /// The primary most answering sentinels name, if more than half of them name it.
     async fn agreed_primary(&self) -> Option<Server> {
         let mut answers: Vec<Server> = Vec::new();
-        for sentinel in &self.sentinels {
-            if !sentinel.is_connected() {
-                continue;
-            }
+        for sentinel in self.sentinels.iter() {
+            let Some(sentinel) = sentinel.client().filter(ClientLike::is_connected) else { continue };
             let asked = sentinel.custom::<Value, _>(
                 CustomCommand::new_static("SENTINEL", fred::types::ClusterHash::Random, false),
                 vec!["get-master-addr-by-name", self.service_name.as_str()],
