@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use cache_toolkit::{CacheClient, CacheEvent, CacheOptions, FlushCause, KeyPrefix, NearCacheSettings};
+use cache_toolkit::{
+    CacheClient, CacheEvent, CacheOptions, FlushCause, KeyPrefix, ListEnd, ListVerdict, NearCacheSettings,
+};
 use config::{AppEnv, Settings};
 use infra::Backend;
 use tests::{PrivateRedis, RespReply};
@@ -193,6 +195,41 @@ async fn decoded_values_live_and_die_with_their_entry(url: &str) {
     stop([first, second, writer]).await;
 }
 
+/// A remembered list verdict is answered without a lookup while its list entry stands, and
+/// follows the list through a foreign LREM, a foreign push and an own write: it is exactly what
+/// a lookup of the list would say.
+async fn remembered_verdicts_follow_their_list(url: &str) {
+    let (first, second, writer) = trio(url).await;
+    let cache = &first.cache;
+    let memo = ListVerdict::default();
+    writer.cache.push_to_list("sessions", "t1", ListEnd::Left).await.unwrap();
+    assert!(cache.list_contains_remembered("sessions", "t1", &memo).await.unwrap());
+    let hits = cache.metrics().snapshot().event(CacheEvent::NearHit);
+    let operations = cache.metrics().snapshot().operations;
+    for _ in 0..100 {
+        assert!(cache.list_contains_remembered("sessions", "t1", &memo).await.unwrap());
+    }
+    let after = cache.metrics().snapshot();
+    assert_eq!(after.event(CacheEvent::NearHit) - hits, 100, "every repeat is a near-cache hit");
+    assert_eq!(after.operations, operations, "and none reached Redis");
+
+    writer.cache.list_remove("sessions", 0, "t1").await.unwrap();
+    let started = Instant::now();
+    while cache.list_contains_remembered("sessions", "t1", &memo).await.unwrap() {
+        assert!(started.elapsed() < AGREEMENT_DEADLINE, "a foreign LREM must end the remembered verdict");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.cache.push_to_list("sessions", "t1", ListEnd::Left).await.unwrap();
+    let started = Instant::now();
+    while !cache.list_contains_remembered("sessions", "t1", &memo).await.unwrap() {
+        assert!(started.elapsed() < AGREEMENT_DEADLINE, "a foreign push must end the remembered verdict");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cache.list_remove("sessions", 0, "t1").await.unwrap();
+    assert!(!cache.list_contains_remembered("sessions", "t1", &memo).await.unwrap(), "an own write, at once");
+    stop([first, second, writer]).await;
+}
+
 /// The race fred makes possible: the read's reply reaches the caller after the invalidation
 /// for a later write reached the listener. Inserts are delayed to widen the window; without
 /// the generation check every cancelled insert below would be a stale entry.
@@ -318,6 +355,7 @@ mod standalone {
         own_write_invalidates_before_returning,
         foreign_writes_invalidate_every_instance,
         decoded_values_live_and_die_with_their_entry,
+        remembered_verdicts_follow_their_list,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
         lagged_receiver_flushes,
@@ -410,6 +448,7 @@ mod cluster {
         own_write_invalidates_before_returning,
         foreign_writes_invalidate_every_instance,
         decoded_values_live_and_die_with_their_entry,
+        remembered_verdicts_follow_their_list,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
         lagged_receiver_flushes,

@@ -39,7 +39,7 @@ pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
-pub use near::{NearCacheError, NearCacheSettings};
+pub use near::{ListVerdict, NearCacheError, NearCacheSettings};
 pub use primary_gate::{GateClosed, PrimaryGate};
 pub use replication::{ReplicaWait, Replication};
 pub use script::{CacheScript, ScriptReply};

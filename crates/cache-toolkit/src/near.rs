@@ -121,6 +121,25 @@ struct NearEntry {
     connection: usize,
     epoch: u64,
     decoded: DecodedSlot,
+    /// When the store lets go of it: set by the store on every removal ([`store::Retire`]).
+    retired: AtomicBool,
+    /// The store's expiry of the entry, in the cache's milliseconds.
+    expires_at_ms: u64,
+}
+
+impl store::Retire for Arc<NearEntry> {
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+/// A list-membership verdict remembered against the cached list it was read from: while that
+/// list entry is still the near cache's value for its key and may be served, asking again
+/// answers from here without a lookup. Whoever asks the same question over and over (the
+/// DAO, for a token and its user's list) keeps one; [`crate::CacheClient::list_contains_remembered`].
+#[derive(Debug, Default)]
+pub struct ListVerdict {
+    remembered: Mutex<Option<(Arc<NearEntry>, bool)>>,
 }
 
 /// What one pooled connection (one fred `Client`, one socket per node) vouches for.
@@ -304,6 +323,35 @@ impl NearCache {
         Some(Some(entry.decoded.get_or_decode(text, decode)))
     }
 
+    /// The verdict `memo` remembers, if the list entry it was read from may still be served
+    /// (not retired by the store, its connection's epoch unchanged and vouching, not expired):
+    /// what a lookup of the list would answer, without the lookup. Counted as a hit.
+    pub(crate) fn remembered_verdict(&self, memo: &ListVerdict) -> Option<bool> {
+        let remembered = memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (entry, listed) = remembered.as_ref()?;
+        let now_ms = self.now_ms();
+        let state = &self.connections[entry.connection];
+        let servable = !entry.retired.load(Ordering::Acquire)
+            && entry.expires_at_ms > now_ms
+            && entry.epoch == state.epoch.load(Ordering::Acquire)
+            && self.serves(state, now_ms);
+        let listed = *listed;
+        drop(remembered);
+        servable.then(|| {
+            self.metrics.count(CacheEvent::NearHit);
+            listed
+        })
+    }
+
+    /// Remembers in `memo` whether the list `key`, as the near cache holds it now, holds
+    /// `element`; nothing when it holds no servable entry for `key`.
+    pub(crate) fn remember_verdict(&self, key: &str, element: &str, memo: &ListVerdict) {
+        let Some(entry) = self.servable(key) else { return };
+        let NearValue::List(items) = &entry.value else { return };
+        let listed = items.iter().any(|item| item == element);
+        *memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((entry, listed));
+    }
+
     /// The cached items of the list `key`, or `None` when L1 cannot answer.
     pub(crate) fn lookup_list(&self, key: &str) -> Option<Arc<[String]>> {
         let found = self.servable(key).and_then(|entry| match &entry.value {
@@ -396,8 +444,15 @@ impl NearCache {
         };
         let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
-        let entry =
-            NearEntry { value, connection: ticket.connection, epoch: ticket.epoch, decoded: DecodedSlot::default() };
+        let now_ms = self.now_ms();
+        let entry = NearEntry {
+            value,
+            connection: ticket.connection,
+            epoch: ticket.epoch,
+            decoded: DecodedSlot::default(),
+            retired: AtomicBool::new(false),
+            expires_at_ms: now_ms.saturating_add(lifetime_ms),
+        };
         let generation = self.stripe(key);
         let state = &self.connections[ticket.connection];
         if *generation != ticket.generation
@@ -408,7 +463,7 @@ impl NearCache {
             self.metrics.count(CacheEvent::NearInsertCancelled);
             return;
         }
-        self.entries.insert(key, Arc::new(entry), weight, lifetime_ms, self.now_ms());
+        self.entries.insert(key, Arc::new(entry), weight, lifetime_ms, now_ms);
         drop(generation);
         self.metrics.count(CacheEvent::NearInsert);
     }

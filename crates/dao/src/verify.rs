@@ -13,7 +13,7 @@
 
 use std::sync::LazyLock;
 
-use cache_toolkit::{CacheError, CacheErrorKind, CacheScript, ScriptReply};
+use cache_toolkit::{CacheError, CacheErrorKind, CacheScript, ListVerdict, ScriptReply};
 
 use crate::{CacheDao, CorruptMetadata, StoredEntry, TokenLookup, TokenRecord, TokenStorage, keys};
 
@@ -51,12 +51,14 @@ return {value, part, 0}
 struct CachedToken {
     record: TokenRecord,
     list_key: String,
+    /// Whether the list holds this token, remembered against the cached list (near cache).
+    listed: ListVerdict,
 }
 
 impl CachedToken {
     fn decode(value: &str) -> Result<Self, CorruptMetadata> {
         let record = TokenRecord::decode(value)?;
-        Ok(Self { list_key: keys::token_list(record.user_id()), record })
+        Ok(Self { list_key: keys::token_list(record.user_id()), record, listed: ListVerdict::default() })
     }
 }
 
@@ -143,8 +145,11 @@ impl CacheDao {
         if let Some(cached) = self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode) {
             let Some(cached) = cached else { return Ok(Membership::Missing) };
             return Ok(match &*cached {
-                Ok(CachedToken { record, list_key }) => {
-                    let listed = self.holds_or_not_a_list(list_key, entry).await?;
+                Ok(CachedToken { record, list_key, listed }) => {
+                    let listed = match self.cache.list_contains_remembered(list_key, entry.as_str(), listed).await {
+                        Err(error) if error.kind() == CacheErrorKind::WrongType => false,
+                        other => other?,
+                    };
                     Membership::Found { record: record.clone(), listed }
                 }
                 Err(corrupt) => Membership::Corrupt(*corrupt),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{CacheClient, CacheError, ListEnd, embedded::TextReadFailure, near::NearCache, redis};
+use crate::{CacheClient, CacheError, ListEnd, ListVerdict, embedded::TextReadFailure, near::NearCache, redis};
 
 /// What [`CacheClient::push_to_capped_list`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,29 @@ impl CacheClient {
                 .await?
                 .is_some(),
         };
+        self.inner.metrics.record_read(found);
+        Ok(found)
+    }
+
+    /// [`Self::list_contains`] for a question asked over and over (the same list, the same
+    /// element): with a near cache, the answer is remembered in `memo` against the cached list
+    /// it came from, and answered from there, without a lookup, while that list entry stays
+    /// the near cache's (any invalidation, expiry, eviction or flush of it ends that). Without
+    /// a near cache it is [`Self::list_contains`]. Use one `memo` per (list, element) pair.
+    pub async fn list_contains_remembered(
+        &self,
+        name: &str,
+        element: &str,
+        memo: &ListVerdict,
+    ) -> Result<bool, CacheError> {
+        let Some(near) = &self.inner.near else { return self.list_contains(name, element).await };
+        if let Some(found) = near.remembered_verdict(memo) {
+            self.inner.metrics.record_read(found);
+            return Ok(found);
+        }
+        let name = self.key(name);
+        let found = self.near_list(near, &name).await?.iter().any(|item| item == element);
+        near.remember_verdict(&name, element, memo);
         self.inner.metrics.record_read(found);
         Ok(found)
     }

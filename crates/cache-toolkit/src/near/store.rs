@@ -21,6 +21,12 @@ use crate::{CacheEvent, metrics::CacheMetrics};
 const MAX_SHARDS: usize = 64;
 const MIN_SHARD_BYTES: u64 = 64 * 1024;
 
+/// A stored value told when the store lets go of it (removed, replaced, evicted, expired,
+/// flushed), so a reader that kept a clone can tell it is no longer the key's value.
+pub(crate) trait Retire {
+    fn retire(&self);
+}
+
 pub(crate) struct NearStore<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     hasher: foldhash::fast::FixedState,
@@ -53,7 +59,7 @@ enum Removal {
     Dropped,
 }
 
-impl<V: Clone> NearStore<V> {
+impl<V: Clone + Retire> NearStore<V> {
     pub(crate) fn new(max_bytes: u64, metrics: Arc<CacheMetrics>) -> Self {
         let shards = usize::try_from(max_bytes / MIN_SHARD_BYTES).unwrap_or(MAX_SHARDS).clamp(1, MAX_SHARDS);
         let shards = if shards.is_power_of_two() { shards } else { shards.next_power_of_two() / 2 };
@@ -123,6 +129,7 @@ impl<V: Clone> NearStore<V> {
                 let keep = !condition(&slot.value);
                 if !keep {
                     removed += u64::from(slot.weight);
+                    slot.value.retire();
                 }
                 keep
             });
@@ -152,9 +159,10 @@ impl<V: Clone> NearStore<V> {
     }
 }
 
-impl<V> Shard<V> {
+impl<V: Retire> Shard<V> {
     fn remove(&mut self, key: &str, why: Removal, metrics: &CacheMetrics) {
         if let Some(slot) = self.entries.remove(key) {
+            slot.value.retire();
             self.bytes -= u64::from(slot.weight);
             metrics.remove_near_bytes(u64::from(slot.weight));
             if why != Removal::Dropped {
@@ -195,7 +203,57 @@ impl<V> Shard<V> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+
+    impl Retire for u32 {
+        fn retire(&self) {}
+    }
+
+    /// A value that remembers being retired.
+    #[derive(Clone, Default)]
+    struct Watched(Arc<AtomicBool>);
+
+    impl Retire for Watched {
+        fn retire(&self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+
+    impl Watched {
+        fn retired(&self) -> bool {
+            self.0.load(Ordering::Acquire)
+        }
+    }
+
+    /// Every way out of the store retires the value: a reader holding a clone can tell.
+    #[test]
+    fn every_removal_retires_the_value() {
+        let metrics = Arc::new(CacheMetrics::new(std::time::Duration::from_secs(1)));
+        let store = NearStore::new(MIN_SHARD_BYTES, metrics);
+        let (removed, replaced, expired, flushed, kept) =
+            (Watched::default(), Watched::default(), Watched::default(), Watched::default(), Watched::default());
+        store.insert("removed", removed.clone(), 10, 1_000, 0);
+        store.insert("replaced", replaced.clone(), 10, 1_000, 0);
+        store.insert("expired", expired.clone(), 10, 5, 0);
+        store.insert("kept", kept.clone(), 10, 1_000, 0);
+        store.remove("removed");
+        store.insert("replaced", Watched::default(), 10, 1_000, 0);
+        assert!(store.get("expired", 10).is_none());
+        assert!(removed.retired() && replaced.retired() && expired.retired());
+        assert!(!kept.retired(), "a value still stored is not retired");
+        store.insert("flushed", flushed.clone(), 10, 1_000, 0);
+        store.remove_if(|value| Arc::ptr_eq(&value.0, &flushed.0));
+        assert!(flushed.retired() && !kept.retired());
+        // Evicted: the budget is one shard's; fill it with unread entries until `kept` goes.
+        let mut index = 0;
+        while !kept.retired() {
+            store.insert(&format!("filler-{index}"), Watched::default(), 4_096, 1_000, 0);
+            index += 1;
+            assert!(index < 1_000, "the store never evicted");
+        }
+    }
 
     fn store(max_bytes: u64) -> (NearStore<u32>, Arc<CacheMetrics>) {
         let metrics = Arc::new(CacheMetrics::new(std::time::Duration::from_secs(1)));
