@@ -227,6 +227,13 @@ async fn remembered_verdicts_follow_their_list(url: &str) {
     }
     cache.list_remove("sessions", 0, "t1").await.unwrap();
     assert!(!cache.list_contains_remembered("sessions", "t1", &memo).await.unwrap(), "an own write, at once");
+
+    // A read through the near cache names the caller's operation when it fails.
+    writer.cache.set_value("not-a-list", "text", None).await.unwrap();
+    let error = cache.get_list("not-a-list").await.expect_err("a string is not a list");
+    assert!(error.to_string().starts_with("cache get_list failed on key"), "{error}");
+    let error = cache.list_contains("not-a-list", "x").await.expect_err("a string is not a list");
+    assert!(error.to_string().starts_with("cache list_contains failed on key"), "{error}");
     stop([first, second, writer]).await;
 }
 

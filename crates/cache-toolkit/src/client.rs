@@ -29,10 +29,11 @@ use crate::{
 
 /// Operations that change nothing. Every other operation invalidates its key in the near cache
 /// when it returns (successful or not: a timed-out write may still have been applied).
-const READ_ONLY_OPERATIONS: [&str; 15] = [
+const READ_ONLY_OPERATIONS: [&str; 16] = [
     "replica_count",
     "replication_barrier",
     "list_contains",
+    "get_list",
     "get_value_and_list_contains",
     "get_value",
     "get_hash",

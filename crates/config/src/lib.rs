@@ -655,6 +655,11 @@ impl Validator<'_> {
         if raw.near_cache_max_bytes < 1024 {
             return Err(self.error("near_cache_max_bytes", "must be at least 1024 bytes".to_owned()));
         }
+        // The cap is the bound on staleness should an invalidation ever be missed: a day at most.
+        const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
+        if raw.near_cache_ttl_ms > DAY_MS {
+            return Err(self.error("near_cache_ttl_ms", format!("must be at most {DAY_MS} (a day)")));
+        }
         Ok(NearCacheConfig {
             mode,
             max_ttl: self.positive_millis("near_cache_ttl_ms", raw.near_cache_ttl_ms)?,

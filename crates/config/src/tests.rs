@@ -163,6 +163,7 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
             ("TESSERA_PUBLIC_PATHS", "/healthz,api", "not a plain path"),
             ("TESSERA_NEAR_CACHE", "maybe", "expected `on` or `off`"),
             ("TESSERA_NEAR_CACHE_TTL_MS", "0", "at least 1 millisecond"),
+            ("TESSERA_NEAR_CACHE_TTL_MS", "86400001", "at most 86400000 (a day)"),
             ("TESSERA_NEAR_CACHE_MAX_BYTES", "10", "at least 1024 bytes"),
             ("TESSERA_PUBLIC_PATHS", "/healthz,/internal/sessions", "internal path"),
             ("TESSERA_PUBLIC_PATHS", "/metrics", "internal path"),

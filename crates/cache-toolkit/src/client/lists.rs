@@ -74,7 +74,7 @@ impl CacheClient {
     /// is one.
     pub async fn get_list(&self, name: &str) -> Result<Vec<String>, CacheError> {
         match &self.inner.near {
-            Some(near) => Ok(self.near_list(near, &self.key(name)).await?.to_vec()),
+            Some(near) => Ok(self.near_list("get_list", near, &self.key(name)).await?.to_vec()),
             None => self.list_range(name, 0, -1).await,
         }
     }
@@ -83,7 +83,7 @@ impl CacheClient {
     pub async fn list_contains(&self, name: &str, element: &str) -> Result<bool, CacheError> {
         let name = self.key(name);
         let found = match &self.inner.near {
-            Some(near) => self.near_list(near, &name).await?.iter().any(|item| item == element),
+            Some(near) => self.near_list("list_contains", near, &name).await?.iter().any(|item| item == element),
             None => self
                 .call(
                     "list_contains",
@@ -115,7 +115,7 @@ impl CacheClient {
             return Ok(found);
         }
         let name = self.key(name);
-        let found = self.near_list(near, &name).await?.iter().any(|item| item == element);
+        let found = self.near_list("list_contains", near, &name).await?.iter().any(|item| item == element);
         near.remember_verdict(&name, element, memo);
         self.inner.metrics.record_read(found);
         Ok(found)
@@ -136,9 +136,13 @@ impl CacheClient {
         let (value, listed) = match &self.inner.near {
             Some(near) => match (near.lookup(&key), near.lookup_list(&list)) {
                 (Some(value), Some(items)) => (value, items.iter().any(|item| item == element)),
-                (Some(value), None) => {
-                    (value, self.near_list_read(near, &list).await?.iter().any(|item| item == element))
-                }
+                (Some(value), None) => (
+                    value,
+                    self.near_list_read("get_value_and_list_contains", near, &list)
+                        .await?
+                        .iter()
+                        .any(|item| item == element),
+                ),
                 (None, cached_list) => {
                     let (value, items) = self
                         .call_refusing(
@@ -179,16 +183,28 @@ impl CacheClient {
     }
 
     /// The list from the near cache, or read through it.
-    async fn near_list(&self, near: &NearCache, name: &str) -> Result<Arc<[String]>, CacheError> {
+    /// The list `name` from the near cache, read through it when it lacks it; errors name
+    /// `operation` (the caller's).
+    async fn near_list(
+        &self,
+        operation: &'static str,
+        near: &NearCache,
+        name: &str,
+    ) -> Result<Arc<[String]>, CacheError> {
         match near.lookup_list(name) {
             Some(items) => Ok(items),
-            None => self.near_list_read(near, name).await,
+            None => self.near_list_read(operation, near, name).await,
         }
     }
 
-    async fn near_list_read(&self, near: &NearCache, name: &str) -> Result<Arc<[String]>, CacheError> {
+    async fn near_list_read(
+        &self,
+        operation: &'static str,
+        near: &NearCache,
+        name: &str,
+    ) -> Result<Arc<[String]>, CacheError> {
         self.call(
-            "list_contains",
+            operation,
             name,
             async |pool| near.read_list_through(pool, name).await,
             |store| Ok(store.list_range(name, 0, -1)?.into()),
