@@ -214,3 +214,35 @@ async fn audit_events_name_users_and_sessions_never_tokens() {
     assert!(audit.iter().filter(|line| line.contains(r#""user_id":"77""#)).count() >= 6, "{stdout}");
     assert!(!stdout.contains("not-the-key"), "a presented key reached the log");
 }
+
+/// Under an open-file limit (`ulimit -n`) below `TESSERA_MAX_CONNECTIONS`, tessera still starts
+/// but says so in a warning naming the limit; with a limit that fits, it says nothing.
+#[tokio::test]
+async fn an_open_file_limit_below_the_connection_cap_is_warned_about() {
+    for (limit, max_connections, warned) in [("256", "10000", true), ("4096", "1000", false)] {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let binary = tests::required_env("TESSERA_TEST_BIN");
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), &binary])
+            .env_clear()
+            .envs([("TESSERA_LISTEN", listen.as_str()), ("TESSERA_MAX_CONNECTIONS", max_connections)])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
+        wait_until_listening(listen.parse().unwrap()).await;
+        let pid = child.id().unwrap().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+        let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
+        assert_eq!(exit.code(), Some(0));
+        let mut stdout = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        assert_eq!(stdout.contains("open-file limit"), warned, "ulimit -n {limit}, cap {max_connections}:\n{stdout}");
+        if warned {
+            assert!(stdout.contains("open_file_limit=256"), "the warning names the limit:\n{stdout}");
+        }
+    }
+}

@@ -116,6 +116,7 @@ impl Application {
             internal_routes = !settings.internal_keys.is_empty(),
             "tessera listening"
         );
+        warn_if_descriptors_are_short(settings.http.max_connections, settings.redis.pool_size);
         let stack = tower::Layer::layer(
             &AuthLayer::new(auth)
                 .public_paths(settings.http.public_paths.iter().cloned())
@@ -271,8 +272,50 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&hex).unwrap_or_else(|_| unreachable!("hex digits are a valid header value"))
 }
 
+/// Descriptors kept aside from HTTP connections: the listener, Redis connections (a cluster
+/// holds one per node per pooled client), sentinel connections, files.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Warns when the process's open-file limit cannot hold `TESSERA_MAX_CONNECTIONS` connections
+/// besides the Redis pool: past it, accepts fail (EMFILE) before the cap is reached.
+fn warn_if_descriptors_are_short(max_connections: usize, pool_size: usize) {
+    let Some(limit) = std::fs::read_to_string("/proc/self/limits").ok().as_deref().and_then(open_file_limit) else {
+        return;
+    };
+    let needed = (max_connections as u64).saturating_add(pool_size as u64).saturating_add(RESERVED_DESCRIPTORS);
+    if limit < needed {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections,
+            needed,
+            "the open-file limit (`ulimit -n`, systemd LimitNOFILE=) is below TESSERA_MAX_CONNECTIONS plus the Redis \
+             connections: raise it or lower TESSERA_MAX_CONNECTIONS, or accepts will fail before the cap"
+        );
+    }
+}
+
+/// The soft `Max open files` limit in the text of `/proc/self/limits`; `None` when unlimited or
+/// unreadable.
+fn open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find_map(|line| line.strip_prefix("Max open files"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_the_soft_open_file_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             127368               127368               processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(super::open_file_limit(limits), Some(1024));
+        assert_eq!(
+            super::open_file_limit("Max open files            unlimited            unlimited            files"),
+            None
+        );
+        assert_eq!(super::open_file_limit("Max processes 10 10 processes"), None);
+    }
+
     #[test]
     fn request_ids_are_32_hex_digits_and_differ() {
         let first = super::new_request_id();
