@@ -188,3 +188,37 @@ async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
     );
     app.stop().await;
 }
+
+/// A body trickled after a complete head is bounded as the head is: the request is answered
+/// 408 once `TESSERA_HEADER_READ_TIMEOUT_MS` has passed, not held while the client dawdles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_answered_408_at_the_read_timeout() {
+    let app = spawn_app(&[
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_INTERNAL_KEY", KEY),
+        ("TESSERA_HEADER_READ_TIMEOUT_MS", "400"),
+    ])
+    .await;
+    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let head = format!(
+        "POST /internal/sessions HTTP/1.1\r\nHost: tessera\r\nX-Internal-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user_id\""
+    );
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0_u8; 1024];
+    while !String::from_utf8_lossy(&received).contains("request_timeout") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(read > 0, "closed without an answer: {:?}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..read]);
+    }
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&received);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1_500), "answered after {took:?}");
+    app.stop().await;
+}

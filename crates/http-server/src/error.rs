@@ -29,6 +29,10 @@ pub(crate) enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// The body did not arrive within the read timeout (a client trickling it).
+    BodyTimeout {
+        timeout: std::time::Duration,
+    },
     UnsupportedMediaType,
     /// The store could not answer: fail closed.
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
@@ -53,6 +57,11 @@ impl ApiError {
             Self::PayloadTooLarge { limit } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {limit} bytes"))
             }
+            Self::BodyTimeout { timeout } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {} ms", timeout.as_millis()),
+            ),
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -156,11 +156,14 @@ fn content_type_is<B>(request: &Request<B>, expected: &str) -> bool {
 }
 
 async fn read_body(state: &AppState, request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limit = state.max_body_bytes;
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
-        Err(error) => Err(ApiError::BadRequest(format!("cannot read the body: {error}"))),
+    let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
+    // Bounded like the head: a client trickling its body cannot hold a connection and a task.
+    let read = tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect());
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Err(error)) => Err(ApiError::BadRequest(format!("cannot read the body: {error}"))),
+        Err(_) => Err(ApiError::BodyTimeout { timeout }),
     }
 }
 

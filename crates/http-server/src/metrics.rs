@@ -12,7 +12,7 @@ use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 use crate::{middleware::VerifyOutcome, route::RouteName};
 
 /// Status codes counted individually; anything else is counted as `other`.
-const STATUSES: [u16; 13] = [200, 201, 204, 400, 401, 404, 405, 413, 415, 431, 500, 503, 0];
+const STATUSES: [u16; 14] = [200, 201, 204, 400, 401, 404, 405, 408, 413, 415, 431, 500, 503, 0];
 
 /// Lock-free counters: one atomic per (route, status) and per outcome, so two requests never
 /// wait on each other to be counted.

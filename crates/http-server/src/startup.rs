@@ -105,6 +105,7 @@ impl Application {
             store: Arc::from(lifecycle.describe_store()),
             forward_headers: Arc::from(forward_headers),
             max_body_bytes: settings.http.max_body_bytes,
+            body_read_timeout: settings.http.header_read_timeout,
             metrics: Arc::new(HttpMetrics::default()),
         };
         tracing::info!(

@@ -18,5 +18,7 @@ pub(crate) struct AppState {
     /// `(metadata field, header)` pairs `/auth/verify` sends.
     pub(crate) forward_headers: Arc<[(String, HeaderName)]>,
     pub(crate) max_body_bytes: usize,
+    /// A request body must arrive within this (`TESSERA_HEADER_READ_TIMEOUT_MS`, as the head).
+    pub(crate) body_read_timeout: std::time::Duration,
     pub(crate) metrics: Arc<HttpMetrics>,
 }

@@ -173,6 +173,7 @@ async fn the_error_codes_are_those_the_server_sends() {
         ApiError::NotFound,
         ApiError::MethodNotAllowed { allow: "GET" },
         ApiError::PayloadTooLarge { limit: 1 },
+        ApiError::BodyTimeout { timeout: std::time::Duration::from_millis(1) },
         ApiError::UnsupportedMediaType,
         ApiError::Unavailable(cause),
     ] {
