@@ -17,6 +17,17 @@ async fn wait_until_listening(address: std::net::SocketAddr) {
     }
 }
 
+/// SIGTERM to `child`, which must exit 0 within 5 s; what it wrote to standard output.
+async fn stop_cleanly(child: &mut tokio::process::Child) -> String {
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+    stdout
+}
+
 #[tokio::test]
 async fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
     let cases: &[(&[(&str, &str)], &str)] = &[
@@ -111,12 +122,7 @@ async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_
     wait_until_listening(address).await;
     let response = get(address, "/readyz").await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
-    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
-    assert_eq!(exit.code(), Some(0));
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+    let stdout = stop_cleanly(&mut child).await;
     assert!(
         stdout.contains("embedded in-process store") && stdout.contains("not shared between processes"),
         "{stdout}"
@@ -194,11 +200,7 @@ async fn audit_events_name_users_and_sessions_never_tokens() {
     let refused = tests::send(address, Method::GET, "/internal/users/77/sessions", &wrong, None).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
 
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
-    tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+    let stdout = stop_cleanly(&mut child).await;
     let audit: Vec<&str> = stdout.lines().filter(|line| line.contains(r#""target":"tessera::audit""#)).collect();
     let events: Vec<&str> =
         audit.iter().map(|line| line.split(r#""event":""#).nth(1).unwrap().split('"').next().unwrap()).collect();
@@ -234,12 +236,7 @@ async fn an_open_file_limit_below_the_connection_cap_is_warned_about() {
             .kill_on_drop(true);
         let mut child = command.spawn().unwrap();
         wait_until_listening(listen.parse().unwrap()).await;
-        let pid = child.id().unwrap().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
-        let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
-        assert_eq!(exit.code(), Some(0));
-        let mut stdout = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        let stdout = stop_cleanly(&mut child).await;
         assert_eq!(stdout.contains("open-file limit"), warned, "ulimit -n {limit}, cap {max_connections}:\n{stdout}");
         if warned {
             assert!(stdout.contains("open_file_limit=256"), "the warning names the limit:\n{stdout}");
