@@ -23,17 +23,20 @@ struct ReplicatedSetup {
 }
 
 async fn replicated_setup(lag: Duration, revocation_wait_ms: &str) -> ReplicatedSetup {
+    replicated_setup_with(lag, &[("TESSERA_REVOCATION_WAIT_MS", revocation_wait_ms)]).await
+}
+
+/// [`replicated_setup`] with any settings on top of the Redis URL and the internal key.
+async fn replicated_setup_with(lag: Duration, settings: &[(&str, &str)]) -> ReplicatedSetup {
     let master = PrivateRedis::start();
     let link = LaggingLink::start(master.port()).await;
     let link_port = link.port();
     // The replica's start-up polls with blocking sleeps; the link's tasks need the runtime meanwhile.
     let replica = tokio::task::spawn_blocking(move || PrivateRedis::start_replica_of(link_port)).await.unwrap();
-    let app = spawn_app(&[
-        ("REDIS_URL", &master.url()),
-        ("TESSERA_INTERNAL_KEY", INTERNAL_KEY),
-        ("TESSERA_REVOCATION_WAIT_MS", revocation_wait_ms),
-    ])
-    .await;
+    let url = master.url();
+    let mut pairs = vec![("REDIS_URL", url.as_str()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)];
+    pairs.extend_from_slice(settings);
+    let app = spawn_app(&pairs).await;
     link.set_lag(lag);
     ReplicatedSetup { master, replica, _link: link, app }
 }
@@ -152,4 +155,24 @@ async fn without_replicas_a_revocation_does_not_wait() {
     }
     assert_eq!(replication_events(&app, "replicas_acknowledged").await, 0);
     assert_eq!(replication_events(&app, "replicas_unconfirmed").await, 0);
+}
+
+/// With `TESSERA_ISSUE_WAIT_MS`, a token answered 201 is on the replica too: killing the master
+/// right after the answer and promoting the replica keeps it valid. The control run without
+/// the wait loses it through the same lagging link (the failure the setting prevents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_issue_wait_an_acknowledged_token_survives_failover() {
+    for (issue_wait_ms, survives) in [("5000", true), ("0", false)] {
+        let setup = replicated_setup_with(LAG, &[("TESSERA_ISSUE_WAIT_MS", issue_wait_ms)]).await;
+        let started = Instant::now();
+        let (token, _) = issue(&setup.app, &format!(r#"{{"user_id":{}}}"#, unique_user())).await;
+        let took = started.elapsed();
+        if survives {
+            assert!(took >= LAG, "the issue answered after {took:?}, before the lagging replica could have it");
+        } else {
+            assert!(took < LAG, "the issue without the wait took {took:?}");
+        }
+        let expected = if survives { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+        assert_eq!(status_after_failover(setup, &token).await, expected, "TESSERA_ISSUE_WAIT_MS={issue_wait_ms}");
+    }
 }

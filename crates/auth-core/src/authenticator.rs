@@ -225,7 +225,8 @@ impl Authenticator {
         }
         let record = TokenRecord::new(user_id, metadata);
         let cap = self.policy.max_sessions_per_user;
-        let stored = self.dao.store_token(token.expose(), &record, ttl, cap).await?;
+        let (stored, replication) = self.dao.issuing(self.dao.store_token(token.expose(), &record, ttl, cap)).await?;
+        warn_if_unconfirmed(replication, "issue", Some(record.user_id()), Some(&token.session_id()));
         if !stored.evicted.is_empty() {
             tracing::info!(dropped = stored.evicted.len(), cap = ?cap, "oldest sessions revoked by the session cap");
         }
@@ -338,7 +339,7 @@ fn warn_if_unconfirmed(replication: Replication, event: &str, user_id: Option<&U
             session_id = session.map(SessionId::as_str),
             acknowledged,
             expected,
-            "revocation applied on the Redis master but not confirmed by its replicas in time: a failover now could undo it"
+            "{event} applied on the Redis master but not confirmed by its replicas in time: a failover now could undo it"
         );
     }
 }

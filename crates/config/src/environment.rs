@@ -57,6 +57,7 @@ pub const SETTINGS: &[SettingName] = &[
     setting("max_sessions_per_user", "TESSERA_MAX_SESSIONS_PER_USER", ValueKind::Number),
     setting("sliding_expiry", "TESSERA_SLIDING_EXPIRY", ValueKind::Text),
     setting("revocation_wait_ms", "TESSERA_REVOCATION_WAIT_MS", ValueKind::Number),
+    setting("issue_wait_ms", "TESSERA_ISSUE_WAIT_MS", ValueKind::Number),
     setting("public_paths", "TESSERA_PUBLIC_PATHS", ValueKind::Text),
     setting("forward_headers", "TESSERA_FORWARD_HEADERS", ValueKind::Text),
     setting("max_header_bytes", "TESSERA_MAX_HEADER_BYTES", ValueKind::Number),

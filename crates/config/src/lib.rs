@@ -123,6 +123,9 @@ pub struct AuthSettings {
     /// How long a revocation waits for the Redis master's replicas to acknowledge it
     /// (`TESSERA_REVOCATION_WAIT_MS`); zero: no wait.
     pub revocation_wait: Duration,
+    /// How long issuing a token waits for the master's replicas to acknowledge it
+    /// (`TESSERA_ISSUE_WAIT_MS`); zero, the default: no wait.
+    pub issue_wait: Duration,
 }
 
 /// `TESSERA_TOKEN_FORMAT`: `v1` (the Python system's shape, the default) or `v2` (`tsr_`
@@ -326,6 +329,7 @@ struct RawSettings {
     max_sessions_per_user: u64,
     sliding_expiry: String,
     revocation_wait_ms: u64,
+    issue_wait_ms: u64,
     public_paths: String,
     forward_headers: String,
     max_header_bytes: usize,
@@ -369,6 +373,7 @@ impl Default for RawSettings {
             max_sessions_per_user: 100,
             sliding_expiry: "false".to_owned(),
             revocation_wait_ms: 500,
+            issue_wait_ms: 0,
             public_paths: "/healthz,/readyz,/openapi.json".to_owned(),
             forward_headers: String::new(),
             max_header_bytes: 16 * 1024,
@@ -459,7 +464,8 @@ impl Validator<'_> {
                 sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
                 token_format: self.token_format(&raw.token_format)?,
                 token_storage: self.token_storage(&raw.token_storage)?,
-                revocation_wait: self.revocation_wait(raw.revocation_wait_ms)?,
+                revocation_wait: self.replica_wait("revocation_wait_ms", raw.revocation_wait_ms)?,
+                issue_wait: self.replica_wait("issue_wait_ms", raw.issue_wait_ms)?,
             },
             http,
             internal_keys,
@@ -714,14 +720,12 @@ impl Validator<'_> {
         Ok(Duration::from_millis(millis))
     }
 
-    /// `TESSERA_REVOCATION_WAIT_MS`: 0 (off) to a minute; a revocation answers only after it.
-    fn revocation_wait(&self, millis: u64) -> Result<Duration, ConfigError> {
+    /// `TESSERA_REVOCATION_WAIT_MS`, `TESSERA_ISSUE_WAIT_MS`: 0 (off) to a minute; a
+    /// revocation (an issue) answers only after its replicas acknowledged it or this long.
+    fn replica_wait(&self, key: &str, millis: u64) -> Result<Duration, ConfigError> {
         const MINUTE_MS: u64 = 60_000;
         if millis > MINUTE_MS {
-            return Err(self.error(
-                "revocation_wait_ms",
-                format!("{millis} is more than a minute, expected 0 (no wait) to {MINUTE_MS}"),
-            ));
+            return Err(self.error(key, format!("{millis} is more than a minute, expected 0 (no wait) to {MINUTE_MS}")));
         }
         Ok(Duration::from_millis(millis))
     }

@@ -195,6 +195,7 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
             ("TESSERA_INTERNAL_KEY", "short", "shorter than 16"),
             ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "0", "at least 1 millisecond"),
             ("TESSERA_REVOCATION_WAIT_MS", "60001", "more than a minute"),
+            ("TESSERA_ISSUE_WAIT_MS", "60001", "more than a minute"),
             ("TESSERA_REVOCATION_WAIT_MS", "soon", "u64"),
         ];
         for (name, value, problem) in cases {
@@ -346,6 +347,7 @@ fn auth_and_http_settings() {
         assert_eq!(defaults.auth.max_sessions_per_user, std::num::NonZeroU64::new(100));
         assert!(!defaults.auth.sliding_expiry);
         assert_eq!(defaults.auth.revocation_wait, Duration::from_millis(500));
+        assert_eq!(defaults.auth.issue_wait, Duration::ZERO, "issuing does not wait unless asked");
         assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz", "/openapi.json"]);
         assert_eq!(defaults.http.max_connections, 10_000);
         assert_eq!(defaults.http.header_read_timeout, Duration::from_secs(10));
@@ -357,6 +359,7 @@ fn auth_and_http_settings() {
                 ("TESSERA_MAX_SESSIONS_PER_USER", "0"),
                 ("TESSERA_SLIDING_EXPIRY", "yes"),
                 ("TESSERA_REVOCATION_WAIT_MS", "0"),
+                ("TESSERA_ISSUE_WAIT_MS", "250"),
                 ("TESSERA_PUBLIC_PATHS", "/healthz, /status"),
                 ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username, role = X-Auth-Role"),
             ],
@@ -365,6 +368,7 @@ fn auth_and_http_settings() {
         assert_eq!(settings.auth.max_sessions_per_user, None, "0 means no cap");
         assert!(settings.auth.sliding_expiry);
         assert_eq!(settings.auth.revocation_wait, Duration::ZERO, "0 means no wait");
+        assert_eq!(settings.auth.issue_wait, Duration::from_millis(250));
         assert_eq!(settings.http.public_paths, ["/healthz", "/status"]);
         assert_eq!(
             settings.http.forward_headers,

@@ -63,6 +63,8 @@ pub struct CacheDao {
     known_users: moka::sync::Cache<String, UserId>,
     /// How [`Self::revoking`] waits for replicas (not at all by default).
     revocation_wait: std::sync::Arc<ReplicaWait>,
+    /// How [`Self::issuing`] waits for replicas (not at all by default).
+    issue_wait: std::sync::Arc<ReplicaWait>,
 }
 
 /// How many entries' users [`CacheDao`] remembers (about 100 bytes each).
@@ -78,7 +80,8 @@ impl CacheDao {
         let list_head = format!("{}{}", cache.key_prefix().as_str(), keys::TOKEN_LIST).into();
         let known_users = moka::sync::Cache::new(KNOWN_USERS);
         let revocation_wait = std::sync::Arc::new(ReplicaWait::new(Duration::ZERO));
-        Self { cache, storage, list_head, known_users, revocation_wait }
+        let issue_wait = std::sync::Arc::new(ReplicaWait::new(Duration::ZERO));
+        Self { cache, storage, list_head, known_users, revocation_wait, issue_wait }
     }
 
     /// The same DAO whose [`Self::revoking`] waits up to `wait` for the master's replicas to
@@ -86,6 +89,22 @@ impl CacheDao {
     pub fn with_revocation_wait(mut self, wait: Duration) -> Self {
         self.revocation_wait = std::sync::Arc::new(ReplicaWait::new(wait));
         self
+    }
+
+    /// The same DAO whose [`Self::issuing`] waits up to `wait` for the master's replicas to
+    /// acknowledge a new token (zero: no wait).
+    pub fn with_issue_wait(mut self, wait: Duration) -> Self {
+        self.issue_wait = std::sync::Arc::new(ReplicaWait::new(wait));
+        self
+    }
+
+    /// [`Self::revoking`] for the writes that issue a token, with the issue wait: an issued
+    /// token the replicas acknowledged survives a failover.
+    pub fn issuing<'a, T: 'a>(
+        &'a self,
+        issue: impl Future<Output = Result<T, CacheError>> + 'a,
+    ) -> impl Future<Output = Result<(T, Replication), CacheError>> + 'a {
+        self.issue_wait.run(&self.cache, Box::pin(issue))
     }
 
     /// Runs a revocation (reads and writes through this DAO) so that it survives a failover:

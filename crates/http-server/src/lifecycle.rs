@@ -46,8 +46,9 @@ impl Lifecycle {
             config::TokenStorage::Hashed => TokenStorage::Hashed,
             config::TokenStorage::Migrate => TokenStorage::Migrate,
         };
-        let dao =
-            CacheDao::with_storage(self.cache().clone(), storage).with_revocation_wait(settings.auth.revocation_wait);
+        let dao = CacheDao::with_storage(self.cache().clone(), storage)
+            .with_revocation_wait(settings.auth.revocation_wait)
+            .with_issue_wait(settings.auth.issue_wait);
         Authenticator::new(dao, policy)
     }
 
