@@ -197,8 +197,12 @@ impl Authenticator {
             Membership::Found { record, listed: true } => record,
         };
         if self.policy.sliding_expiry {
-            self.dao.refresh_token(token.expose(), self.policy.default_ttl).await?;
-            self.dao.extend_list_ttl(record.user_id(), self.policy.default_ttl).await?;
+            // Boxed: the writes' futures would otherwise size every verification's future.
+            Box::pin(async {
+                self.dao.refresh_token(token.expose(), self.policy.default_ttl).await?;
+                self.dao.extend_list_ttl(record.user_id(), self.policy.default_ttl).await
+            })
+            .await?;
         }
         Ok(Verification::Valid(Principal { token, record }))
     }

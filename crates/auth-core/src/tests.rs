@@ -271,3 +271,15 @@ async fn ttl_out_of_range_is_refused_before_any_write() {
     }
     assert_eq!(cache.metrics().snapshot().operations, 0);
 }
+
+/// A verification's future is created, moved and dropped on every request: the store's paths
+/// (scripts, two-step reads, migration, sliding expiry) are boxed so it stays small; unboxed,
+/// it was 8.9 KB, and copying it showed in the hit path's profile (docs/PERFORMANCE.md).
+#[test]
+fn a_verification_future_stays_small() {
+    let dao = dao::CacheDao::new(cache_toolkit::CacheClient::embedded());
+    let authenticator = crate::Authenticator::new(dao, crate::AuthPolicy::default());
+    let verification = authenticator.verify("a-token");
+    let size = std::mem::size_of_val(&verification);
+    assert!(size <= 1_024, "the verification future is {size} bytes");
+}

@@ -350,7 +350,7 @@ impl CacheClient {
         self.finish(operation, key, started, result)
     }
 
-    fn finish<T>(
+    pub(super) fn finish<T>(
         &self,
         operation: &'static str,
         key: &str,

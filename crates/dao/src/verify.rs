@@ -89,12 +89,39 @@ impl CacheDao {
         match self.storage {
             TokenStorage::Plain => self.entry_membership(&StoredEntry::plain(token)).await,
             TokenStorage::Hashed => self.entry_membership(&StoredEntry::hashed(token)).await,
-            TokenStorage::Migrate => self.membership_migrating(token).await,
+            TokenStorage::Migrate => Box::pin(self.membership_migrating(token)).await,
         }
     }
 
-    /// [`Self::membership`] of one stored form.
+    /// [`Self::membership`] of one stored form. A token whose record and list verdict are in
+    /// memory (the near cache, the embedded store) is answered without awaiting anything; the
+    /// store's path is boxed, so this future stays small for the hit (it is created, moved and
+    /// dropped on every verification).
     pub(crate) async fn entry_membership(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
+        let in_memory = self.cache.near_cache_enabled() || self.cache.store_kind() == "embedded";
+        if in_memory
+            && let Some(cached) = self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode)
+        {
+            let Some(cached) = cached else { return Ok(Membership::Missing) };
+            match &*cached {
+                Err(corrupt) => return Ok(Membership::Corrupt(*corrupt)),
+                Ok(CachedToken { record, list_key, listed }) => {
+                    match self.cache.list_contains_in_memory(list_key, entry.as_str(), listed) {
+                        Some(Ok(listed)) => return Ok(Membership::Found { record: record.clone(), listed }),
+                        Some(Err(error)) if error.kind() == CacheErrorKind::WrongType => {
+                            return Ok(Membership::Found { record: record.clone(), listed: false });
+                        }
+                        Some(Err(error)) => return Err(error),
+                        None => {}
+                    }
+                }
+            }
+        }
+        Box::pin(self.entry_membership_from_store(entry)).await
+    }
+
+    /// [`Self::entry_membership`] when memory could not answer.
+    async fn entry_membership_from_store(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
         // The near cache tracks only keys a command names: the script's list key, built from
         // ARGV, is not tracked before Redis 7.2, so cached verdicts come from plain reads.
         if self.cache.near_cache_enabled() || !self.cache.runs_scripts() {

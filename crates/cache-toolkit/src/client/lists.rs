@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::{CacheClient, CacheError, ListEnd, ListVerdict, embedded::TextReadFailure, near::NearCache, redis};
+use crate::{
+    CacheClient, CacheError, CacheStore, ListEnd, ListVerdict, embedded::TextReadFailure, near::NearCache, redis,
+};
 
 /// What [`CacheClient::push_to_capped_list`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +121,33 @@ impl CacheClient {
         near.remember_verdict(&name, element, memo);
         self.inner.metrics.record_read(found);
         Ok(found)
+    }
+
+    /// [`Self::list_contains_remembered`] when memory can answer at once: the near cache's
+    /// remembered verdict, or the embedded store. `None` when only Redis can (the caller then
+    /// awaits [`Self::list_contains_remembered`]). Lets a hot path stay synchronous, so its
+    /// future does not carry the Redis path's state.
+    pub fn list_contains_in_memory(
+        &self,
+        name: &str,
+        element: &str,
+        memo: &ListVerdict,
+    ) -> Option<Result<bool, CacheError>> {
+        let found = match (&self.inner.near, &self.inner.store) {
+            (Some(near), _) => Ok(near.remembered_verdict(memo)?),
+            (None, CacheStore::Embedded(store)) => {
+                let name = self.key(name);
+                let started = tokio::time::Instant::now();
+                let position =
+                    store.list_position(&name, element).map_err(|_| CacheError::wrong_type("list_contains", &name));
+                self.finish("list_contains", &name, started, position.map(|position| position.is_some()))
+            }
+            (None, CacheStore::Redis(_)) => return None,
+        };
+        if let Ok(found) = found {
+            self.inner.metrics.record_read(found);
+        }
+        Some(found)
     }
 
     /// The string `key` and whether the list `list` holds `element`, in one round trip at most:
