@@ -11,7 +11,7 @@
 //! The script is the same for every [`crate::TokenStorage`]: it is given the entry (the token,
 //! or its hashed form) and the entry's key.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use cache_toolkit::{CacheError, CacheErrorKind, CacheScript, ListVerdict, ScriptReply};
 
@@ -99,33 +99,38 @@ impl CacheDao {
     /// dropped on every verification).
     pub(crate) async fn entry_membership(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
         let in_memory = self.cache.near_cache_enabled() || self.cache.store_kind() == "embedded";
-        if in_memory
-            && let Some(cached) = self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode)
-        {
-            let Some(cached) = cached else { return Ok(Membership::Missing) };
-            match &*cached {
-                Err(corrupt) => return Ok(Membership::Corrupt(*corrupt)),
-                Ok(CachedToken { record, list_key, listed }) => {
-                    match self.cache.list_contains_in_memory(list_key, entry.as_str(), listed) {
-                        Some(Ok(listed)) => return Ok(Membership::Found { record: record.clone(), listed }),
-                        Some(Err(error)) if error.kind() == CacheErrorKind::WrongType => {
-                            return Ok(Membership::Found { record: record.clone(), listed: false });
+        let cached = if in_memory {
+            match self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode) {
+                Some(None) => return Ok(Membership::Missing),
+                Some(Some(cached)) => match &*cached {
+                    Err(corrupt) => return Ok(Membership::Corrupt(*corrupt)),
+                    Ok(CachedToken { record, list_key, listed }) => {
+                        if let Some(answer) = self.cache.list_contains_in_memory(list_key, entry.as_str(), listed) {
+                            let listed = listed_or_not_a_list(answer)?;
+                            return Ok(Membership::Found { record: record.clone(), listed });
                         }
-                        Some(Err(error)) => return Err(error),
-                        None => {}
+                        Some(cached)
                     }
-                }
+                },
+                None => None,
             }
-        }
-        Box::pin(self.entry_membership_from_store(entry)).await
+        } else {
+            None
+        };
+        Box::pin(self.entry_membership_from_store(entry, cached)).await
     }
 
-    /// [`Self::entry_membership`] when memory could not answer.
-    async fn entry_membership_from_store(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
+    /// [`Self::entry_membership`] when memory could not answer; `cached`: the token's record
+    /// the near cache already holds (its list is what memory lacked).
+    async fn entry_membership_from_store(
+        &self,
+        entry: &StoredEntry,
+        cached: Option<Arc<Result<CachedToken, CorruptMetadata>>>,
+    ) -> Result<Membership, CacheError> {
         // The near cache tracks only keys a command names: the script's list key, built from
         // ARGV, is not tracked before Redis 7.2, so cached verdicts come from plain reads.
         if self.cache.near_cache_enabled() || !self.cache.runs_scripts() {
-            return self.membership_by_reads(entry).await;
+            return self.membership_by_reads(entry, cached).await;
         }
         let stored = entry.as_str();
         let reply = match self.cache.run_script(&VERIFY, &[&keys::token(stored)], &[stored, &self.list_head]).await {
@@ -166,21 +171,18 @@ impl CacheDao {
     /// GET `token:{entry}` and the membership in `token_list:{user}` together (one round trip,
     /// or none from the near cache) when the entry's user is known from an earlier
     /// verification; otherwise in two steps, after which the user is known.
-    async fn membership_by_reads(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
-        // The hit path (the near cache, or the embedded store): the token's record, decoded once
-        // per stored value, names the list.
-        if let Some(cached) = self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode) {
-            let Some(cached) = cached else { return Ok(Membership::Missing) };
-            return Ok(match &*cached {
-                Ok(CachedToken { record, list_key, listed }) => {
-                    let listed = match self.cache.list_contains_remembered(list_key, entry.as_str(), listed).await {
-                        Err(error) if error.kind() == CacheErrorKind::WrongType => false,
-                        other => other?,
-                    };
-                    Membership::Found { record: record.clone(), listed }
-                }
-                Err(corrupt) => Membership::Corrupt(*corrupt),
-            });
+    async fn membership_by_reads(
+        &self,
+        entry: &StoredEntry,
+        cached: Option<Arc<Result<CachedToken, CorruptMetadata>>>,
+    ) -> Result<Membership, CacheError> {
+        // The token's record is in the near cache, decoded once per stored value, and names the
+        // list: only the list is read.
+        if let Some(cached) = cached
+            && let Ok(CachedToken { record, list_key, listed }) = &*cached
+        {
+            let answer = self.cache.list_contains_remembered(list_key, entry.as_str(), listed).await;
+            return Ok(Membership::Found { record: record.clone(), listed: listed_or_not_a_list(answer)? });
         }
         if let Some(user_id) = self.known_users.get(entry.as_str()) {
             let token_key = keys::token(entry.as_str());
@@ -231,9 +233,14 @@ impl CacheDao {
 
     /// Whether the list `list_key` holds `entry`, where a key of another type counts as "no".
     async fn holds_or_not_a_list(&self, list_key: &str, entry: &StoredEntry) -> Result<bool, CacheError> {
-        match self.cache.list_contains(list_key, entry.as_str()).await {
-            Err(error) if error.kind() == CacheErrorKind::WrongType => Ok(false),
-            other => other,
-        }
+        listed_or_not_a_list(self.cache.list_contains(list_key, entry.as_str()).await)
+    }
+}
+
+/// A membership answer where a list key of another type counts as "not listed".
+fn listed_or_not_a_list(answer: Result<bool, CacheError>) -> Result<bool, CacheError> {
+    match answer {
+        Err(error) if error.kind() == CacheErrorKind::WrongType => Ok(false),
+        other => other,
     }
 }

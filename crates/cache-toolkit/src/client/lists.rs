@@ -111,11 +111,10 @@ impl CacheClient {
         element: &str,
         memo: &ListVerdict,
     ) -> Result<bool, CacheError> {
-        let Some(near) = &self.inner.near else { return self.list_contains(name, element).await };
-        if let Some(found) = near.remembered_verdict(memo) {
-            self.inner.metrics.record_read(found);
-            return Ok(found);
+        if let Some(found) = self.list_contains_in_memory(name, element, memo) {
+            return found;
         }
+        let Some(near) = &self.inner.near else { return self.list_contains(name, element).await };
         let name = self.key(name);
         let found = self.near_list("list_contains", near, &name).await?.iter().any(|item| item == element);
         near.remember_verdict(&name, element, memo);
