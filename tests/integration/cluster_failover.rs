@@ -1,18 +1,17 @@
-//! A cluster primary dies: every shard answers again soon after its replica takes over, and no
-//! acknowledged write is lost. A private six-node cluster (three primaries, three replicas,
-//! `cluster-node-timeout` 2 s) serves a `Backend` built from the server's settings while tasks
-//! write and read keys on all three shards; one primary is killed (SIGKILL) and its replica
-//! promoted. For each shard the test measures and prints the longest time without a successful
-//! answer.
+//! A cluster primary dies: the healthy shards keep answering, the dead one answers again soon
+//! after its replica takes over, and no acknowledged write is lost. A private six-node cluster
+//! (three primaries, three replicas, `cluster-node-timeout` 2 s, `cluster-require-full-coverage
+//! no`) serves a `Backend` built from the server's settings while tasks write and read keys on
+//! all three shards; one primary is killed (SIGKILL) and its replica promoted. For each shard
+//! the test measures and prints the longest time without a successful answer.
 //!
-//! What it asserts is what fred 10.1 allows, not the isolation one would want: the healthy
-//! shards stall too until the promotion, because fred's connection task retries the dead node
-//! before it sends anything else (docs/FRED.md, "Failures in a cluster and with sentinel").
-//! Every shard must answer again within [`RECOVERY_BUDGET`] of the promotion (the cluster's
-//! reconnect delay is capped for that: `infra::redis::reconnect_max`), every write acknowledged
-//! on a healthy shard must be readable afterwards, and a write lost with the dead primary must
-//! have been acknowledged in the last moments before the kill, before its replica had it
-//! (asynchronous replication: see README "Revocations and failover").
+//! Asserted: a healthy shard never goes more than [`HEALTHY_OUTAGE_BUDGET`] without an answer
+//! (Tessera routes each key to its primary's own pool, docs/CLUSTER.md; with fred's cluster
+//! client every shard stalled until the promotion, 3.7–4.5 s); the dead shard answers again
+//! within [`RECOVERY_BUDGET`] of the promotion; every write acknowledged on a healthy shard is
+//! readable afterwards, and a write lost with the dead primary was acknowledged in the last
+//! moments before the kill, before its replica had it (asynchronous replication: see README
+//! "Revocations and failover").
 
 use std::{
     sync::{
@@ -37,9 +36,14 @@ const LOAD_AFTER_PROMOTION: Duration = Duration::from_secs(2);
 /// The load never runs longer than this, whatever happens.
 const LOAD_LIMIT: Duration = Duration::from_secs(15);
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Every shard answers again within this of the replica's promotion: fred's next reconnection
-/// attempt (at most 250 ms later on a cluster) plus the time to read the new slot map.
-const RECOVERY_BUDGET: Duration = Duration::from_millis(600);
+/// The longest a healthy shard may go without an answer while another shard's primary is dead
+/// (the issue's bound).
+const HEALTHY_OUTAGE_BUDGET: Duration = Duration::from_secs(1);
+/// The dead shard answers again within this of the replica's promotion: a command sent to the
+/// dead primary just before waits out its timeout (`TESSERA_REDIS_COMMAND_TIMEOUT_MS`, 1 s by
+/// default), and the new primary is used after the next read of the slot map (every 100 ms
+/// while a primary is not connected) and a connection to it.
+const RECOVERY_BUDGET: Duration = Duration::from_millis(1_500);
 /// A write lost with the dead primary was acknowledged at most this long before the kill
 /// (its replica lags by well under a millisecond on loopback).
 const REPLICATION_LAG_BUDGET: Duration = Duration::from_millis(500);
@@ -103,8 +107,8 @@ fn longest_outage(outcomes: &[Outcome], kill: Instant, end: Instant) -> Duration
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_primary_dies_every_shard_answers_soon_after_the_promotion_and_keeps_acknowledged_writes() {
-    let options = ["--cluster-node-timeout", "2000"];
+async fn a_dead_primary_stalls_only_its_own_shard_and_no_acknowledged_write_is_lost() {
+    let options = ["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"];
     let mut cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&options)).await.unwrap();
     let tags: Vec<String> = (0..SHARDS).map(|shard| cluster.hash_tag_on_shard(shard)).collect();
     let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", &cluster.url())]).unwrap();
@@ -179,11 +183,18 @@ async fn after_a_primary_dies_every_shard_answers_soon_after_the_promotion_and_k
     reader.close().await;
 
     for (shard, outage) in outages.iter().enumerate() {
-        assert!(
-            *outage <= promoted_after + RECOVERY_BUDGET,
-            "shard {shard} went {outage:?} without an answer after the kill; the replica was promoted after \
-             {promoted_after:?}, so it stalled {:?} past the promotion",
-            outage.saturating_sub(promoted_after),
-        );
+        if shard == DEAD_SHARD {
+            assert!(
+                *outage <= promoted_after + RECOVERY_BUDGET,
+                "the dead shard went {outage:?} without an answer after the kill; the replica was promoted after \
+                 {promoted_after:?}, so it stalled {:?} past the promotion",
+                outage.saturating_sub(promoted_after),
+            );
+        } else {
+            assert!(
+                *outage <= HEALTHY_OUTAGE_BUDGET,
+                "healthy shard {shard} went {outage:?} without an answer while shard {DEAD_SHARD}'s primary was dead"
+            );
+        }
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     metrics::CacheMetrics,
     near::{NearCache, NearCacheError, NearCacheSettings},
     primary_gate::{GateClosed, PrimaryGate},
+    route::Route,
 };
 
 /// Operations that change nothing. Every other operation invalidates its key in the near cache
@@ -63,16 +64,33 @@ pub enum CacheStore {
 /// feature for [`RedisPool::from_fred`].
 #[derive(Clone, Debug)]
 pub struct RedisPool {
-    pool: Pool,
+    route: Route,
     /// Closed while the primary changes (sentinel): commands are refused instead of sent.
     gate: Option<Arc<PrimaryGate>>,
 }
 
 impl RedisPool {
-    /// Wraps a fred pool its caller has connected (and will close).
+    /// Wraps a fred pool its caller has connected (and will close). A connected cluster pool
+    /// lends its settings and slot map only: commands go to one pool per primary that this
+    /// crate opens and routes by hash slot, so a dead primary fails only its own slots
+    /// (docs/CLUSTER.md); [`Self::close`] closes those pools. Call it inside a Tokio runtime.
     #[cfg(any(feature = "fred-pool", test))]
     pub fn from_fred(pool: Pool) -> Self {
-        Self { pool, gate: None }
+        use fred::interfaces::ClientLike;
+        if !pool.next().is_clustered() {
+            return Self { route: Route::Pool(pool), gate: None };
+        }
+        match crate::cluster::ClusterNodes::from_cluster_pool(&pool) {
+            Some(Ok(nodes)) => Self { route: Route::Cluster(nodes), gate: None },
+            Some(Err(error)) => {
+                tracing::warn!(%error, "redis cluster: cannot open a pool per primary; fred routes every command");
+                Self { route: Route::Pool(pool), gate: None }
+            }
+            None => {
+                tracing::warn!("redis cluster: the pool holds no slot map (not connected); fred routes every command");
+                Self { route: Route::Pool(pool), gate: None }
+            }
+        }
     }
 
     /// Commands through this pool ask `gate` first and are refused (unavailable) while it is
@@ -80,6 +98,44 @@ impl RedisPool {
     pub fn with_primary_gate(mut self, gate: Arc<PrimaryGate>) -> Self {
         self.gate = Some(gate);
         self
+    }
+
+    /// Whether this crate opened connections of its own (one pool per cluster primary) and
+    /// routes commands itself; the fred pool it was built from is then not used.
+    pub fn routes_itself(&self) -> bool {
+        matches!(self.route, Route::Cluster(_))
+    }
+
+    /// Waits until every connection this crate opened itself (a cluster's pools, one per
+    /// primary) is up; `false` when `timeout` passed first. Nothing to wait for otherwise: the
+    /// caller connected its pool.
+    pub async fn wait_until_connected(&self, timeout: Duration) -> bool {
+        let Route::Cluster(_) = &self.route else { return true };
+        let pools = self.route.pools();
+        let connected = futures::future::try_join_all(
+            pools.iter().map(|node| fred::interfaces::ClientLike::wait_for_connect(&node.pool)),
+        );
+        matches!(tokio::time::timeout(timeout, connected).await, Ok(Ok(_)))
+    }
+
+    /// Drops and rebuilds every connection; in a cluster, reads the slot map again first.
+    pub async fn reconnect(&self) -> Result<(), CacheError> {
+        let failed = |error: fred::error::Error| CacheError::from_fred("reconnect", None, error);
+        if let Route::Cluster(nodes) = &self.route {
+            nodes.refresh().await.map_err(failed)?;
+        }
+        for node in self.route.pools() {
+            fred::interfaces::ClientLike::force_reconnection(&node.pool).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the connections this crate opened itself (a cluster's pools, one per primary).
+    /// The pool given to [`Self::from_fred`] stays its caller's to close.
+    pub async fn close(&self) {
+        if let Route::Cluster(nodes) = &self.route {
+            nodes.close().await;
+        }
     }
 }
 
@@ -196,11 +252,11 @@ impl CacheClient {
     /// returned as it is. Clones and [`Self::with_key_prefix`] clients share the near cache;
     /// its counters go to this client's [`CacheMetrics`].
     pub async fn with_near_cache(&self, settings: NearCacheSettings) -> Result<Self, NearCacheError> {
-        let CacheStore::Redis(RedisPool { pool, .. }) = &self.inner.store else { return Ok(self.clone()) };
+        let CacheStore::Redis(RedisPool { route, .. }) = &self.inner.store else { return Ok(self.clone()) };
         if self.inner.near.is_some() {
             return Ok(self.clone());
         }
-        let near = match NearCache::start(pool, settings, Arc::clone(&self.inner.metrics)).await {
+        let near = match NearCache::start(route, settings, Arc::clone(&self.inner.metrics)).await {
             Ok(near) => near,
             Err(NearCacheError::RedisTooOld { version }) => {
                 tracing::warn!(%version, "near cache off: Redis is older than 7.0");
@@ -292,7 +348,7 @@ impl CacheClient {
         &self,
         operation: &'static str,
         key: &str,
-        on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
+        on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, WrongType>,
     ) -> Result<T, CacheError> {
         self.call_refusing(operation, key, on_redis, on_embedded).await
@@ -304,7 +360,7 @@ impl CacheClient {
         &self,
         operation: &'static str,
         key: &str,
-        on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
+        on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, Refusal>,
     ) -> Result<T, CacheError> {
         self.call_in_steps(operation, key, on_redis, async move |store| on_embedded(store)).await
@@ -316,23 +372,26 @@ impl CacheClient {
         &self,
         operation: &'static str,
         key: &str,
-        on_redis: impl AsyncFnOnce(&Pool) -> Result<T, fred::error::Error>,
+        on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl AsyncFnOnce(&EmbeddedStore) -> Result<T, Refusal>,
     ) -> Result<T, CacheError> {
         let started = Instant::now();
         let outcome = match &self.inner.store {
-            CacheStore::Redis(RedisPool { pool, gate }) => match gate.as_deref() {
-                None => on_redis(pool).await.map_err(StoreFailure::from),
-                Some(gate) => match gate.closed() {
+            CacheStore::Redis(RedisPool { route, gate }) => {
+                let closed = gate.as_deref().and_then(PrimaryGate::closed);
+                match closed {
                     Some(why) => Err(StoreFailure::PrimaryChanging(why)),
-                    None => on_redis(pool).await.map_err(|error| {
-                        if crate::error::is_read_only_reply(&error) {
+                    None => on_redis(route).await.map_err(|error| {
+                        route.report(&error);
+                        if let Some(gate) = gate.as_deref()
+                            && crate::error::is_read_only_reply(&error)
+                        {
                             gate.report_read_only();
                         }
                         StoreFailure::from(error)
                     }),
-                },
-            },
+                }
+            }
             CacheStore::Embedded(store) => on_embedded(store).await.map_err(Into::into),
         };
         if let Some(near) = &self.inner.near {
@@ -422,20 +481,44 @@ impl CacheClient {
     pub async fn ping(&self) -> Result<Duration, CacheError> {
         let started = Instant::now();
         let result = match &self.inner.store {
-            CacheStore::Redis(RedisPool { pool, .. }) => ping_every_connection(pool).await,
+            CacheStore::Redis(RedisPool { route, .. }) => ping_every_connection(route).await,
             CacheStore::Embedded(_) => Ok(Duration::ZERO),
         };
         self.finish("ping", "", started, result)
     }
 }
 
-async fn ping_every_connection(pool: &Pool) -> Result<Duration, CacheError> {
+/// PING on every connection; the slowest round trip. In a cluster Tessera routes itself, the
+/// primaries are asked at once and one that does not answer fails only if none does: a dead
+/// primary stalls its own slots, not the whole store (docs/CLUSTER.md).
+async fn ping_every_connection(route: &Route) -> Result<Duration, CacheError> {
     use fred::interfaces::ClientLike;
-    let mut slowest = Duration::ZERO;
-    for client in pool.clients() {
-        let started = Instant::now();
-        client.ping::<()>(None).await.map_err(|error| CacheError::from_fred("ping", None, error))?;
-        slowest = slowest.max(started.elapsed());
+    let ping_pool = async |pool: Pool| {
+        let mut slowest = Duration::ZERO;
+        for client in pool.clients() {
+            let started = Instant::now();
+            client.ping::<()>(None).await.map_err(|error| CacheError::from_fred("ping", None, error))?;
+            slowest = slowest.max(started.elapsed());
+        }
+        Ok::<_, CacheError>(slowest)
+    };
+    let answers = futures::future::join_all(route.pools().into_iter().map(|node| ping_pool(node.pool))).await;
+    let mut slowest = None;
+    let mut first_error = None;
+    for answer in answers {
+        match answer {
+            Ok(latency) => slowest = Some(slowest.unwrap_or(Duration::ZERO).max(latency)),
+            Err(error) => {
+                if let Route::Cluster(_) = route {
+                    tracing::warn!(%error, "redis cluster: a primary does not answer PING");
+                }
+                first_error.get_or_insert(error);
+            }
+        }
     }
-    Ok(slowest)
+    match (slowest, first_error, route) {
+        (Some(slowest), None, _) | (Some(slowest), Some(_), Route::Cluster(_)) => Ok(slowest),
+        (_, Some(error), _) => Err(error),
+        (None, None, _) => Ok(Duration::ZERO),
+    }
 }

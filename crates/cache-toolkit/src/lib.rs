@@ -11,6 +11,7 @@
 mod aside;
 mod bloom;
 mod client;
+mod cluster;
 #[cfg(test)]
 mod conformance;
 mod decoded;
@@ -24,6 +25,7 @@ mod near;
 mod primary_gate;
 mod redis;
 mod replication;
+mod route;
 mod script;
 
 use std::time::Duration;

@@ -26,10 +26,11 @@ mod store;
 
 use std::{
     any::Any,
+    collections::HashMap,
     hash::BuildHasher,
     sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, RwLock, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -43,7 +44,7 @@ use fred::{
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle, time::Instant};
 
 use self::store::NearStore;
-use crate::{CacheEvent, FlushCause, decoded::DecodedSlot, metrics::CacheMetrics};
+use crate::{CacheEvent, FlushCause, decoded::DecodedSlot, metrics::CacheMetrics, route::Route};
 
 /// Lock stripes for per-key generations: a collision only cancels an unrelated insert.
 const GENERATION_STRIPES: usize = 1_024;
@@ -118,7 +119,7 @@ impl NearValue {
 #[derive(Debug)]
 struct NearEntry {
     value: NearValue,
-    connection: usize,
+    connection: Arc<ConnectionState>,
     epoch: u64,
     decoded: DecodedSlot,
     /// When the store lets go of it: set by the store on every removal ([`store::Retire`]).
@@ -145,6 +146,14 @@ pub struct ListVerdict {
 /// What one pooled connection (one fred `Client`, one socket per node) vouches for.
 #[derive(Debug)]
 struct ConnectionState {
+    /// For logs and canary names: unique within the cache.
+    id: usize,
+    client: Client,
+    /// The slot ranges of the primary it reaches, where Tessera routes a cluster itself: its
+    /// canary key must live in one of them.
+    slots: Option<Vec<(u16, u16)>>,
+    /// Its invalidation listener and heartbeat.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Bumped by every flush of this connection; entries of an older epoch are misses.
     epoch: AtomicU64,
     /// Tracking confirmed on the current socket(s) and not lost since.
@@ -156,9 +165,9 @@ struct ConnectionState {
 }
 
 /// Taken before a read is sent; the read's answer is inserted only if nothing moved since.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct InsertTicket {
-    connection: usize,
+    connection: Arc<ConnectionState>,
     epoch: u64,
     generation: u64,
 }
@@ -167,12 +176,13 @@ pub(crate) struct NearCache {
     entries: NearStore<Arc<NearEntry>>,
     generations: Box<[Mutex<u64>]>,
     stripe_hasher: foldhash::fast::FixedState,
-    connections: Box<[ConnectionState]>,
+    /// Every tracked connection, by its fred client's id.
+    connections: RwLock<HashMap<Arc<str>, Arc<ConnectionState>>>,
+    next_connection_id: AtomicUsize,
     settings: NearCacheSettings,
     metrics: Arc<CacheMetrics>,
     origin: Instant,
     instance: String,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Test hooks: hold the invalidation listeners, delay inserts (see `CacheClient`).
     listeners_held_until_ms: AtomicU64,
     insert_delay_micros: AtomicU64,
@@ -183,7 +193,7 @@ impl std::fmt::Debug for NearCache {
         formatter
             .debug_struct("NearCache")
             .field("entries", &self.entries.len())
-            .field("connections", &self.connections.len())
+            .field("connections", &self.lock_connections().len())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -191,7 +201,16 @@ impl std::fmt::Debug for NearCache {
 
 impl Drop for NearCache {
     fn drop(&mut self) {
-        for task in self.tasks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+        let connections = self.connections.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for state in connections.values() {
+            state.stop_tasks();
+        }
+    }
+}
+
+impl ConnectionState {
+    fn stop_tasks(&self) {
+        for task in self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
             task.abort();
         }
     }
@@ -200,51 +219,97 @@ impl Drop for NearCache {
 impl NearCache {
     /// Checks the Redis version, turns tracking on for every pooled connection and starts one
     /// listener and one heartbeat task per connection. The tasks stop when the cache is dropped.
+    /// Where Tessera routes a cluster itself, primaries that appear later are tracked as they
+    /// come, and those that go are forgotten ([`Self::attach`], [`Self::detach`]).
     pub(crate) async fn start(
-        pool: &Pool,
+        route: &Route,
         settings: NearCacheSettings,
         metrics: Arc<CacheMetrics>,
     ) -> Result<Arc<Self>, NearCacheError> {
         check_settings(&settings)?;
-        check_redis_version(pool.next()).await?;
+        let any = route.any_pool().map_err(|error| NearCacheError::Version(error.details().to_owned()))?;
+        check_redis_version(any.next()).await?;
         let entries = NearStore::new(settings.max_bytes, Arc::clone(&metrics));
-        let connections = pool
-            .clients()
-            .iter()
-            .map(|_| ConnectionState {
-                epoch: AtomicU64::new(0),
-                trusted: AtomicBool::new(false),
-                last_alive_ms: AtomicU64::new(0),
-                canaries: Mutex::new(Vec::new()),
-            })
-            .collect();
         let near = Arc::new(Self {
             entries,
             generations: (0..GENERATION_STRIPES).map(|_| Mutex::new(0)).collect(),
             stripe_hasher: foldhash::fast::FixedState::default(),
-            connections,
+            connections: RwLock::new(HashMap::new()),
+            next_connection_id: AtomicUsize::new(0),
             settings,
             metrics,
             origin: Instant::now(),
             instance: format!("{:016x}", rand::random::<u64>()),
-            tasks: Mutex::new(Vec::new()),
             listeners_held_until_ms: AtomicU64::new(0),
             insert_delay_micros: AtomicU64::new(0),
         });
-        let mut tasks = Vec::new();
-        for (index, client) in pool.clients().iter().enumerate() {
-            // Subscribe before turning tracking on, so no push or event can slip past.
-            let receivers = Receivers::subscribe(client);
-            near.enable_tracking(client, index).await?;
-            tasks.push(tokio::spawn(listen(Arc::downgrade(&near), client.clone(), index, receivers)));
-            tasks.push(tokio::spawn(heartbeat(Arc::downgrade(&near), client.clone(), index)));
+        if let Route::Cluster(nodes) = route {
+            nodes.follow_with(Arc::downgrade(&near));
         }
-        *near.lock_tasks() = tasks;
+        for node in route.pools() {
+            near.attach(&node.pool, node.slots.as_deref()).await?;
+        }
         Ok(near)
     }
 
-    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Tracks every connection of `pool` not tracked yet: subscribes to its events, turns
+    /// tracking on and starts its listener and heartbeat. `slots`: the ranges of the primary
+    /// it reaches, where Tessera routes a cluster itself. A connection whose tracking could
+    /// not be turned on is kept untrusted (its heartbeat retries) and the first such error
+    /// returned.
+    pub(crate) async fn attach(
+        self: &Arc<Self>,
+        pool: &Pool,
+        slots: Option<&[(u16, u16)]>,
+    ) -> Result<(), NearCacheError> {
+        let mut first_error = None;
+        for client in pool.clients() {
+            if self.lock_connections().contains_key(client.id()) {
+                continue;
+            }
+            let state = Arc::new(ConnectionState {
+                id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
+                client: client.clone(),
+                slots: slots.map(<[(u16, u16)]>::to_vec),
+                tasks: Mutex::new(Vec::new()),
+                epoch: AtomicU64::new(0),
+                trusted: AtomicBool::new(false),
+                last_alive_ms: AtomicU64::new(0),
+                canaries: Mutex::new(Vec::new()),
+            });
+            // Subscribe before turning tracking on, so no push or event can slip past.
+            let receivers = Receivers::subscribe(client);
+            self.connections
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(Arc::from(client.id()), Arc::clone(&state));
+            if let Err(error) = self.enable_tracking(&state).await {
+                first_error.get_or_insert(error);
+            }
+            let tasks = vec![
+                tokio::spawn(listen(Arc::downgrade(self), Arc::clone(&state), receivers)),
+                tokio::spawn(heartbeat(Arc::downgrade(self), Arc::clone(&state))),
+            ];
+            *state.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Forgets every connection of `pool` (a server that is no longer a primary): stops its
+    /// tasks and drops what it vouched for.
+    pub(crate) fn detach(&self, pool: &Pool) {
+        for client in pool.clients() {
+            let removed =
+                self.connections.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(client.id());
+            if let Some(state) = removed {
+                state.stop_tasks();
+                self.flush_connection(&state, FlushCause::Disconnect, true);
+            }
+        }
+    }
+
+    fn lock_connections(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<ConnectionState>>> {
+        self.connections.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn now_ms(&self) -> u64 {
@@ -256,9 +321,14 @@ impl NearCache {
         self.generations[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Which pooled connection reads `key` (stable per key, spread over the pool).
-    pub(crate) fn connection_for(&self, key: &str) -> usize {
-        self.stripe_hasher.hash_one(key).rotate_left(17) as usize % self.connections.len()
+    /// The connection that reads `key` (stable per key, spread over the pool of its primary),
+    /// and its state: `None` when it is not tracked (a primary just appeared).
+    fn connection(&self, route: &Route, key: &str) -> Result<(Client, Option<Arc<ConnectionState>>), FredError> {
+        let pool = route.pool_for(key)?;
+        let index = self.stripe_hasher.hash_one(key).rotate_left(17) as usize % pool.size().max(1);
+        let client = pool.clients()[index].clone();
+        let state = self.lock_connections().get(client.id()).cloned();
+        Ok((client, state))
     }
 
     fn serves(&self, state: &ConnectionState, now_ms: u64) -> bool {
@@ -277,7 +347,7 @@ impl NearCache {
     fn servable(&self, key: &str) -> Option<Arc<NearEntry>> {
         let now_ms = self.now_ms();
         let entry = self.entries.get(key, now_ms)?;
-        let state = &self.connections[entry.connection];
+        let state = &entry.connection;
         (entry.epoch == state.epoch.load(Ordering::Acquire) && self.serves(state, now_ms)).then_some(entry)
     }
 
@@ -330,7 +400,7 @@ impl NearCache {
         let remembered = memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (entry, listed) = remembered.as_ref()?;
         let now_ms = self.now_ms();
-        let state = &self.connections[entry.connection];
+        let state = &entry.connection;
         let servable = !entry.retired.load(Ordering::Acquire)
             && entry.expires_at_ms > now_ms
             && entry.epoch == state.epoch.load(Ordering::Acquire)
@@ -362,23 +432,22 @@ impl NearCache {
     }
 
     /// A ticket for a read of `key` on `connection`; `None` when that connection's answers
-    /// cannot be cached now (tracking not confirmed, or silent).
-    fn ticket(&self, connection: usize, key: &str) -> Option<InsertTicket> {
-        let state = &self.connections[connection];
+    /// cannot be cached now (not tracked, tracking not confirmed, or silent).
+    fn ticket(&self, connection: Option<&Arc<ConnectionState>>, key: &str) -> Option<InsertTicket> {
+        let state = connection?;
         let epoch = state.epoch.load(Ordering::Acquire);
         if !self.serves(state, self.now_ms()) {
             return None;
         }
         let generation = *self.stripe(key);
-        Some(InsertTicket { connection, epoch, generation })
+        Some(InsertTicket { connection: Arc::clone(state), epoch, generation })
     }
 
     /// GET + PTTL on the connection that tracks `key`, pipelined (one round trip), and the
     /// answer cached if no invalidation or flush happened meanwhile.
-    pub(crate) async fn read_through(&self, pool: &Pool, key: &str) -> Result<Option<String>, FredError> {
-        let connection = self.connection_for(key);
-        let client = &pool.clients()[connection];
-        let ticket = self.ticket(connection, key);
+    pub(crate) async fn read_through(&self, route: &Route, key: &str) -> Result<Option<String>, FredError> {
+        let (client, connection) = self.connection(route, key)?;
+        let ticket = self.ticket(connection.as_ref(), key);
         let pipeline = client.pipeline();
         let () = pipeline.get(key).await?;
         let () = pipeline.pttl(key).await?;
@@ -389,13 +458,10 @@ impl NearCache {
     }
 
     /// LRANGE 0 -1 + PTTL of the list `key`, like [`Self::read_through`].
-    pub(crate) async fn read_list_through(&self, pool: &Pool, key: &str) -> Result<Arc<[String]>, FredError> {
-        let connection = self.connection_for(key);
-        let ticket = self.ticket(connection, key);
-        let pipeline = pool.clients()[connection].pipeline();
-        let () = pipeline.lrange(key, 0, -1).await?;
-        let () = pipeline.pttl(key).await?;
-        let (items, pttl): (Vec<String>, i64) = pipeline.all().await?;
+    pub(crate) async fn read_list_through(&self, route: &Route, key: &str) -> Result<Arc<[String]>, FredError> {
+        let (client, connection) = self.connection(route, key)?;
+        let ticket = self.ticket(connection.as_ref(), key);
+        let (items, pttl) = read_list(&client, key).await?;
         let items: Arc<[String]> = items.into();
         self.delay_insert().await;
         self.insert(ticket, key, NearValue::List(Arc::clone(&items)), pttl);
@@ -403,23 +469,34 @@ impl NearCache {
     }
 
     /// The string `key` and the whole list `list` in one round trip (GET, PTTL, LRANGE, PTTL
-    /// pipelined on the connection that tracks `key`; in a cluster the pipeline may span
-    /// nodes of that one client, all tracked), each cached under its own ticket.
+    /// pipelined on the connection that tracks `key`; in a cluster fred routes, the pipeline
+    /// may span nodes of that one client, all tracked; in a cluster Tessera routes, each key
+    /// is read on its own primary's connection, both at once), each cached under its own ticket.
     pub(crate) async fn read_text_and_list_through(
         &self,
-        pool: &Pool,
+        route: &Route,
         key: &str,
         list: &str,
     ) -> Result<(Option<String>, Arc<[String]>), FredError> {
-        let connection = self.connection_for(key);
-        let text_ticket = self.ticket(connection, key);
-        let list_ticket = self.ticket(connection, list);
-        let pipeline = pool.clients()[connection].pipeline();
-        let () = pipeline.get(key).await?;
-        let () = pipeline.pttl(key).await?;
-        let () = pipeline.lrange(list, 0, -1).await?;
-        let () = pipeline.pttl(list).await?;
-        let (value, value_pttl, items, list_pttl): (Option<String>, i64, Vec<String>, i64) = pipeline.all().await?;
+        let (client, connection) = self.connection(route, key)?;
+        let (list_client, list_connection) = match route {
+            Route::Pool(_) => (client.clone(), connection.clone()),
+            Route::Cluster(_) => self.connection(route, list)?,
+        };
+        let text_ticket = self.ticket(connection.as_ref(), key);
+        let list_ticket = self.ticket(list_connection.as_ref(), list);
+        let ((value, value_pttl), (items, list_pttl)): ((Option<String>, i64), (Vec<String>, i64)) =
+            if client.id() == list_client.id() {
+                let pipeline = client.pipeline();
+                let () = pipeline.get(key).await?;
+                let () = pipeline.pttl(key).await?;
+                let () = pipeline.lrange(list, 0, -1).await?;
+                let () = pipeline.pttl(list).await?;
+                let (value, value_pttl, items, list_pttl) = pipeline.all().await?;
+                ((value, value_pttl), (items, list_pttl))
+            } else {
+                futures::future::try_join(read_text(&client, key), read_list(&list_client, list)).await?
+            };
         let items: Arc<[String]> = items.into();
         self.delay_insert().await;
         self.insert(text_ticket, key, NearValue::Text(value.as_deref().map(Arc::from)), value_pttl);
@@ -445,16 +522,8 @@ impl NearCache {
         let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
         let now_ms = self.now_ms();
-        let entry = NearEntry {
-            value,
-            connection: ticket.connection,
-            epoch: ticket.epoch,
-            decoded: DecodedSlot::default(),
-            retired: AtomicBool::new(false),
-            expires_at_ms: now_ms.saturating_add(lifetime_ms),
-        };
         let generation = self.stripe(key);
-        let state = &self.connections[ticket.connection];
+        let state = &ticket.connection;
         if *generation != ticket.generation
             || state.epoch.load(Ordering::Acquire) != ticket.epoch
             || !state.trusted.load(Ordering::Acquire)
@@ -463,6 +532,14 @@ impl NearCache {
             self.metrics.count(CacheEvent::NearInsertCancelled);
             return;
         }
+        let entry = NearEntry {
+            value,
+            connection: Arc::clone(&ticket.connection),
+            epoch: ticket.epoch,
+            decoded: DecodedSlot::default(),
+            retired: AtomicBool::new(false),
+            expires_at_ms: now_ms.saturating_add(lifetime_ms),
+        };
         self.entries.insert(key, Arc::new(entry), weight, lifetime_ms, now_ms);
         drop(generation);
         self.metrics.count(CacheEvent::NearInsert);
@@ -489,7 +566,7 @@ impl NearCache {
         for generation in &mut stripes {
             **generation = generation.wrapping_add(1);
         }
-        for state in self.connections.iter() {
+        for state in self.lock_connections().values() {
             state.epoch.fetch_add(1, Ordering::AcqRel);
         }
         self.entries.clear();
@@ -499,28 +576,28 @@ impl NearCache {
         }
     }
 
-    /// Forgets what `connection` vouched for. `distrust`: also stop caching its answers until
-    /// tracking is confirmed again.
-    fn flush_connection(&self, connection: usize, cause: FlushCause, distrust: bool) {
-        let state = &self.connections[connection];
+    /// Forgets what `state`'s connection vouched for. `distrust`: also stop caching its answers
+    /// until tracking is confirmed again.
+    fn flush_connection(&self, state: &Arc<ConnectionState>, cause: FlushCause, distrust: bool) {
         if distrust {
             state.trusted.store(false, Ordering::Release);
         }
         state.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.remove_if(|entry| entry.connection == connection);
+        self.entries.remove_if(|entry| Arc::ptr_eq(&entry.connection, state));
         self.metrics.count_flush(cause);
-        tracing::debug!(connection, cause = cause.name(), "near cache flushed a connection's entries");
+        tracing::debug!(connection = state.id, cause = cause.name(), "near cache flushed a connection's entries");
     }
 
-    /// `CLIENT TRACKING ON` (default mode: on every primary in a cluster), then the canary
-    /// keys, then trust. Inserts stay off until this returns `Ok`.
-    async fn enable_tracking(&self, client: &Client, connection: usize) -> Result<(), NearCacheError> {
+    /// `CLIENT TRACKING ON` (default mode: on every primary in a cluster fred routes), then the
+    /// canary keys, then trust. Inserts stay off until this returns `Ok`.
+    async fn enable_tracking(&self, state: &ConnectionState) -> Result<(), NearCacheError> {
+        let connection = state.id;
         let failed = |error: FredError| NearCacheError::Tracking { connection, reason: error.details().to_owned() };
-        let state = &self.connections[connection];
+        let client = &state.client;
         state.trusted.store(false, Ordering::Release);
         let sent_at = self.now_ms();
         client.start_tracking(Vec::<String>::new(), false, false, false, false).await.map_err(failed)?;
-        let canaries = canary_keys(client, &self.instance, connection);
+        let canaries = canary_keys(client, &self.instance, connection, state.slots.as_deref());
         for canary in &canaries {
             let () = client
                 .set(canary.as_str(), "1", Some(fred::types::Expiration::PX(millis_i64(CANARY_TTL))), None, false)
@@ -567,7 +644,8 @@ impl Receivers {
 
 /// Applies one connection's invalidations and reacts to its errors and reconnections. Uses the
 /// receivers directly: fred's `on_*` helpers stop silently at the first `Lagged`.
-async fn listen(near: Weak<NearCache>, client: Client, connection: usize, mut receivers: Receivers) {
+async fn listen(near: Weak<NearCache>, state: Arc<ConnectionState>, mut receivers: Receivers) {
+    let connection = state.id;
     loop {
         if let Some(held) = near.upgrade().and_then(|near| near.listeners_held()) {
             tokio::time::sleep(held).await;
@@ -587,28 +665,28 @@ async fn listen(near: Weak<NearCache>, client: Client, connection: usize, mut re
                     }
                     Err(RecvError::Lagged(lost)) => {
                         tracing::warn!(connection, lost, "near cache invalidations were lost; flushing the connection's entries");
-                        near.flush_connection(connection, FlushCause::Lagged, false);
+                        near.flush_connection(&state, FlushCause::Lagged, false);
                     }
                     Err(RecvError::Closed) => {
-                        near.flush_connection(connection, FlushCause::Disconnect, true);
+                        near.flush_connection(&state, FlushCause::Disconnect, true);
                         return;
                     }
                 }
             }
             message = receivers.errors.recv() => {
                 let Some(near) = near.upgrade() else { return };
-                near.flush_connection(connection, FlushCause::Disconnect, true);
+                near.flush_connection(&state, FlushCause::Disconnect, true);
                 if matches!(message, Err(RecvError::Closed)) {
                     return;
                 }
             }
             message = receivers.reconnects.recv() => {
                 let Some(near) = near.upgrade() else { return };
-                near.flush_connection(connection, FlushCause::Reconnect, true);
+                near.flush_connection(&state, FlushCause::Reconnect, true);
                 if matches!(message, Err(RecvError::Closed)) {
                     return;
                 }
-                if let Err(error) = near.enable_tracking(&client, connection).await {
+                if let Err(error) = near.enable_tracking(&state).await {
                     // The heartbeat retries: this connection stays untrusted until then.
                     tracing::warn!(%error, "near cache: tracking not restored after a reconnect");
                 }
@@ -619,35 +697,35 @@ async fn listen(near: Weak<NearCache>, client: Client, connection: usize, mut re
 
 /// Proves every `heartbeat_interval` that the connection answers and that its canaries still
 /// exist; re-enables tracking when an earlier attempt failed.
-async fn heartbeat(near: Weak<NearCache>, client: Client, connection: usize) {
+async fn heartbeat(near: Weak<NearCache>, state: Arc<ConnectionState>) {
+    let connection = state.id;
     let Some(interval) = near.upgrade().map(|near| near.settings.heartbeat_interval) else { return };
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let Some(near) = near.upgrade() else { return };
-        let state = &near.connections[connection];
         if !state.trusted.load(Ordering::Acquire) {
-            if let Err(error) = near.enable_tracking(&client, connection).await {
+            if let Err(error) = near.enable_tracking(&state).await {
                 tracing::debug!(%error, "near cache: tracking still off");
             }
             continue;
         }
         let sent_at = near.now_ms();
         let canaries = state.canaries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let answer = tokio::time::timeout(near.settings.max_silence, renew_canaries(&client, &canaries)).await;
+        let answer = tokio::time::timeout(near.settings.max_silence, renew_canaries(&state.client, &canaries)).await;
         match answer {
             Ok(Ok(true)) => state.last_alive_ms.store(sent_at, Ordering::Release),
             Ok(Ok(false)) => {
                 tracing::info!(connection, "near cache: the keyspace was flushed; dropping every entry");
                 near.invalidate_everything(Some(FlushCause::Flushed));
-                if near.enable_tracking(&client, connection).await.is_ok() {
+                if near.enable_tracking(&state).await.is_ok() {
                     state.last_alive_ms.store(sent_at, Ordering::Release);
                 }
             }
             Ok(Err(_)) | Err(_) => {
                 if state.last_alive_ms.load(Ordering::Acquire) + millis(near.settings.max_silence) >= sent_at {
-                    near.flush_connection(connection, FlushCause::Unresponsive, false);
+                    near.flush_connection(&state, FlushCause::Unresponsive, false);
                 }
             }
         }
@@ -664,10 +742,19 @@ async fn renew_canaries(client: &Client, canaries: &[String]) -> Result<bool, Fr
     Ok(renewed.iter().all(|renewed| *renewed))
 }
 
-/// One canary key per node this connection reaches: in a cluster, a hash tag is searched for
-/// each primary so the key lives on it.
-fn canary_keys(client: &Client, instance: &str, connection: usize) -> Vec<String> {
+/// One canary key per node this connection reaches: in a cluster fred routes, a hash tag is
+/// searched for each primary so the key lives on it; where Tessera routes the cluster, one
+/// whose slot is in `slots` (its primary's ranges).
+fn canary_keys(client: &Client, instance: &str, connection: usize, slots: Option<&[(u16, u16)]>) -> Vec<String> {
     let base = format!("tessera:near:canary:{instance}:{connection}");
+    if let Some(slots) = slots {
+        let served = |slot: u16| slots.iter().any(|&(first, last)| (first..=last).contains(&slot));
+        return (0..100_000_u32)
+            .map(|tag| format!("{base}:{{{tag}}}"))
+            .find(|key| served(fred::util::redis_keyslot(key.as_bytes())))
+            .into_iter()
+            .collect();
+    }
     let Some(routing) = client.is_clustered().then(|| client.cached_cluster_state()).flatten() else {
         return vec![base];
     };
@@ -687,6 +774,22 @@ fn canary_keys(client: &Client, instance: &str, connection: usize) -> Vec<String
         }
     }
     keys
+}
+
+/// GET + PTTL of `key`, pipelined on `client`.
+async fn read_text(client: &Client, key: &str) -> Result<(Option<String>, i64), FredError> {
+    let pipeline = client.pipeline();
+    let () = pipeline.get(key).await?;
+    let () = pipeline.pttl(key).await?;
+    pipeline.all().await
+}
+
+/// LRANGE 0 -1 + PTTL of the list `key`, pipelined on `client`.
+async fn read_list(client: &Client, key: &str) -> Result<(Vec<String>, i64), FredError> {
+    let pipeline = client.pipeline();
+    let () = pipeline.lrange(key, 0, -1).await?;
+    let () = pipeline.pttl(key).await?;
+    pipeline.all().await
 }
 
 fn check_settings(settings: &NearCacheSettings) -> Result<(), NearCacheError> {

@@ -4,14 +4,13 @@
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
 use fred::{
-    clients::Pool,
     error::{Error as FredError, ErrorKind as FredErrorKind},
     interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface},
     types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value, scan::Scanner, scripts::Script},
 };
 use futures::StreamExt;
 
-use crate::{ListEnd, Ttl};
+use crate::{ListEnd, Ttl, route::Route};
 
 /// Keys per UNLINK outside a cluster: big enough to amortize the round trip, small enough not
 /// to block Redis noticeably.
@@ -67,18 +66,20 @@ pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(crate) async fn get(pool: &Pool, key: &str) -> Result<Option<String>, FredError> {
+pub(crate) async fn get(route: &Route, key: &str) -> Result<Option<String>, FredError> {
+    let pool = &route.pool_for(key)?;
     pool.get(key).await
 }
 
 /// SET with PX and, for locks, NX. Returns whether the value was written.
 pub(crate) async fn set(
-    pool: &Pool,
+    route: &Route,
     key: &str,
     value: &str,
     ttl: Option<Duration>,
     only_if_absent: bool,
 ) -> Result<bool, FredError> {
+    let pool = &route.pool_for(key)?;
     let expire = ttl.map(|ttl| Expiration::PX(millis(ttl)));
     let options = only_if_absent.then_some(SetOptions::NX);
     // NX that did not write answers nil, which fred refuses to read as a bool (docs/FRED.md).
@@ -86,26 +87,38 @@ pub(crate) async fn set(
     Ok(reply.is_some())
 }
 
-pub(crate) async fn expire(pool: &Pool, key: &str, ttl: Duration) -> Result<bool, FredError> {
+pub(crate) async fn expire(route: &Route, key: &str, ttl: Duration) -> Result<bool, FredError> {
+    let pool = &route.pool_for(key)?;
     pool.pexpire(key, millis(ttl), None).await
 }
 
-pub(crate) async fn exists(pool: &Pool, key: &str) -> Result<bool, FredError> {
+pub(crate) async fn exists(route: &Route, key: &str) -> Result<bool, FredError> {
+    let pool = &route.pool_for(key)?;
     let count: i64 = pool.exists(key).await?;
     Ok(count > 0)
 }
 
-/// One EXISTS per key, pipelined: a cluster refuses multi-key EXISTS across slots.
-pub(crate) async fn existing(pool: &Pool, keys: &[String]) -> Result<Vec<bool>, FredError> {
-    let pipeline = pool.next().pipeline();
-    for key in keys {
-        let () = pipeline.exists(key.as_str()).await?;
-    }
-    let counts: Vec<i64> = pipeline.all().await?;
+/// One EXISTS per key: a cluster refuses multi-key EXISTS across slots. Pipelined on one
+/// connection, or, where Tessera routes a cluster itself, sent to each key's primary at once.
+pub(crate) async fn existing(route: &Route, keys: &[String]) -> Result<Vec<bool>, FredError> {
+    let counts: Vec<i64> = match route {
+        Route::Pool(pool) => {
+            let pipeline = pool.next().pipeline();
+            for key in keys {
+                let () = pipeline.exists(key.as_str()).await?;
+            }
+            pipeline.all().await?
+        }
+        Route::Cluster(_) => {
+            futures::future::try_join_all(keys.iter().map(async |key| route.pool_for(key)?.exists(key.as_str()).await))
+                .await?
+        }
+    };
     Ok(counts.into_iter().map(|count| count > 0).collect())
 }
 
-pub(crate) async fn ttl(pool: &Pool, key: &str) -> Result<Ttl, FredError> {
+pub(crate) async fn ttl(route: &Route, key: &str) -> Result<Ttl, FredError> {
+    let pool = &route.pool_for(key)?;
     let millis: i64 = pool.pttl(key).await?;
     Ok(match millis {
         -2 => Ttl::Missing,
@@ -114,80 +127,102 @@ pub(crate) async fn ttl(pool: &Pool, key: &str) -> Result<Ttl, FredError> {
     })
 }
 
-pub(crate) async fn hash_set(pool: &Pool, name: &str, field: &str, value: &str) -> Result<bool, FredError> {
+pub(crate) async fn hash_set(route: &Route, name: &str, field: &str, value: &str) -> Result<bool, FredError> {
+    let pool = &route.pool_for(name)?;
     let added: i64 = pool.hset(name, (field, value)).await?;
     Ok(added > 0)
 }
 
-pub(crate) async fn hash_get(pool: &Pool, name: &str, field: &str) -> Result<Option<String>, FredError> {
+pub(crate) async fn hash_get(route: &Route, name: &str, field: &str) -> Result<Option<String>, FredError> {
+    let pool = &route.pool_for(name)?;
     pool.hget(name, field).await
 }
 
-pub(crate) async fn hash_get_all(pool: &Pool, name: &str) -> Result<HashMap<String, String>, FredError> {
+pub(crate) async fn hash_get_all(route: &Route, name: &str) -> Result<HashMap<String, String>, FredError> {
+    let pool = &route.pool_for(name)?;
     pool.hgetall(name).await
 }
 
-pub(crate) async fn hash_delete(pool: &Pool, name: &str, field: &str) -> Result<bool, FredError> {
+pub(crate) async fn hash_delete(route: &Route, name: &str, field: &str) -> Result<bool, FredError> {
+    let pool = &route.pool_for(name)?;
     let removed: i64 = pool.hdel(name, field).await?;
     Ok(removed > 0)
 }
 
-pub(crate) async fn list_push(pool: &Pool, name: &str, values: Vec<String>, end: ListEnd) -> Result<u64, FredError> {
+pub(crate) async fn list_push(route: &Route, name: &str, values: Vec<String>, end: ListEnd) -> Result<u64, FredError> {
+    let pool = &route.pool_for(name)?;
     match end {
         ListEnd::Left => pool.lpush(name, values).await,
         ListEnd::Right => pool.rpush(name, values).await,
     }
 }
 
-pub(crate) async fn list_len(pool: &Pool, name: &str) -> Result<u64, FredError> {
+pub(crate) async fn list_len(route: &Route, name: &str) -> Result<u64, FredError> {
+    let pool = &route.pool_for(name)?;
     pool.llen(name).await
 }
 
-pub(crate) async fn list_range(pool: &Pool, name: &str, start: i64, stop: i64) -> Result<Vec<String>, FredError> {
+pub(crate) async fn list_range(route: &Route, name: &str, start: i64, stop: i64) -> Result<Vec<String>, FredError> {
+    let pool = &route.pool_for(name)?;
     pool.lrange(name, start, stop).await
 }
 
-pub(crate) async fn list_pop(pool: &Pool, name: &str, end: ListEnd) -> Result<Option<String>, FredError> {
+pub(crate) async fn list_pop(route: &Route, name: &str, end: ListEnd) -> Result<Option<String>, FredError> {
+    let pool = &route.pool_for(name)?;
     match end {
         ListEnd::Left => pool.lpop(name, None).await,
         ListEnd::Right => pool.rpop(name, None).await,
     }
 }
 
-pub(crate) async fn list_position(pool: &Pool, name: &str, value: &str) -> Result<Option<u64>, FredError> {
+pub(crate) async fn list_position(route: &Route, name: &str, value: &str) -> Result<Option<u64>, FredError> {
+    let pool = &route.pool_for(name)?;
     pool.lpos(name, value, None, None, None).await
 }
 
-/// GET `key` and LPOS `list` `element`, pipelined on one connection: one round trip without a
-/// script (in a cluster the two commands may go to two nodes of that client, still in parallel).
+/// GET `key` and LPOS `list` `element` in one round trip without a script: pipelined on one
+/// connection, or, when the two keys live on two primaries of a cluster Tessera routes itself,
+/// sent to both at once.
 pub(crate) async fn get_and_list_position(
-    pool: &Pool,
+    route: &Route,
     key: &str,
     list: &str,
     element: &str,
 ) -> Result<(Option<String>, Option<u64>), FredError> {
+    let pool = route.pool_for(key)?;
+    if let Route::Cluster(_) = route {
+        let list_pool = route.pool_for(list)?;
+        if !crate::route::same_pool(&pool, &list_pool) {
+            let value = async { pool.get::<Option<String>, _>(key).await };
+            let position = async { list_pool.lpos::<Option<u64>, _, _>(list, element, None, None, None).await };
+            return futures::future::try_join(value, position).await;
+        }
+    }
     let pipeline = pool.next().pipeline();
     let () = pipeline.get(key).await?;
     let () = pipeline.lpos(list, element, None, None, None).await?;
     pipeline.all().await
 }
 
-pub(crate) async fn list_remove(pool: &Pool, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
+pub(crate) async fn list_remove(route: &Route, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
+    let pool = &route.pool_for(name)?;
     pool.lrem(name, count, value).await
 }
 
-pub(crate) async fn list_trim(pool: &Pool, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
+pub(crate) async fn list_trim(route: &Route, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
+    let pool = &route.pool_for(name)?;
     pool.ltrim(name, start, stop).await
 }
 
 /// LPUSH `values` then trim to `max_len` elements, atomically (see [`PUSH_CAPPED`]); returns
 /// the new length and the evicted elements.
 pub(crate) async fn push_capped(
-    pool: &Pool,
+    route: &Route,
     name: &str,
     values: &[String],
     max_len: u64,
 ) -> Result<(u64, Vec<String>), FredError> {
+    let pool = &route.pool_for(name)?;
     let mut args = Vec::with_capacity(1 + values.len());
     args.push(max_len.to_string());
     args.extend_from_slice(values);
@@ -203,13 +238,20 @@ pub(crate) async fn push_capped(
 }
 
 /// Compare-and-delete in one atomic script (EVALSHA, reloaded on NOSCRIPT).
-pub(crate) async fn delete_if_equals(pool: &Pool, key: &str, expected: &str) -> Result<bool, FredError> {
+pub(crate) async fn delete_if_equals(route: &Route, key: &str, expected: &str) -> Result<bool, FredError> {
+    let pool = &route.pool_for(key)?;
     let deleted: i64 = RELEASE_IF_EQUALS.evalsha_with_reload(pool.next(), key, expected).await?;
     Ok(deleted > 0)
 }
 
 /// Compare-and-pexpire in one atomic script (EVALSHA, reloaded on NOSCRIPT).
-pub(crate) async fn expire_if_equals(pool: &Pool, key: &str, expected: &str, ttl: Duration) -> Result<bool, FredError> {
+pub(crate) async fn expire_if_equals(
+    route: &Route,
+    key: &str,
+    expected: &str,
+    ttl: Duration,
+) -> Result<bool, FredError> {
+    let pool = &route.pool_for(key)?;
     let args = vec![expected.to_owned(), millis(ttl).to_string()];
     let extended: i64 = PEXPIRE_IF_EQUALS.evalsha_with_reload(pool.next(), key, args).await?;
     Ok(extended > 0)
@@ -218,12 +260,13 @@ pub(crate) async fn expire_if_equals(pool: &Pool, key: &str, expected: &str, ttl
 /// Takes a lock and its fencing token in one atomic script (EVALSHA, reloaded on NOSCRIPT);
 /// `None` when the lock is held. Both keys share a hash slot, so this runs on a cluster too.
 pub(crate) async fn acquire_fenced(
-    pool: &Pool,
+    route: &Route,
     key: &str,
     counter: &str,
     identifier: &str,
     lease: Duration,
 ) -> Result<Option<u64>, FredError> {
+    let pool = &route.pool_for(key)?;
     let keys = vec![key.to_owned(), counter.to_owned()];
     let args = vec![identifier.to_owned(), millis(lease).to_string()];
     let token: Option<i64> = ACQUIRE_FENCED.evalsha_with_reload(pool.next(), keys, args).await?;
@@ -233,18 +276,34 @@ pub(crate) async fn acquire_fenced(
 }
 
 /// UNLINKs stored keys. In a cluster a multi-key command must stay inside one hash slot, so the
-/// keys are grouped by slot and the groups pipelined; elsewhere, chunks of [`UNLINK_CHUNK`].
-pub(crate) async fn unlink(pool: &Pool, keys: &[String]) -> Result<u64, FredError> {
+/// keys are grouped by slot and the groups pipelined (sent to each group's primary at once where
+/// Tessera routes the cluster itself); elsewhere, chunks of [`UNLINK_CHUNK`].
+pub(crate) async fn unlink(route: &Route, keys: &[String]) -> Result<u64, FredError> {
     if keys.is_empty() {
         return Ok(0);
     }
-    let client = pool.next();
-    let groups: Vec<Vec<String>> = if client.is_clustered() {
+    let by_slot = || {
         let mut by_slot: std::collections::BTreeMap<u16, Vec<String>> = std::collections::BTreeMap::new();
         for key in keys {
             by_slot.entry(fred::util::redis_keyslot(key.as_bytes())).or_default().push(key.clone());
         }
-        by_slot.into_values().collect()
+        by_slot
+    };
+    let pool = match route {
+        Route::Pool(pool) => pool,
+        Route::Cluster(nodes) => {
+            let counts = futures::future::try_join_all(
+                by_slot()
+                    .into_iter()
+                    .map(async |(slot, group)| nodes.pool_for_slot(slot)?.unlink::<u64, _>(group).await),
+            )
+            .await?;
+            return Ok(counts.into_iter().sum());
+        }
+    };
+    let client = pool.next();
+    let groups: Vec<Vec<String>> = if client.is_clustered() {
+        by_slot().into_values().collect()
     } else {
         keys.chunks(UNLINK_CHUNK).map(<[String]>::to_vec).collect()
     };
@@ -260,24 +319,35 @@ pub(crate) async fn unlink(pool: &Pool, keys: &[String]) -> Result<u64, FredErro
 }
 
 /// SCANs every primary (never KEYS) and UNLINKs each page as it comes.
-pub(crate) async fn delete_matching(pool: &Pool, pattern: &str) -> Result<u64, FredError> {
-    let client = pool.next();
-    if client.is_clustered() {
-        unlink_pages(pool, client.scan_cluster(pattern, Some(SCAN_PAGE), None)).await
-    } else {
-        unlink_pages(pool, client.scan(pattern, Some(SCAN_PAGE), None)).await
+pub(crate) async fn delete_matching(route: &Route, pattern: &str) -> Result<u64, FredError> {
+    match route {
+        Route::Pool(pool) => {
+            let client = pool.next();
+            if client.is_clustered() {
+                unlink_pages(route, client.scan_cluster(pattern, Some(SCAN_PAGE), None)).await
+            } else {
+                unlink_pages(route, client.scan(pattern, Some(SCAN_PAGE), None)).await
+            }
+        }
+        Route::Cluster(nodes) => {
+            let mut deleted = 0;
+            for node in nodes.nodes() {
+                deleted += unlink_pages(route, node.pool.next().scan(pattern, Some(SCAN_PAGE), None)).await?;
+            }
+            Ok(deleted)
+        }
     }
 }
 
 async fn unlink_pages(
-    pool: &Pool,
+    route: &Route,
     pages: impl futures::Stream<Item = Result<fred::types::scan::ScanResult, FredError>>,
 ) -> Result<u64, FredError> {
     let mut pages = std::pin::pin!(pages);
     let mut deleted = 0;
     while let Some(page) = pages.next().await {
         let mut page = page?;
-        deleted += unlink(pool, &page_keys(page.take_results())).await?;
+        deleted += unlink(route, &page_keys(page.take_results())).await?;
         page.next();
     }
     Ok(deleted)
@@ -291,26 +361,27 @@ fn page_keys(keys: Option<Vec<fred::types::Key>>) -> Vec<String> {
 /// grows with zero bytes): `BITFIELD key SET u1 <offset> 1 …`, chunks of [`BITFIELD_CHUNK`]
 /// pipelined on one connection, so one round trip. fred has no BITFIELD method: it is sent as
 /// a custom command routed by its key (its first argument).
-pub(crate) async fn set_bits(pool: &Pool, key: &str, offsets: &[u64]) -> Result<(), FredError> {
-    bitfield(pool, key, offsets, "BITFIELD", "SET", Some(1)).await.map(drop)
+pub(crate) async fn set_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<(), FredError> {
+    bitfield(route, key, offsets, "BITFIELD", "SET", Some(1)).await.map(drop)
 }
 
 /// Reads the bit at each of `offsets`, in order (0 past the end or when the key is missing):
 /// `BITFIELD_RO key GET u1 <offset> …`, chunked and pipelined like [`set_bits`].
-pub(crate) async fn get_bits(pool: &Pool, key: &str, offsets: &[u64]) -> Result<Vec<bool>, FredError> {
-    bitfield(pool, key, offsets, "BITFIELD_RO", "GET", None).await
+pub(crate) async fn get_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<Vec<bool>, FredError> {
+    bitfield(route, key, offsets, "BITFIELD_RO", "GET", None).await
 }
 
 /// One BITFIELD(_RO) command per chunk of `offsets`, sent as one pipeline; returns the reply
 /// integer of every operation in order (the old bit for SET, the bit for GET) as a bool.
 async fn bitfield(
-    pool: &Pool,
+    route: &Route,
     key: &str,
     offsets: &[u64],
     command: &'static str,
     operation: &'static str,
     value: Option<i64>,
 ) -> Result<Vec<bool>, FredError> {
+    let pool = &route.pool_for(key)?;
     if offsets.is_empty() {
         return Ok(Vec::new());
     }

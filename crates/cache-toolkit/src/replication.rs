@@ -109,7 +109,8 @@ impl ReplicaWait {
             .call(
                 "replication_barrier",
                 BARRIER_CHANNEL,
-                async |pool| {
+                async |route| {
+                    let pool = route.any_pool()?;
                     let connection = pool.next();
                     let _receivers: i64 = connection.publish(BARRIER_CHANNEL, "").await?;
                     connection.with_options(&options).wait::<i64>(wanted, timeout).await
@@ -144,7 +145,7 @@ impl ReplicaWait {
             .call(
                 "replica_count",
                 "",
-                async |pool| pool.next().info::<String>(Some(InfoKind::Replication)).await,
+                async |route| route.any_pool()?.next().info::<String>(Some(InfoKind::Replication)).await,
                 |_| Ok(String::new()),
             )
             .await?;

@@ -2,11 +2,12 @@
 //! reloaded on NOSCRIPT) and [`ScriptReply`], a script's answer as plain Rust data.
 
 use fred::{
-    clients::Pool,
     error::Error as FredError,
     interfaces::{ClientLike, LuaInterface},
     types::{Value, scripts::Script},
 };
+
+use crate::route::Route;
 
 /// A Lua script run with [`crate::CacheClient::run_script`]. Build it once (e.g. in a
 /// `LazyLock`) and reuse it: the SHA-1 is computed at construction.
@@ -61,24 +62,27 @@ impl ScriptReply {
 }
 
 pub(crate) async fn run(
-    pool: &Pool,
+    route: &Route,
     script: &CacheScript,
     keys: Vec<String>,
     args: Vec<String>,
 ) -> Result<ScriptReply, FredError> {
+    let pool = route.pool_for(keys.first().map_or("", String::as_str))?;
     let value: Value = script.script.evalsha_with_reload(pool.next(), keys, args).await?;
     Ok(ScriptReply::from_value(value))
 }
 
 /// SCRIPT LOAD on every primary, so the first EVALSHA finds it.
-pub(crate) async fn load(pool: &Pool, script: &CacheScript) -> Result<(), FredError> {
-    let client = pool.next();
-    if client.is_clustered() {
-        client.script_load_cluster::<String, _>(script.lua).await.map(drop)
-    } else {
-        for client in pool.clients() {
-            client.script_load::<String, _>(script.lua).await?;
+pub(crate) async fn load(route: &Route, script: &CacheScript) -> Result<(), FredError> {
+    for node in route.pools() {
+        let client = node.pool.next();
+        if client.is_clustered() {
+            client.script_load_cluster::<String, _>(script.lua).await?;
+        } else {
+            for client in node.pool.clients() {
+                client.script_load::<String, _>(script.lua).await?;
+            }
         }
-        Ok(())
     }
+    Ok(())
 }

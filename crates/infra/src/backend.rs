@@ -29,11 +29,14 @@ enum Store {
     Embedded,
 }
 
-/// A connected fred pool, the task that drives it, and how to describe it.
+/// A connected Redis store, the fred pool it was built from and the task that drives that pool,
+/// and how to describe it.
 #[derive(Debug)]
 struct RedisConnection {
-    pool: Pool,
-    connection_task: ConnectHandle,
+    redis_pool: RedisPool,
+    /// `None` for a cluster, whose pool only lent its settings and slot map and is closed once
+    /// the pools per primary are up (`RedisPool::from_fred`).
+    fred_pool: Option<(Pool, ConnectHandle)>,
     topology: &'static str,
     addresses: String,
     tls: bool,
@@ -126,13 +129,25 @@ impl Backend {
             Some(_) => RedisPool::from_fred(pool.clone()).with_primary_gate(gate),
             None => RedisPool::from_fred(pool.clone()),
         };
+        let close_timeout = settings.connect_timeout.max(settings.command_timeout);
+        let fred_pool = if redis_pool.routes_itself() {
+            let connected = redis_pool.wait_until_connected(settings.connect_timeout).await;
+            close_pool(&pool, connection_task, close_timeout, &addresses).await;
+            if !connected {
+                redis_pool.close().await;
+                return Err(InfraError::ConnectTimeout { topology, addresses, timeout: settings.connect_timeout });
+            }
+            None
+        } else {
+            Some((pool, connection_task))
+        };
         let connection = RedisConnection {
-            pool: pool.clone(),
-            connection_task,
+            redis_pool: redis_pool.clone(),
+            fred_pool,
             topology,
             addresses,
             tls: settings.tls.is_some(),
-            close_timeout: settings.connect_timeout.max(settings.command_timeout),
+            close_timeout,
             sentinel_watch,
         };
         Ok(Self { cache: CacheClient::new(CacheStore::Redis(redis_pool), options), store: Store::Redis(connection) })
@@ -169,10 +184,11 @@ impl Backend {
     /// to do for the embedded store.
     pub async fn reset(&self) -> Result<(), InfraError> {
         let Store::Redis(redis) = &self.store else { return Ok(()) };
-        redis.pool.force_reconnection().await.map_err(|error| InfraError::Reset {
-            addresses: redis.addresses.clone(),
-            reason: error.details().to_owned(),
-        })
+        redis
+            .redis_pool
+            .reconnect()
+            .await
+            .map_err(|error| InfraError::Reset { addresses: redis.addresses.clone(), reason: error.to_string() })
     }
 
     /// Sends QUIT on every connection and waits (bounded) for the connection task to end.
@@ -184,25 +200,29 @@ impl Backend {
         if let Some(watch) = redis.sentinel_watch {
             watch.stop(redis.close_timeout).await;
         }
-        if tokio::time::timeout(redis.close_timeout, redis.pool.quit()).await.is_err() {
-            tracing::warn!(addresses = %redis.addresses, "redis QUIT did not complete in time");
+        redis.redis_pool.close().await;
+        match redis.fred_pool {
+            Some((pool, task)) => close_pool(&pool, task, redis.close_timeout, &redis.addresses).await,
+            None => tracing::info!(addresses = %redis.addresses, "redis connections closed"),
         }
-        let mut task = redis.connection_task;
-        match tokio::time::timeout(redis.close_timeout, &mut task).await {
-            Ok(Ok(Ok(()))) => tracing::info!(addresses = %redis.addresses, "redis connections closed"),
-            Ok(Ok(Err(error))) if error.is_canceled() => {
-                tracing::info!(addresses = %redis.addresses, "redis connections closed");
-            }
-            Ok(Ok(Err(error))) => {
-                tracing::warn!(addresses = %redis.addresses, %error, "redis connection task ended with an error")
-            }
-            Ok(Err(join_error)) => {
-                tracing::warn!(addresses = %redis.addresses, %join_error, "redis connection task failed")
-            }
-            Err(_) => {
-                tracing::warn!(addresses = %redis.addresses, "redis connection task did not stop in time; aborting it");
-                task.abort();
-            }
+    }
+}
+
+/// Sends QUIT on every connection of `pool` and waits (bounded) for its connection task to end.
+async fn close_pool(pool: &Pool, mut task: ConnectHandle, close_timeout: Duration, addresses: &str) {
+    if tokio::time::timeout(close_timeout, pool.quit()).await.is_err() {
+        tracing::warn!(%addresses, "redis QUIT did not complete in time");
+    }
+    match tokio::time::timeout(close_timeout, &mut task).await {
+        Ok(Ok(Ok(()))) => tracing::info!(%addresses, "redis connections closed"),
+        Ok(Ok(Err(error))) if error.is_canceled() => {
+            tracing::info!(%addresses, "redis connections closed");
+        }
+        Ok(Ok(Err(error))) => tracing::warn!(%addresses, %error, "redis connection task ended with an error"),
+        Ok(Err(join_error)) => tracing::warn!(%addresses, %join_error, "redis connection task failed"),
+        Err(_) => {
+            tracing::warn!(%addresses, "redis connection task did not stop in time; aborting it");
+            task.abort();
         }
     }
 }

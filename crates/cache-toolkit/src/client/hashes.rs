@@ -11,7 +11,7 @@ impl CacheClient {
         self.call(
             "set_hash",
             &name,
-            async |pool| redis::hash_set(pool, &name, field, value).await,
+            async |route| redis::hash_set(route, &name, field, value).await,
             |store| store.hash_set(&name, field, value),
         )
         .await
@@ -23,7 +23,7 @@ impl CacheClient {
             .call(
                 "get_hash",
                 &name,
-                async |pool| redis::hash_get(pool, &name, field).await,
+                async |route| redis::hash_get(route, &name, field).await,
                 |store| store.hash_get(&name, field),
             )
             .await;
@@ -36,7 +36,7 @@ impl CacheClient {
         self.call(
             "get_hash_all",
             &name,
-            async |pool| redis::hash_get_all(pool, &name).await,
+            async |route| redis::hash_get_all(route, &name).await,
             |store| store.hash_get_all(&name),
         )
         .await
@@ -48,7 +48,7 @@ impl CacheClient {
         self.call(
             "delete_hash_field",
             &name,
-            async |pool| redis::hash_delete(pool, &name, field).await,
+            async |route| redis::hash_delete(route, &name, field).await,
             |store| store.hash_delete(&name, field),
         )
         .await

@@ -13,7 +13,7 @@ impl CacheClient {
             .call(
                 "delete_key",
                 &stored,
-                async |pool| redis::unlink(pool, std::slice::from_ref(&stored)).await,
+                async |route| redis::unlink(route, std::slice::from_ref(&stored)).await,
                 |store| Ok(store.delete(&[stored.as_str()])),
             )
             .await?;
@@ -28,7 +28,7 @@ impl CacheClient {
         self.call(
             "set_expiry",
             &key,
-            async |pool| redis::expire(pool, &key, ttl).await,
+            async |route| redis::expire(route, &key, ttl).await,
             |store| Ok(store.expire(&key, ttl)),
         )
         .await
@@ -36,7 +36,7 @@ impl CacheClient {
 
     pub async fn key_exists(&self, key: &str) -> Result<bool, CacheError> {
         let key = self.key(key);
-        self.call("key_exists", &key, async |pool| redis::exists(pool, &key).await, |store| Ok(store.exists(&key)))
+        self.call("key_exists", &key, async |route| redis::exists(route, &key).await, |store| Ok(store.exists(&key)))
             .await
     }
 
@@ -51,7 +51,7 @@ impl CacheClient {
         self.call(
             "existing_keys",
             &first,
-            async |pool| redis::existing(pool, &stored).await,
+            async |route| redis::existing(route, &stored).await,
             |store| Ok(stored.iter().map(|key| store.exists(key)).collect()),
         )
         .await
@@ -59,7 +59,7 @@ impl CacheClient {
 
     pub async fn get_ttl(&self, key: &str) -> Result<Ttl, CacheError> {
         let key = self.key(key);
-        self.call("get_ttl", &key, async |pool| redis::ttl(pool, &key).await, |store| Ok(store.ttl(&key))).await
+        self.call("get_ttl", &key, async |route| redis::ttl(route, &key).await, |store| Ok(store.ttl(&key))).await
     }
 
     /// Deletes many keys; works in a cluster (grouped by hash slot). An empty list costs no
@@ -74,7 +74,7 @@ impl CacheClient {
             .call(
                 "batch_delete_keys",
                 &first,
-                async |pool| redis::unlink(pool, &stored).await,
+                async |route| redis::unlink(route, &stored).await,
                 |store| Ok(store.delete(&stored.iter().map(String::as_str).collect::<Vec<_>>())),
             )
             .await;
@@ -90,7 +90,7 @@ impl CacheClient {
             .call_in_steps(
                 "delete_matching",
                 &pattern,
-                async |pool| redis::delete_matching(pool, &pattern).await,
+                async |route| redis::delete_matching(route, &pattern).await,
                 async |store| Ok::<_, WrongType>(store.delete_matching(&pattern).await),
             )
             .await;

@@ -37,7 +37,7 @@ impl CacheClient {
         self.call(
             "push_to_list",
             &name,
-            async |pool| redis::list_push(pool, &name, owned.clone(), end).await,
+            async |route| redis::list_push(route, &name, owned.clone(), end).await,
             |store| store.list_push(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), end),
         )
         .await
@@ -65,7 +65,7 @@ impl CacheClient {
             .call(
                 "push_to_capped_list",
                 &name,
-                async |pool| redis::push_capped(pool, &name, &owned, max_len).await,
+                async |route| redis::push_capped(route, &name, &owned, max_len).await,
                 |store| store.list_push_capped(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), max_len),
             )
             .await?;
@@ -90,7 +90,7 @@ impl CacheClient {
                 .call(
                     "list_contains",
                     &name,
-                    async |pool| redis::list_position(pool, &name, element).await,
+                    async |route| redis::list_position(route, &name, element).await,
                     |store| store.list_position(&name, element),
                 )
                 .await?
@@ -176,9 +176,9 @@ impl CacheClient {
                         .call_refusing(
                             "get_value_and_list_contains",
                             &key,
-                            async |pool| match &cached_list {
-                                Some(items) => Ok((near.read_through(pool, &key).await?, Arc::clone(items))),
-                                None => near.read_text_and_list_through(pool, &key, &list).await,
+                            async |route| match &cached_list {
+                                Some(items) => Ok((near.read_through(route, &key).await?, Arc::clone(items))),
+                                None => near.read_text_and_list_through(route, &key, &list).await,
                             },
                             |store| -> Result<_, TextReadFailure> {
                                 Ok((store.get(&key)?, store.list_range(&list, 0, -1)?.into()))
@@ -193,7 +193,7 @@ impl CacheClient {
                     .call_refusing(
                         "get_value_and_list_contains",
                         &key,
-                        async |pool| redis::get_and_list_position(pool, &key, &list, element).await,
+                        async |route| redis::get_and_list_position(route, &key, &list, element).await,
                         // A WRONGTYPE from either command wins over a value that is not
                         // UTF-8, as in Redis's pipeline (the server's error comes first).
                         |store| -> Result<_, TextReadFailure> {
@@ -234,7 +234,7 @@ impl CacheClient {
         self.call(
             operation,
             name,
-            async |pool| near.read_list_through(pool, name).await,
+            async |route| near.read_list_through(route, name).await,
             |store| Ok(store.list_range(name, 0, -1)?.into()),
         )
         .await
@@ -246,7 +246,7 @@ impl CacheClient {
         self.call(
             "list_range",
             &name,
-            async |pool| redis::list_range(pool, &name, start, stop).await,
+            async |route| redis::list_range(route, &name, start, stop).await,
             |store| store.list_range(&name, start, stop),
         )
         .await
@@ -263,7 +263,7 @@ impl CacheClient {
             .call(
                 "pop_list",
                 &name,
-                async |pool| redis::list_pop(pool, &name, end).await,
+                async |route| redis::list_pop(route, &name, end).await,
                 |store| store.list_pop(&name, end),
             )
             .await;
@@ -278,7 +278,7 @@ impl CacheClient {
             .call(
                 "list_position",
                 &name,
-                async |pool| redis::list_position(pool, &name, value).await,
+                async |route| redis::list_position(route, &name, value).await,
                 |store| store.list_position(&name, value),
             )
             .await;
@@ -292,7 +292,7 @@ impl CacheClient {
         self.call(
             "list_remove",
             &name,
-            async |pool| redis::list_remove(pool, &name, count, value).await,
+            async |route| redis::list_remove(route, &name, count, value).await,
             |store| store.list_remove(&name, count, value),
         )
         .await
@@ -304,7 +304,7 @@ impl CacheClient {
         self.call(
             "list_trim",
             &name,
-            async |pool| redis::list_trim(pool, &name, start, stop).await,
+            async |route| redis::list_trim(route, &name, start, stop).await,
             |store| store.list_trim(&name, start, stop),
         )
         .await
@@ -317,6 +317,7 @@ impl CacheClient {
     }
 
     async fn list_len_stored(&self, name: &str) -> Result<u64, CacheError> {
-        self.call("list_len", name, async |pool| redis::list_len(pool, name).await, |store| store.list_len(name)).await
+        self.call("list_len", name, async |route| redis::list_len(route, name).await, |store| store.list_len(name))
+            .await
     }
 }

@@ -12,7 +12,7 @@ impl CacheClient {
         self.call(
             "release_lock",
             &key,
-            async |pool| redis::delete_if_equals(pool, &key, expected).await,
+            async |route| redis::delete_if_equals(route, &key, expected).await,
             |store| store.delete_if_equals(&key, expected),
         )
         .await
@@ -25,7 +25,7 @@ impl CacheClient {
         self.call(
             "extend_lock",
             &key,
-            async |pool| redis::expire_if_equals(pool, &key, expected, ttl).await,
+            async |route| redis::expire_if_equals(route, &key, expected, ttl).await,
             |store| store.expire_if_equals(&key, expected, ttl),
         )
         .await

@@ -11,7 +11,7 @@ impl CacheClient {
     /// callers fall back to plain operations there.
     pub fn runs_scripts(&self) -> bool {
         match &self.inner.store {
-            CacheStore::Redis(RedisPool { pool, .. }) => !fred::interfaces::ClientLike::is_clustered(pool.next()),
+            CacheStore::Redis(RedisPool { route, .. }) => !route.is_cluster(),
             CacheStore::Embedded(_) => false,
         }
     }
@@ -35,7 +35,7 @@ impl CacheClient {
             .call(
                 "run_script",
                 &first,
-                async |pool| crate::script::run(pool, script, keys.clone(), args).await,
+                async |route| crate::script::run(route, script, keys.clone(), args).await,
                 |_| unreachable!("runs_scripts() is false for the embedded store"),
             )
             .await;
@@ -49,6 +49,6 @@ impl CacheClient {
         if !self.runs_scripts() {
             return Ok(());
         }
-        self.call("load_script", "", async |pool| crate::script::load(pool, script).await, |_| Ok(())).await
+        self.call("load_script", "", async |route| crate::script::load(route, script).await, |_| Ok(())).await
     }
 }

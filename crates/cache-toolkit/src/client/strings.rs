@@ -18,7 +18,7 @@ impl CacheClient {
         self.call(
             "set_value",
             &key,
-            async |pool| redis::set(pool, &key, value, ttl, false).await,
+            async |route| redis::set(route, &key, value, ttl, false).await,
             |store| Ok(store.set(&key, value, ttl, false)),
         )
         .await
@@ -32,7 +32,7 @@ impl CacheClient {
         self.call(
             "set_value_if_absent",
             &key,
-            async |pool| redis::set(pool, &key, value, ttl, true).await,
+            async |route| redis::set(route, &key, value, ttl, true).await,
             |store| Ok(store.set(&key, value, ttl, true)),
         )
         .await
@@ -51,7 +51,7 @@ impl CacheClient {
                 self.call_refusing(
                     "get_value",
                     &key,
-                    async |pool| near.read_through(pool, &key).await,
+                    async |route| near.read_through(route, &key).await,
                     |store| store.get(&key),
                 )
                 .await
@@ -60,7 +60,7 @@ impl CacheClient {
                 self.call_refusing(
                     "get_value",
                     &key,
-                    async |pool| redis::get(pool, &key).await,
+                    async |route| redis::get(route, &key).await,
                     |store| store.get(&key),
                 )
                 .await

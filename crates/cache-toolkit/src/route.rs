@@ -1,0 +1,70 @@
+//! [`Route`]: which fred pool a command goes to.
+
+use std::sync::Arc;
+
+use fred::{clients::Pool, error::Error as FredError, interfaces::ClientLike};
+
+use crate::cluster::ClusterNodes;
+
+/// Where a Redis command goes.
+#[derive(Clone, Debug)]
+pub(crate) enum Route {
+    /// One fred pool routes everything itself: standalone, sentinel, or a cluster pool used as
+    /// it was given.
+    Pool(Pool),
+    /// A cluster Tessera routes itself: the pool of the primary serving the key's slot
+    /// (`cluster.rs`).
+    Cluster(Arc<ClusterNodes>),
+}
+
+/// A pool and, where Tessera routes a cluster, the slot ranges of the primary it reaches.
+pub(crate) struct RoutePool {
+    pub(crate) pool: Pool,
+    pub(crate) slots: Option<Vec<(u16, u16)>>,
+}
+
+impl Route {
+    /// The pool that serves `key`.
+    pub(crate) fn pool_for(&self, key: &str) -> Result<Pool, FredError> {
+        match self {
+            Self::Pool(pool) => Ok(pool.clone()),
+            Self::Cluster(nodes) => nodes.pool_for(key),
+        }
+    }
+
+    /// A pool for a command about the server rather than a key (INFO): any primary's.
+    pub(crate) fn any_pool(&self) -> Result<Pool, FredError> {
+        self.pool_for("")
+    }
+
+    /// Every pool: the one pool, or each primary's.
+    pub(crate) fn pools(&self) -> Vec<RoutePool> {
+        match self {
+            Self::Pool(pool) => vec![RoutePool { pool: pool.clone(), slots: None }],
+            Self::Cluster(nodes) => {
+                nodes.nodes().into_iter().map(|node| RoutePool { pool: node.pool, slots: Some(node.slots) }).collect()
+            }
+        }
+    }
+
+    /// Whether the store is a cluster (however it is routed).
+    pub(crate) fn is_cluster(&self) -> bool {
+        match self {
+            Self::Pool(pool) => pool.next().is_clustered(),
+            Self::Cluster(_) => true,
+        }
+    }
+
+    /// A command failed with `error`; a cluster routed here reads its slot map again if the
+    /// error may mean it changed.
+    pub(crate) fn report(&self, error: &FredError) {
+        if let Self::Cluster(nodes) = self {
+            nodes.report(error);
+        }
+    }
+}
+
+/// Whether two pools are the same (the same clients).
+pub(crate) fn same_pool(one: &Pool, other: &Pool) -> bool {
+    one.clients().first().map(ClientLike::id) == other.clients().first().map(ClientLike::id)
+}
