@@ -28,6 +28,8 @@ use tests::PrivateCluster;
 
 const SHARDS: usize = 3;
 const DEAD_SHARD: usize = 1;
+/// Fails over gracefully (`CLUSTER FAILOVER`) once the dead shard's replica took over.
+const GRACEFUL_SHARD: usize = 0;
 const WORKERS_PER_SHARD: usize = 2;
 /// Between two iterations of a worker: keeps the key count small and the timing fine.
 const PAUSE: Duration = Duration::from_millis(5);
@@ -132,6 +134,17 @@ async fn a_dead_primary_stalls_only_its_own_shard_and_no_acknowledged_write_is_l
     }
     let promotion = Instant::now();
     tokio::time::sleep(LOAD_AFTER_PROMOTION).await;
+    // Then a graceful failover of another shard: its old primary answers MOVED until the slot
+    // map is read again.
+    let graceful = Instant::now();
+    let reply = cluster.replica(GRACEFUL_SHARD).query(&["CLUSTER", "FAILOVER"]);
+    assert_eq!(reply, tests::RespReply::Simple("OK".into()), "CLUSTER FAILOVER on shard {GRACEFUL_SHARD}");
+    while !cluster.replica_promoted(GRACEFUL_SHARD) {
+        assert!(graceful.elapsed() < PROMOTION_TIMEOUT, "the graceful failover did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let graceful_promotion = graceful.elapsed();
+    tokio::time::sleep(LOAD_AFTER_PROMOTION).await;
     stop.store(true, Ordering::Relaxed);
     let mut loads: Vec<ShardLoad> = (0..SHARDS).map(|_| ShardLoad::default()).collect();
     for (shard, worker) in workers {
@@ -157,6 +170,13 @@ async fn a_dead_primary_stalls_only_its_own_shard_and_no_acknowledged_write_is_l
             if !matches!(&read, Ok(Some(text)) if *text == write.value) {
                 lost.push((write, read));
             }
+        }
+        if shard == GRACEFUL_SHARD {
+            eprintln!(
+                "cluster failover: shard {shard} failed over gracefully (promoted {graceful_promotion:?} after CLUSTER \
+                 FAILOVER): longest outage around it {:?}",
+                longest_outage(&load.outcomes, graceful, end)
+            );
         }
         eprintln!(
             "cluster failover: shard {shard}{}: longest outage {outage:?} (replica promoted {promoted_after:?} after \

@@ -131,6 +131,7 @@ impl Backend {
         };
         let close_timeout = settings.connect_timeout.max(settings.command_timeout);
         let fred_pool = if redis_pool.routes_itself() {
+            warn_if_full_coverage_required(&pool).await;
             let connected = redis_pool.wait_until_connected(settings.connect_timeout).await;
             close_pool(&pool, connection_task, close_timeout, &addresses).await;
             if !connected {
@@ -205,6 +206,30 @@ impl Backend {
             Some((pool, task)) => close_pool(&pool, task, redis.close_timeout, &redis.addresses).await,
             None => tracing::info!(addresses = %redis.addresses, "redis connections closed"),
         }
+    }
+}
+
+/// With `cluster-require-full-coverage yes` (Redis's default) every node of a cluster refuses
+/// every command from the moment a dead primary is marked failed until its replica is promoted
+/// (about a second), which undoes the isolation of the healthy shards (docs/CLUSTER.md). Asked of
+/// one node; a Redis that refuses CONFIG (a managed service) is not asked further.
+async fn warn_if_full_coverage_required(pool: &Pool) {
+    use fred::types::{ClusterHash, CustomCommand};
+    const PARAMETER: &str = "cluster-require-full-coverage";
+    // fred is built without its CONFIG commands (`i-config`); one custom command does.
+    let command = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
+    let answer = tokio::time::timeout(
+        Duration::from_millis(500),
+        pool.next().custom::<std::collections::HashMap<String, String>, _>(command, vec!["GET", PARAMETER]),
+    )
+    .await;
+    if let Ok(Ok(config)) = answer
+        && config.get(PARAMETER).is_some_and(|value| value == "yes")
+    {
+        tracing::warn!(
+            "redis cluster: cluster-require-full-coverage is yes, so a dead primary makes every node refuse \
+             commands for about a second before its replica takes over; set it to no (docs/CLUSTER.md)"
+        );
     }
 }
 
