@@ -133,6 +133,7 @@ impl Backend {
         let fred_pool = if redis_pool.routes_itself() {
             warn_if_full_coverage_required(&pool).await;
             let connected = redis_pool.wait_until_connected(settings.connect_timeout).await;
+            tracing::debug!("closing the cluster pool that lent its settings and slot map to the pools per primary");
             close_pool(&pool, connection_task, close_timeout, &addresses).await;
             if !connected {
                 redis_pool.close().await;
@@ -202,10 +203,10 @@ impl Backend {
             watch.stop(redis.close_timeout).await;
         }
         redis.redis_pool.close().await;
-        match redis.fred_pool {
-            Some((pool, task)) => close_pool(&pool, task, redis.close_timeout, &redis.addresses).await,
-            None => tracing::info!(addresses = %redis.addresses, "redis connections closed"),
+        if let Some((pool, task)) = redis.fred_pool {
+            close_pool(&pool, task, redis.close_timeout, &redis.addresses).await;
         }
+        tracing::info!(addresses = %redis.addresses, "redis connections closed");
     }
 }
 
@@ -239,10 +240,8 @@ async fn close_pool(pool: &Pool, mut task: ConnectHandle, close_timeout: Duratio
         tracing::warn!(%addresses, "redis QUIT did not complete in time");
     }
     match tokio::time::timeout(close_timeout, &mut task).await {
-        Ok(Ok(Ok(()))) => tracing::info!(%addresses, "redis connections closed"),
-        Ok(Ok(Err(error))) if error.is_canceled() => {
-            tracing::info!(%addresses, "redis connections closed");
-        }
+        Ok(Ok(Ok(()))) => tracing::debug!(%addresses, "redis connection task ended"),
+        Ok(Ok(Err(error))) if error.is_canceled() => tracing::debug!(%addresses, "redis connection task ended"),
         Ok(Ok(Err(error))) => tracing::warn!(%addresses, %error, "redis connection task ended with an error"),
         Ok(Err(join_error)) => tracing::warn!(%addresses, %join_error, "redis connection task failed"),
         Err(_) => {
