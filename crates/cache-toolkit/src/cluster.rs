@@ -65,10 +65,20 @@ impl std::fmt::Debug for ClusterNodes {
     }
 }
 
+/// The last handle gone without [`ClusterNodes::close`]: the pools per primary are closed in the
+/// background (fred's connection tasks would otherwise keep reconnecting for good).
 impl Drop for ClusterNodes {
     fn drop(&mut self) {
         if let Some(task) = self.refresher.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             task.abort();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let topology = self.topology.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for node in &topology.nodes {
+            let pool = node.pool.clone();
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, pool.quit()).await;
+            });
         }
     }
 }
