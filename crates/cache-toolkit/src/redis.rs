@@ -4,6 +4,7 @@
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
 use fred::{
+    clients::Pool,
     error::{Error as FredError, ErrorKind as FredErrorKind},
     interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface},
     types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value, scan::Scanner, scripts::Script},
@@ -180,9 +181,9 @@ pub(crate) async fn list_position(route: &Route, name: &str, value: &str) -> Res
     pool.lpos(name, value, None, None, None).await
 }
 
-/// GET `key` and LPOS `list` `element` in one round trip without a script: pipelined on one
-/// connection, or, when the two keys live on two primaries of a cluster Tessera routes itself,
-/// sent to both at once.
+/// GET `key` and LPOS `list` `element` in one round trip without a script: sent together on
+/// one connection, or, when the two keys live on two primaries of a cluster Tessera routes
+/// itself, to both at once.
 pub(crate) async fn get_and_list_position(
     route: &Route,
     key: &str,
@@ -190,18 +191,23 @@ pub(crate) async fn get_and_list_position(
     element: &str,
 ) -> Result<(Option<String>, Option<u64>), FredError> {
     let pool = route.pool_for(key)?;
-    if let Route::Cluster(_) = route {
-        let list_pool = route.pool_for(list)?;
-        if !crate::route::same_pool(&pool, &list_pool) {
-            let value = async { pool.get::<Option<String>, _>(key).await };
-            let position = async { list_pool.lpos::<Option<u64>, _, _>(list, element, None, None, None).await };
-            return futures::future::try_join(value, position).await;
-        }
-    }
-    let pipeline = pool.next().pipeline();
-    let () = pipeline.get(key).await?;
-    let () = pipeline.lpos(list, element, None, None, None).await?;
-    pipeline.all().await
+    let list_pool = match route {
+        Route::Pool(_) => None,
+        Route::Cluster(_) => Some(route.pool_for(list)?).filter(|list_pool| !crate::route::same_pool(&pool, list_pool)),
+    };
+    // Two commands sent at once, on one client where both keys live together: fred writes them
+    // back to back (one round trip) and feeds them without a flush of their own when other
+    // commands are queued, which costs less than a `Pipeline` (docs/PERFORMANCE.md, "The miss
+    // path without a script").
+    let client = pool.next();
+    let list_client = list_pool.as_ref().map_or(client, Pool::next);
+    let value = async { client.get::<Value, _>(key).await };
+    let position = async { list_client.lpos::<Value, _, _>(list, element, None, None, None).await };
+    // Both replies first, converted after: a server error (WRONGTYPE) from either command wins
+    // over a value that is not UTF-8, as in a pipeline.
+    let (value, position) = futures::future::join(value, position).await;
+    let (value, position) = (value?, position?);
+    Ok((value.convert()?, position.convert()?))
 }
 
 pub(crate) async fn list_remove(route: &Route, name: &str, count: i64, value: &str) -> Result<u64, FredError> {

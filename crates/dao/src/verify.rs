@@ -1,7 +1,10 @@
 //! One round trip for a verification where the store runs scripts (Redis standalone and
 //! sentinel): a Lua script reads `token:{t}`, finds `user_id` and checks `token_list:{user_id}`
-//! with LPOS. Where it cannot (a cluster: the two keys live in different slots; the embedded
-//! store), the same answer takes two operations.
+//! with LPOS. Once a token was verified its user is remembered (a bounded map: a token's user
+//! never changes), and later verifications send GET and LPOS together instead, also one round
+//! trip and cheaper than the script for fred and Redis (docs/PERFORMANCE.md). Where scripts do
+//! not run (a cluster: the two keys live in different slots; the embedded store), the first
+//! verification of a token takes two operations and later ones the same GET and LPOS.
 //!
 //! The script's reading of `user_id` is only a guess made to save a round trip: Rust decodes
 //! the metadata itself and uses the script's LPOS answer only when the script looked at the
@@ -132,6 +135,13 @@ impl CacheDao {
         if self.cache.near_cache_enabled() || !self.cache.runs_scripts() {
             return self.membership_by_reads(entry, cached).await;
         }
+        // A token verified before names its user: GET and LPOS sent together cost fred and
+        // Redis less than the script (docs/PERFORMANCE.md, "The miss path without a script").
+        if let Some(user_id) = self.known_users.get(entry.as_str())
+            && let Some(membership) = self.membership_of_known_user(entry, user_id).await?
+        {
+            return Ok(membership);
+        }
         let stored = entry.as_str();
         let reply = match self.cache.run_script(&VERIFY, &[&keys::token(stored)], &[stored, &self.list_head]).await {
             Ok(reply) => reply,
@@ -165,6 +175,7 @@ impl CacheDao {
             // The script read another user_id than Rust did (or none): ask again, exactly.
             _ => self.is_listed_or_not_a_list(&record, entry).await?,
         };
+        self.known_users.insert(stored.to_owned(), record.user_id().clone());
         Ok(Membership::Found { record, listed })
     }
 
@@ -184,35 +195,47 @@ impl CacheDao {
             let answer = self.cache.list_contains_remembered(list_key, entry.as_str(), listed).await;
             return Ok(Membership::Found { record: record.clone(), listed: listed_or_not_a_list(answer)? });
         }
-        if let Some(user_id) = self.known_users.get(entry.as_str()) {
-            let token_key = keys::token(entry.as_str());
-            let list_key = keys::token_list(&user_id);
-            match self.cache.get_value_and_list_contains(&token_key, &list_key, entry.as_str()).await {
-                Ok((None, _)) => return Ok(Membership::Missing),
-                Ok((Some(value), listed)) => {
-                    let record = match TokenRecord::decode(value) {
-                        Ok(record) => record,
-                        Err(corrupt) => return Ok(Membership::Corrupt(corrupt)),
-                    };
-                    let listed = if record.user_id() == &user_id {
-                        listed
-                    } else {
-                        // Not what was remembered (a rewritten key): ask the right list.
-                        self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
-                        self.is_listed_or_not_a_list(&record, entry).await?
-                    };
-                    return Ok(Membership::Found { record, listed });
-                }
-                // One of the keys holds another type: the two steps tell which.
-                Err(error) if error.kind() == CacheErrorKind::WrongType => {}
-                Err(error) => return Err(error),
-            }
+        if let Some(user_id) = self.known_users.get(entry.as_str())
+            && let Some(membership) = self.membership_of_known_user(entry, user_id).await?
+        {
+            return Ok(membership);
         }
         let membership = self.membership_in_two_steps(entry).await?;
         if let Membership::Found { record, .. } = &membership {
             self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
         }
         Ok(membership)
+    }
+
+    /// GET `token:{entry}` and the membership in the list of `user_id` (the entry's user, known
+    /// from an earlier verification) together: one round trip, or none from the near cache.
+    /// `None` when one of the keys holds another type (the two steps tell which).
+    async fn membership_of_known_user(
+        &self,
+        entry: &StoredEntry,
+        user_id: crate::UserId,
+    ) -> Result<Option<Membership>, CacheError> {
+        let token_key = keys::token(entry.as_str());
+        let list_key = keys::token_list(&user_id);
+        match self.cache.get_value_and_list_contains(&token_key, &list_key, entry.as_str()).await {
+            Ok((None, _)) => Ok(Some(Membership::Missing)),
+            Ok((Some(value), listed)) => {
+                let record = match TokenRecord::decode(value) {
+                    Ok(record) => record,
+                    Err(corrupt) => return Ok(Some(Membership::Corrupt(corrupt))),
+                };
+                let listed = if record.user_id() == &user_id {
+                    listed
+                } else {
+                    // Not what was remembered (a rewritten key): ask the right list.
+                    self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
+                    self.is_listed_or_not_a_list(&record, entry).await?
+                };
+                Ok(Some(Membership::Found { record, listed }))
+            }
+            Err(error) if error.kind() == CacheErrorKind::WrongType => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     async fn membership_in_two_steps(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
