@@ -9,7 +9,11 @@ pub(crate) const TOKEN_LIST: &str = "token_list:";
 /// `token:{entry}`: `token:{token}` for a plain entry, `token:sha256:{hex}` for a hashed one
 /// (see `storage.rs`).
 pub(crate) fn token(entry: &str) -> String {
-    format!("{TOKEN}{entry}")
+    // Sized once: `format!` grows its buffer (two allocations per key, on every verification).
+    let mut key = String::with_capacity(TOKEN.len() + entry.len());
+    key.push_str(TOKEN);
+    key.push_str(entry);
+    key
 }
 
 /// `token_list:{user_id}` — an integer id as its decimal digits, a string id as itself (what

@@ -63,6 +63,25 @@ impl UserId {
         }
     }
 
+    /// `f` applied to [`Self::key_part`], with an integer id written on the stack instead of
+    /// into a new `String` (the forward-auth header is built from it on every request).
+    pub fn with_key_part<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Self::Integer(value) => {
+                use std::io::Write;
+                // i128::MIN has 40 characters.
+                let mut digits = [0_u8; 40];
+                let mut cursor = std::io::Cursor::new(&mut digits[..]);
+                let written = write!(cursor, "{value}").map(|()| cursor.position() as usize);
+                match written.ok().and_then(|len| std::str::from_utf8(&digits[..len]).ok()) {
+                    Some(text) => f(text),
+                    None => f(&value.to_string()),
+                }
+            }
+            Self::Text(text) => f(text),
+        }
+    }
+
     /// The id as a JSON value of its own type.
     pub fn to_json(&self) -> OwnedValue {
         match self {

@@ -240,3 +240,18 @@ async fn a_move_cut_short_loses_nothing_and_a_revoked_token_stays_revoked() {
     assert!(!cache.get_list("token_list:4").await.unwrap().contains(&revoked.as_str().to_owned()));
     assert!(matches!(migrate.membership("revoked-meanwhile").await.unwrap(), Membership::Found { listed: false, .. }));
 }
+
+#[test]
+fn an_id_written_on_the_stack_reads_as_its_key_part() {
+    let ids = [
+        UserId::Integer(0),
+        UserId::Integer(42),
+        UserId::Integer(-7),
+        UserId::Integer(i128::MAX),
+        UserId::Integer(i128::MIN),
+        UserId::Text("al\"ice-ü".to_owned()),
+    ];
+    for id in ids {
+        assert_eq!(id.with_key_part(str::to_owned), id.key_part(), "{id:?}");
+    }
+}

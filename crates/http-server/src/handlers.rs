@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::{
     Request, Response, StatusCode,
     body::{Bytes, Incoming},
-    header::{CONTENT_TYPE, HeaderValue},
+    header::{CONTENT_TYPE, HeaderName, HeaderValue},
 };
 use simd_json::prelude::ValueAsScalar;
 
@@ -22,7 +22,8 @@ use crate::{
     wire,
 };
 
-pub(crate) const USER_ID_HEADER: &str = "x-auth-user-id";
+/// A `HeaderName` made once: inserting a custom name given as `&str` copies it every time.
+pub(crate) const USER_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-user-id");
 
 pub(crate) fn healthz() -> Response<Body> {
     response::json(StatusCode::OK, &wire::Health { status: "ok" })
@@ -61,7 +62,7 @@ pub(crate) fn verify(state: &AppState, request: &Request<Incoming>) -> Result<Re
     let principal = principal(request)?;
     let mut response = response::empty(StatusCode::OK);
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_bytes(principal.user_id().key_part().as_bytes()) {
+    if let Ok(value) = principal.user_id().with_key_part(|id| HeaderValue::from_bytes(id.as_bytes())) {
         headers.insert(USER_ID_HEADER, value);
     }
     for (field, header) in state.forward_headers.iter() {

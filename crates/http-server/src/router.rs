@@ -57,8 +57,8 @@ async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Respon
         Route::Readyz if is_get => Ok(Box::pin(handlers::readyz(state)).await),
         Route::OpenApi if is_get => Ok(handlers::openapi()),
         // Forward-auth proxies send the original request's method: accept them all.
-        Route::Verify => handlers::verify(state, &request),
-        Route::Me if is_get => handlers::me(&request),
+        Route::Verify => handing_on_extensions(handlers::verify(state, &request), request),
+        Route::Me if is_get => handing_on_extensions(handlers::me(&request), request),
         Route::Logout if method == Method::POST => Box::pin(handlers::logout(state, &request)).await,
         Route::IssueSession if method == Method::POST => Box::pin(handlers::issue_session(state, request)).await,
         Route::UserSessions(user) if is_get => Box::pin(handlers::list_sessions(state, &user_id(&user)?)).await,
@@ -74,6 +74,21 @@ async fn dispatch(state: &AppState, request: Request<Incoming>) -> Result<Respon
         Route::Unknown => Err(ApiError::NotFound),
         route => Err(ApiError::MethodNotAllowed { allow: route.methods() }),
     }
+}
+
+/// A hot route's response takes over the request's extensions (the auth layer's principal), so
+/// the layer's outcome goes into a map that exists instead of a new one: two allocations fewer
+/// per verification.
+fn handing_on_extensions(
+    response: Result<Response<Body>, ApiError>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    response.map(|mut response| {
+        if response.extensions().is_empty() {
+            *response.extensions_mut() = request.into_parts().0.extensions;
+        }
+        response
+    })
 }
 
 fn user_id(segment: &str) -> Result<UserId, ApiError> {

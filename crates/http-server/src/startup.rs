@@ -31,7 +31,8 @@ use crate::{
     state::AppState,
 };
 
-const REQUEST_ID_HEADER: &str = "x-request-id";
+/// A `HeaderName` made once: inserting a custom name given as `&str` copies it every time.
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Back-off after `accept` fails (e.g. out of file descriptors) so the loop does not spin.
