@@ -1,5 +1,6 @@
-//! The route handlers. Authentication has already happened in [`crate::middleware`]: a
-//! handler behind a protected route finds the [`Principal`] in the request's extensions.
+//! The route handlers. Authentication has already happened (the auth layer's rules,
+//! `crate::middleware`): a handler behind a protected route is handed the [`Caller`] they
+//! admitted.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use auth_core::{Principal, SessionId, UserId};
 use crate::{
     audit,
     error::ApiError,
-    introspection, middleware, openapi,
+    introspection, openapi,
     response::{self, Body},
     state::AppState,
     wire,
@@ -53,13 +54,28 @@ pub(crate) fn openapi() -> Response<Body> {
     response::raw_json(StatusCode::OK, Bytes::from_static(openapi::DOCUMENT.as_bytes()))
 }
 
-fn principal<B>(request: &Request<B>) -> Result<&Principal, ApiError> {
-    middleware::principal(request).ok_or(ApiError::InvalidToken { presented: false })
+/// Who is asking, as the auth layer's rules admitted the request
+/// ([`crate::middleware::Rules::admit`]).
+#[derive(Debug)]
+pub(crate) enum Caller {
+    /// A public path: nobody in particular.
+    Public,
+    /// An internal path, with an internal key.
+    Internal,
+    /// The holder of a valid token.
+    User(Principal),
+}
+
+fn principal(caller: &Caller) -> Result<&Principal, ApiError> {
+    match caller {
+        Caller::User(principal) => Ok(principal),
+        Caller::Public | Caller::Internal => Err(ApiError::InvalidToken { presented: false }),
+    }
 }
 
 /// Forward-auth: 200 with `X-Auth-User-Id` and the configured metadata headers.
-pub(crate) fn verify(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let principal = principal(request)?;
+pub(crate) fn verify(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let principal = principal(caller)?;
     let mut response = response::empty(StatusCode::OK);
     let headers = response.headers_mut();
     if let Ok(value) = principal.user_id().with_key_part(|id| HeaderValue::from_bytes(id.as_bytes())) {
@@ -82,13 +98,13 @@ pub(crate) fn verify(state: &AppState, request: &Request<Incoming>) -> Result<Re
 }
 
 /// The caller's metadata, exactly as stored.
-pub(crate) fn me(request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let principal = principal(request)?;
+pub(crate) fn me(caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let principal = principal(caller)?;
     Ok(response::raw_json(StatusCode::OK, Bytes::copy_from_slice(principal.metadata_json().as_bytes())))
 }
 
-pub(crate) async fn logout(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let principal = principal(request)?;
+pub(crate) async fn logout(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let principal = principal(caller)?;
     let removed = state.auth.logout(principal.token().expose()).await?;
     audit::session_ended("logout", principal.user_id(), &principal.session_id(), removed);
     Ok(response::empty(StatusCode::NO_CONTENT))

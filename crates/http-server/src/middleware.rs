@@ -194,7 +194,7 @@ pub struct AuthLayer {
 }
 
 #[derive(Clone)]
-struct Rules {
+pub(crate) struct Rules {
     authenticator: Authenticator,
     public_paths: HashSet<String>,
     internal_keys: Vec<Secret>,
@@ -257,6 +257,14 @@ impl AuthLayer {
     }
 }
 
+impl AuthLayer {
+    /// The layer's rules, for Tessera's own server, which asks them directly
+    /// ([`Rules::admit`]) instead of going through [`AuthService`].
+    pub(crate) fn rules(&self) -> Arc<Rules> {
+        Arc::clone(&self.rules)
+    }
+}
+
 impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
@@ -295,46 +303,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rules = Arc::clone(&self.rules);
         Box::pin(async move {
-            let path = request.uri().path();
-            let outcome = if rules.public_paths.contains(path) {
-                VerifyOutcome::Public
-            } else if (rules.is_internal)(path) {
-                match check_internal_key(&rules.internal_keys, request.headers()) {
-                    Ok(()) => {
-                        request.extensions_mut().insert(InternalCaller);
-                        VerifyOutcome::Internal
-                    }
-                    Err(rejection) => {
-                        if matches!(rejection, Rejection::InternalKeyRefused) {
-                            let headers = request.headers();
-                            let presented = headers.contains_key(INTERNAL_KEY_HEADER)
-                                || headers.contains_key(hyper::header::AUTHORIZATION);
-                            crate::audit::internal_key_refused(path, presented);
-                        }
-                        return Ok(rules.refuse(rejection, VerifyOutcome::InternalRefused));
-                    }
+            let outcome = match rules.admit(request.uri().path(), request.headers()).await {
+                Admission::Public => VerifyOutcome::Public,
+                Admission::Internal => {
+                    request.extensions_mut().insert(InternalCaller);
+                    VerifyOutcome::Internal
                 }
-            } else {
-                // The token is borrowed from the request's headers for the verification only.
-                let verification = match bearer_token(request.headers()) {
-                    Ok(presented) => rules.authenticator.verify(presented).await,
-                    Err(rejection) => return Ok(rules.refuse(rejection, VerifyOutcome::Rejected)),
-                };
-                match verification {
-                    Ok(Verification::Valid(principal)) => {
-                        request.extensions_mut().insert(principal);
-                        VerifyOutcome::Valid
-                    }
-                    Ok(Verification::Invalid(reason)) => {
-                        tracing::debug!(%reason, "token refused");
-                        let outcome = match reason {
-                            auth_core::InvalidReason::Malformed(_) => VerifyOutcome::Rejected,
-                            _ => VerifyOutcome::Invalid,
-                        };
-                        return Ok(rules.refuse(Rejection::InvalidToken, outcome));
-                    }
-                    Err(error) => return Ok(rules.refuse(Rejection::from(error), VerifyOutcome::Unavailable)),
+                Admission::Valid(principal) => {
+                    request.extensions_mut().insert(principal);
+                    VerifyOutcome::Valid
                 }
+                Admission::Refused(rejection, outcome) => return Ok(rules.refuse(rejection, outcome)),
             };
             let mut response = inner.call(request).await?;
             response.extensions_mut().insert(outcome);
@@ -343,15 +322,70 @@ where
     }
 }
 
+/// What the layer decided for a request, before any service behind it sees it.
+pub(crate) enum Admission {
+    /// A public path.
+    Public,
+    /// An internal path, and the caller gave an internal key.
+    Internal,
+    /// A valid token: whose it is.
+    Valid(Principal),
+    /// Refused: why, and the outcome to count.
+    Refused(Rejection, VerifyOutcome),
+}
+
 impl Rules {
+    /// Decides for a request to `path` with `headers`: the path's rule, the internal key, or
+    /// the bearer token. (Not the whole request: its body type need not be `Sync`.)
+    pub(crate) async fn admit(&self, path: &str, headers: &HeaderMap) -> Admission {
+        if self.public_paths.contains(path) {
+            return Admission::Public;
+        }
+        if (self.is_internal)(path) {
+            return match check_internal_key(&self.internal_keys, headers) {
+                Ok(()) => Admission::Internal,
+                Err(rejection) => {
+                    if matches!(rejection, Rejection::InternalKeyRefused) {
+                        let presented = headers.contains_key(INTERNAL_KEY_HEADER)
+                            || headers.contains_key(hyper::header::AUTHORIZATION);
+                        crate::audit::internal_key_refused(path, presented);
+                    }
+                    Admission::Refused(rejection, VerifyOutcome::InternalRefused)
+                }
+            };
+        }
+        // The token is borrowed from the request's headers for the verification only.
+        let verification = match bearer_token(headers) {
+            Ok(presented) => self.authenticator.verify(presented).await,
+            Err(rejection) => return Admission::Refused(rejection, VerifyOutcome::Rejected),
+        };
+        match verification {
+            Ok(Verification::Valid(principal)) => Admission::Valid(principal),
+            Ok(Verification::Invalid(reason)) => {
+                tracing::debug!(%reason, "token refused");
+                let outcome = match reason {
+                    auth_core::InvalidReason::Malformed(_) => VerifyOutcome::Rejected,
+                    _ => VerifyOutcome::Invalid,
+                };
+                Admission::Refused(Rejection::InvalidToken, outcome)
+            }
+            Err(error) => Admission::Refused(Rejection::from(error), VerifyOutcome::Unavailable),
+        }
+    }
+
     /// The answer to a refused request: the service's own, or Tessera's; marked with its outcome.
     fn refuse<B: From<Bytes>>(&self, rejection: Rejection, outcome: VerifyOutcome) -> Response<B> {
-        let mut response = match &self.on_rejection {
-            Some(respond) => respond(rejection).map(B::from),
-            None => rejection.into_response(),
-        };
+        let mut response = self.refusal(rejection);
         response.extensions_mut().insert(outcome);
         response
+    }
+
+    /// The answer to a refused request: the service's own, or Tessera's.
+    pub(crate) fn refusal<B: From<Bytes>>(&self, rejection: Rejection) -> Response<B> {
+        match &self.on_rejection {
+            Some(respond) => respond(rejection).map(B::from),
+            None => rejection.into_response(),
+        }
     }
 }
 

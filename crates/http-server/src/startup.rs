@@ -16,15 +16,15 @@ use tokio::{
     task::JoinSet,
     time::Instant,
 };
-use tower::{Service, ServiceExt};
 
 use config::Settings;
 
 use crate::{
     connection::{self, ConnectionLimits},
+    handlers::Caller,
     lifecycle::Lifecycle,
     metrics::HttpMetrics,
-    middleware::{AuthLayer, VerifyOutcome},
+    middleware::{Admission, AuthLayer, Rules, VerifyOutcome},
     response::Body,
     route::{self, Route},
     router::Router,
@@ -60,7 +60,13 @@ struct ServerLimits {
 }
 
 /// The per-request service: the auth layer in front of the router.
-type Stack = crate::middleware::AuthService<Router>;
+/// The auth layer's rules and the router: each request is admitted by the rules, then answered
+/// by the router with the caller they admitted (no tower boxing, no extensions on the way).
+#[derive(Clone, Debug)]
+struct Stack {
+    rules: Arc<Rules>,
+    router: Router,
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +125,10 @@ impl Application {
             "tessera listening"
         );
         warn_if_descriptors_are_short(settings.http.max_connections, settings.redis.pool_size);
-        let stack = tower::Layer::layer(
-            &AuthLayer::new(auth)
-                .public_paths(settings.http.public_paths.iter().cloned())
-                .internal(settings.internal_keys.clone(), route::is_internal_path),
-            Router::new(state.clone()),
-        );
+        let layer = AuthLayer::new(auth)
+            .public_paths(settings.http.public_paths.iter().cloned())
+            .internal(settings.internal_keys.clone(), route::is_internal_path);
+        let stack = Stack { rules: layer.rules(), router: Router::new(state.clone()) };
         Ok(Self {
             listener,
             local_addr,
@@ -232,7 +236,7 @@ async fn accept_within(
 /// One request through the stack, with a request id (propagated when sane, generated
 /// otherwise) on the response and its route, status and auth outcome counted.
 async fn serve(
-    mut stack: Stack,
+    stack: Stack,
     metrics: Arc<HttpMetrics>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -248,16 +252,15 @@ async fn serve(
         })
         .cloned()
         .unwrap_or_else(new_request_id);
-    let ready = match stack.ready().await {
-        Ok(ready) => ready,
-        Err(never) => match never {},
+    let (mut response, outcome) = match stack.rules.admit(request.uri().path(), request.headers()).await {
+        Admission::Refused(rejection, outcome) => (stack.rules.refusal(rejection), outcome),
+        Admission::Public => (stack.router.respond(request, Caller::Public).await, VerifyOutcome::Public),
+        Admission::Internal => (stack.router.respond(request, Caller::Internal).await, VerifyOutcome::Internal),
+        Admission::Valid(principal) => {
+            (stack.router.respond(request, Caller::User(principal)).await, VerifyOutcome::Valid)
+        }
     };
-    let mut response = match ready.call(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let outcome = response.extensions().get::<VerifyOutcome>().copied();
-    metrics.record(route, response.status().as_u16(), outcome);
+    metrics.record(route, response.status().as_u16(), Some(outcome));
     tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     Ok(response)
