@@ -619,6 +619,27 @@ async fn a_valid_token_costs_one_round_trip_on_standalone() {
     app.stop().await;
 }
 
+/// Near cache off, standalone, every Redis reply 100 ms late: a token's first verification (the
+/// script) and a later one (GET and LPOS sent together) each take one round trip, not two.
+#[tokio::test]
+async fn a_verification_is_one_round_trip_however_it_is_sent() {
+    const LAG: Duration = Duration::from_millis(100);
+    let redis = PrivateRedis::start();
+    let link = tests::LaggingLink::start(redis.port()).await;
+    let url = format!("redis://127.0.0.1:{}", link.port());
+    let pairs = [("REDIS_URL", url.as_str()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY), ("TESSERA_NEAR_CACHE", "off")];
+    let app = spawn_app(&pairs).await;
+    let (token, _) = issue(&app, r#"{"user_id":81}"#).await;
+    link.set_lag(LAG);
+    for what in ["first verification (the script)", "verified again (GET and LPOS together)"] {
+        let started = Instant::now();
+        assert_eq!(verify(&app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK, "{what}");
+        let took = started.elapsed();
+        assert!(took >= LAG && took < LAG * 9 / 5, "{what}: {took:?} with replies {LAG:?} late: not one round trip");
+    }
+    app.stop().await;
+}
+
 /// With the near cache on (the default on Redis 7), a token verified before costs Redis
 /// nothing: INFO commandstats shows no command for ten more verifications.
 #[tokio::test]

@@ -359,11 +359,16 @@ impl Report {
                 over_naive(near_off),
                 1.0,
             ),
+            // One round trip: a token's first verification is one EVALSHA; once its user is
+            // known, GET and LPOS are sent together, which costs less (docs/PERFORMANCE.md, "The
+            // miss path without a script"). The round trip itself is asserted by
+            // `integration::auth_api::a_verification_is_one_round_trip_however_it_is_sent`.
             Budget {
-                name: "Redis commands sent per valid verification (near cache off, standalone)".to_owned(),
+                name: "Redis commands sent per valid verification (near cache off, standalone), in one round trip"
+                    .to_owned(),
                 measured: near_off.and_then(Row::commands_per_request),
-                threshold: 1.0,
-                relation: Relation::Equal,
+                threshold: 2.0,
+                relation: Relation::AtMost,
                 unit: "",
                 derivation: None,
             },
