@@ -77,20 +77,24 @@ impl RedisPool {
     #[cfg(any(feature = "fred-pool", test))]
     pub fn from_fred(pool: Pool) -> Self {
         use fred::interfaces::ClientLike;
-        if !pool.next().is_clustered() {
-            return Self { route: Route::Pool(pool), gate: None };
-        }
-        match crate::cluster::ClusterNodes::from_cluster_pool(&pool) {
-            Some(Ok(nodes)) => Self { route: Route::Cluster(nodes), gate: None },
-            Some(Err(error)) => {
-                tracing::warn!(%error, "redis cluster: cannot open a pool per primary; fred routes every command");
-                Self { route: Route::Pool(pool), gate: None }
+        let route = if !pool.next().is_clustered() {
+            Route::Pool(pool)
+        } else {
+            match crate::cluster::ClusterNodes::from_cluster_pool(&pool) {
+                Ok(Some(nodes)) => Route::Cluster(nodes),
+                Ok(None) => {
+                    tracing::warn!(
+                        "redis cluster: the pool holds no slot map (not connected); fred routes every command"
+                    );
+                    Route::Pool(pool)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "redis cluster: cannot open a pool per primary; fred routes every command");
+                    Route::Pool(pool)
+                }
             }
-            None => {
-                tracing::warn!("redis cluster: the pool holds no slot map (not connected); fred routes every command");
-                Self { route: Route::Pool(pool), gate: None }
-            }
-        }
+        };
+        Self { route, gate: None }
     }
 
     /// Commands through this pool ask `gate` first and are refused (unavailable) while it is
@@ -502,23 +506,23 @@ async fn ping_every_connection(route: &Route) -> Result<Duration, CacheError> {
         }
         Ok::<_, CacheError>(slowest)
     };
+    let cluster = matches!(route, Route::Cluster(_));
     let answers = futures::future::join_all(route.pools().into_iter().map(|node| ping_pool(node.pool))).await;
-    let mut slowest = None;
-    let mut first_error = None;
+    let (mut slowest, mut first_error) = (None, None);
     for answer in answers {
         match answer {
             Ok(latency) => slowest = Some(slowest.unwrap_or(Duration::ZERO).max(latency)),
             Err(error) => {
-                if let Route::Cluster(_) = route {
+                if cluster {
                     tracing::warn!(%error, "redis cluster: a primary does not answer PING");
                 }
                 first_error.get_or_insert(error);
             }
         }
     }
-    match (slowest, first_error, route) {
-        (Some(slowest), None, _) | (Some(slowest), Some(_), Route::Cluster(_)) => Ok(slowest),
-        (_, Some(error), _) => Err(error),
-        (None, None, _) => Ok(Duration::ZERO),
+    match (slowest, first_error) {
+        (Some(slowest), Some(_)) if cluster => Ok(slowest),
+        (_, Some(error)) => Err(error),
+        (slowest, None) => Ok(slowest.unwrap_or(Duration::ZERO)),
     }
 }

@@ -130,9 +130,9 @@ impl ClusterNodes {
     /// size, and the slot map it holds; `None` when it holds none (not connected). `cluster`
     /// itself is not used afterwards: its owner may close it. Starts the refresher task, so it
     /// must be called inside a Tokio runtime.
-    pub(crate) fn from_cluster_pool(cluster: &Pool) -> Option<Result<Arc<Self>, FredError>> {
+    pub(crate) fn from_cluster_pool(cluster: &Pool) -> Result<Option<Arc<Self>>, FredError> {
         let client = cluster.next();
-        let routing = client.cached_cluster_state()?;
+        let Some(routing) = client.cached_cluster_state() else { return Ok(None) };
         let template = NodeTemplate {
             config: client.client_config(),
             connection: client.connection_config().clone(),
@@ -140,22 +140,19 @@ impl ClusterNodes {
             policy: client.client_reconnect_policy(),
             size: cluster.size(),
         };
-        let built = (|| {
-            let topology = Topology::build(routing.slots(), &[], &template)?;
-            let suspicion = Arc::new(Notify::new());
-            let nodes = Arc::new(Self {
-                topology: RwLock::new(Arc::new(topology)),
-                template,
-                suspicion: Arc::clone(&suspicion),
-                near: Mutex::new(Weak::new()),
-                refreshing: tokio::sync::Mutex::new(()),
-                refresher: Mutex::new(None),
-            });
-            let task = tokio::spawn(keep_refreshing(Arc::downgrade(&nodes), suspicion));
-            *nodes.refresher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
-            Ok(nodes)
-        })();
-        Some(built)
+        let topology = Topology::build(routing.slots(), &[], &template)?;
+        let suspicion = Arc::new(Notify::new());
+        let nodes = Arc::new(Self {
+            topology: RwLock::new(Arc::new(topology)),
+            template,
+            suspicion: Arc::clone(&suspicion),
+            near: Mutex::new(Weak::new()),
+            refreshing: tokio::sync::Mutex::new(()),
+            refresher: Mutex::new(None),
+        });
+        let task = tokio::spawn(keep_refreshing(Arc::downgrade(&nodes), suspicion));
+        *nodes.refresher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+        Ok(Some(nodes))
     }
 
     fn current(&self) -> Arc<Topology> {

@@ -137,9 +137,7 @@ impl CacheDao {
         }
         // A token verified before names its user: GET and LPOS sent together cost fred and
         // Redis less than the script (docs/PERFORMANCE.md, "The miss path without a script").
-        if let Some(user_id) = self.known_users.get(entry.as_str())
-            && let Some(membership) = self.membership_of_known_user(entry, user_id).await?
-        {
+        if let Some(membership) = self.membership_if_user_known(entry).await? {
             return Ok(membership);
         }
         let stored = entry.as_str();
@@ -195,9 +193,7 @@ impl CacheDao {
             let answer = self.cache.list_contains_remembered(list_key, entry.as_str(), listed).await;
             return Ok(Membership::Found { record: record.clone(), listed: listed_or_not_a_list(answer)? });
         }
-        if let Some(user_id) = self.known_users.get(entry.as_str())
-            && let Some(membership) = self.membership_of_known_user(entry, user_id).await?
-        {
+        if let Some(membership) = self.membership_if_user_known(entry).await? {
             return Ok(membership);
         }
         let membership = self.membership_in_two_steps(entry).await?;
@@ -207,14 +203,12 @@ impl CacheDao {
         Ok(membership)
     }
 
-    /// GET `token:{entry}` and the membership in the list of `user_id` (the entry's user, known
-    /// from an earlier verification) together: one round trip, or none from the near cache.
-    /// `None` when one of the keys holds another type (the two steps tell which).
-    async fn membership_of_known_user(
-        &self,
-        entry: &StoredEntry,
-        user_id: crate::UserId,
-    ) -> Result<Option<Membership>, CacheError> {
+    /// When the entry's user is known from an earlier verification: GET `token:{entry}` and
+    /// the membership in that user's list together, one round trip (or none from the near
+    /// cache). `None` when the user is not known, or one of the keys holds another type (the
+    /// two steps tell which).
+    async fn membership_if_user_known(&self, entry: &StoredEntry) -> Result<Option<Membership>, CacheError> {
+        let Some(user_id) = self.known_users.get(entry.as_str()) else { return Ok(None) };
         let token_key = keys::token(entry.as_str());
         let list_key = keys::token_list(&user_id);
         match self.cache.get_value_and_list_contains(&token_key, &list_key, entry.as_str()).await {
