@@ -236,11 +236,17 @@ fn report(phase: &str, started: Instant, promoted: Instant, observed: &Observed)
     observed.unavailable.last().map_or(Duration::ZERO, |last| last.saturating_duration_since(promoted))
 }
 
-/// Waits until the node on `port` answers `ROLE` as a master; when it first did.
+/// Waits until the node on `port` answers `ROLE` as a master; when it first did. The promotion
+/// kills the node's client connections (sentinel's `CLIENT KILL TYPE normal`), so a question
+/// cut off by it counts as "not yet".
 async fn promoted(deployment: &Deployment, port: u16) -> Instant {
     let node = deployment.node(port);
     let deadline = Instant::now() + PHASE_BOUND;
-    while node.query(&["ROLE"]).items().first().map(RespReply::text).as_deref() != Some("master") {
+    let is_master = || {
+        node.try_query(&["ROLE"])
+            .is_ok_and(|role| role.items().first().map(RespReply::text).as_deref() == Some("master"))
+    };
+    while !is_master() {
         assert!(Instant::now() < deadline, "the node on port {port} never answered ROLE as master");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

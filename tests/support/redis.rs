@@ -262,6 +262,11 @@ impl PrivateRedis {
         crate::resp::query(self.port, args)
     }
 
+    /// [`Self::query`] that reports a refused or closed connection instead of panicking.
+    pub fn try_query(&self, args: &[&str]) -> std::io::Result<crate::RespReply> {
+        crate::resp::try_query(self.port, args)
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — a slow Redis.
     pub fn freeze(&self) {
         self.signal("-STOP");

@@ -40,16 +40,26 @@ impl RespReply {
 
 /// Sends one command (`["SCAN", "0"]`) to `127.0.0.1:port` and reads its whole reply.
 pub(crate) fn query(port: u16, args: &[&str]) -> RespReply {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    try_query(port, args).unwrap_or_else(|error| panic!("{args:?} to port {port}: {error}"))
+}
+
+/// [`query`], where the connection may be refused or closed before the reply starts (a node a
+/// failover is changing: sentinel kills the promoted node's client connections).
+pub(crate) fn try_query(port: u16, args: &[&str]) -> std::io::Result<RespReply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut request = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
         request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
         request.extend_from_slice(arg.as_bytes());
         request.extend_from_slice(b"\r\n");
     }
-    stream.write_all(&request).unwrap();
-    read_reply(&mut BufReader::new(stream))
+    stream.write_all(&request)?;
+    let mut reader = BufReader::new(stream);
+    if reader.fill_buf()?.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before replying"));
+    }
+    Ok(read_reply(&mut reader))
 }
 
 fn read_reply(reader: &mut impl BufRead) -> RespReply {
