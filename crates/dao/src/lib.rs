@@ -7,6 +7,7 @@
 //! Depends only on `cache-toolkit`; knows nothing about HTTP, configuration or token format.
 
 mod keys;
+mod known_users;
 mod migrate;
 mod record;
 mod storage;
@@ -56,11 +57,8 @@ pub struct CacheDao {
     storage: TokenStorage,
     /// `{prefix}token_list:`, built once: the verification script completes it with the user id.
     list_head: std::sync::Arc<str>,
-    /// Stored entry → its user, for entries seen verified. A token's user never changes, so
-    /// this needs no invalidation; what it saves is learning the list key before reading the
-    /// token, so both are read in one round trip (every answer is still checked against the
-    /// `user_id` the token key holds).
-    known_users: moka::sync::Cache<String, UserId>,
+    /// Stored entry → its user, for entries seen verified (`known_users.rs`).
+    known_users: std::sync::Arc<known_users::KnownUsers>,
     /// How [`Self::revoking`] waits for replicas (not at all by default).
     revocation_wait: std::sync::Arc<ReplicaWait>,
     /// How [`Self::issuing`] waits for replicas (not at all by default).
@@ -68,7 +66,7 @@ pub struct CacheDao {
 }
 
 /// How many entries' users [`CacheDao`] remembers (about 100 bytes each).
-const KNOWN_USERS: u64 = 100_000;
+const KNOWN_USERS: usize = 100_000;
 
 impl CacheDao {
     /// Plain storage: the Python system's key space.
@@ -78,7 +76,7 @@ impl CacheDao {
 
     pub fn with_storage(cache: CacheClient, storage: TokenStorage) -> Self {
         let list_head = format!("{}{}", cache.key_prefix().as_str(), keys::TOKEN_LIST).into();
-        let known_users = moka::sync::Cache::new(KNOWN_USERS);
+        let known_users = std::sync::Arc::new(known_users::KnownUsers::new(KNOWN_USERS));
         let revocation_wait = std::sync::Arc::new(ReplicaWait::new(Duration::ZERO));
         let issue_wait = std::sync::Arc::new(ReplicaWait::new(Duration::ZERO));
         Self { cache, storage, list_head, known_users, revocation_wait, issue_wait }

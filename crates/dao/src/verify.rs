@@ -173,7 +173,7 @@ impl CacheDao {
             // The script read another user_id than Rust did (or none): ask again, exactly.
             _ => self.is_listed_or_not_a_list(&record, entry).await?,
         };
-        self.known_users.insert(stored.to_owned(), record.user_id().clone());
+        self.known_users.insert(stored, record.user_id());
         Ok(Membership::Found { record, listed })
     }
 
@@ -198,7 +198,7 @@ impl CacheDao {
         }
         let membership = self.membership_in_two_steps(entry).await?;
         if let Membership::Found { record, .. } = &membership {
-            self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
+            self.known_users.insert(entry.as_str(), record.user_id());
         }
         Ok(membership)
     }
@@ -222,7 +222,7 @@ impl CacheDao {
                     listed
                 } else {
                     // Not what was remembered (a rewritten key): ask the right list.
-                    self.known_users.insert(entry.as_str().to_owned(), record.user_id().clone());
+                    self.known_users.insert(entry.as_str(), record.user_id());
                     self.is_listed_or_not_a_list(&record, entry).await?
                 };
                 Ok(Some(Membership::Found { record, listed }))
