@@ -72,14 +72,14 @@ pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
 pub(crate) fn start(tools: &RedisTools, topology: Topology, name: &str, owner: Option<u32>) -> Result<String> {
     let dir = workspace::redis_dir().join(name);
     if let Some(previous) = state::load(&dir)? {
-        if let Some(other) = previous.owner.filter(|pid| *pid != std::process::id()) {
-            if server::pid_exists(other) {
-                bail!(
-                    "{} belongs to another `cargo xtask test` (pid {other}) that is still \
+        if let Some(other) = previous.owner.filter(|pid| *pid != std::process::id())
+            && server::pid_exists(other)
+        {
+            bail!(
+                "{} belongs to another `cargo xtask test` (pid {other}) that is still \
                      running; if there is none, run `cargo xtask redis down`",
-                    dir.display()
-                );
-            }
+                dir.display()
+            );
         }
         stop(name)?;
     }
@@ -213,10 +213,10 @@ fn known_names() -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in entries {
         let dir: PathBuf = entry.with_context(|| format!("cannot list {}", root.display()))?.path();
-        if state::path(&dir).is_file() {
-            if let Some(name) = dir.file_name().and_then(|name| name.to_str()) {
-                names.push(name.to_owned());
-            }
+        if state::path(&dir).is_file()
+            && let Some(name) = dir.file_name().and_then(|name| name.to_str())
+        {
+            names.push(name.to_owned());
         }
     }
     names.sort();

@@ -62,10 +62,10 @@ fn no_crate_depends_up_the_layer_table() -> Result<()> {
     let mut folders = Vec::new();
     for entry in fs::read_dir(root.join("crates")).context("cannot list crates/")? {
         let path = entry.context("cannot list crates/")?.path();
-        if path.is_dir() {
-            if let Some(name) = path.file_name().and_then(|name| name.to_str()) {
-                folders.push(name.to_owned());
-            }
+        if path.is_dir()
+            && let Some(name) = path.file_name().and_then(|name| name.to_str())
+        {
+            folders.push(name.to_owned());
         }
     }
     folders.sort();

@@ -123,7 +123,7 @@ pub fn bearer_token<B>(request: &Request<B>) -> Option<&str> {
 pub fn user_metadata(user: u64) -> MetadataObject {
     const LOCALES: [&str; 4] = ["en-US", "de-DE", "fr-FR", "ja-JP"];
     const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
-    let role = if user % 10 == 0 { "admin" } else { "billing" };
+    let role = if user.is_multiple_of(10) { "admin" } else { "billing" };
     let fields: [(&str, MetadataValue); 9] = [
         ("username", MetadataValue::from(format!("user{user:05}"))),
         ("email", MetadataValue::from(format!("user{user:05}@example.com"))),
@@ -133,7 +133,7 @@ pub fn user_metadata(user: u64) -> MetadataObject {
         ("locale", MetadataValue::from(LOCALES[(user % 4) as usize])),
         ("plan", MetadataValue::from(PLANS[(user % 3) as usize])),
         ("ip", MetadataValue::from(format!("203.0.113.{}", user % 254 + 1))),
-        ("mfa", MetadataValue::from(user % 2 == 0)),
+        ("mfa", MetadataValue::from(user.is_multiple_of(2))),
     ];
     let mut metadata = MetadataObject::new();
     for (name, value) in fields {

@@ -398,10 +398,10 @@ impl CacheClient {
             }
             CacheStore::Embedded(store) => on_embedded(store).await.map_err(Into::into),
         };
-        if let Some(near) = &self.inner.near {
-            if !READ_ONLY_OPERATIONS.contains(&operation) {
-                near.invalidate(key);
-            }
+        if let Some(near) = &self.inner.near
+            && !READ_ONLY_OPERATIONS.contains(&operation)
+        {
+            near.invalidate(key);
         }
         let result = outcome.map_err(|failure| match failure {
             StoreFailure::Redis(error) => CacheError::from_fred(operation, Some(key), error),

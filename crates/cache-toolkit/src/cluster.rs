@@ -223,10 +223,10 @@ impl ClusterNodes {
             if !matches!(connected, Ok(Ok(()))) {
                 tracing::warn!(primary = %node.server, "redis cluster: a new primary is not connected yet");
             }
-            if let Some(near) = &near {
-                if let Err(error) = near.attach(&node.pool, Some(&node.slots)).await {
-                    tracing::warn!(primary = %node.server, %error, "near cache: tracking not on yet for a new primary");
-                }
+            if let Some(near) = &near
+                && let Err(error) = near.attach(&node.pool, Some(&node.slots)).await
+            {
+                tracing::warn!(primary = %node.server, %error, "near cache: tracking not on yet for a new primary");
             }
         }
         let gone: Vec<Node> = current

@@ -269,10 +269,10 @@ impl CacheMetrics {
             LATENCY_BUCKETS_SECONDS.iter().position(|bound| seconds <= *bound).unwrap_or(LATENCY_BUCKETS_SECONDS.len());
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros.fetch_add(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        if let Some(kind) = error {
-            if let Some(index) = CacheErrorKind::ALL.iter().position(|counted| *counted == kind) {
-                self.errors[index].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(kind) = error
+            && let Some(index) = CacheErrorKind::ALL.iter().position(|counted| *counted == kind)
+        {
+            self.errors[index].fetch_add(1, Ordering::Relaxed);
         }
         if latency >= self.slow_threshold {
             self.slow_operations.fetch_add(1, Ordering::Relaxed);

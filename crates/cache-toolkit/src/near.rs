@@ -766,11 +766,11 @@ fn canary_keys(client: &Client, instance: &str, connection: usize, slots: Option
         }
         let key = format!("{base}:{{{tag}}}");
         let slot = fred::util::redis_keyslot(key.as_bytes());
-        if let Some(owner) = routing.get_server(slot) {
-            if let Some(position) = primaries.iter().position(|primary| primary == owner) {
-                primaries.swap_remove(position);
-                keys.push(key);
-            }
+        if let Some(owner) = routing.get_server(slot)
+            && let Some(position) = primaries.iter().position(|primary| primary == owner)
+        {
+            primaries.swap_remove(position);
+            keys.push(key);
         }
     }
     keys
