@@ -334,15 +334,32 @@ pub(crate) enum Admission {
     Refused(Rejection, VerifyOutcome),
 }
 
+/// What a request presents, as far as it is decided without I/O.
+pub(crate) enum Presented<'a> {
+    /// The path's rule or the internal key decided.
+    Decided(Admission),
+    /// A bearer token, still to be verified.
+    Bearer(&'a str),
+}
+
 impl Rules {
     /// Decides for a request to `path` with `headers`: the path's rule, the internal key, or
     /// the bearer token. (Not the whole request: its body type need not be `Sync`.)
     pub(crate) async fn admit(&self, path: &str, headers: &HeaderMap) -> Admission {
+        match self.presented(path, headers) {
+            Presented::Decided(admission) => admission,
+            Presented::Bearer(token) => self.verify_bearer(token).await,
+        }
+    }
+
+    /// What can be decided for a request to `path` with `headers` without I/O: the path's rule
+    /// and the internal key decide; a bearer token is found, to be verified.
+    pub(crate) fn presented<'a>(&self, path: &str, headers: &'a HeaderMap) -> Presented<'a> {
         if self.public_paths.contains(path) {
-            return Admission::Public;
+            return Presented::Decided(Admission::Public);
         }
         if (self.is_internal)(path) {
-            return match check_internal_key(&self.internal_keys, headers) {
+            return Presented::Decided(match check_internal_key(&self.internal_keys, headers) {
                 Ok(()) => Admission::Internal,
                 Err(rejection) => {
                     if matches!(rejection, Rejection::InternalKeyRefused) {
@@ -352,14 +369,17 @@ impl Rules {
                     }
                     Admission::Refused(rejection, VerifyOutcome::InternalRefused)
                 }
-            };
+            });
         }
-        // The token is borrowed from the request's headers for the verification only.
-        let verification = match bearer_token(headers) {
-            Ok(presented) => self.authenticator.verify(presented).await,
-            Err(rejection) => return Admission::Refused(rejection, VerifyOutcome::Rejected),
-        };
-        match verification {
+        match bearer_token(headers) {
+            Ok(token) => Presented::Bearer(token),
+            Err(rejection) => Presented::Decided(Admission::Refused(rejection, VerifyOutcome::Rejected)),
+        }
+    }
+
+    /// Decides for a request that presented the bearer `token`.
+    pub(crate) async fn verify_bearer(&self, token: &str) -> Admission {
+        match self.authenticator.verify(token).await {
             Ok(Verification::Valid(principal)) => Admission::Valid(principal),
             Ok(Verification::Invalid(reason)) => {
                 tracing::debug!(%reason, "token refused");

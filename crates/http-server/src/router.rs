@@ -27,7 +27,7 @@ impl Router {
     }
 
     /// The answer to `request` from `caller`.
-    pub(crate) async fn respond(&self, request: Request<Incoming>, caller: Caller) -> Response<Body> {
+    pub(crate) async fn respond(&self, request: Requested, caller: Caller) -> Response<Body> {
         match dispatch(&self.state, request, &caller).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
@@ -35,16 +35,53 @@ impl Router {
     }
 }
 
+/// What the router needs of a request: its method and route, and the request itself only for
+/// the routes that read a body.
+///
+/// hyper hands a request's head over as slices of its connection's read buffer, and right
+/// after handing it over reads again (to notice a client that hung up) before it polls the
+/// answer: a head still held then makes it allocate a fresh 8 KiB buffer, and the head's drop
+/// free the old one — two large allocations per request, which take glibc's arena lock and
+/// contend across workers. So the head is dropped when the request is handed over, and what
+/// the answer needs of it is copied out first (docs/PERFORMANCE.md).
+pub(crate) struct Requested {
+    method: Method,
+    route: Route,
+    /// Boxed: these routes are rare, and the request would size every request's future.
+    with_body: Option<Box<Request<Incoming>>>,
+}
+
+impl Requested {
+    /// The method and route of `request`; the request is kept only if its route reads a body.
+    pub(crate) fn new(request: Request<Incoming>) -> Self {
+        let method = request.method().clone();
+        let route = Route::of(request.uri().path());
+        let with_body = matches!(route, Route::IssueSession | Route::Introspect).then(|| Box::new(request));
+        Self { method, route, with_body }
+    }
+
+    /// The route (for metrics and the auth layer).
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
+    }
+}
+
 /// The hot routes (`/auth/verify`, `/api/me`, health) run inline; the rare ones are boxed, so
 /// this future — moved and boxed once per request — stays small.
-async fn dispatch(state: &AppState, request: Request<Incoming>, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    let method = request.method().clone();
+async fn dispatch(state: &AppState, request: Requested, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let Requested { method, route, with_body } = request;
     let is_get = method == Method::GET || method == Method::HEAD;
-    let route = Route::of(request.uri().path());
     // Internal handlers run only for a caller the auth layer marked as internal, whatever the
     // layer's configuration or order: without the mark they do not exist (404).
     if route.is_internal() && !matches!(caller, Caller::Internal) {
         return Err(ApiError::NotFound);
+    }
+    if let Some(request) = with_body {
+        return match route {
+            Route::IssueSession if method == Method::POST => Box::pin(handlers::issue_session(state, *request)).await,
+            Route::Introspect if method == Method::POST => Box::pin(handlers::introspect(state, *request)).await,
+            route => Err(ApiError::MethodNotAllowed { allow: route.methods() }),
+        };
     }
     match route {
         Route::Healthz if is_get => Ok(handlers::healthz()),
@@ -54,7 +91,6 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, caller: &Caller)
         Route::Verify => handlers::verify(state, caller),
         Route::Me if is_get => handlers::me(caller),
         Route::Logout if method == Method::POST => Box::pin(handlers::logout(state, caller)).await,
-        Route::IssueSession if method == Method::POST => Box::pin(handlers::issue_session(state, request)).await,
         Route::UserSessions(user) if is_get => Box::pin(handlers::list_sessions(state, &user_id(&user)?)).await,
         Route::UserSessions(user) if method == Method::DELETE => {
             Box::pin(handlers::revoke_all(state, &user_id(&user)?)).await
@@ -63,7 +99,6 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, caller: &Caller)
             let session = SessionId::parse(&session).ok_or(ApiError::NotFound)?;
             Box::pin(handlers::revoke_session(state, &user_id(&user)?, &session)).await
         }
-        Route::Introspect if method == Method::POST => Box::pin(handlers::introspect(state, request)).await,
         Route::Metrics if is_get => Ok(handlers::metrics(state)),
         Route::Unknown => Err(ApiError::NotFound),
         route => Err(ApiError::MethodNotAllowed { allow: route.methods() }),

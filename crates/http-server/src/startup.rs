@@ -5,7 +5,7 @@
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::{
-    Request, Response,
+    HeaderMap, Request, Response,
     body::Incoming,
     header::{HeaderName, HeaderValue},
 };
@@ -24,10 +24,10 @@ use crate::{
     handlers::Caller,
     lifecycle::Lifecycle,
     metrics::HttpMetrics,
-    middleware::{Admission, AuthLayer, Rules, VerifyOutcome},
+    middleware::{Admission, AuthLayer, Presented, Rules, VerifyOutcome},
     response::Body,
-    route::{self, Route},
-    router::Router,
+    route,
+    router::{Requested, Router},
     state::AppState,
 };
 
@@ -235,35 +235,48 @@ async fn accept_within(
 
 /// One request through the stack, with a request id (propagated when sane, generated
 /// otherwise) on the response and its route, status and auth outcome counted.
-async fn serve(
+///
+/// What the answer needs of the request's head is copied out before the returned future
+/// first waits, and the head is dropped (see [`Requested`] for why).
+fn serve(
     stack: Stack,
     metrics: Arc<HttpMetrics>,
     request: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    let route = Route::of(request.uri().path()).name();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .filter(|value| {
-            let bytes = value.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= MAX_REQUEST_ID_LEN
-                && bytes.iter().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(byte))
-        })
-        .cloned()
-        .unwrap_or_else(new_request_id);
-    let (mut response, outcome) = match stack.rules.admit(request.uri().path(), request.headers()).await {
-        Admission::Refused(rejection, outcome) => (stack.rules.refusal(rejection), outcome),
-        Admission::Public => (stack.router.respond(request, Caller::Public).await, VerifyOutcome::Public),
-        Admission::Internal => (stack.router.respond(request, Caller::Internal).await, VerifyOutcome::Internal),
-        Admission::Valid(principal) => {
-            (stack.router.respond(request, Caller::User(principal)).await, VerifyOutcome::Valid)
-        }
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static {
+    let request_id = propagated_request_id(request.headers()).unwrap_or_else(new_request_id);
+    let bearer = match stack.rules.presented(request.uri().path(), request.headers()) {
+        Presented::Decided(admission) => Err(admission),
+        Presented::Bearer(token) => Ok(Box::<str>::from(token)),
     };
-    metrics.record(route, response.status().as_u16(), Some(outcome));
-    tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
-    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-    Ok(response)
+    let request = Requested::new(request);
+    async move {
+        let route = request.route().name();
+        let admission = match bearer {
+            Ok(token) => stack.rules.verify_bearer(&token).await,
+            Err(admission) => admission,
+        };
+        let (mut response, outcome) = match admission {
+            Admission::Refused(rejection, outcome) => (stack.rules.refusal(rejection), outcome),
+            Admission::Public => (stack.router.respond(request, Caller::Public).await, VerifyOutcome::Public),
+            Admission::Internal => (stack.router.respond(request, Caller::Internal).await, VerifyOutcome::Internal),
+            Admission::Valid(principal) => {
+                (stack.router.respond(request, Caller::User(principal)).await, VerifyOutcome::Valid)
+            }
+        };
+        metrics.record(route, response.status().as_u16(), Some(outcome));
+        tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
+        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        Ok(response)
+    }
+}
+
+/// The caller's `x-request-id`, if sane, copied (not a slice of hyper's read buffer).
+fn propagated_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let bytes = headers.get(REQUEST_ID_HEADER)?.as_bytes();
+    let sane = !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes.iter().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(byte));
+    sane.then(|| HeaderValue::from_bytes(bytes).ok()).flatten()
 }
 
 /// 128 random bits as 32 lowercase hex characters, formatted on the stack.
