@@ -280,6 +280,39 @@ async fn entries_live_at_most_the_cap_and_the_redis_ttl(url: &str) {
     stop([first, second]).await;
 }
 
+/// Entries filled in the same second must not all expire in the same second (every cap
+/// later, a burst of misses): each entry's cap is drawn between 90 % and 100 % of `max_ttl`.
+/// Without the spread none of these entries, read at most 990 ms after its GET started, could
+/// have expired under a 1,000 ms cap.
+async fn entries_filled_together_expire_apart(url: &str) {
+    const CAP: Duration = Duration::from_millis(1_000);
+    let prefix = format!("near:{:016x}:", rand_u64());
+    let reader = instance(url, &prefix, "1", NearCacheSettings { max_ttl: CAP, ..NearCacheSettings::default() }).await;
+    let writer = plain(url, &prefix).await;
+    let keys: Vec<String> = (0..200).map(|index| format!("spread:{index}")).collect();
+    for key in &keys {
+        writer.cache.set_value(key, "v", None).await.unwrap();
+    }
+    let mut started = Vec::with_capacity(keys.len());
+    for key in &keys {
+        started.push(Instant::now());
+        reader.cache.get_value(key).await.unwrap();
+    }
+    tokio::time::sleep_until((started[0] + Duration::from_millis(975)).into()).await;
+    let mut expired_early = 0;
+    for (key, started) in keys.iter().zip(&started) {
+        let before = reader.cache.metrics().snapshot().event(CacheEvent::NearEviction);
+        reader.cache.near_cache_peek(key);
+        let expired = reader.cache.metrics().snapshot().event(CacheEvent::NearEviction) > before;
+        if expired && started.elapsed() < Duration::from_millis(990) {
+            expired_early += 1;
+        }
+    }
+    eprintln!("spread expiry: {expired_early} of {} entries expired before 990 ms of a 1,000 ms cap", keys.len());
+    assert!(expired_early > 0, "every entry filled together lived its whole cap: their expiries are not spread");
+    stop([reader, writer]).await;
+}
+
 /// More invalidations than fred's channel holds arrive while the listener is held: the
 /// `Lagged` receiver must flush, never leave the missed keys cached.
 async fn lagged_receiver_flushes(url: &str) {
@@ -366,6 +399,7 @@ mod standalone {
         remembered_verdicts_follow_their_list,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
+        entries_filled_together_expire_apart,
         lagged_receiver_flushes,
         random_writers_and_readers_agree_at_quiescence,
     );
@@ -459,6 +493,7 @@ mod cluster {
         remembered_verdicts_follow_their_list,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
+        entries_filled_together_expire_apart,
         lagged_receiver_flushes,
         random_writers_and_readers_agree_at_quiescence,
     );

@@ -18,7 +18,9 @@
 //! - **FLUSHALL / FLUSHDB are seen within a heartbeat.** Redis announces them with a null
 //!   invalidation that fred 10.1 drops; each connection's heartbeat renews canary keys of its
 //!   own, and a missing canary flushes the whole near cache.
-//! - **An entry lives at most min(`max_ttl`, the key's PTTL when read).**
+//! - **An entry lives at most min(`max_ttl`, the key's PTTL when read).** The cap is drawn for
+//!   each entry between 90 % and 100 % of `max_ttl`, so entries filled together (a cold start,
+//!   a flush, a reconnection) do not all expire, and miss, in the same second every `max_ttl`.
 //! - Only plain GETs are cached: never a script's result (keys a script reads by names built
 //!   from ARGV are not tracked before Redis 7.2).
 
@@ -60,7 +62,8 @@ const MINIMUM_REDIS_MAJOR: u64 = 7;
 pub struct NearCacheSettings {
     /// Memory bound for keys and values (64 MiB by default).
     pub max_bytes: u64,
-    /// No entry lives longer than this, whatever its TTL in Redis (30 s by default).
+    /// No entry lives longer than this, whatever its TTL in Redis (30 s by default); each
+    /// entry's cap is drawn between 90 % and 100 % of it.
     pub max_ttl: Duration,
     /// How often each connection proves it is alive and the keyspace was not flushed (250 ms).
     pub heartbeat_interval: Duration,
@@ -513,11 +516,12 @@ impl NearCache {
 
     fn insert(&self, ticket: Option<InsertTicket>, key: &str, value: NearValue, pttl: i64) {
         let Some(ticket) = ticket else { return };
+        let cap_ms = spread_lifetime_ms(millis(self.settings.max_ttl), rand::random());
         let lifetime_ms = match u64::try_from(pttl) {
             Ok(0) => return,
-            Ok(left) => left.min(millis(self.settings.max_ttl)),
+            Ok(left) => left.min(cap_ms),
             // -1: no TTL; -2: missing (a tracked miss): the cap alone bounds the entry.
-            Err(_) => millis(self.settings.max_ttl),
+            Err(_) => cap_ms,
         };
         let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
@@ -826,10 +830,34 @@ async fn check_redis_version(client: &Client) -> Result<(), NearCacheError> {
     Ok(())
 }
 
+/// An entry's cap on its lifetime: `max_ttl_ms` less up to a tenth of it, picked by `draw`
+/// (uniform over `u64`), so that entries filled in the same second spread their expiries.
+fn spread_lifetime_ms(max_ttl_ms: u64, draw: u64) -> u64 {
+    let spread = max_ttl_ms / 10;
+    max_ttl_ms - draw % (spread + 1)
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn millis_i64(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_lifetime_ms;
+
+    #[test]
+    fn lifetime_caps_spread_over_the_top_tenth_of_max_ttl() {
+        assert_eq!(spread_lifetime_ms(30_000, 0), 30_000);
+        assert_eq!(spread_lifetime_ms(30_000, 3_000), 27_000);
+        assert_eq!(spread_lifetime_ms(30_000, 3_001), 30_000);
+        assert_eq!(spread_lifetime_ms(1, u64::MAX), 1);
+        let caps: std::collections::BTreeSet<u64> =
+            (0..1_000).map(|_| spread_lifetime_ms(30_000, rand::random())).collect();
+        assert!(caps.iter().all(|cap| (27_000..=30_000).contains(cap)));
+        assert!(caps.len() > 500, "1,000 draws gave only {} distinct caps", caps.len());
+    }
 }
