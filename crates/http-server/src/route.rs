@@ -66,6 +66,11 @@ impl Route {
         }
     }
 
+    /// The routes whose handler reads the request's body (the others need only its head).
+    pub(crate) fn reads_body(&self) -> bool {
+        matches!(self, Self::IssueSession | Self::Introspect)
+    }
+
     /// The routes only internal callers reach.
     pub(crate) fn is_internal(&self) -> bool {
         matches!(

@@ -56,11 +56,11 @@ impl Requested {
     pub(crate) fn new(request: Request<Incoming>) -> Self {
         let method = request.method().clone();
         let route = Route::of(request.uri().path());
-        let with_body = matches!(route, Route::IssueSession | Route::Introspect).then(|| Box::new(request));
+        let with_body = route.reads_body().then(|| Box::new(request));
         Self { method, route, with_body }
     }
 
-    /// The route (for metrics and the auth layer).
+    /// The route (for the metrics).
     pub(crate) fn route(&self) -> &Route {
         &self.route
     }

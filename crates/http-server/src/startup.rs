@@ -276,7 +276,10 @@ fn propagated_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
     let sane = !bytes.is_empty()
         && bytes.len() <= MAX_REQUEST_ID_LEN
         && bytes.iter().all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(byte));
-    sane.then(|| HeaderValue::from_bytes(bytes).ok()).flatten()
+    if !sane {
+        return None;
+    }
+    HeaderValue::from_bytes(bytes).ok()
 }
 
 /// 128 random bits as 32 lowercase hex characters, formatted on the stack.
