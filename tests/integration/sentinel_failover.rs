@@ -345,6 +345,9 @@ async fn a_write_that_reaches_a_replica_is_never_acknowledged() {
         answers += 1;
     }
     assert!(answers > 10, "only {answers} attempts");
+    // The replica still answers PING, but tessera cannot serve: not ready.
+    let readiness = send(app.address, Method::GET, "/readyz", &[], None).await;
+    assert_eq!(readiness.status, StatusCode::SERVICE_UNAVAILABLE, "/readyz while commands are refused: {readiness:?}");
 
     // The sentinels are told where the primary is; tessera follows without a restart.
     let started = Instant::now();
@@ -357,6 +360,7 @@ async fn a_write_that_reaches_a_replica_is_never_acknowledged() {
     }
     wait_until_serving(&app).await;
     eprintln!("sentinel re-pointed: tessera issued again after {} ms", started.elapsed().as_millis());
+    assert_eq!(send(app.address, Method::GET, "/readyz", &[], None).await.status, StatusCode::OK);
     let (status, token) = issue_token(&app).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(deployment.node(new_primary).query(&["EXISTS", &format!("token:{token}")]), RespReply::Integer(1));

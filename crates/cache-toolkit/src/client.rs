@@ -485,7 +485,12 @@ impl CacheClient {
     pub async fn ping(&self) -> Result<Duration, CacheError> {
         let started = Instant::now();
         let result = match &self.inner.store {
-            CacheStore::Redis(RedisPool { route, .. }) => ping_every_connection(route).await,
+            // A replica answers PING too: while the primary is changing, commands are refused,
+            // and so is the question whether the store can serve them.
+            CacheStore::Redis(RedisPool { route, gate }) => match gate.as_deref().and_then(PrimaryGate::closed) {
+                Some(why) => Err(CacheError::unavailable("ping", None, why.as_str())),
+                None => ping_every_connection(route).await,
+            },
             CacheStore::Embedded(_) => Ok(Duration::ZERO),
         };
         self.finish("ping", "", started, result)

@@ -128,6 +128,42 @@ mod noscript_fallback {
     }
 }
 
+/// While the primary gate is closed (a failover), PING is refused with the commands: the nodes
+/// still answer it, but the store cannot serve, and `/readyz` must say so.
+async fn ping_is_refused_while_the_primary_gate_is_closed(variable: &str) {
+    use std::sync::Arc;
+
+    use crate::{CacheErrorKind, GateClosed, PrimaryGate};
+
+    let (_, pool) = redis_with_pool(variable).await;
+    let gate = Arc::new(PrimaryGate::new());
+    let cache = CacheClient::new(
+        CacheStore::Redis(RedisPool::from_fred(pool).with_primary_gate(Arc::clone(&gate))),
+        unique_options(),
+    );
+    cache.ping().await.unwrap();
+    for why in [GateClosed::Failover, GateClosed::ReadOnlyReply] {
+        gate.close(why);
+        let refused = cache.ping().await.unwrap_err();
+        assert_eq!(refused.kind(), CacheErrorKind::Unavailable, "{refused}");
+        assert!(refused.to_string().contains(why.as_str()), "{refused}");
+        gate.open();
+        cache.ping().await.unwrap();
+    }
+}
+
+mod readiness_behind_the_primary_gate {
+    #[tokio::test]
+    async fn standalone() {
+        super::ping_is_refused_while_the_primary_gate_is_closed("TESSERA_TEST_REDIS_URL").await;
+    }
+
+    #[tokio::test]
+    async fn sentinel() {
+        super::ping_is_refused_while_the_primary_gate_is_closed("TESSERA_TEST_REDIS_SENTINEL_URL").await;
+    }
+}
+
 /// `conformance_suite!(a, b)` runs `cases::a`, `cases::b` on every backend;
 /// `conformance_suite!(in module: a, b)` runs `module::a`, … (a file of cases of its own,
 /// invoked inside a module of its own so the per-backend modules do not collide).
