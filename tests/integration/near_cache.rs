@@ -237,6 +237,37 @@ async fn remembered_verdicts_follow_their_list(url: &str) {
     stop([first, second, writer]).await;
 }
 
+/// A string and a list missing from L1 and read together (`get_value_and_list_contains`, the
+/// verification of a token whose user is known: GET, PTTL, LRANGE, PTTL in one round trip) are both
+/// tracked: a foreign LREM alone, then a foreign SET of the string, each end what L1 serves
+/// (were either untracked, L1 would serve the old answer for the 30 s cap).
+async fn a_string_and_a_list_read_together_are_both_tracked(url: &str) {
+    let (first, second, writer) = trio(url).await;
+    let cache = &first.cache;
+    writer.cache.set_value("token", "v1", None).await.unwrap();
+    writer.cache.push_to_list("sessions", "token", ListEnd::Left).await.unwrap();
+    let read = async || cache.get_value_and_list_contains("token", "sessions", "token").await.unwrap();
+    assert_eq!(read().await, (Some("v1".to_owned()), true));
+    assert_eq!(cache.near_cache_peek("token"), Some(Some("v1".to_owned())), "the read fills L1");
+    let operations = cache.metrics().snapshot().operations;
+    assert_eq!(read().await, (Some("v1".to_owned()), true));
+    assert_eq!(cache.metrics().snapshot().operations, operations, "the repeat is answered from L1");
+
+    writer.cache.list_remove("sessions", 0, "token").await.unwrap();
+    let started = Instant::now();
+    while read().await != (Some("v1".to_owned()), false) {
+        assert!(started.elapsed() < AGREEMENT_DEADLINE, "a foreign LREM must end the cached list");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.cache.set_value("token", "v2", None).await.unwrap();
+    let started = Instant::now();
+    while read().await != (Some("v2".to_owned()), false) {
+        assert!(started.elapsed() < AGREEMENT_DEADLINE, "a foreign SET must end the cached string");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop([first, second, writer]).await;
+}
+
 /// The race fred makes possible: the read's reply reaches the caller after the invalidation
 /// for a later write reached the listener. Inserts are delayed to widen the window; without
 /// the generation check every cancelled insert below would be a stale entry.
@@ -397,6 +428,7 @@ mod standalone {
         foreign_writes_invalidate_every_instance,
         decoded_values_live_and_die_with_their_entry,
         remembered_verdicts_follow_their_list,
+        a_string_and_a_list_read_together_are_both_tracked,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
         entries_filled_together_expire_apart,
@@ -491,6 +523,7 @@ mod cluster {
         foreign_writes_invalidate_every_instance,
         decoded_values_live_and_die_with_their_entry,
         remembered_verdicts_follow_their_list,
+        a_string_and_a_list_read_together_are_both_tracked,
         in_flight_load_race,
         entries_live_at_most_the_cap_and_the_redis_ttl,
         entries_filled_together_expire_apart,

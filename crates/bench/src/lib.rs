@@ -23,6 +23,10 @@ use hyper::{
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+/// The allocator `tessera` runs on (see its `main.rs`), for every benchmark binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The response body of the benchmark servers (the same type `tessera` answers with).
 pub type Body = Full<Bytes>;
 
