@@ -345,7 +345,7 @@ async fn a_write_that_reaches_a_replica_is_never_acknowledged() {
         answers += 1;
     }
     assert!(answers > 10, "only {answers} attempts");
-    // The replica still answers PING, but tessera cannot serve: not ready.
+    // Commands are refused (the gate is closed, the connections are being moved): not ready.
     let readiness = send(app.address, Method::GET, "/readyz", &[], None).await;
     assert_eq!(readiness.status, StatusCode::SERVICE_UNAVAILABLE, "/readyz while commands are refused: {readiness:?}");
 

@@ -3,8 +3,8 @@
 /// mimalloc instead of glibc's malloc: fred allocates a 7.7 KB block for every command it
 /// writes, past glibc's per-thread cache, so each took glibc's arena path (its locks and
 /// consolidations); mimalloc serves such blocks from a per-thread heap. Built without
-/// transparent huge pages, which would count whole 2 MiB pages as resident
-/// (docs/PERFORMANCE.md, "An allocator for fred's blocks").
+/// transparent huge pages, which would count whole 2 MiB pages as resident (docs/PERFORMANCE.md,
+/// "What a near-cache miss costs, and an allocator for fred's blocks").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
