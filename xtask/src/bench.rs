@@ -41,7 +41,7 @@ use crate::workspace;
 
 use self::redis_stats::BackgroundCommand;
 use self::redis_stats::RedisCli;
-use self::report::{Load, Machine, Report, Round, RoundTrips, Row, Setup};
+use self::report::{Load, Machine, NearCacheCounts, Report, Round, RoundTrips, Row, Setup};
 use self::servers::ServerProcess;
 
 const BENCH_TOPOLOGY: &str = "bench-standalone";
@@ -112,6 +112,8 @@ struct Bench {
     redis_port: u16,
     redis_pid: u32,
     clock_ticks: f64,
+    /// Tessera's `X-Internal-Key`, for reading its `/metrics`.
+    internal_key: String,
 }
 
 /// How one row is loaded: wrk on one of the servers with a token script, or redis-benchmark.
@@ -184,6 +186,7 @@ fn run(plan: Plan) -> Result<()> {
         redis,
         redis_port,
         clock_ticks: servers::clock_ticks_per_second()?,
+        internal_key: internal_key.clone(),
     };
     let mut rows = plan_rows(&dir)?;
     warm_up(&bench, &mut servers, &rows)?;
@@ -205,6 +208,7 @@ fn run(plan: Plan) -> Result<()> {
             quick: plan.quick,
             rounds: plan.rounds,
             seconds: plan.seconds,
+            warmup_seconds: plan.warmup_seconds,
             users: USERS,
             connections: load::CONNECTIONS,
             wrk_threads: load::WRK_THREADS,
@@ -329,12 +333,24 @@ fn plan_rows(dir: &Path) -> Result<Vec<(Row, Driver)>> {
 
 /// The rounds: each runs every row once, in order, so drift hits every row alike; then each
 /// row's ratio to the same round's ceiling, and at the end each server's peak RSS.
+///
+/// Each wrk row is measured right after a discarded warm-up of [`Plan::warmup_seconds`] with
+/// the same load on the same server, so every row is measured as it runs under continuous
+/// traffic. Without it a row would start from what the other rows' minutes left: the near
+/// cache empty (its entries outlive no 2-minute pause at the default 30 s bound), the other
+/// servers' memory cold. The near cache's misses inside the measured window are counted and
+/// reported ([`Round::near_cache`]).
 fn measure_rounds(bench: &Bench, servers: &mut [ServerProcess], rows: &mut [(Row, Driver)]) -> Result<()> {
     let plan = bench.plan;
     for round in 1..=plan.rounds {
         for (row, driver) in rows.iter_mut() {
             let measured = match driver {
-                Driver::Wrk { server, script, .. } => measure_wrk(bench, &mut servers[*server], row, script)?,
+                Driver::Wrk { server, script, .. } => {
+                    let server = &mut servers[*server];
+                    load::run_wrk(&bench.wrk, server.port(), script, plan.warmup_seconds)
+                        .with_context(|| format!("{}: warming up {}", row.title, server.name()))?;
+                    measure_wrk(bench, server, row, script)?
+                }
                 Driver::RedisBenchmark { pipeline } => measure_redis_benchmark(bench, *pipeline)?,
             };
             eprintln!(
@@ -602,6 +618,7 @@ fn measure_revocation(
 /// One wrk run on `server`, with the server's and Redis's CPU and the Redis commands around it.
 fn measure_wrk(bench: &Bench, server: &mut ServerProcess, row: &Row, script: &Path) -> Result<Round> {
     server.ensure_alive()?;
+    let near_before = near_cache_counts(bench, server)?;
     let calls_before = bench.redis.command_calls()?;
     let redis_before = servers::cpu_ticks(bench.redis_pid)?;
     let server_before = servers::cpu_ticks(server.pid())?;
@@ -610,6 +627,7 @@ fn measure_wrk(bench: &Bench, server: &mut ServerProcess, row: &Row, script: &Pa
     let server_after = servers::cpu_ticks(server.pid())?;
     let redis_after = servers::cpu_ticks(bench.redis_pid)?;
     let calls_after = bench.redis.command_calls()?;
+    let near_after = near_cache_counts(bench, server)?;
     server.ensure_alive()?;
     if report.requests == 0 {
         bail!("{}: wrk completed no request", row.title);
@@ -647,7 +665,28 @@ fn measure_wrk(bench: &Bench, server: &mut ServerProcess, row: &Row, script: &Pa
         server_cpu_ms_per_1k: Some(cpu_ms_per_1k(server_after - server_before, bench.clock_ticks, report.requests)),
         redis_cpu_ms_per_1k: cpu_ms_per_1k(redis_after - redis_before, bench.clock_ticks, report.requests),
         ratio_to_ceiling: None,
+        near_cache: near_before.zip(near_after).map(|(before, after)| after.since(before)),
     })
+}
+
+/// The near cache's hit and miss counters of a tessera on Redis, from its `/metrics`; `None`
+/// for the other servers.
+fn near_cache_counts(bench: &Bench, server: &ServerProcess) -> Result<Option<NearCacheCounts>> {
+    if !server.name().starts_with("tessera-redis") {
+        return Ok(None);
+    }
+    let mut client = probe::HttpClient::connect(server.port())?;
+    let (status, body) =
+        client.request("GET", "/metrics", &[("X-Internal-Key", bench.internal_key.clone())], b"")?;
+    if status != 200 {
+        bail!("{}: GET /metrics answered {status}", server.name());
+    }
+    let text = String::from_utf8_lossy(&body);
+    let counter = |event: &str| {
+        let name = format!("tessera_cache_events_total{{event=\"{event}\"}}");
+        soak::metric(&text, &name).with_context(|| format!("{}: no {name} in /metrics", server.name()))
+    };
+    Ok(Some(NearCacheCounts { hits: counter("near_hits")?, misses: counter("near_misses")? }))
 }
 
 /// One redis-benchmark GET run against the benchmark's Redis.

@@ -61,6 +61,29 @@ pub(super) struct Round {
     pub(super) redis_cpu_ms_per_1k: f64,
     /// This round's req/s over the same round's ceiling req/s.
     pub(super) ratio_to_ceiling: Option<f64>,
+    /// The near cache's hits and misses during the run (tessera on Redis).
+    pub(super) near_cache: Option<NearCacheCounts>,
+}
+
+/// Near-cache lookups that hit and that missed (`tessera_cache_events_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct NearCacheCounts {
+    pub(super) hits: u64,
+    pub(super) misses: u64,
+}
+
+impl NearCacheCounts {
+    /// The lookups counted since `before`.
+    pub(super) fn since(self, before: NearCacheCounts) -> NearCacheCounts {
+        NearCacheCounts {
+            hits: self.hits.saturating_sub(before.hits),
+            misses: self.misses.saturating_sub(before.misses),
+        }
+    }
+
+    fn lookups(self) -> u64 {
+        self.hits + self.misses
+    }
 }
 
 impl Round {
@@ -142,6 +165,8 @@ pub(super) struct Setup {
     pub(super) quick: bool,
     pub(super) rounds: usize,
     pub(super) seconds: u64,
+    /// The discarded warm-up run before each measured run of a wrk row.
+    pub(super) warmup_seconds: u64,
     pub(super) users: u64,
     pub(super) connections: u32,
     pub(super) wrk_threads: u32,
@@ -210,6 +235,15 @@ impl Row {
 
     pub(super) fn median_p99_ms(&self) -> Option<f64> {
         median(self.rounds.iter().filter_map(|round| round.p99_ms))
+    }
+
+    /// The near cache's lookups over all rounds; `None` when the row's server made none.
+    pub(super) fn near_cache_total(&self) -> Option<NearCacheCounts> {
+        let total = self.rounds.iter().filter_map(|round| round.near_cache).fold(
+            NearCacheCounts::default(),
+            |total, round| NearCacheCounts { hits: total.hits + round.hits, misses: total.misses + round.misses },
+        );
+        (total.lookups() > 0).then_some(total)
     }
 
     pub(super) fn median_ratio_to_ceiling(&self) -> Option<f64> {
@@ -421,11 +455,14 @@ impl Report {
             text,
             "## HTTP: `GET /auth/verify` under load\n\n\
              {} run: {} rounds × {} s per row, the rows interleaved (each round runs every row once, in \
-             table order); wrk -t{} -c{}, a random token per request (seeded) from {} users, one token \
-             each, ~200-byte metadata.\n",
+             table order), each wrk row measured right after a discarded {} s warm-up with the same \
+             load on the same server (so each row is measured under continuous traffic: the near \
+             cache as full as that traffic keeps it, its misses counted below); wrk -t{} -c{}, a \
+             random token per request (seeded) from {} users, one token each, ~200-byte metadata.\n",
             if setup.quick { "Quick (`--quick`)" } else { "Full" },
             setup.rounds,
             setup.seconds,
+            setup.warmup_seconds,
             setup.wrk_threads,
             setup.connections,
             thousands(setup.users as f64),
@@ -477,6 +514,19 @@ impl Report {
             thousands(setup.probe_requests as f64)
         )
         .ok();
+        for row in &self.rows {
+            let Some(near) = row.near_cache_total() else { continue };
+            writeln!(
+                text,
+                "Near cache, {}: {} lookups in the measured windows (all rounds; a verification looks up \
+                 `token:{{t}}` and `token_list:{{uid}}`), {} misses ({:.2} %), each a read from Redis.\n",
+                row.title,
+                thousands(near.lookups() as f64),
+                thousands(near.misses as f64),
+                near.misses as f64 * 100.0 / near.lookups() as f64,
+            )
+            .ok();
+        }
         if let Some(revocation) = &self.revocation {
             writeln!(
                 text,
@@ -556,6 +606,7 @@ impl Report {
             "setup": {
                 "rounds": setup.rounds,
                 "seconds_per_row": setup.seconds,
+                "warmup_seconds_per_row": setup.warmup_seconds,
                 "users": setup.users,
                 "connections": setup.connections,
                 "wrk_threads": setup.wrk_threads,
@@ -613,6 +664,8 @@ fn row_json(row: &Row) -> Value {
                 "redis_commands_executed": round.executed_commands,
                 "server_cpu_ms_per_1k_requests": round.server_cpu_ms_per_1k,
                 "redis_cpu_ms_per_1k_requests": round.redis_cpu_ms_per_1k,
+                "near_cache_hits": round.near_cache.map(|near| near.hits),
+                "near_cache_misses": round.near_cache.map(|near| near.misses),
             })
         })
         .collect();

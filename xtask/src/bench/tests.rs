@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::load::{self, SocketErrors};
 use super::probe;
 use super::redis_stats::{self, CommandCounts, MonitoredCommand};
-use super::report::{self, Budget, Load, Relation, Report, Revocation, Round, RoundTrips, Row, Setup};
+use super::report::{self, Budget, Load, NearCacheCounts, Relation, Report, Revocation, Round, RoundTrips, Row, Setup};
 use super::revocation;
 use super::servers;
 use super::soak;
@@ -299,6 +299,8 @@ fn the_report_checks_the_budgets_and_names_every_row() {
         row(report::TESSERA_NEAR_ON, [(32_000.0, 3.0), (33_000.0, 7.0)], &[], 2, 30_000),
         row(report::TESSERA_EMBEDDED, [(30_000.0, 3.0), (31_000.0, 3.0)], &[], 0, 70_000),
     ];
+    rows[4].rounds[0].near_cache = Some(NearCacheCounts { hits: 63_000, misses: 1_000 });
+    rows[4].rounds[1].near_cache = Some(NearCacheCounts { hits: 66_000, misses: 0 });
     for index in 0..2 {
         let ceiling = rows[0].rounds[index].requests_per_second;
         for row in &mut rows {
@@ -310,6 +312,7 @@ fn the_report_checks_the_budgets_and_names_every_row() {
             quick: true,
             rounds: 2,
             seconds: 3,
+            warmup_seconds: 1,
             users: 10_000,
             connections: 64,
             wrk_threads: 2,
@@ -351,6 +354,9 @@ fn the_report_checks_the_budgets_and_names_every_row() {
         "| 100 | 25.00 ms | 49.50 ms | 50.00 ms | 0 |",
         "MISSED",
         "Toolkit micro-benchmark",
+        "after a discarded 1 s warm-up",
+        "Near cache, tessera-redis-near-on: 130,000 lookups in the measured windows",
+        "1,000 misses (0.77 %)",
     ] {
         assert!(markdown.contains(needle), "{needle:?} not in\n{markdown}");
     }
@@ -362,6 +368,9 @@ fn the_report_checks_the_budgets_and_names_every_row() {
     assert!(probes.iter().any(|probe| probe["background_commands"] == serde_json::json!({"pexpire": 2})), "{json}");
     assert_eq!(json["stronger_naive"], "naive-defaults");
     assert_eq!(json["revocation"]["p99_ms"], 49.5);
+    let near_on = rows.iter().find(|row| row["key"] == report::TESSERA_NEAR_ON).expect("the near-on row");
+    assert_eq!(near_on["rounds"][0]["near_cache_misses"], 1_000, "{json}");
+    assert!(!markdown.contains("Near cache, tessera-redis-near-off"), "{markdown}");
     assert!(json["budgets"].as_array().expect("budgets").iter().any(|budget| budget["met"] == false), "{json}");
 }
 
@@ -378,6 +387,7 @@ fn budgets_are_taken_against_the_faster_naive_row() {
             quick: true,
             rounds: 2,
             seconds: 3,
+            warmup_seconds: 1,
             users: 1,
             connections: 1,
             wrk_threads: 1,
