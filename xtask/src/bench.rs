@@ -676,8 +676,7 @@ fn near_cache_counts(bench: &Bench, server: &ServerProcess) -> Result<Option<Nea
         return Ok(None);
     }
     let mut client = probe::HttpClient::connect(server.port())?;
-    let (status, body) =
-        client.request("GET", "/metrics", &[("X-Internal-Key", bench.internal_key.clone())], b"")?;
+    let (status, body) = client.request("GET", "/metrics", &[("X-Internal-Key", bench.internal_key.clone())], b"")?;
     if status != 200 {
         bail!("{}: GET /metrics answered {status}", server.name());
     }

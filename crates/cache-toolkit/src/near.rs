@@ -46,7 +46,9 @@ use fred::{
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle, time::Instant};
 
 use self::store::NearStore;
-use crate::{CacheEvent, FlushCause, decoded::DecodedSlot, metrics::CacheMetrics, route::Route};
+use crate::{
+    CacheEvent, FlushCause, decoded::DecodedSlot, embedded::EmbeddedVerdict, metrics::CacheMetrics, route::Route,
+};
 
 /// Lock stripes for per-key generations: a collision only cancels an unrelated insert.
 const GENERATION_STRIPES: usize = 1_024;
@@ -137,13 +139,37 @@ impl store::Retire for Arc<NearEntry> {
     }
 }
 
-/// A list-membership verdict remembered against the cached list it was read from: while that
-/// list entry is still the near cache's value for its key and may be served, asking again
-/// answers from here without a lookup. Whoever asks the same question over and over (the
-/// DAO, for a token and its user's list) keeps one; [`crate::CacheClient::list_contains_remembered`].
+/// A list-membership verdict remembered against the list it was read from: the near cache's
+/// entry for the list, or the embedded store's list itself. While that list is unchanged and
+/// may still be served, asking again answers from here without a lookup. Whoever asks the
+/// same question over and over (the DAO, for a token and its user's list) keeps one;
+/// [`crate::CacheClient::list_contains_remembered`].
 #[derive(Debug, Default)]
 pub struct ListVerdict {
-    remembered: Mutex<Option<(Arc<NearEntry>, bool)>>,
+    remembered: Mutex<Option<Remembered>>,
+}
+
+#[derive(Debug)]
+enum Remembered {
+    /// Read from this near-cache entry of the list.
+    Near(Arc<NearEntry>, bool),
+    /// Read from the embedded store's list.
+    Embedded(EmbeddedVerdict),
+}
+
+impl ListVerdict {
+    /// The embedded store's verdict, if one is remembered and still holds at `now`.
+    pub(crate) fn embedded(&self, now: Instant) -> Option<bool> {
+        match &*self.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(Remembered::Embedded(verdict)) => verdict.still(now),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remember_embedded(&self, verdict: EmbeddedVerdict) {
+        *self.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Remembered::Embedded(verdict));
+    }
 }
 
 /// What one pooled connection (one fred `Client`, one socket per node) vouches for.
@@ -401,7 +427,7 @@ impl NearCache {
     /// what a lookup of the list would answer, without the lookup. Counted as a hit.
     pub(crate) fn remembered_verdict(&self, memo: &ListVerdict) -> Option<bool> {
         let remembered = memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (entry, listed) = remembered.as_ref()?;
+        let Some(Remembered::Near(entry, listed)) = remembered.as_ref() else { return None };
         let now_ms = self.now_ms();
         let state = &entry.connection;
         let servable = !entry.retired.load(Ordering::Acquire)
@@ -422,7 +448,8 @@ impl NearCache {
         let Some(entry) = self.servable(key) else { return };
         let NearValue::List(items) = &entry.value else { return };
         let listed = items.iter().any(|item| item == element);
-        *memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((entry, listed));
+        *memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Remembered::Near(entry, listed));
     }
 
     /// The cached items of the list `key`, or `None` when L1 cannot answer.

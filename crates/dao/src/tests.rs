@@ -255,3 +255,97 @@ fn an_id_written_on_the_stack_reads_as_its_key_part() {
         assert_eq!(id.with_key_part(str::to_owned), id.key_part(), "{id:?}");
     }
 }
+
+/// How the list `token_list:7` is changed behind the DAO's back, and whether the token it
+/// held is still listed afterwards.
+#[derive(Clone, Copy, Debug)]
+enum ListChange {
+    RemoveToken,
+    DeleteList,
+    TrimToAnother,
+    PopToken,
+    CappedPushEvictsToken,
+    ExpireList,
+    OverwriteWithString,
+    RecreateWithoutToken,
+    PushAnother,
+    ExtendTtl,
+}
+
+impl ListChange {
+    const ALL: [ListChange; 10] = [
+        Self::RemoveToken,
+        Self::DeleteList,
+        Self::TrimToAnother,
+        Self::PopToken,
+        Self::CappedPushEvictsToken,
+        Self::ExpireList,
+        Self::OverwriteWithString,
+        Self::RecreateWithoutToken,
+        Self::PushAnother,
+        Self::ExtendTtl,
+    ];
+
+    async fn apply(self, cache: &CacheClient, list: &str, token: &str) {
+        match self {
+            Self::RemoveToken => assert_eq!(cache.list_remove(list, 0, token).await.unwrap(), 1),
+            Self::DeleteList => assert!(cache.delete_key(list).await.unwrap()),
+            Self::TrimToAnother => {
+                cache.push_to_list(list, "tok-other", ListEnd::Left).await.unwrap();
+                cache.list_trim(list, 0, 0).await.unwrap();
+            }
+            Self::PopToken => assert_eq!(cache.pop_list(list, ListEnd::Right).await.unwrap().as_deref(), Some(token)),
+            Self::CappedPushEvictsToken => {
+                let pushed = cache.push_to_capped_list(list, &["tok-newer"], 1).await.unwrap();
+                assert_eq!(pushed.evicted, [token]);
+            }
+            Self::ExpireList => {
+                assert!(cache.set_expiry(list, Duration::from_millis(30)).await.unwrap());
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+            Self::OverwriteWithString => cache.set_value(list, "not a list", None).await.unwrap(),
+            Self::RecreateWithoutToken => {
+                assert!(cache.delete_key(list).await.unwrap());
+                cache.push_to_list(list, "tok-other", ListEnd::Left).await.unwrap();
+            }
+            Self::PushAnother => {
+                cache.push_to_list(list, "tok-other", ListEnd::Left).await.unwrap();
+            }
+            Self::ExtendTtl => assert!(cache.set_expiry(list, Duration::from_secs(600)).await.unwrap()),
+        }
+    }
+
+    fn keeps_the_token(self) -> bool {
+        matches!(self, Self::PushAnother | Self::ExtendTtl)
+    }
+}
+
+/// On the embedded store the DAO remembers a token's list verdict against the list itself and
+/// answers from it with no lookup (one store operation per verification: the token's); any
+/// change to the list, its TTL, or its existence ends the verdict before the change returns.
+#[tokio::test]
+async fn a_remembered_list_verdict_on_the_embedded_store_ends_with_any_change_to_the_list() {
+    let (token, list) = ("tok-memo", "token_list:7");
+    for change in ListChange::ALL {
+        let cache = CacheClient::embedded();
+        let dao = CacheDao::new(cache.clone());
+        store_in(&dao, token, 7).await;
+        assert!(is_valid(&dao.membership(token).await.unwrap()), "{change:?}: stored and listed");
+        assert!(is_valid(&dao.membership(token).await.unwrap()), "{change:?}: the verdict is remembered");
+        let before = cache.metrics().snapshot().operations;
+        assert!(is_valid(&dao.membership(token).await.unwrap()), "{change:?}: answered from the verdict");
+        assert_eq!(
+            cache.metrics().snapshot().operations - before,
+            1,
+            "{change:?}: a remembered verdict reads the token alone, not the list"
+        );
+
+        change.apply(&cache, list, token).await;
+        let after = dao.membership(token).await;
+        let listed = matches!(after, Ok(Membership::Found { listed: true, .. }));
+        assert_eq!(listed, change.keeps_the_token(), "{change:?}: after the change, {after:?}");
+        // Asked again (from a verdict taken after the change, where one could be), the same.
+        let again = dao.membership(token).await;
+        assert_eq!(matches!(again, Ok(Membership::Found { listed: true, .. })), listed, "{change:?}: {again:?}");
+    }
+}

@@ -239,10 +239,10 @@ impl Row {
 
     /// The near cache's lookups over all rounds; `None` when the row's server made none.
     pub(super) fn near_cache_total(&self) -> Option<NearCacheCounts> {
-        let total = self.rounds.iter().filter_map(|round| round.near_cache).fold(
-            NearCacheCounts::default(),
-            |total, round| NearCacheCounts { hits: total.hits + round.hits, misses: total.misses + round.misses },
-        );
+        let total =
+            self.rounds.iter().filter_map(|round| round.near_cache).fold(NearCacheCounts::default(), |total, round| {
+                NearCacheCounts { hits: total.hits + round.hits, misses: total.misses + round.misses }
+            });
         (total.lookups() > 0).then_some(total)
     }
 

@@ -101,10 +101,12 @@ impl CacheClient {
     }
 
     /// [`Self::list_contains`] for a question asked over and over (the same list, the same
-    /// element): with a near cache, the answer is remembered in `memo` against the cached list
-    /// it came from, and answered from there, without a lookup, while that list entry stays
-    /// the near cache's (any invalidation, expiry, eviction or flush of it ends that). Without
-    /// a near cache it is [`Self::list_contains`]. Use one `memo` per (list, element) pair.
+    /// element): the answer is remembered in `memo` against the list it came from, and
+    /// answered from there, without a lookup, while that list is unchanged: with a near cache,
+    /// while its list entry stays the near cache's (any invalidation, expiry, eviction or flush
+    /// of it ends that); on the embedded store, while the list's items and TTL stay as they
+    /// were. On Redis without a near cache it is [`Self::list_contains`]. Use one `memo` per
+    /// (list, element) pair.
     pub async fn list_contains_remembered(
         &self,
         name: &str,
@@ -122,10 +124,10 @@ impl CacheClient {
         Ok(found)
     }
 
-    /// [`Self::list_contains_remembered`] when memory can answer at once: the near cache's
-    /// remembered verdict, or the embedded store. `None` when only Redis can (the caller then
-    /// awaits [`Self::list_contains_remembered`]). Lets a hot path stay synchronous, so its
-    /// future does not carry the Redis path's state.
+    /// [`Self::list_contains_remembered`] when memory can answer at once: a remembered
+    /// verdict, or the embedded store (which then remembers one). `None` when only Redis can
+    /// (the caller then awaits [`Self::list_contains_remembered`]). Lets a hot path stay
+    /// synchronous, so its future does not carry the Redis path's state.
     pub fn list_contains_in_memory(
         &self,
         name: &str,
@@ -135,11 +137,22 @@ impl CacheClient {
         let found = match (&self.inner.near, &self.inner.store) {
             (Some(near), _) => Ok(near.remembered_verdict(memo)?),
             (None, CacheStore::Embedded(store)) => {
-                let name = self.key(name);
                 let started = tokio::time::Instant::now();
-                let position =
-                    store.list_position(&name, element).map_err(|_| CacheError::wrong_type("list_contains", &name));
-                self.finish("list_contains", &name, started, position.map(|position| position.is_some()))
+                match memo.embedded(started) {
+                    // The list is unchanged since the verdict: no lookup, no lock.
+                    Some(listed) => Ok(listed),
+                    None => {
+                        let name = self.key(name);
+                        let verdict = store.list_verdict(&name, element).map(|(listed, verdict)| {
+                            if let Some(verdict) = verdict {
+                                memo.remember_embedded(verdict);
+                            }
+                            listed
+                        });
+                        let verdict = verdict.map_err(|_| CacheError::wrong_type("list_contains", &name));
+                        self.finish("list_contains", &name, started, verdict)
+                    }
+                }
             }
             (None, CacheStore::Redis(_)) => return None,
         };

@@ -6,7 +6,10 @@ use std::{
     any::Any,
     collections::{BTreeSet, HashMap, VecDeque},
     ops::Bound,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -52,8 +55,60 @@ impl From<WrongType> for TextReadFailure {
 enum Value {
     String(Text),
     Bytes(Vec<u8>),
-    List(VecDeque<String>),
+    List(List),
     Hash(HashMap<String, String>),
+}
+
+/// A list's items, and the witness a verdict remembered about them checks
+/// ([`Keyspace::list_verdict`]).
+#[derive(Debug, Default)]
+struct List {
+    items: VecDeque<String>,
+    witness: Arc<ListWitness>,
+}
+
+impl Drop for List {
+    /// Deleted, expired, overwritten or flushed: no verdict taken from this list holds any more.
+    fn drop(&mut self) {
+        self.witness.version.store(RETIRED, Ordering::Release);
+    }
+}
+
+/// The version of one list, shared with the verdicts remembered about it: bumped before every
+/// change to the list's items or TTL (under the keyspace's lock, before the change is made),
+/// [`RETIRED`] once the list is gone. A verdict that still sees the version it was taken at
+/// is what a lookup would answer now, without the lookup, the key's hash, or the lock.
+#[derive(Debug, Default)]
+pub(crate) struct ListWitness {
+    version: AtomicU64,
+}
+
+/// A [`ListWitness`]'s version once its list is gone; versions only count up from 0 and never
+/// reach it.
+const RETIRED: u64 = u64::MAX;
+
+impl ListWitness {
+    fn bump(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether a list held an element, remembered against the list's [`ListWitness`] (an
+/// [`crate::ListVerdict`] keeps one for the DAO, per token).
+#[derive(Debug)]
+pub(crate) struct EmbeddedVerdict {
+    witness: Arc<ListWitness>,
+    version: u64,
+    expires_at: Option<Instant>,
+    listed: bool,
+}
+
+impl EmbeddedVerdict {
+    /// The verdict, if the list is unchanged since it was taken and has not expired by `now`.
+    pub(crate) fn still(&self, now: Instant) -> Option<bool> {
+        let unchanged = self.witness.version.load(Ordering::Acquire) == self.version;
+        (unchanged && self.expires_at.is_none_or(|at| at > now)).then_some(self.listed)
+    }
 }
 
 /// A string set as text, and the decoded form a reader kept beside it
@@ -154,6 +209,9 @@ impl Keyspace {
             self.expiries.remove(&(old, Arc::clone(&name)));
         }
         if let Some(entry) = self.entries.get_mut(key) {
+            if let Value::List(list) = &entry.value {
+                list.witness.bump();
+            }
             entry.expires_at = expires_at;
         }
         if let Some(at) = expires_at {
@@ -164,7 +222,7 @@ impl Keyspace {
     /// Redis deletes a list or hash when its last element goes.
     fn drop_if_empty(&mut self, key: &str) {
         let empty = self.entries.get(key).is_some_and(|entry| match &entry.value {
-            Value::List(list) => list.is_empty(),
+            Value::List(list) => list.items.is_empty(),
             Value::Hash(hash) => hash.is_empty(),
             Value::String(_) | Value::Bytes(_) => false,
         });
@@ -385,17 +443,31 @@ impl Keyspace {
         Ok(removed)
     }
 
+    /// The list `name`'s items, to change: its witness is bumped first, so no verdict
+    /// remembered about it holds once the change is made.
     fn list_mut(&mut self, name: &str, now: Instant, create: bool) -> Result<Option<&mut VecDeque<String>>, WrongType> {
         if self.live(name, now).is_none() {
             if !create {
                 return Ok(None);
             }
-            self.insert_new(name, Entry { value: Value::List(VecDeque::new()), expires_at: None });
+            self.insert_new(name, Entry { value: Value::List(List::default()), expires_at: None });
         }
         match self.entries.get_mut(name) {
-            Some(Entry { value: Value::List(list), .. }) => Ok(Some(list)),
+            Some(Entry { value: Value::List(list), .. }) => {
+                list.witness.bump();
+                Ok(Some(&mut list.items))
+            }
             Some(_) => Err(WrongType),
             None => Ok(None),
+        }
+    }
+
+    /// The list `name`'s items, to read (an expired list is removed first, as Redis does).
+    fn list_ref(&mut self, name: &str, now: Instant) -> Result<Option<&VecDeque<String>>, WrongType> {
+        match self.live(name, now) {
+            None => Ok(None),
+            Some(Entry { value: Value::List(list), .. }) => Ok(Some(&list.items)),
+            Some(_) => Err(WrongType),
         }
     }
 
@@ -440,7 +512,7 @@ impl Keyspace {
     }
 
     pub(crate) fn list_len(&mut self, name: &str, now: Instant) -> Result<u64, WrongType> {
-        Ok(self.list_mut(name, now, false)?.map_or(0, |list| list.len() as u64))
+        Ok(self.list_ref(name, now)?.map_or(0, |list| list.len() as u64))
     }
 
     pub(crate) fn list_range(
@@ -450,7 +522,7 @@ impl Keyspace {
         stop: i64,
         now: Instant,
     ) -> Result<Vec<String>, WrongType> {
-        let Some(list) = self.list_mut(name, now, false)? else { return Ok(Vec::new()) };
+        let Some(list) = self.list_ref(name, now)? else { return Ok(Vec::new()) };
         Ok(match resolve_range(list.len(), start, stop) {
             Some((first, last)) => list.range(first..=last).cloned().collect(),
             None => Vec::new(),
@@ -470,7 +542,29 @@ impl Keyspace {
         match self.peek(name, now) {
             None => Ok(None),
             Some(Entry { value: Value::List(list), .. }) => {
-                Ok(list.iter().position(|item| item == value).map(|at| at as u64))
+                Ok(list.items.iter().position(|item| item == value).map(|at| at as u64))
+            }
+            Some(_) => Err(WrongType),
+        }
+    }
+
+    /// Whether the list `name` holds `value`, and the verdict to remember it by; no verdict
+    /// when there is no list (a list created later starts a witness of its own).
+    pub(crate) fn list_verdict(
+        &self,
+        name: &str,
+        value: &str,
+        now: Instant,
+    ) -> Result<(bool, Option<EmbeddedVerdict>), WrongType> {
+        match self.peek(name, now) {
+            None => Ok((false, None)),
+            Some(Entry { value: Value::List(list), expires_at }) => {
+                // Read before the items: a change that lands after this read bumped it.
+                let version = list.witness.version.load(Ordering::Acquire);
+                let listed = list.items.iter().any(|item| item == value);
+                let verdict =
+                    EmbeddedVerdict { witness: Arc::clone(&list.witness), version, expires_at: *expires_at, listed };
+                Ok((listed, Some(verdict)))
             }
             Some(_) => Err(WrongType),
         }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 pub(crate) use glob::glob_escape;
 pub use keyspace::EmbeddedStats;
 use keyspace::Keyspace;
-pub(crate) use keyspace::{IncrementFailure, TextReadFailure, WrongType};
+pub(crate) use keyspace::{EmbeddedVerdict, IncrementFailure, TextReadFailure, WrongType};
 
 use crate::{ListEnd, Ttl};
 
@@ -141,6 +141,12 @@ impl EmbeddedStore {
 
     pub(crate) fn list_position(&self, name: &str, value: &str) -> Result<Option<u64>, WrongType> {
         self.lock().list_position(name, value, Instant::now())
+    }
+
+    /// Whether the list `name` holds `value`, and the verdict to remember it by
+    /// ([`crate::ListVerdict`]).
+    pub(crate) fn list_verdict(&self, name: &str, value: &str) -> Result<(bool, Option<EmbeddedVerdict>), WrongType> {
+        self.lock().list_verdict(name, value, Instant::now())
     }
 
     pub(crate) fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, WrongType> {

@@ -90,7 +90,10 @@ impl<V: Clone + Retire> NearStore<V> {
         let mut shard = self.shard(key);
         let slot = shard.entries.get_mut(key)?;
         if slot.expires_at_ms > now_ms {
-            slot.referenced = true;
+            // Written only when it changes: a hit on a hot entry leaves its line clean.
+            if !slot.referenced {
+                slot.referenced = true;
+            }
             return Some(slot.value.clone());
         }
         shard.remove(key, Removal::Expired, &self.metrics);
