@@ -619,6 +619,49 @@ async fn a_valid_token_costs_one_round_trip_on_standalone() {
     app.stop().await;
 }
 
+/// Near cache off: a token verified before is read with GET and LPOS sent together, the pair
+/// bounded once by the command timeout (the two commands carry no timer of their own). With
+/// Redis frozen it gets 503 within that bound, never a hang and never a 200, and it verifies
+/// again once Redis answers.
+#[tokio::test]
+async fn a_token_verified_before_gets_503_within_the_command_timeout_from_a_frozen_redis() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let pairs = [
+        ("REDIS_URL", url.as_str()),
+        ("TESSERA_INTERNAL_KEY", INTERNAL_KEY),
+        ("TESSERA_NEAR_CACHE", "off"),
+        ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "500"),
+    ];
+    let app = spawn_app(&pairs).await;
+    let (token, _) = issue(&app, r#"{"user_id":12}"#).await;
+    let authorization = [("authorization", bearer(&token))];
+    let authorization: Vec<(&str, &str)> = authorization.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    assert_eq!(verify(&app, &authorization).await.status, StatusCode::OK);
+    let before = redis.command_calls();
+    assert_eq!(verify(&app, &authorization).await.status, StatusCode::OK);
+    assert_eq!(
+        calls_between(&before, &redis.command_calls()),
+        calls(&[("get", 1), ("lpos", 1)]),
+        "the pair, no script"
+    );
+
+    redis.freeze();
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), verify(&app, &authorization)).await;
+    let took = started.elapsed();
+    redis.thaw();
+    let response = response.expect("an answer within 5 s, not a hang on the frozen Redis");
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.body);
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(2_000), "503 after {took:?}");
+    let thawed = Instant::now();
+    while verify(&app, &authorization).await.status != StatusCode::OK {
+        assert!(thawed.elapsed() < Duration::from_secs(5), "not verified again 5 s after the thaw");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
 /// Near cache off, standalone, every Redis reply 100 ms late: a token's first verification (the
 /// script) and a later one (GET and LPOS sent together) each take one round trip, not two.
 #[tokio::test]
