@@ -675,15 +675,10 @@ fn near_cache_counts(bench: &Bench, server: &ServerProcess) -> Result<Option<Nea
     if !server.name().starts_with("tessera-redis") {
         return Ok(None);
     }
-    let mut client = probe::HttpClient::connect(server.port())?;
-    let (status, body) = client.request("GET", "/metrics", &[("X-Internal-Key", bench.internal_key.clone())], b"")?;
-    if status != 200 {
-        bail!("{}: GET /metrics answered {status}", server.name());
-    }
-    let text = String::from_utf8_lossy(&body);
+    let text = probe::metrics(server.port(), &bench.internal_key).with_context(|| server.name().to_owned())?;
     let counter = |event: &str| {
         let name = format!("tessera_cache_events_total{{event=\"{event}\"}}");
-        soak::metric(&text, &name).with_context(|| format!("{}: no {name} in /metrics", server.name()))
+        probe::metric(&text, &name).with_context(|| format!("{}: no {name} in /metrics", server.name()))
     };
     Ok(Some(NearCacheCounts { hits: counter("near_hits")?, misses: counter("near_misses")? }))
 }

@@ -17,6 +17,22 @@ const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Length of a token Tessera issues: 32 random bytes in unpadded base64url.
 const TOKEN_CHARS: usize = 43;
 
+/// Tessera's `GET /metrics` on 127.0.0.1:`port`, as text.
+pub(super) fn metrics(port: u16, internal_key: &str) -> Result<String> {
+    let (status, body) =
+        HttpClient::connect(port)?.request("GET", "/metrics", &[("X-Internal-Key", internal_key.to_owned())], b"")?;
+    if status != 200 {
+        bail!("GET /metrics on port {port} answered {status}");
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of a metric in Prometheus text, by its name with its labels as written
+/// (`tessera_embedded_keys`, `tessera_cache_events_total{event="near_hits"}`).
+pub(super) fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// One keep-alive connection to 127.0.0.1:PORT.
 #[derive(Debug)]
 pub(super) struct HttpClient {

@@ -21,7 +21,7 @@ use crate::process;
 use crate::workspace;
 
 use super::load::{self, WrkReport};
-use super::probe::{self, HttpClient};
+use super::probe;
 use super::servers::{self, ServerProcess};
 use super::{TesseraStore, report};
 
@@ -108,24 +108,14 @@ pub(super) fn run(seconds: u64) -> Result<()> {
 /// RSS from `/proc` and the store's sizes from `/metrics`, now.
 fn sample(pid: u32, port: u16, internal_key: &str, started: Instant) -> Result<Sample> {
     let rss_kib = servers::rss_kib(pid)?;
-    let mut client = HttpClient::connect(port)?;
-    let (status, body) = client.request("GET", "/metrics", &[("X-Internal-Key", internal_key.to_owned())], b"")?;
-    if status != 200 {
-        bail!("GET /metrics answered {status}");
-    }
-    let text = String::from_utf8_lossy(&body);
-    let gauge = |name: &str| metric(&text, name).with_context(|| format!("no {name} in /metrics"));
+    let text = probe::metrics(port, internal_key)?;
+    let gauge = |name: &str| probe::metric(&text, name).with_context(|| format!("no {name} in /metrics"));
     Ok(Sample {
         at_seconds: started.elapsed().as_secs_f64(),
         rss_kib,
         keys: gauge("tessera_embedded_keys")?,
         expiry_index: gauge("tessera_embedded_expiry_index_entries")?,
     })
-}
-
-/// The value of an unlabelled metric in Prometheus text.
-pub(super) fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// What the soak must not show: failed requests, an expiry index larger than the keys it

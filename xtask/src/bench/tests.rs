@@ -161,12 +161,15 @@ fn proc_stat_and_status_are_read() {
 }
 
 #[test]
-fn the_soak_reads_unlabelled_gauges() {
+fn metrics_are_read_by_name_and_labels() {
     let text = "# HELP tessera_embedded_keys Keys.\n# TYPE tessera_embedded_keys gauge\ntessera_embedded_keys 20000\n\
-                tessera_embedded_keys_other 3\ntessera_embedded_expiry_index_entries 19998\n";
-    assert_eq!(soak::metric(text, "tessera_embedded_keys"), Some(20_000));
-    assert_eq!(soak::metric(text, "tessera_embedded_expiry_index_entries"), Some(19_998));
-    assert_eq!(soak::metric(text, "tessera_http_connections_open"), None);
+                tessera_embedded_keys_other 3\ntessera_embedded_expiry_index_entries 19998\n\
+                tessera_cache_events_total{event=\"near_hits\"} 41\ntessera_cache_events_total{event=\"near_misses\"} 2\n";
+    assert_eq!(probe::metric(text, "tessera_embedded_keys"), Some(20_000));
+    assert_eq!(probe::metric(text, "tessera_embedded_expiry_index_entries"), Some(19_998));
+    assert_eq!(probe::metric(text, "tessera_http_connections_open"), None);
+    assert_eq!(probe::metric(text, r#"tessera_cache_events_total{event="near_misses"}"#), Some(2));
+    assert_eq!(probe::metric(text, "tessera_cache_events_total"), None, "a labelled metric needs its labels");
 }
 
 #[test]
