@@ -347,6 +347,11 @@ impl CacheClient {
         self.inner.prefix.apply(key)
     }
 
+    /// How errors and log lines show `key` (given without the prefix, as to every operation).
+    pub fn redacted_key(&self, key: &str) -> crate::RedactedKey {
+        crate::RedactedKey::new(&self.key(key))
+    }
+
     /// Runs one operation on whichever store this client has.
     pub(crate) async fn call<T>(
         &self,
@@ -425,7 +430,7 @@ impl CacheClient {
         self.inner.metrics.record(operation, key, latency, error_kind);
         tracing::trace!(
             operation,
-            key = crate::error::cut_key(key).as_ref(),
+            key = %crate::RedactedKey::new(key),
             latency_us = latency.as_micros() as u64,
             ok = error_kind.is_none()
         );

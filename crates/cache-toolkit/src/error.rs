@@ -5,6 +5,8 @@ use std::fmt;
 
 use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
 
+use crate::RedactedKey;
+
 /// What kind of failure a cache operation met; what a caller acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheErrorKind {
@@ -42,21 +44,19 @@ impl CacheErrorKind {
     }
 }
 
-/// A failed cache operation. Its text names the operation and the key (cut to
-/// [`CacheError::MAX_KEY_LEN`] characters), never a value.
+/// A failed cache operation. Its text names the operation and the key in its redacted form
+/// ([`RedactedKey`]: family and fingerprint), never the key itself nor a value: a key can be a
+/// bearer token.
 #[derive(Debug, thiserror::Error)]
 pub struct CacheError {
     operation: &'static str,
-    key: Option<String>,
+    key: Option<RedactedKey>,
     kind: CacheErrorKind,
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl CacheError {
-    /// Keys longer than this are cut in messages: a 1 MiB key must not become a 1 MiB log line.
-    pub const MAX_KEY_LEN: usize = 120;
-
     pub(crate) fn from_fred(operation: &'static str, key: Option<&str>, error: FredError) -> Self {
         let kind = classify(&error);
         Self::new(operation, key, kind, Box::new(error))
@@ -109,16 +109,16 @@ impl CacheError {
         kind: CacheErrorKind,
         source: Box<dyn std::error::Error + Send + Sync>,
     ) -> Self {
-        Self { operation, key: key.map(|key| cut_key(key).into_owned()), kind, source }
+        Self { operation, key: key.map(RedactedKey::new), kind, source }
     }
 
     pub fn operation(&self) -> &'static str {
         self.operation
     }
 
-    /// The key involved, already cut to [`Self::MAX_KEY_LEN`].
-    pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+    /// The key involved, redacted.
+    pub fn key(&self) -> Option<&RedactedKey> {
+        self.key.as_ref()
     }
 
     pub fn kind(&self) -> CacheErrorKind {
@@ -138,14 +138,6 @@ impl fmt::Display for CacheError {
             write!(f, " on key `{key}`")?;
         }
         write!(f, ": {}: {}", self.kind.as_str(), self.source)
-    }
-}
-
-/// The key as messages show it: at most [`CacheError::MAX_KEY_LEN`] characters.
-pub(crate) fn cut_key(key: &str) -> std::borrow::Cow<'_, str> {
-    match key.char_indices().nth(CacheError::MAX_KEY_LEN) {
-        None => std::borrow::Cow::Borrowed(key),
-        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &key[..end])),
     }
 }
 
@@ -246,14 +238,16 @@ mod tests {
     }
 
     #[test]
-    fn message_names_operation_and_cut_key() {
-        let long_key = "k".repeat(1000);
+    fn message_names_operation_and_redacted_key() {
+        let token = "ULGe4sQxJfabcdefghijklmnopqrstuvwxyz0123456";
+        let key = format!("token:{token}");
         let error =
-            CacheError::from_fred("get", Some(&long_key), FredError::new(FredErrorKind::Timeout, "Request timed out."));
+            CacheError::from_fred("get", Some(&key), FredError::new(FredErrorKind::Timeout, "Request timed out."));
         let text = error.to_string();
-        assert!(text.starts_with("cache get failed on key `kkk"), "{text}");
-        assert!(text.len() < 300, "key must be cut: {} chars", text.len());
+        let redacted = RedactedKey::new(&key);
+        assert_eq!(text, format!("cache get failed on key `{redacted}`: unavailable: Request timed out."));
+        assert!(!text.contains(token) && !format!("{error:?}").contains(token), "{text}");
         assert!(error.is_retryable());
-        assert_eq!(error.key().map(|key| key.chars().count()), Some(CacheError::MAX_KEY_LEN + 1));
+        assert_eq!(error.key(), Some(&redacted));
     }
 }

@@ -23,6 +23,7 @@ mod lock;
 mod metrics;
 mod near;
 mod primary_gate;
+mod redact;
 mod redis;
 mod replication;
 mod route;
@@ -43,6 +44,7 @@ pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use near::{ListVerdict, NearCacheError, NearCacheSettings};
 pub use primary_gate::{GateClosed, PrimaryGate};
+pub use redact::RedactedKey;
 pub use replication::{ReplicaWait, Replication};
 pub use script::{CacheScript, ScriptReply};
 

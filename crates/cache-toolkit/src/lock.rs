@@ -308,18 +308,18 @@ impl Watchdog {
                     next_attempt = saturating_deadline(sent_at, every);
                 }
                 Ok(Ok(false)) => {
-                    tracing::warn!(key = %self.key, "lock lost: its key no longer holds this holder's identifier");
+                    tracing::warn!(key = %self.client.redacted_key(&self.key), "lock lost: its key no longer holds this holder's identifier");
                     report_loss(&self.loss, &self.client, LockLoss::NotHeld);
                     return;
                 }
                 Ok(Err(_)) | Err(_) => {
                     let now = Instant::now();
                     if now >= may_expire_at {
-                        tracing::warn!(key = %self.key, "lock lost: extensions failed until its lease may have run out");
+                        tracing::warn!(key = %self.client.redacted_key(&self.key), "lock lost: extensions failed until its lease may have run out");
                         report_loss(&self.loss, &self.client, LockLoss::ExtensionsFailed);
                         return;
                     }
-                    tracing::debug!(key = %self.key, "lock extension failed; retrying before the lease runs out");
+                    tracing::debug!(key = %self.client.redacted_key(&self.key), "lock extension failed; retrying before the lease runs out");
                     next_attempt = saturating_deadline(now, every).min(may_expire_at);
                 }
             }

@@ -279,7 +279,7 @@ impl CacheMetrics {
             if self.may_log_slow() {
                 tracing::warn!(
                     operation,
-                    key = crate::error::cut_key(key).as_ref(),
+                    key = %crate::RedactedKey::new(key),
                     latency_ms = latency.as_secs_f64() * 1_000.0,
                     threshold_ms = self.slow_threshold.as_secs_f64() * 1_000.0,
                     "slow cache operation"

@@ -45,7 +45,7 @@ use self::{
     flight::{ErasedOutcome, FlightKey},
     policy::{CrossInstance, jittered_ttl, should_refresh_early},
 };
-use crate::{CacheClient, CacheError, CacheEvent, error::cut_key};
+use crate::{CacheClient, CacheError, CacheEvent, RedactedKey};
 
 /// What `get_or_load` can cache: any serde value that can be shared between the tasks that
 /// wait on one load (implemented for every such type).
@@ -79,7 +79,7 @@ pub enum LoadError<E> {
     /// (hence the `Arc`); nothing was cached, so the next call loads again.
     #[error("loading key `{key}` failed: {source}")]
     Loader {
-        key: String,
+        key: RedactedKey,
         #[source]
         source: Arc<E>,
     },
@@ -88,7 +88,7 @@ pub enum LoadError<E> {
     Cache(#[from] CacheError),
     /// The load stopped before it finished: its task panicked or the runtime shut down.
     #[error("loading key `{key}` stopped before it finished (the load panicked or the runtime shut down)")]
-    Interrupted { key: String },
+    Interrupted { key: RedactedKey },
 }
 
 impl<E> LoadError<E> {
@@ -285,13 +285,13 @@ fn unerase<T: Clone + 'static, E: 'static>(
     outcome: ErasedOutcome,
     stored_key: &str,
 ) -> Result<Loaded<T>, LoadError<E>> {
-    let interrupted = || LoadError::Interrupted { key: cut_key(stored_key).into_owned() };
+    let interrupted = || LoadError::Interrupted { key: RedactedKey::new(stored_key) };
     // The flight key holds the types, so the downcast only fails if the task died.
     let outcome = outcome.ok_or_else(interrupted)?;
     match outcome.downcast_ref::<FlightOutcome<T, E>>().ok_or_else(interrupted)? {
         Ok(loaded) => Ok(loaded.clone()),
         Err(FlightFailure::Loader(error)) => {
-            Err(LoadError::Loader { key: cut_key(stored_key).into_owned(), source: Arc::clone(error) })
+            Err(LoadError::Loader { key: RedactedKey::new(stored_key), source: Arc::clone(error) })
         }
         Err(FlightFailure::Cache(error)) => Err(LoadError::Cache(error.shared_copy())),
     }
@@ -322,7 +322,7 @@ where
             FlightFailure::Cache(error) => error.to_string(),
         };
         tracing::warn!(
-            key = cut_key(&cache.key(&key)).as_ref(),
+            key = %RedactedKey::new(&cache.key(&key)),
             problem,
             "early refresh failed; the cached value stays"
         );
@@ -429,7 +429,7 @@ where
         }
     }
     tracing::debug!(
-        key = cut_key(&cache.key(key)).as_ref(),
+        key = %RedactedKey::new(&cache.key(key)),
         "another instance's load took longer than max_wait; loading here"
     );
     load_and_store(cache, key, policy, load).await

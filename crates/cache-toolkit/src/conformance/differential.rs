@@ -384,7 +384,7 @@ impl Side {
 }
 
 fn failed(error: &CacheError) -> Reply {
-    Reply::Failed { kind: error.kind(), operation: error.operation(), key: error.key().map(str::to_owned) }
+    Reply::Failed { kind: error.kind(), operation: error.operation(), key: error.key().map(ToString::to_string) }
 }
 
 /// Equal, but remaining TTLs only within [`TTL_TOLERANCE`].
