@@ -4,7 +4,9 @@
 //!
 //! This crate depends on no other Tessera crate and knows nothing about Redis clients or HTTP.
 
+mod access;
 mod dotenv;
+mod duration;
 mod effective;
 mod environment;
 #[cfg(test)]
@@ -30,6 +32,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use access::{InternalKeys, InternalScope, internal_scope, is_internal_path};
+pub use duration::parse_duration;
 pub use effective::{EffectiveSetting, NOT_SET, REDACTED};
 pub use environment::{SETTINGS, SettingName};
 pub use redis_target::{HostPort, RedisTarget};
@@ -114,8 +118,12 @@ pub struct AuthSettings {
     /// Oldest sessions beyond this many per user are revoked at issue time; `None`: no cap
     /// (`TESSERA_MAX_SESSIONS_PER_USER=0`).
     pub max_sessions_per_user: Option<NonZeroU64>,
-    /// Every successful verification renews the token's TTL.
+    /// Every successful verification renews the token's TTL, to the lifetime it was issued
+    /// with, never past `max_session_lifetime` after its `iat`.
     pub sliding_expiry: bool,
+    /// How long after its `iat` a token may live at most, renewals included
+    /// (`TESSERA_MAX_SESSION_LIFETIME`, 30 days by default); no token is issued for longer.
+    pub max_session_lifetime: Duration,
     /// The format new tokens are issued in: `TESSERA_TOKEN_FORMAT`.
     pub token_format: TokenFormat,
     /// How tokens are kept in the store: `TESSERA_TOKEN_STORAGE`.
@@ -178,8 +186,12 @@ pub struct HttpSettings {
     pub forward_headers: Vec<(String, String)>,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
-    /// Open connections at most; more wait in the kernel's accept backlog.
+    /// Open connections at most. At the cap the oldest idle keep-alive connection is closed
+    /// for a new one; while none is idle, new ones wait in the kernel's accept backlog.
     pub max_connections: usize,
+    /// Open connections from one IP address at most; past it the peer's oldest idle connection
+    /// is closed, or, none being idle, the new connection is refused.
+    pub max_connections_per_ip: usize,
     /// How long a request head may take to arrive, from its first byte (or, on a new
     /// connection, from the accept): slow clients are cut after this.
     pub header_read_timeout: Duration,
@@ -203,8 +215,9 @@ pub struct Settings {
     pub slow_operation: Duration,
     pub auth: AuthSettings,
     pub http: HttpSettings,
-    /// Keys accepted on internal routes; several while a key is rotated. Empty: internal routes off.
-    pub internal_keys: Vec<Secret>,
+    /// Keys accepted on internal routes, per job; several while a key is rotated. All empty:
+    /// internal routes off.
+    pub internal_keys: InternalKeys,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -222,7 +235,6 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-const MIN_INTERNAL_KEY_LEN: usize = 16;
 const MAX_POOL_SIZE: usize = 256;
 const MAX_KEY_PREFIX_LEN: usize = 64;
 /// hyper's smallest read buffer; the largest is a sane cap for one request's head.
@@ -328,6 +340,7 @@ struct RawSettings {
     slow_operation_ms: u64,
     max_sessions_per_user: u64,
     sliding_expiry: String,
+    max_session_lifetime: String,
     revocation_wait_ms: u64,
     issue_wait_ms: u64,
     public_paths: String,
@@ -335,9 +348,12 @@ struct RawSettings {
     max_header_bytes: usize,
     max_body_bytes: usize,
     max_connections: usize,
+    max_connections_per_ip: usize,
     header_read_timeout_ms: u64,
     idle_timeout_ms: u64,
     internal_key: Option<String>,
+    introspection_key: Option<String>,
+    metrics_key: Option<String>,
     redis_pool_size: Option<usize>,
     redis_connect_timeout_ms: u64,
     redis_command_timeout_ms: u64,
@@ -372,6 +388,7 @@ impl Default for RawSettings {
             slow_operation_ms: 50,
             max_sessions_per_user: 100,
             sliding_expiry: "false".to_owned(),
+            max_session_lifetime: "30d".to_owned(),
             revocation_wait_ms: 500,
             issue_wait_ms: 0,
             public_paths: "/healthz,/readyz,/openapi.json".to_owned(),
@@ -379,9 +396,12 @@ impl Default for RawSettings {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
             header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 120_000,
+            idle_timeout_ms: 95_000,
             internal_key: None,
+            introspection_key: None,
+            metrics_key: None,
             redis_pool_size: None,
             redis_connect_timeout_ms: 2_000,
             redis_command_timeout_ms: 1_000,
@@ -425,6 +445,14 @@ impl Validator<'_> {
                 let redis_named = [&raw.redis_url, &raw.redis_host]
                     .iter()
                     .any(|setting| setting.as_deref().is_some_and(|text| !text.trim().is_empty()));
+                if app_env == AppEnv::Prod && !redis_named {
+                    return Err(self.error(
+                        "store",
+                        "no store is named: in prod set REDIS_URL or REDIS_HOST (or TESSERA_STORE=embedded \
+                         for one process that shares its sessions with no other)"
+                            .to_owned(),
+                    ));
+                }
                 if app_env == AppEnv::Dev && !redis_named { StoreKind::Embedded } else { StoreKind::Redis }
             }
         };
@@ -439,7 +467,8 @@ impl Validator<'_> {
         if raw.access_token_expire_minutes == 0 {
             return Err(self.error("access_token_expire_minutes", "must be at least 1 minute".to_owned()));
         }
-        let internal_keys = self.internal_keys(raw.internal_key.as_deref())?;
+        let internal_keys = self.all_internal_keys(app_env, &raw)?;
+        let max_session_lifetime = self.max_session_lifetime(&raw)?;
         let http = self.http(&raw)?;
         let log_format = match raw.log_format.trim().to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
@@ -462,6 +491,7 @@ impl Validator<'_> {
             auth: AuthSettings {
                 max_sessions_per_user: NonZeroU64::new(raw.max_sessions_per_user),
                 sliding_expiry: self.flag("sliding_expiry", &raw.sliding_expiry)?,
+                max_session_lifetime,
                 token_format: self.token_format(&raw.token_format)?,
                 token_storage: self.token_storage(&raw.token_storage)?,
                 revocation_wait: self.replica_wait("revocation_wait_ms", raw.revocation_wait_ms)?,
@@ -477,13 +507,18 @@ impl Validator<'_> {
 
     fn redis(&self, raw: &RawSettings) -> Result<RedisSettings, ConfigError> {
         let separate_password = raw.redis_password.clone().filter(|password| !password.is_empty());
-        let (target, username, password, tls) = match raw.redis_url.as_deref().map(str::trim) {
-            Some(url) if !url.is_empty() => {
+        let url = raw.redis_url.as_deref().map(str::trim).filter(|url| !url.is_empty());
+        let host_set = raw.redis_host.as_deref().is_some_and(|host| !host.trim().is_empty());
+        // Both named: the one from the higher-precedence source wins (the process environment
+        // over `.env` over TOML), as for every other setting; from the same source, the URL.
+        let url = url.filter(|_| !host_set || self.rank("redis_url") >= self.rank("redis_host"));
+        let (target, username, password, tls) = match url {
+            Some(url) => {
                 let parsed = redis_target::parse_redis_url(url).map_err(|problem| self.error("redis_url", problem))?;
                 let password = parsed.password.or(separate_password);
                 (parsed.target, parsed.username.or_else(|| raw.redis_username.clone()), password, parsed.tls)
             }
-            _ => {
+            None => {
                 if raw.redis_port == 0 {
                     return Err(self.error("redis_port", "0 is not a valid port, expected 1-65535".to_owned()));
                 }
@@ -608,6 +643,17 @@ impl Validator<'_> {
             if field.is_empty() || header.is_empty() || !header.bytes().all(is_token_char) {
                 return Err(self.error("forward_headers", format!("`{pair}` is not FIELD=Header-Name")));
             }
+            if let Some(why) = reserved_header(header) {
+                return Err(self.error(
+                    "forward_headers",
+                    format!(
+                        "`{header}` cannot carry metadata: it is {why}; pick a name of your own such as X-Auth-{field}"
+                    ),
+                ));
+            }
+            if forward_headers.iter().any(|(_, taken): &(String, String)| taken.eq_ignore_ascii_case(header)) {
+                return Err(self.error("forward_headers", format!("`{header}` is named twice")));
+            }
             forward_headers.push((field.to_owned(), header.to_owned()));
         }
         if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&raw.max_header_bytes) {
@@ -623,6 +669,15 @@ impl Validator<'_> {
             return Err(self.error(
                 "max_connections",
                 format!("{} is out of range, expected 1-{MAX_CONNECTIONS}", raw.max_connections),
+            ));
+        }
+        if !(1..=raw.max_connections).contains(&raw.max_connections_per_ip) {
+            return Err(self.error(
+                "max_connections_per_ip",
+                format!(
+                    "{} is out of range, expected 1 to TESSERA_MAX_CONNECTIONS ({})",
+                    raw.max_connections_per_ip, raw.max_connections
+                ),
             ));
         }
         let header_read_timeout = self.millis_up_to_a_day("header_read_timeout_ms", raw.header_read_timeout_ms)?;
@@ -643,6 +698,7 @@ impl Validator<'_> {
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
             max_connections: raw.max_connections,
+            max_connections_per_ip: raw.max_connections_per_ip,
             header_read_timeout,
             idle_timeout,
         })
@@ -701,16 +757,69 @@ impl Validator<'_> {
         }
     }
 
-    fn internal_keys(&self, text: Option<&str>) -> Result<Vec<Secret>, ConfigError> {
+    /// The keys of each job. A key may serve one job only (a scrape job's key that could also
+    /// introspect is no longer least privilege); in prod keys are at least 32 bytes and none
+    /// is a key the documentation shows.
+    fn all_internal_keys(&self, app_env: AppEnv, raw: &RawSettings) -> Result<InternalKeys, ConfigError> {
+        let keys = InternalKeys {
+            administration: self.internal_keys(app_env, "internal_key", raw.internal_key.as_deref())?,
+            introspection: self.internal_keys(app_env, "introspection_key", raw.introspection_key.as_deref())?,
+            metrics: self.internal_keys(app_env, "metrics_key", raw.metrics_key.as_deref())?,
+        };
+        let jobs = [
+            ("introspection_key", &keys.introspection, "internal_key", &keys.administration),
+            ("metrics_key", &keys.metrics, "internal_key", &keys.administration),
+            ("metrics_key", &keys.metrics, "introspection_key", &keys.introspection),
+        ];
+        for (key, own, other_key, others) in jobs {
+            if own.iter().any(|mine| others.iter().any(|other| other.expose() == mine.expose())) {
+                return Err(self.error(
+                    key,
+                    format!("a key is also set in {}: give each job its own key", environment::env_name(other_key)),
+                ));
+            }
+        }
+        Ok(keys)
+    }
+
+    fn internal_keys(&self, app_env: AppEnv, key: &str, text: Option<&str>) -> Result<Vec<Secret>, ConfigError> {
         let keys: Vec<&str> =
             text.unwrap_or_default().split(',').map(str::trim).filter(|key| !key.is_empty()).collect();
-        if let Some(position) = keys.iter().position(|key| key.len() < MIN_INTERNAL_KEY_LEN) {
-            return Err(self.error(
-                "internal_key",
-                format!("key number {} is shorter than {MIN_INTERNAL_KEY_LEN} characters", position + 1),
-            ));
+        let min_len = if app_env == AppEnv::Prod { access::MIN_PRODUCTION_KEY_LEN } else { access::MIN_KEY_LEN };
+        for (position, candidate) in keys.iter().enumerate() {
+            let number = position + 1;
+            if candidate.len() < min_len {
+                let context = if app_env == AppEnv::Prod { " in prod" } else { "" };
+                return Err(self.error(key, format!("key number {number} is shorter than {min_len} bytes{context}")));
+            }
+            if app_env == AppEnv::Prod && access::SAMPLE_KEYS.contains(candidate) {
+                return Err(self.error(
+                    key,
+                    format!("key number {number} is a sample key from the documentation; generate one (openssl rand -hex 32)"),
+                ));
+            }
         }
         Ok(keys.into_iter().map(Secret::new).collect())
+    }
+
+    /// `TESSERA_MAX_SESSION_LIFETIME`: how long after its `iat` a token may be renewed by sliding
+    /// expiry or issued for, at most: a duration such as `30d` or `12h`.
+    fn max_session_lifetime(&self, raw: &RawSettings) -> Result<Duration, ConfigError> {
+        duration::parse_duration(&raw.max_session_lifetime)
+            .map_err(|problem| self.error("max_session_lifetime", problem))
+    }
+
+    /// How strong the source of `key`'s value is: the process environment (or values given in
+    /// code) over `.env` over TOML over the default.
+    fn rank(&self, key: &str) -> u8 {
+        match self.figment.find_metadata(key) {
+            None => 0,
+            Some(metadata) => match &metadata.source {
+                Some(figment::Source::File(path)) if path.extension().is_some_and(|extension| extension == "toml") => 1,
+                Some(figment::Source::File(_)) => 2,
+                _ => 3,
+            },
+        }
     }
 
     fn positive_millis(&self, key: &str, millis: u64) -> Result<Duration, ConfigError> {
@@ -748,10 +857,37 @@ impl Validator<'_> {
     }
 }
 
-/// Paths served only to callers presenting an internal key: `/internal/…` and `/metrics`. The
-/// server's auth layer and router use this same rule, so settings can refuse to open them.
-pub fn is_internal_path(path: &str) -> bool {
-    path.starts_with("/internal/") || path == "/metrics"
+/// Why a response header cannot carry metadata, if it cannot: an identity header Tessera
+/// sets (the application trusts it), a credential, or a header that frames the message or
+/// belongs to the hop (a proxy would act on it).
+fn reserved_header(header: &str) -> Option<&'static str> {
+    const RESERVED: &[(&str, &str)] = &[
+        ("x-auth-user-id", "the identity header"),
+        ("x-auth-session-id", "an identity header"),
+        ("x-request-id", "the request id Tessera sets"),
+        ("x-internal-key", "a credential"),
+        ("authorization", "a credential"),
+        ("proxy-authorization", "a credential"),
+        ("cookie", "a credential"),
+        ("set-cookie", "a credential"),
+        ("www-authenticate", "part of Tessera's answer"),
+        ("cache-control", "part of Tessera's answer"),
+        ("x-content-type-options", "part of Tessera's answer"),
+        ("retry-after", "part of Tessera's answer"),
+        ("content-length", "a framing header"),
+        ("content-type", "a framing header"),
+        ("content-encoding", "a framing header"),
+        ("transfer-encoding", "a framing header"),
+        ("host", "a framing header"),
+        ("connection", "a hop-by-hop header"),
+        ("keep-alive", "a hop-by-hop header"),
+        ("proxy-connection", "a hop-by-hop header"),
+        ("proxy-authenticate", "a hop-by-hop header"),
+        ("te", "a hop-by-hop header"),
+        ("trailer", "a hop-by-hop header"),
+        ("upgrade", "a hop-by-hop header"),
+    ];
+    RESERVED.iter().find(|(name, _)| name.eq_ignore_ascii_case(header)).map(|(_, why)| *why)
 }
 
 /// Whether a public path could expose an internal one: it is internal, or it becomes internal

@@ -82,6 +82,7 @@ pub(crate) fn parse_redis_url(text: &str) -> Result<ParsedRedisUrl, String> {
         }
     };
     let first = first_host(&url, kind)?;
+    refuse_unknown_parameters(&url, kind)?;
     let username = Some(url.username()).filter(|name| !name.is_empty()).map(percent_decode);
     let password = url.password().map(percent_decode);
     let target = match kind {
@@ -121,6 +122,33 @@ fn first_host(url: &Url, kind: Kind) -> Result<HostPort, String> {
         return Err("port 0 is not a Redis port".to_owned());
     }
     Ok(HostPort { host: host.trim_matches(['[', ']']).to_owned(), port })
+}
+
+/// Each query parameter the URL's kind reads; any other is refused: ignored, a parameter such
+/// as `ssl=true` would leave the operator believing the link is encrypted while the password
+/// crosses it in the clear.
+fn refuse_unknown_parameters(url: &Url, kind: Kind) -> Result<(), String> {
+    let known: &[&str] = match kind {
+        Kind::Standalone => &[],
+        Kind::Cluster => &["node"],
+        Kind::Sentinel => &["node", "sentinelServiceName"],
+    };
+    match url.query_pairs().find(|(name, _)| !known.contains(&name.as_ref())) {
+        None => Ok(()),
+        Some((name, _)) => {
+            let name: String = name.chars().take(32).collect();
+            let hint = if ["ssl", "tls", "ssl_cert_reqs", "ssl_ca_certs"].contains(&name.as_str()) {
+                "; for TLS use the rediss:// scheme (rediss-cluster://, rediss-sentinel://)"
+            } else {
+                ""
+            };
+            let expected = match known {
+                [] => "this scheme takes no query parameter".to_owned(),
+                known => format!("expected only {}", known.join(", ")),
+            };
+            Err(format!("unknown URL query parameter `{name}` ({expected}){hint}"))
+        }
+    }
 }
 
 fn db_from_path(url: &Url) -> Result<u8, String> {

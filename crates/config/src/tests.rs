@@ -72,7 +72,7 @@ fn app_env_picks_the_profile_files() {
         jail.create_dir("configs")?;
         jail.create_file("configs/dev.toml", "listen = \"127.0.0.1:1111\"")?;
         jail.create_file("configs/prod.toml", "listen = \"0.0.0.0:2222\"")?;
-        let settings = load_in(jail, &[("APP_ENV", "prod")]).map_err(|error| error.to_string())?;
+        let settings = load_in(jail, &[("APP_ENV", "prod"), ("REDIS_HOST", "h")]).map_err(|error| error.to_string())?;
         assert_eq!(settings.app_env, AppEnv::Prod);
         assert_eq!(settings.listen.port(), 2222);
         let error = load_in(jail, &[("APP_ENV", "staging")]).expect_err("unknown APP_ENV");
@@ -266,7 +266,7 @@ fn debug_redacts_secrets() {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
         assert!(debug.contains("[redacted]"), "{debug}");
-        assert_eq!(settings.internal_keys.len(), 2);
+        assert_eq!(settings.internal_keys.administration.len(), 2);
         assert_eq!(settings.redis.username.as_deref(), Some("user"));
         Ok(())
     });
@@ -295,6 +295,8 @@ fn repository_file(relative: &str) -> std::path::PathBuf {
 fn the_shipped_profiles_load() {
     Jail::expect_with(|jail| {
         jail.clear_env();
+        // prod must be told which store to use (the environment names it in a deployment).
+        jail.set_env("REDIS_HOST", "cache.internal");
         for app_env in [AppEnv::Dev, AppEnv::Test, AppEnv::Prod] {
             let figment = Settings::figment(app_env, &repository_file("configs")).map_err(|error| error.to_string())?;
             let settings = Settings::from_figment(app_env, &figment).map_err(|error| error.to_string())?;
@@ -322,7 +324,7 @@ fn the_store_follows_the_profile_and_the_redis_settings() {
             (&[("REDIS_URL", "redis://h")], StoreKind::Redis, "dev with REDIS_URL"),
             (&[("REDIS_HOST", "h"), ("TESSERA_STORE", "embedded")], StoreKind::Embedded, "explicit embedded wins"),
             (&[("APP_ENV", "test")], StoreKind::Redis, "test profile"),
-            (&[("APP_ENV", "prod")], StoreKind::Redis, "prod profile"),
+            (&[("APP_ENV", "prod"), ("REDIS_HOST", "h")], StoreKind::Redis, "prod profile"),
             (&[("APP_ENV", "prod"), ("TESSERA_STORE", "Embedded")], StoreKind::Embedded, "explicit, any case"),
         ];
         for (env, store, why) in cases {
@@ -351,7 +353,9 @@ fn auth_and_http_settings() {
         assert_eq!(defaults.http.public_paths, ["/healthz", "/readyz", "/openapi.json"]);
         assert_eq!(defaults.http.max_connections, 10_000);
         assert_eq!(defaults.http.header_read_timeout, Duration::from_secs(10));
-        assert_eq!(defaults.http.idle_timeout, Duration::from_secs(120));
+        assert_eq!(defaults.http.idle_timeout, Duration::from_secs(95));
+        assert_eq!(defaults.http.max_connections_per_ip, 1_000);
+        assert_eq!(defaults.auth.max_session_lifetime, Duration::from_secs(30 * 24 * 60 * 60));
         assert!(defaults.http.forward_headers.is_empty());
         let settings = load_in(
             jail,
@@ -523,6 +527,140 @@ fn unknown_names_are_found_in_the_environment_and_the_profile_dotenv_file() {
                 ("TESSERA_INTERNAL_KY", dotenv.as_str(), "TESSERA_INTERNAL_KEY")
             ]
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn prod_refuses_an_implicit_store() {
+    Jail::expect_with(|jail| {
+        let error = load_in(jail, &[("APP_ENV", "prod")]).expect_err("prod with no store named");
+        assert_eq!(error.setting, "TESSERA_STORE", "{error}");
+        assert!(error.problem.contains("no store is named"), "{error}");
+        let settings =
+            load_in(jail, &[("APP_ENV", "prod"), ("TESSERA_STORE", "embedded")]).map_err(|error| error.to_string())?;
+        assert_eq!(settings.store, StoreKind::Embedded, "named explicitly");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_environment_wins_over_files_for_redis_url_against_redis_host() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("configs")?;
+        jail.create_file("configs/dev.toml", "redis_url = \"redis://from-file:7000\"\n")?;
+        let settings = load_in(jail, &[("REDIS_HOST", "from-env")]).map_err(|error| error.to_string())?;
+        assert_eq!(settings.redis.target.addresses(), "from-env:6379", "REDIS_HOST from the environment wins");
+        jail.create_file("configs/.env.dev", "REDIS_HOST=from-dotenv\n")?;
+        let settings = load_in(jail, &[]).map_err(|error| error.to_string())?;
+        assert_eq!(settings.redis.target.addresses(), "from-dotenv:6379", ".env wins over TOML");
+        let settings =
+            load_in(jail, &[("REDIS_URL", "redis://from-env-url:7001")]).map_err(|error| error.to_string())?;
+        assert_eq!(settings.redis.target.addresses(), "from-env-url:7001", "the URL from the environment wins");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_redis_url_parameters_are_refused_without_echoing_the_url() {
+    Jail::expect_with(|jail| {
+        for (url, parameter) in [
+            ("redis://:hunter2-pass@host:6380/0?ssl=true", "`ssl`"),
+            ("redis-cluster://:hunter2-pass@h:7000?node=h:7001&tls=1", "`tls`"),
+            ("redis-sentinel://:hunter2-pass@h:26379?sentinelServiceName=m&timeout=5", "`timeout`"),
+        ] {
+            let error = load_in(jail, &[("REDIS_URL", url)]).expect_err(url);
+            assert_eq!(error.setting, "REDIS_URL", "{error}");
+            assert!(error.problem.contains(parameter), "{url}: {error}");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+        let error = load_in(jail, &[("REDIS_URL", "redis://h:6380/0?ssl=true")]).expect_err("ssl");
+        assert!(error.problem.contains("rediss://"), "a hint at the TLS scheme: {error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn forward_headers_cannot_target_identity_framing_or_hop_by_hop_headers() {
+    Jail::expect_with(|jail| {
+        for target in [
+            "X-Auth-User-Id",
+            "x-auth-session-id",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Set-Cookie",
+            "Authorization",
+            "X-Request-Id",
+        ] {
+            let value = format!("username={target}");
+            let error = load_in(jail, &[("TESSERA_FORWARD_HEADERS", &value)]).expect_err(&value);
+            assert_eq!(error.setting, "TESSERA_FORWARD_HEADERS", "{error}");
+            assert!(error.problem.contains("cannot carry metadata"), "{error}");
+        }
+        let error = load_in(jail, &[("TESSERA_FORWARD_HEADERS", "a=X-Auth-A,b=x-auth-a")]).expect_err("twice");
+        assert!(error.problem.contains("named twice"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn each_job_has_its_own_key_and_prod_keys_are_long_and_not_samples() {
+    Jail::expect_with(|jail| {
+        let settings = load_in(
+            jail,
+            &[
+                ("TESSERA_INTERNAL_KEY", "admin-key-abcdefghijkl"),
+                ("TESSERA_INTROSPECTION_KEY", "introspection-key-abcdef"),
+                ("TESSERA_METRICS_KEY", "metrics-key-abcdefghij,metrics-key-rotated-01"),
+            ],
+        )
+        .map_err(|error| error.to_string())?;
+        let keys = &settings.internal_keys;
+        assert_eq!((keys.administration.len(), keys.introspection.len(), keys.metrics.len()), (1, 1, 2));
+        let error = load_in(
+            jail,
+            &[("TESSERA_INTERNAL_KEY", "shared-key-abcdefghijk"), ("TESSERA_METRICS_KEY", "shared-key-abcdefghijk")],
+        )
+        .expect_err("one key for two jobs");
+        assert_eq!(error.setting, "TESSERA_METRICS_KEY", "{error}");
+        assert!(!error.to_string().contains("shared-key"), "{error}");
+        let mut prod =
+            |key: &str| load_in(jail, &[("APP_ENV", "prod"), ("REDIS_HOST", "h"), ("TESSERA_INTERNAL_KEY", key)]);
+        let error = prod("sixteen-bytes-ok-dev-but-not-prod").map(drop).err();
+        assert!(error.is_none(), "33 bytes are enough: {error:?}");
+        let error = prod("only-thirty-one-bytes-long-key!").expect_err("short in prod");
+        assert!(error.problem.contains("shorter than 32 bytes in prod"), "{error}");
+        for sample in access::SAMPLE_KEYS.iter().filter(|key| key.len() >= 32) {
+            let error = prod(sample).expect_err(sample);
+            assert!(error.problem.contains("sample key"), "{error}");
+        }
+        let error = prod("dev-internal-key-0123456789").expect_err("the README's key");
+        assert_eq!(error.setting, "TESSERA_INTERNAL_KEY", "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn session_lifetime_and_per_ip_cap() {
+    Jail::expect_with(|jail| {
+        let settings =
+            load_in(jail, &[("TESSERA_MAX_SESSION_LIFETIME", "12h"), ("TESSERA_MAX_CONNECTIONS_PER_IP", "8")])
+                .map_err(|error| error.to_string())?;
+        assert_eq!(settings.auth.max_session_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(settings.http.max_connections_per_ip, 8);
+        for (name, value, problem) in [
+            ("TESSERA_MAX_SESSION_LIFETIME", "0s", "is zero"),
+            ("TESSERA_MAX_SESSION_LIFETIME", "30", "has no unit"),
+            ("TESSERA_MAX_CONNECTIONS_PER_IP", "0", "out of range"),
+        ] {
+            let error = load_in(jail, &[(name, value)]).expect_err(value);
+            assert_eq!(error.setting, name, "{error}");
+            assert!(error.problem.contains(problem), "{error}");
+        }
+        let error = load_in(jail, &[("TESSERA_MAX_CONNECTIONS", "10"), ("TESSERA_MAX_CONNECTIONS_PER_IP", "11")])
+            .expect_err("above the global cap");
+        assert_eq!(error.setting, "TESSERA_MAX_CONNECTIONS_PER_IP", "{error}");
         Ok(())
     });
 }

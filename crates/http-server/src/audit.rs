@@ -25,9 +25,17 @@ pub(crate) fn revoked_all(user_id: &UserId, revoked: u64) {
     tracing::info!(target: "tessera::audit", event = "revoke_all", user_id = %user_id, revoked);
 }
 
-/// A call to an internal path without a valid internal key.
-pub(crate) fn internal_key_refused(path: &str, key_presented: bool) {
+/// A call to an internal path without a key that grants its scope; `suppressed` refusals
+/// since the previous such line were not logged (at most one line a second).
+pub(crate) fn internal_key_refused(path: &str, scope: config::InternalScope, key_presented: bool, suppressed: u64) {
     // The path is the raw request path: cut so a long one cannot flood the log.
     let path: String = path.chars().take(200).collect();
-    tracing::warn!(target: "tessera::audit", event = "internal_key_refused", path, key_presented);
+    tracing::warn!(
+        target: "tessera::audit",
+        event = "internal_key_refused",
+        path,
+        scope = scope.as_str(),
+        key_presented,
+        suppressed
+    );
 }

@@ -60,8 +60,8 @@ pub(crate) fn openapi() -> Response<Body> {
 pub(crate) enum Caller {
     /// A public path: nobody in particular.
     Public,
-    /// An internal path, with an internal key.
-    Internal,
+    /// An internal path, with a key that grants its scope.
+    Internal(config::InternalScope),
     /// The holder of a valid token.
     User(Principal),
 }
@@ -69,7 +69,7 @@ pub(crate) enum Caller {
 fn principal(caller: &Caller) -> Result<&Principal, ApiError> {
     match caller {
         Caller::User(principal) => Ok(principal),
-        Caller::Public | Caller::Internal => Err(ApiError::InvalidToken { presented: false }),
+        Caller::Public | Caller::Internal(_) => Err(ApiError::InvalidToken { presented: false }),
     }
 }
 

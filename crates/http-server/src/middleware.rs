@@ -3,9 +3,13 @@
 //! normalized, so `/healthz/../api/me` is not `/healthz`):
 //!
 //! 1. an exact public path passes untouched;
-//! 2. an internal path needs one of the internal keys (`X-Internal-Key`, or `Authorization:
-//!    Bearer`), compared in constant time; with no key configured internal paths answer 404;
-//!    nothing else (client IP, `X-Forwarded-For`, a query parameter) makes a caller internal;
+//! 2. an internal path needs a key that grants the path's [`InternalScope`] (`X-Internal-Key`,
+//!    or `Authorization: Bearer`): SHA-256 digests of the presented and the configured keys
+//!    compared in constant time, every key every time, so neither which key matched nor any
+//!    key's length shows in the timing; with no key configured internal paths answer 404;
+//!    nothing else (client IP, `X-Forwarded-For`, a query parameter) makes a caller internal.
+//!    Refusals are counted (`VerifyOutcome::InternalRefused`) and their audit line is written
+//!    at most once a second, with the count of those left out;
 //! 3. everything else needs a valid bearer token: the [`Principal`] is put in the request's
 //!    extensions; a missing or invalid token gets 401, a store that cannot answer 503.
 //!
@@ -22,22 +26,28 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hyper::{HeaderMap, Request, Response, body::Bytes, header::AUTHORIZATION};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
 use auth_core::{AuthError, Authenticator, Principal, Verification};
 use cache_toolkit::CacheError;
-use config::Secret;
+use config::{InternalKeys, InternalScope, Secret};
 
 use crate::error::ApiError;
 
 /// The header that carries an internal key.
 pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
 
-/// Marks a request that presented a valid internal key.
+/// Marks a request that presented a valid internal key for its path's scope.
 #[derive(Clone, Copy, Debug)]
-pub struct InternalCaller;
+pub struct InternalCaller {
+    /// The scope the key was checked for (the path's).
+    pub scope: InternalScope,
+}
 
 /// How the auth check ended, attached to every response it saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +103,8 @@ pub enum Rejection {
     /// The store could not answer, so nobody is let through (fail closed).
     /// Default: 503 with `Retry-After`.
     StoreUnavailable(CacheError),
-    /// An internal path without one of the internal keys. Default: 401.
+    /// An internal path without a key that grants its scope (no key, a wrong key, or the key
+    /// of another job). Default: 401.
     InternalKeyRefused,
     /// An internal path while no internal key is configured: internal routes are off.
     /// Default: 404.
@@ -143,7 +154,7 @@ impl From<Rejection> for ApiError {
 }
 
 /// Which paths are internal (see [`AuthLayer::internal`]).
-type IsInternal = dyn Fn(&str) -> bool + Send + Sync;
+type ScopeOf = dyn Fn(&str) -> Option<InternalScope> + Send + Sync;
 
 /// A service's own answer to a refused request (see [`AuthLayer::on_rejection`]).
 type OnRejection = dyn Fn(Rejection) -> Response<Bytes> + Send + Sync;
@@ -197,9 +208,10 @@ pub struct AuthLayer {
 pub(crate) struct Rules {
     authenticator: Authenticator,
     public_paths: HashSet<String>,
-    internal_keys: Vec<Secret>,
-    is_internal: Arc<IsInternal>,
+    internal_keys: Arc<KeyDigests>,
+    scope_of: Arc<ScopeOf>,
     on_rejection: Option<Arc<OnRejection>>,
+    refusal_log: Arc<RefusalLog>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -208,14 +220,14 @@ impl std::fmt::Debug for Rules {
             .debug_struct("Rules")
             .field("authenticator", &self.authenticator)
             .field("public_paths", &self.public_paths)
-            .field("internal_keys", &self.internal_keys)
+            .field("internal_keys", &format_args!("{} keys", self.internal_keys.keys.len()))
             .field("on_rejection", &self.on_rejection.as_ref().map(|_| "custom"))
             .finish_non_exhaustive()
     }
 }
 
-fn no_internal_paths(_: &str) -> bool {
-    false
+fn no_internal_paths(_: &str) -> Option<InternalScope> {
+    None
 }
 
 impl AuthLayer {
@@ -225,9 +237,10 @@ impl AuthLayer {
             rules: Arc::new(Rules {
                 authenticator,
                 public_paths: HashSet::new(),
-                internal_keys: Vec::new(),
-                is_internal: Arc::new(no_internal_paths),
+                internal_keys: Arc::new(KeyDigests::of(&InternalKeys::default())),
+                scope_of: Arc::new(no_internal_paths),
                 on_rejection: None,
+                refusal_log: Arc::new(RefusalLog::default()),
             }),
         }
     }
@@ -239,12 +252,25 @@ impl AuthLayer {
     }
 
     /// Paths for which `is_internal` is true need one of `keys` instead of a token (404 when
-    /// `keys` is empty: internal routes are off). It is asked once per request not on a public
-    /// path, with the raw path: keep it cheap.
-    pub fn internal(mut self, keys: Vec<Secret>, is_internal: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+    /// `keys` is empty: internal routes are off); every key grants every such path. It is
+    /// asked once per request not on a public path, with the raw path: keep it cheap.
+    pub fn internal(self, keys: Vec<Secret>, is_internal: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        let scope_of = move |path: &str| is_internal(path).then_some(InternalScope::Administration);
+        self.internal_scoped(&InternalKeys::administration_only(keys), scope_of)
+    }
+
+    /// Paths to which `scope_of` gives a scope need a key of `keys` that grants it
+    /// ([`InternalKeys::granting`]: the scope's own keys, or an administration key) instead of
+    /// a token; 404 when no key at all is configured. Tessera's server passes
+    /// `config::internal_scope`.
+    pub fn internal_scoped(
+        mut self,
+        keys: &InternalKeys,
+        scope_of: impl Fn(&str) -> Option<InternalScope> + Send + Sync + 'static,
+    ) -> Self {
         let rules = Arc::make_mut(&mut self.rules);
-        rules.internal_keys = keys;
-        rules.is_internal = Arc::new(is_internal);
+        rules.internal_keys = Arc::new(KeyDigests::of(keys));
+        rules.scope_of = Arc::new(scope_of);
         self
     }
 
@@ -305,8 +331,8 @@ where
         Box::pin(async move {
             let outcome = match rules.admit(request.uri().path(), request.headers()).await {
                 Admission::Public => VerifyOutcome::Public,
-                Admission::Internal => {
-                    request.extensions_mut().insert(InternalCaller);
+                Admission::Internal(scope) => {
+                    request.extensions_mut().insert(InternalCaller { scope });
                     VerifyOutcome::Internal
                 }
                 Admission::Valid(principal) => {
@@ -326,8 +352,8 @@ where
 pub(crate) enum Admission {
     /// A public path.
     Public,
-    /// An internal path, and the caller gave an internal key.
-    Internal,
+    /// An internal path, and the caller gave a key that grants its scope.
+    Internal(InternalScope),
     /// A valid token: whose it is.
     Valid(Principal),
     /// Refused: why, and the outcome to count.
@@ -358,14 +384,16 @@ impl Rules {
         if self.public_paths.contains(path) {
             return Presented::Decided(Admission::Public);
         }
-        if (self.is_internal)(path) {
-            return Presented::Decided(match check_internal_key(&self.internal_keys, headers) {
-                Ok(()) => Admission::Internal,
+        if let Some(scope) = (self.scope_of)(path) {
+            return Presented::Decided(match self.internal_keys.check(scope, headers) {
+                Ok(()) => Admission::Internal(scope),
                 Err(rejection) => {
                     if matches!(rejection, Rejection::InternalKeyRefused) {
                         let presented = headers.contains_key(INTERNAL_KEY_HEADER)
                             || headers.contains_key(hyper::header::AUTHORIZATION);
-                        crate::audit::internal_key_refused(path, presented);
+                        if let Some(suppressed) = self.refusal_log.may_log() {
+                            crate::audit::internal_key_refused(path, scope, presented, suppressed);
+                        }
                     }
                     Admission::Refused(rejection, VerifyOutcome::InternalRefused)
                 }
@@ -428,20 +456,75 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
     Ok(token)
 }
 
-fn check_internal_key(keys: &[Secret], headers: &HeaderMap) -> Result<(), Rejection> {
-    if keys.is_empty() {
-        return Err(Rejection::InternalRoutesOff);
+/// The configured internal keys as SHA-256 digests, each with the scopes it grants. Comparing
+/// digests (always 32 bytes) instead of the keys keeps a key's length out of the timing.
+struct KeyDigests {
+    keys: Vec<([u8; 32], [bool; 3])>,
+}
+
+impl KeyDigests {
+    fn of(keys: &InternalKeys) -> Self {
+        let mut digests: Vec<([u8; 32], [bool; 3])> = Vec::new();
+        for (index, scope) in InternalScope::ALL.into_iter().enumerate() {
+            for key in keys.granting(scope) {
+                let digest: [u8; 32] = Sha256::digest(key.expose().as_bytes()).into();
+                match digests.iter_mut().find(|(known, _)| *known == digest) {
+                    Some((_, grants)) => grants[index] = true,
+                    None => {
+                        let mut grants = [false; 3];
+                        grants[index] = true;
+                        digests.push((digest, grants));
+                    }
+                }
+            }
+        }
+        Self { keys: digests }
     }
-    let presented = match headers.get(INTERNAL_KEY_HEADER) {
-        Some(value) => value.to_str().ok(),
-        None => bearer_token(headers).ok(),
-    };
-    let Some(presented) = presented else { return Err(Rejection::InternalKeyRefused) };
-    let mut matched = subtle::Choice::from(0);
-    for key in keys {
-        matched |= key.expose().as_bytes().ct_eq(presented.as_bytes());
+
+    /// Whether `headers` present a key that grants `scope`. Every configured key is compared,
+    /// whichever matches.
+    fn check(&self, scope: InternalScope, headers: &HeaderMap) -> Result<(), Rejection> {
+        if self.keys.is_empty() {
+            return Err(Rejection::InternalRoutesOff);
+        }
+        let presented = match headers.get(INTERNAL_KEY_HEADER) {
+            Some(value) => Some(value.as_bytes()),
+            None => bearer_token(headers).ok().map(str::as_bytes),
+        };
+        let Some(presented) = presented else { return Err(Rejection::InternalKeyRefused) };
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        let index = InternalScope::ALL.iter().position(|known| *known == scope).unwrap_or(0);
+        let mut matched = subtle::Choice::from(0);
+        for (digest, grants) in &self.keys {
+            matched |= digest.ct_eq(&presented) & subtle::Choice::from(u8::from(grants[index]));
+        }
+        if bool::from(matched) { Ok(()) } else { Err(Rejection::InternalKeyRefused) }
     }
-    if bool::from(matched) { Ok(()) } else { Err(Rejection::InternalKeyRefused) }
+}
+
+/// At most one audit line a second for refused internal keys: a client hammering an internal
+/// path with wrong keys must not flood the log (the metric still counts every refusal).
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// The second (since the Unix epoch) of the last line written.
+    last_second: AtomicU64,
+    /// Refusals not logged since that line.
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    /// `Some(refusals left out since the last line)` when this refusal may be logged.
+    fn may_log(&self) -> Option<u64> {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+        let last = self.last_second.load(Ordering::Relaxed);
+        if last != now && self.last_second.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// The principal the layer put on a request, for handlers behind it.
@@ -529,6 +612,58 @@ mod tests {
             assert!(got_body.contains(body), "{path}: {got_body}");
             assert_eq!(got_outcome, Some(*outcome), "{path}");
         }
+    }
+
+    /// Each job's key reaches its own scope only; the administration key reaches all; a key of
+    /// any length, or none, is refused the same way.
+    #[tokio::test]
+    async fn a_key_reaches_only_the_scopes_it_grants() {
+        let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
+        let keys = InternalKeys {
+            administration: vec![Secret::new("administration-key-0123456789")],
+            introspection: vec![Secret::new("introspection-key-0123456789")],
+            metrics: vec![Secret::new("metrics-key-0123456789"), Secret::new("metrics-key-rotated-0123")],
+        };
+        let layer = AuthLayer::new(authenticator).internal_scoped(&keys, config::internal_scope);
+        let allowed = |key: &str, path: &str| match key {
+            "administration-key-0123456789" => true,
+            "introspection-key-0123456789" => path == "/internal/introspect",
+            "metrics-key-0123456789" | "metrics-key-rotated-0123" => path == "/metrics",
+            _ => false,
+        };
+        let presented = [
+            "administration-key-0123456789",
+            "introspection-key-0123456789",
+            "metrics-key-0123456789",
+            "metrics-key-rotated-0123",
+            "administration-key-012345678",
+            "administration-key-0123456789x",
+            "x",
+        ];
+        for path in ["/metrics", "/internal/introspect", "/internal/sessions", "/internal/users/1/sessions"] {
+            for key in presented {
+                let (status, body, outcome) = call(&layer, path, Some(&format!("Bearer {key}"))).await;
+                if allowed(key, path) {
+                    assert_eq!((status, outcome), (StatusCode::OK, Some(VerifyOutcome::Internal)), "{key} on {path}");
+                } else {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{key} on {path}: {body}");
+                    assert_eq!(outcome, Some(VerifyOutcome::InternalRefused), "{key} on {path}");
+                }
+            }
+        }
+    }
+
+    /// One audit line a second at most, however many refusals; the next line says how many
+    /// were left out.
+    #[test]
+    fn refusal_lines_are_rate_limited() {
+        let log = RefusalLog::default();
+        assert_eq!(log.may_log(), Some(0), "the first refusal is logged");
+        let logged = (0..1_000).filter_map(|_| log.may_log()).count();
+        assert!(logged <= 1, "{logged} lines for 1,000 refusals within about a second");
+        log.last_second.store(0, Ordering::Relaxed);
+        let suppressed = log.may_log().expect("a new second logs again");
+        assert!(suppressed >= 999, "the line counts what was left out: {suppressed}");
     }
 
     /// The service's own answer replaces Tessera's JSON for every kind of refusal, with the

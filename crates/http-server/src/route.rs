@@ -2,9 +2,7 @@
 //! [`RouteName`] of its metrics and logs), the methods it takes and whether it is internal. Used by the router, the metrics and the
 //! logs alike; it knows nothing of handlers or of the router.
 
-/// Which paths are internal (need the internal key): `/internal/…` and `/metrics`; the one rule
-/// in `config`, which also refuses settings that would make them public.
-pub(crate) use config::is_internal_path;
+use config::InternalScope;
 
 /// Every route, parsed from the raw path (no decoding of `/`, no normalization).
 #[derive(Debug, PartialEq, Eq)]
@@ -72,11 +70,23 @@ impl Route {
     }
 
     /// The routes only internal callers reach.
+    #[cfg(test)]
     pub(crate) fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            Self::IssueSession | Self::UserSessions(_) | Self::UserSession(_, _) | Self::Introspect | Self::Metrics
-        )
+        self.internal_scope().is_some()
+    }
+
+    /// The scope of key an internal route needs (as `config::internal_scope` says of its
+    /// path, the one rule, which settings also use to refuse making such a path public);
+    /// `None` for the others.
+    pub(crate) fn internal_scope(&self) -> Option<InternalScope> {
+        match self {
+            Self::Metrics => Some(InternalScope::Metrics),
+            Self::Introspect => Some(InternalScope::Introspection),
+            Self::IssueSession | Self::UserSessions(_) | Self::UserSession(_, _) => Some(InternalScope::Administration),
+            Self::Healthz | Self::Readyz | Self::OpenApi | Self::Verify | Self::Me | Self::Logout | Self::Unknown => {
+                None
+            }
+        }
     }
 
     /// The methods the router serves on this route, as the `Allow` header of a 405 lists them
@@ -147,6 +157,8 @@ impl RouteName {
 
 #[cfg(test)]
 mod tests {
+    use config::is_internal_path;
+
     use super::*;
 
     #[test]
@@ -191,6 +203,7 @@ mod tests {
         ];
         for path in paths {
             assert_eq!(Route::of(path).is_internal(), is_internal_path(path), "{path}");
+            assert_eq!(Route::of(path).internal_scope(), config::internal_scope(path), "{path}: the same scope");
         }
     }
 

@@ -73,7 +73,9 @@ async fn dispatch(state: &AppState, request: Requested, caller: &Caller) -> Resu
     let is_get = method == Method::GET || method == Method::HEAD;
     // Internal handlers run only for a caller the auth layer marked as internal, whatever the
     // layer's configuration or order: without the mark they do not exist (404).
-    if route.is_internal() && !matches!(caller, Caller::Internal) {
+    if let Some(scope) = route.internal_scope()
+        && !matches!(caller, Caller::Internal(granted) if *granted == scope)
+    {
         return Err(ApiError::NotFound);
     }
     if let Some(request) = with_body {

@@ -26,7 +26,6 @@ use crate::{
     metrics::HttpMetrics,
     middleware::{Admission, AuthLayer, Presented, Rules, VerifyOutcome},
     response::Body,
-    route,
     router::{Requested, Router},
     state::AppState,
 };
@@ -127,7 +126,7 @@ impl Application {
         warn_if_descriptors_are_short(settings.http.max_connections, settings.redis.pool_size);
         let layer = AuthLayer::new(auth)
             .public_paths(settings.http.public_paths.iter().cloned())
-            .internal(settings.internal_keys.clone(), route::is_internal_path);
+            .internal_scoped(&settings.internal_keys, config::internal_scope);
         let stack = Stack { rules: layer.rules(), router: Router::new(state.clone()) };
         Ok(Self {
             listener,
@@ -258,7 +257,9 @@ fn serve(
         let (mut response, outcome) = match admission {
             Admission::Refused(rejection, outcome) => (stack.rules.refusal(rejection), outcome),
             Admission::Public => (stack.router.respond(request, Caller::Public).await, VerifyOutcome::Public),
-            Admission::Internal => (stack.router.respond(request, Caller::Internal).await, VerifyOutcome::Internal),
+            Admission::Internal(scope) => {
+                (stack.router.respond(request, Caller::Internal(scope)).await, VerifyOutcome::Internal)
+            }
             Admission::Valid(principal) => {
                 (stack.router.respond(request, Caller::User(principal)).await, VerifyOutcome::Valid)
             }
