@@ -1,7 +1,8 @@
 //! The server's connection limits over raw TCP (README, `TESSERA_MAX_CONNECTIONS`,
 //! `TESSERA_HEADER_READ_TIMEOUT_MS`, `TESSERA_IDLE_TIMEOUT_MS`): a client trickling its request
 //! head is cut while others are served, an idle keep-alive connection is closed after the idle
-//! timeout (and not before), and connections beyond the cap wait for a free slot.
+//! timeout (and not before), idle connections make room for new clients at the cap (global and
+//! per peer), and only busy connections make new ones wait.
 
 use std::{
     net::SocketAddr,
@@ -161,13 +162,80 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_and_not_
     app.stop().await;
 }
 
+/// Starts a request head on a new connection and leaves it unfinished: a busy connection (a
+/// request is arriving), which the connection caps never close for room.
+async fn busy_connection(address: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: tessera\r\n").await.unwrap();
+    stream
+}
+
+/// Finishes the head [`busy_connection`] started and reads the answer's status.
+async fn finish_head(stream: &mut TcpStream) -> u16 {
+    stream.write_all(b"\r\n").await.unwrap();
+    read_status(stream).await
+}
+
+async fn read_status(stream: &mut TcpStream) -> u16 {
+    let mut received = Vec::new();
+    let mut chunk = [0_u8; 1024];
+    while !String::from_utf8_lossy(&received).contains("\r\n\r\n") {
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "closed before the answer");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    String::from_utf8_lossy(&received)[9..12].parse().unwrap()
+}
+
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// The scenario of an idle-connection lock-out: 40 keep-alive connections that each asked
+/// once and sit idle, at a cap of 20. Every one of them got its answer, and fresh clients are
+/// served at once: the longest-idle connections are closed to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_never_lock_new_clients_out() {
+    let app = spawn_app(&[
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_INTERNAL_KEY", KEY),
+        ("TESSERA_MAX_CONNECTIONS", "20"),
+        ("TESSERA_IDLE_TIMEOUT_MS", "120000"),
+    ])
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(2), healthz_on(&mut stream)).await;
+        assert_eq!(status.expect("each keep-alive client is answered within 2 s"), 200);
+        idle.push(stream);
+    }
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(2), get(app.address, "/healthz")).await;
+        assert_eq!(answered.expect("a fresh request is answered within 2 s").status, StatusCode::OK);
+        assert!(asked.elapsed() < Duration::from_millis(500), "a fresh request waited {:?}", asked.elapsed());
+    }
+    let metrics = send(app.address, Method::GET, "/metrics", &[("x-internal-key", KEY)], None).await;
+    let closed = counter(&metrics.body, "tessera_http_idle_connections_closed_total");
+    assert!(closed >= 21, "20 idle connections closed for the 40, and more for the fresh ones: {closed}");
+    // The first connections were the ones closed (idle longest), cleanly: end of file, nothing more.
+    let mut oldest = idle.remove(0);
+    assert!(closed_within(&mut oldest, Duration::from_secs(1)).await.is_some(), "the oldest idle one was closed");
+    app.stop().await;
+}
+
+/// Busy connections (a request arriving or in flight) are never closed for room: at the cap
+/// new connections wait in the backlog until one turns idle, then take its slot.
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
+async fn connections_beyond_the_cap_wait_while_every_connection_is_busy() {
     let app = spawn_app(&[("TESSERA_STORE", "embedded"), ("TESSERA_MAX_CONNECTIONS", "2")]).await;
-    let mut first = TcpStream::connect(app.address).await.unwrap();
-    let mut second = TcpStream::connect(app.address).await.unwrap();
-    assert_eq!(healthz_on(&mut first).await, 200);
-    assert_eq!(healthz_on(&mut second).await, 200);
+    let mut first = busy_connection(app.address).await;
+    let mut second = busy_connection(app.address).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let address = app.address;
     let waiting = tokio::spawn(async move {
         let mut third = TcpStream::connect(address).await.unwrap();
@@ -175,17 +243,51 @@ async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes() {
         (status, Instant::now())
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "a third connection was served while two were open under a cap of 2");
-    assert_eq!(healthz_on(&mut second).await, 200, "the open connections keep being served");
+    assert!(!waiting.is_finished(), "a third connection was served while two busy ones held a cap of 2");
+    assert_eq!(finish_head(&mut second).await, 200, "a busy connection is answered, never cut");
     let freed = Instant::now();
-    drop(first);
     let (status, answered) = tokio::time::timeout(Duration::from_secs(2), waiting).await.expect("served").unwrap();
     assert_eq!(status, 200);
     assert!(
         answered.duration_since(freed) < Duration::from_secs(1),
-        "served {:?} after a slot freed",
+        "served {:?} after one turned idle",
         answered - freed
     );
+    assert_eq!(finish_head(&mut first).await, 200, "the other busy connection was kept");
+    app.stop().await;
+}
+
+/// One peer holds at most `TESSERA_MAX_CONNECTIONS_PER_IP`: past it its own idle connection
+/// makes room, and with none idle the new connection is closed at once.
+#[tokio::test]
+async fn one_peer_holds_at_most_its_share_of_connections() {
+    let app = spawn_app(&[
+        ("TESSERA_STORE", "embedded"),
+        ("TESSERA_INTERNAL_KEY", KEY),
+        ("TESSERA_MAX_CONNECTIONS", "100"),
+        ("TESSERA_MAX_CONNECTIONS_PER_IP", "3"),
+    ])
+    .await;
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        busy.push(busy_connection(app.address).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = TcpStream::connect(app.address).await.unwrap();
+    let closed = closed_within(&mut refused, Duration::from_secs(2)).await;
+    assert!(closed.is_some(), "a fourth connection from the same address is refused while three are busy");
+    assert_eq!(finish_head(&mut busy[0]).await, 200);
+    let mut fresh = TcpStream::connect(app.address).await.unwrap();
+    assert_eq!(healthz_on(&mut fresh).await, 200, "the peer's idle connection made room");
+    assert!(closed_within(&mut busy[0], Duration::from_secs(2)).await.is_some(), "the idle one was closed for it");
+    for stream in &mut busy[1..] {
+        assert_eq!(finish_head(stream).await, 200, "busy ones are kept");
+    }
+    drop(busy);
+    drop(fresh);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = send(app.address, Method::GET, "/metrics", &[("x-internal-key", KEY)], None).await;
+    assert_eq!(counter(&metrics.body, "tessera_http_connections_refused_total"), 1, "{}", metrics.body);
     app.stop().await;
 }
 

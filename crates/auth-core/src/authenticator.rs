@@ -24,9 +24,13 @@ pub struct AuthPolicy {
     /// At most this many sessions per user; issuing one more revokes the oldest, never the
     /// new one. `None`: no cap.
     pub max_sessions_per_user: Option<NonZeroU64>,
-    /// Each successful verification gives the token a fresh `default_ttl` (off by default:
-    /// it costs a write per verification).
+    /// Each successful verification renews the token to the lifetime it was issued with
+    /// ([`LIFETIME_FIELD`]), never past `max_session_lifetime` after its `iat` (off by
+    /// default: it costs a write per verification).
     pub sliding_expiry: bool,
+    /// The longest a token may live after its `iat`, renewals included; no token is issued
+    /// for longer.
+    pub max_session_lifetime: Duration,
     /// The format new tokens are issued in (both are always accepted).
     pub token_format: TokenFormat,
 }
@@ -37,13 +41,22 @@ impl Default for AuthPolicy {
             default_ttl: Duration::from_secs(30 * 60),
             max_sessions_per_user: NonZeroU64::new(100),
             sliding_expiry: false,
+            max_session_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
             token_format: TokenFormat::V1,
         }
     }
 }
 
-/// The metadata field holding the issue time (Unix seconds), added at issue.
+/// The metadata field holding the issue time (Unix seconds), set at issue.
 pub const ISSUED_AT_FIELD: &str = "iat";
+
+/// The metadata field holding the lifetime a token was issued with (seconds), set at issue:
+/// what sliding expiry renews it to.
+pub const LIFETIME_FIELD: &str = "ttl_seconds";
+
+/// Metadata fields Tessera sets itself at issue; a caller's metadata may not carry them (an
+/// `iat` in the future would stretch the absolute lifetime).
+const RESERVED_FIELDS: [&str; 3] = ["user_id", ISSUED_AT_FIELD, LIFETIME_FIELD];
 
 /// The longest lifetime a token may be issued with.
 const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -91,6 +104,11 @@ impl Principal {
 
     pub fn field(&self, name: &str) -> Option<&MetadataValue> {
         self.record.field(name)
+    }
+
+    /// When the token was issued (Unix seconds): the record's integer `iat`, if it has one.
+    pub fn issued_at(&self) -> Option<u64> {
+        self.record.unsigned_field(ISSUED_AT_FIELD)
     }
 }
 
@@ -180,9 +198,23 @@ impl Authenticator {
         &self.policy
     }
 
-    /// Checks a presented token. A malformed one is refused without any I/O.
+    /// Checks a presented token, and with sliding expiry renews a valid one
+    /// ([`Self::renew`]). A malformed one is refused without any I/O.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self, presented: &str) -> Result<Verification, AuthError> {
+        let verification = self.inspect(presented).await?;
+        if self.policy.sliding_expiry
+            && let Verification::Valid(principal) = &verification
+        {
+            // Boxed: the writes' futures would otherwise size every verification's future.
+            Box::pin(self.renew(principal)).await?;
+        }
+        Ok(verification)
+    }
+
+    /// Checks a presented token without renewing it, whatever the policy: for introspection,
+    /// which describes a token and must not extend it. A malformed one is refused without any I/O.
+    pub async fn inspect(&self, presented: &str) -> Result<Verification, AuthError> {
         let token = match Token::parse(presented) {
             Ok(token) => token,
             Err(format) => return Ok(Verification::Invalid(InvalidReason::Malformed(format))),
@@ -196,20 +228,37 @@ impl Authenticator {
             Membership::Found { listed: false, .. } => return Ok(Verification::Invalid(InvalidReason::NotListed)),
             Membership::Found { record, listed: true } => record,
         };
-        if self.policy.sliding_expiry {
-            // Boxed: the writes' futures would otherwise size every verification's future.
-            Box::pin(async {
-                self.dao.refresh_token(token.expose(), self.policy.default_ttl).await?;
-                self.dao.extend_list_ttl(record.user_id(), self.policy.default_ttl).await
-            })
-            .await?;
-        }
         Ok(Verification::Valid(Principal { token, record }))
     }
 
-    /// Issues a new token for `user_id` with `metadata` (any JSON object; `user_id` is set
-    /// from the argument, and `iat` — issue time, Unix seconds — is added unless present).
-    /// Caps the user's sessions and prunes dead list entries.
+    /// Sliding expiry: gives a valid token its own lifetime again ([`LIFETIME_FIELD`], the
+    /// default for a token issued without one), cut to what is left of `max_session_lifetime`
+    /// after its `iat`. A token without an integer `iat` (written by another system) is not
+    /// renewed: its absolute bound is unknown.
+    async fn renew(&self, principal: &Principal) -> Result<(), AuthError> {
+        let Some(issued_at) = principal.issued_at() else {
+            return Ok(());
+        };
+        let own = principal
+            .record
+            .unsigned_field(LIFETIME_FIELD)
+            .filter(|seconds| *seconds > 0)
+            .map_or(self.policy.default_ttl, Duration::from_secs);
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let ends_at = Duration::from_secs(issued_at).saturating_add(self.policy.max_session_lifetime);
+        let renewal = own.min(ends_at.saturating_sub(now));
+        if renewal < Duration::from_secs(1) {
+            // At its absolute end: the TTL it has runs out, and nothing renews it.
+            return Ok(());
+        }
+        self.dao.refresh_token(principal.token().expose(), renewal).await?;
+        self.dao.extend_list_ttl(principal.user_id(), renewal).await?;
+        Ok(())
+    }
+
+    /// Issues a new token for `user_id` with `metadata` (any JSON object without the fields
+    /// Tessera sets: `user_id` from the argument, `iat` — issue time, Unix seconds — and
+    /// `ttl_seconds`, the lifetime). Caps the user's sessions and prunes dead list entries.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn issue(
         &self,
@@ -218,15 +267,24 @@ impl Authenticator {
         ttl: Option<Duration>,
     ) -> Result<IssuedToken, AuthError> {
         let ttl = ttl.unwrap_or(self.policy.default_ttl);
-        if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
-            return Err(AuthError::InvalidInput(format!("ttl must be between 1 s and {} s", MAX_TTL.as_secs())));
+        let longest = MAX_TTL.min(self.policy.max_session_lifetime);
+        if ttl < Duration::from_secs(1) || ttl > longest {
+            return Err(AuthError::InvalidInput(format!(
+                "ttl must be between 1 s and {} s (TESSERA_MAX_SESSION_LIFETIME)",
+                longest.as_secs()
+            )));
+        }
+        user_id.check_canonical().map_err(|error| AuthError::InvalidInput(format!("user_id: {error}")))?;
+        if let Some(field) = RESERVED_FIELDS.iter().find(|field| metadata.contains_key(**field)) {
+            return Err(AuthError::InvalidInput(format!(
+                "metadata field `{field}` is set by Tessera, not by the caller"
+            )));
         }
         let token = Token::generate_in(self.policy.token_format);
         let mut metadata = metadata;
-        if !metadata.contains_key(ISSUED_AT_FIELD) {
-            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-            metadata.insert(ISSUED_AT_FIELD.to_owned(), MetadataValue::from(now));
-        }
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        metadata.insert(ISSUED_AT_FIELD.to_owned(), MetadataValue::from(now));
+        metadata.insert(LIFETIME_FIELD.to_owned(), MetadataValue::from(ttl.as_secs()));
         let record = TokenRecord::new(user_id, metadata);
         let cap = self.policy.max_sessions_per_user;
         let (stored, replication) = self.dao.issuing(self.dao.store_token(token.expose(), &record, ttl, cap)).await?;

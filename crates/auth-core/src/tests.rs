@@ -260,6 +260,98 @@ async fn sliding_expiry_renews_a_used_token() {
     assert!(matches!(auth.verify(issued.token.expose()).await.unwrap(), Verification::Invalid(InvalidReason::Unknown)));
 }
 
+/// A token issued for 3 s and verified stays a 3 s token: each renewal gives it its own
+/// lifetime, not the (longer) default.
+#[tokio::test(start_paused = true)]
+async fn sliding_expiry_renews_a_token_to_its_own_lifetime() {
+    let policy = AuthPolicy { default_ttl: Duration::from_secs(1800), sliding_expiry: true, ..AuthPolicy::default() };
+    let (auth, cache) = authenticator(policy);
+    let issued = auth.issue(UserId::Integer(3), MetadataObject::new(), Some(Duration::from_secs(3))).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(matches!(auth.verify(issued.token.expose()).await.unwrap(), Verification::Valid(_)));
+    let key = format!("token:{}", issued.token.expose());
+    match cache.get_ttl(&key).await.unwrap() {
+        cache_toolkit::Ttl::ExpiresIn(left) => assert!(left <= Duration::from_secs(3), "renewed to {left:?}"),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::advance(Duration::from_millis(3_500)).await;
+    assert!(
+        matches!(auth.verify(issued.token.expose()).await.unwrap(), Verification::Invalid(InvalidReason::Unknown)),
+        "4.5 s after its last use a 3 s token is gone"
+    );
+}
+
+/// A renewal never reaches past `iat` + the absolute lifetime, and a token without an `iat`
+/// (written by another system) is not renewed at all.
+#[tokio::test(start_paused = true)]
+async fn sliding_expiry_stops_at_the_absolute_lifetime() {
+    let policy = AuthPolicy {
+        default_ttl: Duration::from_secs(60),
+        sliding_expiry: true,
+        max_session_lifetime: Duration::from_secs(100),
+        ..AuthPolicy::default()
+    };
+    let (auth, cache) = authenticator(policy);
+    let dao = CacheDao::new(cache.clone());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let aged = Token::generate();
+    let mut fields = MetadataObject::new();
+    fields.insert(ISSUED_AT_FIELD.to_owned(), MetadataValue::from(now - 98));
+    fields.insert(LIFETIME_FIELD.to_owned(), MetadataValue::from(60_u64));
+    let record = dao::TokenRecord::new(UserId::Integer(4), fields);
+    dao.store_token(aged.expose(), &record, Duration::from_secs(60), None).await.unwrap();
+    assert!(matches!(auth.verify(aged.expose()).await.unwrap(), Verification::Valid(_)));
+    match cache.get_ttl(&format!("token:{}", aged.expose())).await.unwrap() {
+        cache_toolkit::Ttl::ExpiresIn(left) => assert!(left <= Duration::from_secs(2), "cut to what is left: {left:?}"),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(matches!(auth.verify(aged.expose()).await.unwrap(), Verification::Invalid(InvalidReason::Unknown)));
+
+    let python = Token::generate();
+    let record = dao::TokenRecord::new(UserId::Integer(5), MetadataObject::new());
+    dao.store_token(python.expose(), &record, Duration::from_secs(5), None).await.unwrap();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(matches!(auth.verify(python.expose()).await.unwrap(), Verification::Valid(_)));
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(
+        matches!(auth.verify(python.expose()).await.unwrap(), Verification::Invalid(InvalidReason::Unknown)),
+        "no iat: not renewed"
+    );
+}
+
+/// `inspect` describes without renewing, whatever the policy.
+#[tokio::test(start_paused = true)]
+async fn inspecting_never_renews() {
+    let policy = AuthPolicy { default_ttl: Duration::from_secs(10), sliding_expiry: true, ..AuthPolicy::default() };
+    let (auth, _) = authenticator(policy);
+    let issued = auth.issue(UserId::Integer(6), MetadataObject::new(), None).await.unwrap();
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let _ = auth.inspect(issued.token.expose()).await.unwrap();
+    }
+    assert!(matches!(auth.inspect(issued.token.expose()).await.unwrap(), Verification::Invalid(_)));
+}
+
+/// The fields Tessera sets (`user_id`, `iat`, `ttl_seconds`) cannot come from the caller, and
+/// no token is issued for longer than the absolute lifetime.
+#[tokio::test]
+async fn issue_refuses_reserved_fields_and_lifetimes_past_the_absolute_one() {
+    let policy = AuthPolicy { max_session_lifetime: Duration::from_secs(3600), ..AuthPolicy::default() };
+    let (auth, cache) = authenticator(policy);
+    for field in ["user_id", "iat", "ttl_seconds"] {
+        let refused = auth.issue(UserId::Integer(1), metadata(&[(field, "9999999999")]), None).await;
+        assert!(matches!(&refused, Err(AuthError::InvalidInput(message)) if message.contains(field)), "{field}");
+    }
+    let refused = auth.issue(UserId::Integer(1), MetadataObject::new(), Some(Duration::from_secs(3601))).await;
+    assert!(matches!(refused, Err(AuthError::InvalidInput(_))));
+    assert_eq!(cache.metrics().snapshot().operations, 0, "refused before any write");
+    let issued = auth.issue(UserId::Integer(1), MetadataObject::new(), Some(Duration::from_secs(3600))).await.unwrap();
+    let Verification::Valid(principal) = auth.verify(issued.token.expose()).await.unwrap() else { panic!() };
+    assert_eq!(principal.field(LIFETIME_FIELD).and_then(|value| value.as_u64()), Some(3600));
+    assert!(principal.issued_at().is_some());
+}
+
 #[tokio::test]
 async fn ttl_out_of_range_is_refused_before_any_write() {
     let (auth, cache) = authenticator(AuthPolicy::default());

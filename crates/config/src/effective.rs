@@ -68,6 +68,7 @@ fn worked_out_default(key: &str, settings: &Settings) -> Option<String> {
     match key {
         "store" => Some(settings.store.as_str().to_owned()),
         "redis_pool_size" => Some(settings.redis.pool_size.to_string()),
+        "max_connections_per_ip" => Some(settings.http.max_connections_per_ip.to_string()),
         "near_cache" if settings.near_cache.mode == NearCacheMode::Auto => {
             Some("auto (on for Redis 7.0 and newer)".to_owned())
         }

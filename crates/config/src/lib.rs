@@ -242,6 +242,9 @@ const MIN_HEADER_BYTES: usize = 8 * 1024;
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// Far beyond what one process can hold open (file descriptors, memory); a typo guard.
 const MAX_CONNECTIONS: usize = 1_000_000;
+/// One peer's share when not set: a proxy in front keeps far fewer upstream connections, and
+/// one client cannot hold more than a tenth of the default cap.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 
 impl Settings {
     /// Loads from `APP_ENV`, `TESSERA_CONFIG_DIR` (default `configs`) and the process environment.
@@ -348,7 +351,7 @@ struct RawSettings {
     max_header_bytes: usize,
     max_body_bytes: usize,
     max_connections: usize,
-    max_connections_per_ip: usize,
+    max_connections_per_ip: Option<usize>,
     header_read_timeout_ms: u64,
     idle_timeout_ms: u64,
     internal_key: Option<String>,
@@ -396,7 +399,7 @@ impl Default for RawSettings {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
-            max_connections_per_ip: 1_000,
+            max_connections_per_ip: None,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 95_000,
             internal_key: None,
@@ -469,6 +472,16 @@ impl Validator<'_> {
         }
         let internal_keys = self.all_internal_keys(app_env, &raw)?;
         let max_session_lifetime = self.max_session_lifetime(&raw)?;
+        if u64::from(raw.access_token_expire_minutes) * 60 > max_session_lifetime.as_secs() {
+            return Err(self.error(
+                "access_token_expire_minutes",
+                format!(
+                    "{} minutes is longer than TESSERA_MAX_SESSION_LIFETIME ({} s)",
+                    raw.access_token_expire_minutes,
+                    max_session_lifetime.as_secs()
+                ),
+            ));
+        }
         let http = self.http(&raw)?;
         let log_format = match raw.log_format.trim().to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
@@ -671,12 +684,14 @@ impl Validator<'_> {
                 format!("{} is out of range, expected 1-{MAX_CONNECTIONS}", raw.max_connections),
             ));
         }
-        if !(1..=raw.max_connections).contains(&raw.max_connections_per_ip) {
+        let max_connections_per_ip =
+            raw.max_connections_per_ip.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP.min(raw.max_connections));
+        if !(1..=raw.max_connections).contains(&max_connections_per_ip) {
             return Err(self.error(
                 "max_connections_per_ip",
                 format!(
-                    "{} is out of range, expected 1 to TESSERA_MAX_CONNECTIONS ({})",
-                    raw.max_connections_per_ip, raw.max_connections
+                    "{max_connections_per_ip} is out of range, expected 1 to TESSERA_MAX_CONNECTIONS ({})",
+                    raw.max_connections
                 ),
             ));
         }
@@ -698,7 +713,7 @@ impl Validator<'_> {
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
             max_connections: raw.max_connections,
-            max_connections_per_ip: raw.max_connections_per_ip,
+            max_connections_per_ip,
             header_read_timeout,
             idle_timeout,
         })

@@ -15,7 +15,7 @@
 //! unlisted (not a session): the token keeps verifying in plain form, and its move waits until
 //! that key expires with the token.
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
 use cache_toolkit::{CacheError, CacheScript, ListEnd, ScriptReply, Ttl};
 
@@ -23,7 +23,9 @@ use crate::{CacheDao, Membership, StoredEntry, TokenRecord, keys};
 
 /// KEYS[1] = `token:{token}`, KEYS[2] = `token:sha256:{hex}`, KEYS[3] = `token_list:{user_id}`;
 /// ARGV[1] = the token, ARGV[2] = `sha256:{hex}`. Returns 1 when moved, 0 when the plain form
-/// was no longer whole (revoked since it was read): then nothing is written.
+/// was no longer whole (revoked since it was read, or in its last millisecond): then nothing
+/// is written. PTTL is -1 only for a key without expiry; 0 is a key with under a millisecond
+/// left, which must not become a key that never expires.
 pub(crate) static MOVE_TO_HASHED: LazyLock<CacheScript> = LazyLock::new(|| {
     CacheScript::new(
         r"
@@ -35,8 +37,10 @@ if not at then return 0 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then
   redis.call('SET', KEYS[2], value, 'PX', ttl)
-else
+elseif ttl == -1 then
   redis.call('SET', KEYS[2], value)
+else
+  return 0
 end
 redis.call('LSET', KEYS[3], at, ARGV[2])
 redis.call('LREM', KEYS[3], 0, ARGV[1])
@@ -95,6 +99,8 @@ impl CacheDao {
         let ttl = match self.cache.get_ttl(&plain_key).await? {
             Ttl::Missing => return Ok(false),
             Ttl::NoExpiry => None,
+            // Under a millisecond left: expired for every purpose; never written without a TTL.
+            Ttl::ExpiresIn(left) if left < Duration::from_millis(1) => return Ok(false),
             Ttl::ExpiresIn(left) => Some(left),
         };
         if !self.cache.set_value_if_absent(&hashed_key, record.json(), ttl).await? {

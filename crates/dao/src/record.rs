@@ -8,51 +8,111 @@ use std::{
 };
 
 use simd_json::{OwnedValue, StaticNode, owned::Object};
+use unicode_normalization::is_nfc;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// A user id as the Python system stores it in the metadata: a JSON integer or a JSON string,
 /// kept as given (an integer stays an integer when written back).
+///
+/// New ids follow the canonical rule ([`UserId::CANONICAL_RULE`], [`UserId::text`],
+/// [`UserId::parse`]): two ids that a person, an HTTP parser or Python's `int()` would read as
+/// the same user must be the same id, or a token issued for `" 42"` reaches the application
+/// as user `42` (HTTP trims header values) while revoking user `42` misses it. Ids already
+/// stored by another system are read as they are ([`UserId::existing`]), so such sessions stay
+/// readable and revocable.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum UserId {
     Integer(i128),
     Text(String),
 }
 
-/// Why a user id was refused.
+/// Why a user id was refused. Each message ends with the rule ([`UserId::CANONICAL_RULE`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserIdError {
-    #[error("a user id may not be empty")]
+    #[error("a user id may not be empty; {}", UserId::CANONICAL_RULE)]
     Empty,
-    #[error("a user id is at most {max} bytes")]
+    #[error("a user id is at most {max} bytes; {}", UserId::CANONICAL_RULE)]
     TooLong { max: usize },
-    #[error("a user id may not contain control characters")]
+    #[error("a user id may not contain control characters; {}", UserId::CANONICAL_RULE)]
     ControlCharacter,
+    #[error("a user id may not start or end with whitespace; {}", UserId::CANONICAL_RULE)]
+    SurroundingWhitespace,
+    #[error("a user id may not contain {kind} characters; {}", UserId::CANONICAL_RULE)]
+    ForbiddenCharacter { kind: &'static str },
+    #[error("a user id must be in Unicode normalization form C (NFC); {}", UserId::CANONICAL_RULE)]
+    NotNormalized,
+    #[error(
+        "a user id that reads as a number must be written in ASCII digits without sign, leading zeros or \
+         separators (`42`, `-7`); {}",
+        UserId::CANONICAL_RULE
+    )]
+    NotCanonicalNumber,
 }
 
 impl UserId {
-    pub const MAX_LEN: usize = 256;
+    /// The longest string id accepted from a caller.
+    pub const MAX_LEN: usize = 128;
+    /// The longest string id read from the store (written by another system).
+    pub const MAX_STORED_LEN: usize = 256;
+    /// The rule, as refusals state it.
+    pub const CANONICAL_RULE: &str = "the rule: an integer id in decimal ASCII digits (`42`, `-7`), or a string \
+        of 1-128 bytes in NFC without leading or trailing whitespace, without control, format, bidi or line \
+        separator characters or whitespace other than the space, that does not read as a number";
 
-    /// A string id, validated: non-empty, at most [`Self::MAX_LEN`] bytes, no control characters.
+    /// A string id from a caller, under the canonical rule: 1 to [`Self::MAX_LEN`] bytes, no
+    /// leading or trailing whitespace, no control (Cc), format (Cf, which holds the bidi
+    /// controls and zero-width characters) or line/paragraph separator (Zl, Zp) characters,
+    /// no whitespace but the ASCII space, in NFC, and no number written in another way than
+    /// canonical ASCII decimal (`٤٢`, `042`, `+42`, `4_2`: Python's `int()` reads each as 42).
+    /// Canonical decimal digits stay a string id (`"42"` names the same list as `42`).
     pub fn text(text: &str) -> Result<Self, UserIdError> {
+        check_canonical(text)?;
+        Ok(Self::Text(text.to_owned()))
+    }
+
+    /// An id from a path segment or a command-line argument, under the canonical rule:
+    /// canonical decimal digits that fit a 64-bit integer are the integer id, anything else
+    /// must be a canonical string id ([`Self::text`]).
+    pub fn parse(text: &str) -> Result<Self, UserIdError> {
+        match canonical_integer(text) {
+            Some(value) => Ok(Self::Integer(value)),
+            None => Self::text(text),
+        }
+    }
+
+    /// Whether this id follows the canonical rule ([`Self::text`]); an integer always does.
+    /// Issuing checks it, so an id built as `UserId::Text(..)` directly cannot skip the rule.
+    pub fn check_canonical(&self) -> Result<(), UserIdError> {
+        match self {
+            Self::Integer(_) => Ok(()),
+            Self::Text(text) => check_canonical(text),
+        }
+    }
+
+    /// An id that may already be stored (a path or argument naming a user to list or revoke):
+    /// anything [`Self::existing_text`] accepts, so sessions another system wrote for an id
+    /// that breaks the canonical rule can still be listed and revoked; canonical decimal
+    /// digits are the integer id.
+    pub fn existing(text: &str) -> Result<Self, UserIdError> {
+        match canonical_integer(text) {
+            Some(value) => Ok(Self::Integer(value)),
+            None => Self::existing_text(text),
+        }
+    }
+
+    /// A string id as the store may hold it: non-empty, at most [`Self::MAX_STORED_LEN`]
+    /// bytes, no control characters (which a key or a header could not carry).
+    pub fn existing_text(text: &str) -> Result<Self, UserIdError> {
         if text.is_empty() {
             return Err(UserIdError::Empty);
         }
-        if text.len() > Self::MAX_LEN {
-            return Err(UserIdError::TooLong { max: Self::MAX_LEN });
+        if text.len() > Self::MAX_STORED_LEN {
+            return Err(UserIdError::TooLong { max: Self::MAX_STORED_LEN });
         }
         if text.chars().any(char::is_control) {
             return Err(UserIdError::ControlCharacter);
         }
         Ok(Self::Text(text.to_owned()))
-    }
-
-    /// An id from a URL path segment: decimal digits that fit a 64-bit integer are the
-    /// integer id (both name the same `token_list:` key anyway), anything else is text.
-    pub fn from_path_segment(segment: &str) -> Result<Self, UserIdError> {
-        let integer = segment.parse::<i64>().map(i128::from).or_else(|_| segment.parse::<u64>().map(i128::from));
-        match integer {
-            Ok(value) if value.to_string() == segment => Ok(Self::Integer(value)),
-            _ => Self::text(segment),
-        }
     }
 
     /// The text used in `token_list:{user_id}`: what Python's f-string gives for the value.
@@ -98,6 +158,71 @@ impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.key_part())
     }
+}
+
+/// `Some(value)` when `text` is an integer in canonical ASCII decimal (`0`, `42`, `-7`; no
+/// sign but `-`, no leading zero) that fits a 64-bit integer, signed or not.
+fn canonical_integer(text: &str) -> Option<i128> {
+    let value = text.parse::<i64>().map(i128::from).or_else(|_| text.parse::<u64>().map(i128::from)).ok()?;
+    (value.to_string() == text).then_some(value)
+}
+
+/// Whether `text` is a number as Python's `int()` reads one: an optional sign, then groups of
+/// Unicode decimal digits (any script) joined by single underscores.
+fn reads_as_a_number(text: &str) -> bool {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    !digits.is_empty()
+        && digits.split('_').all(|group| {
+            !group.is_empty()
+                && group.chars().all(|character| character.general_category() == GeneralCategory::DecimalNumber)
+        })
+}
+
+/// The canonical rule for a string id ([`UserId::text`]).
+fn check_canonical(text: &str) -> Result<(), UserIdError> {
+    if text.is_empty() {
+        return Err(UserIdError::Empty);
+    }
+    if text.len() > UserId::MAX_LEN {
+        return Err(UserIdError::TooLong { max: UserId::MAX_LEN });
+    }
+    if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        return Err(UserIdError::SurroundingWhitespace);
+    }
+    for character in text.chars() {
+        let kind = match character.general_category() {
+            GeneralCategory::Control => Some("control"),
+            GeneralCategory::Format => Some("format (bidi, zero-width)"),
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => Some("line separator"),
+            _ if character.is_whitespace() && character != ' ' => Some("whitespace other than the space"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return Err(if kind == "control" {
+                UserIdError::ControlCharacter
+            } else {
+                UserIdError::ForbiddenCharacter { kind }
+            });
+        }
+    }
+    if !is_nfc(text) {
+        return Err(UserIdError::NotNormalized);
+    }
+    if reads_as_a_number(text) && canonical_integer_text(text).is_none() {
+        return Err(UserIdError::NotCanonicalNumber);
+    }
+    Ok(())
+}
+
+/// `Some(())` when `text` is canonical ASCII decimal of any length (`-?(0|[1-9][0-9]*)`): the
+/// digits Python's f-string writes for that integer, so the same list.
+fn canonical_integer_text(text: &str) -> Option<()> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    canonical.then_some(())
 }
 
 /// Why a stored `token:{token}` value cannot be used. For logs and metrics, never for clients.
@@ -170,7 +295,7 @@ impl TokenRecord {
         let user_id = match head.user_id {
             IdValue::Missing => return Err(CorruptMetadata::NoUserId),
             IdValue::Integer(value) => UserId::Integer(value),
-            IdValue::Text(text) => UserId::text(&text).map_err(|_| CorruptMetadata::BadUserId)?,
+            IdValue::Text(text) => UserId::existing_text(&text).map_err(|_| CorruptMetadata::BadUserId)?,
             IdValue::Other => return Err(CorruptMetadata::BadUserId),
         };
         Ok(Self(Arc::new(RecordParts { user_id, json, fields: OnceLock::new() })))
@@ -203,6 +328,15 @@ impl TokenRecord {
 
     pub fn field(&self, name: &str) -> Option<&OwnedValue> {
         self.fields().get(name)
+    }
+
+    /// A field holding a non-negative JSON integer (such as `iat`); `None` for anything else.
+    pub fn unsigned_field(&self, name: &str) -> Option<u64> {
+        match self.field(name)? {
+            OwnedValue::Static(StaticNode::U64(value)) => Some(*value),
+            OwnedValue::Static(StaticNode::I64(value)) => u64::try_from(*value).ok(),
+            _ => None,
+        }
     }
 }
 

@@ -66,12 +66,54 @@ fn corrupt_records_say_why() {
 
 #[test]
 fn user_ids_from_paths_and_text() {
-    assert_eq!(UserId::from_path_segment("42"), Ok(UserId::Integer(42)));
-    assert_eq!(UserId::from_path_segment("042"), Ok(UserId::Text("042".to_owned())), "not the integer's digits");
-    assert_eq!(UserId::from_path_segment("alice"), Ok(UserId::Text("alice".to_owned())));
+    assert_eq!(UserId::parse("42"), Ok(UserId::Integer(42)));
+    assert_eq!(UserId::parse("-7"), Ok(UserId::Integer(-7)));
+    assert_eq!(UserId::parse("alice"), Ok(UserId::Text("alice".to_owned())));
+    assert_eq!(UserId::parse("Zoë Smith"), Ok(UserId::Text("Zoë Smith".to_owned())), "NFC, an inner space");
+    assert_eq!(UserId::text("42"), Ok(UserId::Text("42".to_owned())), "canonical digits as a string: the same list");
+    assert_eq!(
+        UserId::parse("123456789012345678901234567890"),
+        Ok(UserId::Text("123456789012345678901234567890".to_owned())),
+        "canonical digits beyond 64 bits"
+    );
     assert_eq!(UserId::text(""), Err(UserIdError::Empty));
     assert_eq!(UserId::text("a\nb"), Err(UserIdError::ControlCharacter));
-    assert!(matches!(UserId::text(&"x".repeat(300)), Err(UserIdError::TooLong { .. })));
+    assert!(matches!(UserId::text(&"x".repeat(129)), Err(UserIdError::TooLong { max: 128 })));
+}
+
+/// Every id the issue names, and their kin: refused by the canonical rule with a message that
+/// states the rule; the stored-data reading still accepts them (another system wrote them).
+#[test]
+fn non_canonical_user_ids_are_refused_for_new_sessions_and_read_when_stored() {
+    let cases: &[(&str, UserIdError)] = &[
+        (" 42", UserIdError::SurroundingWhitespace),
+        ("42 ", UserIdError::SurroundingWhitespace),
+        ("   ", UserIdError::SurroundingWhitespace),
+        ("\u{a0}alice", UserIdError::SurroundingWhitespace),
+        ("٤٢", UserIdError::NotCanonicalNumber),
+        ("042", UserIdError::NotCanonicalNumber),
+        ("+42", UserIdError::NotCanonicalNumber),
+        ("4_2", UserIdError::NotCanonicalNumber),
+        ("-0", UserIdError::NotCanonicalNumber),
+        ("１２", UserIdError::NotCanonicalNumber),
+        ("a\u{2028}b", UserIdError::ForbiddenCharacter { kind: "line separator" }),
+        ("a\u{202e}b", UserIdError::ForbiddenCharacter { kind: "format (bidi, zero-width)" }),
+        ("a\u{200b}b", UserIdError::ForbiddenCharacter { kind: "format (bidi, zero-width)" }),
+        ("a\u{3000}b", UserIdError::ForbiddenCharacter { kind: "whitespace other than the space" }),
+        ("a\tb", UserIdError::ControlCharacter),
+        ("Zoe\u{308}", UserIdError::NotNormalized),
+    ];
+    for (text, error) in cases {
+        assert_eq!(UserId::parse(text).as_ref(), Err(error), "{text:?}");
+        assert_eq!(UserId::text(text).as_ref(), Err(error), "{text:?}");
+        assert!(error.to_string().contains("the rule:"), "the message states the rule: {error}");
+        assert_eq!(UserId::Text((*text).to_owned()).check_canonical().as_ref(), Err(error), "{text:?}");
+        if !text.contains(char::is_control) {
+            assert!(UserId::existing(text).is_ok(), "{text:?} is still readable and revocable");
+            let stored = format!(r#"{{"user_id":{}}}"#, simd_json::to_string(&text.to_string()).unwrap());
+            assert!(TokenRecord::decode(stored).is_ok(), "{text:?} stored by another system decodes");
+        }
+    }
 }
 
 #[tokio::test]

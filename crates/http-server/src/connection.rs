@@ -7,6 +7,10 @@
 //!   connecting and sending nothing, is cut then;
 //! - a keep-alive connection may wait `TESSERA_IDLE_TIMEOUT_MS` for its next request.
 //!
+//! It is also in the [`ConnectionTable`]: busy from a head's first byte until its answer, idle
+//! otherwise; asked to close (to make room for a new client), it reads end-of-file at its next
+//! idle read, so hyper closes it as if the client had.
+//!
 //! hyper has one timer, `header_read_timeout`, which starts whenever it begins waiting for a
 //! head — right after the accept and after every response — so it is set to the idle timeout.
 //! The header-read deadline, which must start at the head's first byte instead, is kept by
@@ -40,7 +44,11 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::{metrics::HttpMetrics, response::Body};
+use crate::{
+    connection_table::{TableEntry, Tracked},
+    metrics::HttpMetrics,
+    response::Body,
+};
 
 /// The per-connection limits, from the settings (which bound both timeouts to a day, so no
 /// deadline overflows a clock).
@@ -52,10 +60,12 @@ pub(crate) struct ConnectionLimits {
 }
 
 /// The connection on `stream`, served by `handle` until it ends, is cut, or the graceful
-/// shutdown closes it; `slot` (its share of the connection cap) is released when it ends.
+/// shutdown (or the table) closes it; `slot` (its share of the connection cap) and `entry`
+/// (its place in the table) are released when it ends.
 pub(crate) fn serve<Handle, Answer>(
     stream: TcpStream,
     slot: OwnedSemaphorePermit,
+    entry: TableEntry,
     handle: Handle,
     limits: ConnectionLimits,
     graceful: &GracefulShutdown,
@@ -66,14 +76,26 @@ where
     Answer: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let heads = Arc::new(HeadCounters::default());
-    let stream = WatchedStream::new(stream, Arc::clone(&heads), limits.header_read_timeout, Arc::clone(&metrics));
+    let tracked = Arc::clone(entry.tracked());
+    // Served from now on: idle until its first head starts.
+    tracked.mark_idle();
+    let stream = WatchedStream::new(
+        stream,
+        Arc::clone(&heads),
+        Arc::clone(&tracked),
+        limits.header_read_timeout,
+        Arc::clone(&metrics),
+    );
     let service = service_fn(move |request| {
         heads.received.fetch_add(1, Ordering::Relaxed);
+        tracked.mark_busy();
         let heads = Arc::clone(&heads);
+        let tracked = Arc::clone(&tracked);
         // `map`, not an `async` block awaiting `answer`: such a block keeps the captured future
         // and the awaited one apart, twice its size, and hyper moves it once per request.
         handle(request).map(move |response| {
             heads.answered.fetch_add(1, Ordering::Relaxed);
+            tracked.mark_idle();
             response
         })
     });
@@ -90,6 +112,7 @@ where
             tracing::debug!(%error, "connection ended with an error");
         }
         drop(open);
+        drop(entry);
         drop(slot);
     }
 }
@@ -128,6 +151,12 @@ struct HeadCounters {
 struct WatchedStream {
     inner: TcpStream,
     heads: Arc<HeadCounters>,
+    tracked: Arc<Tracked>,
+    /// Bytes of a head arrived that the service has not received yet (the connection is not
+    /// idle, whatever the counters say).
+    head_started: bool,
+    /// `heads.received` when `head_started` was last cleared.
+    heads_seen: u64,
     limit: Duration,
     /// `Some((n, deadline))`: armed, until `deadline`, while the service has received `n`
     /// heads (a head more disarms it).
@@ -139,10 +168,26 @@ struct WatchedStream {
 }
 
 impl WatchedStream {
-    fn new(inner: TcpStream, heads: Arc<HeadCounters>, limit: Duration, metrics: Arc<HttpMetrics>) -> Self {
+    fn new(
+        inner: TcpStream,
+        heads: Arc<HeadCounters>,
+        tracked: Arc<Tracked>,
+        limit: Duration,
+        metrics: Arc<HttpMetrics>,
+    ) -> Self {
         let deadline = Instant::now() + limit;
         let timer = Box::pin(tokio::time::sleep_until(deadline));
-        Self { inner, heads, limit, armed: Some((0, deadline)), timer, metrics }
+        Self {
+            inner,
+            heads,
+            tracked,
+            head_started: false,
+            heads_seen: 0,
+            limit,
+            armed: Some((0, deadline)),
+            timer,
+            metrics,
+        }
     }
 
     /// Updates the deadline after a read that brought `bytes` bytes.
@@ -151,10 +196,27 @@ impl WatchedStream {
         if self.armed.is_some_and(|(armed_at, _)| received > armed_at) {
             self.armed = None;
         }
-        let serving = received > self.heads.answered.load(Ordering::Relaxed);
-        if bytes > 0 && !serving && self.armed.is_none() {
-            self.armed = Some((received, Instant::now() + self.limit));
+        if received > self.heads_seen {
+            self.heads_seen = received;
+            self.head_started = false;
         }
+        let serving = received > self.heads.answered.load(Ordering::Relaxed);
+        if bytes > 0 && !serving {
+            if !self.head_started {
+                self.head_started = true;
+                self.tracked.mark_busy();
+            }
+            if self.armed.is_none() {
+                self.armed = Some((received, Instant::now() + self.limit));
+            }
+        }
+    }
+
+    /// Whether the table asked this connection to close and it is idle: no request in
+    /// flight, no byte of a next head. Registers the reader's waker with the table.
+    fn closing_while_idle(&self, context: &Context<'_>) -> bool {
+        let serving = self.heads.received.load(Ordering::Relaxed) > self.heads.answered.load(Ordering::Relaxed);
+        !serving && !self.head_started && self.tracked.close_requested(context.waker())
     }
 
     /// Whether the armed deadline passed; if not, the timer wakes `context` when it does.
@@ -179,6 +241,10 @@ impl AsyncRead for WatchedStream {
             }
             Poll::Pending => {
                 this.track(0);
+                if this.closing_while_idle(context) {
+                    // End-of-file between requests: hyper closes the connection cleanly.
+                    return Poll::Ready(Ok(()));
+                }
                 if this.head_overdue(context) {
                     this.metrics.slow_request_head();
                     return Poll::Ready(Err(io::Error::new(

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod cli;
 mod connection;
+mod connection_table;
 mod embed;
 mod error;
 mod handlers;

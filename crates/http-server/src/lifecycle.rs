@@ -36,6 +36,7 @@ impl Lifecycle {
             default_ttl: settings.access_token_ttl,
             max_sessions_per_user: settings.auth.max_sessions_per_user,
             sliding_expiry: settings.auth.sliding_expiry,
+            max_session_lifetime: settings.auth.max_session_lifetime,
             token_format: match settings.auth.token_format {
                 config::TokenFormat::V1 => TokenFormat::V1,
                 config::TokenFormat::V2 => TokenFormat::V2,

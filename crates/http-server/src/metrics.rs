@@ -22,6 +22,8 @@ pub(crate) struct HttpMetrics {
     outcomes: [AtomicU64; VerifyOutcome::ALL.len()],
     open_connections: AtomicU64,
     slow_request_heads: AtomicU64,
+    idle_connections_closed: AtomicU64,
+    connections_refused_per_ip: AtomicU64,
 }
 
 impl HttpMetrics {
@@ -44,6 +46,16 @@ impl HttpMetrics {
     /// A connection was cut because its request head did not arrive in time.
     pub(crate) fn slow_request_head(&self) {
         self.slow_request_heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An idle keep-alive connection was closed to make room for a new one.
+    pub(crate) fn idle_connection_closed(&self) {
+        self.idle_connections_closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new connection was refused: its peer held `TESSERA_MAX_CONNECTIONS_PER_IP`, all busy.
+    pub(crate) fn connection_refused_per_ip(&self) {
+        self.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn render(&self, cache: &MetricsSnapshot, embedded: Option<EmbeddedStats>) -> String {
@@ -77,9 +89,18 @@ impl HttpMetrics {
              # TYPE tessera_http_connections_open gauge\ntessera_http_connections_open {}\n\
              # HELP tessera_http_slow_request_heads_total Connections cut because a request head took longer than \
              TESSERA_HEADER_READ_TIMEOUT_MS.\n# TYPE tessera_http_slow_request_heads_total counter\n\
-             tessera_http_slow_request_heads_total {}",
+             tessera_http_slow_request_heads_total {}\n\
+             # HELP tessera_http_idle_connections_closed_total Idle keep-alive connections closed to make room for \
+             new ones (TESSERA_MAX_CONNECTIONS, TESSERA_MAX_CONNECTIONS_PER_IP).\n\
+             # TYPE tessera_http_idle_connections_closed_total counter\n\
+             tessera_http_idle_connections_closed_total {}\n\
+             # HELP tessera_http_connections_refused_total New connections refused because their peer held \
+             TESSERA_MAX_CONNECTIONS_PER_IP busy connections.\n# TYPE tessera_http_connections_refused_total counter\n\
+             tessera_http_connections_refused_total {}",
             self.open_connections.load(Ordering::Relaxed),
             self.slow_request_heads.load(Ordering::Relaxed),
+            self.idle_connections_closed.load(Ordering::Relaxed),
+            self.connections_refused_per_ip.load(Ordering::Relaxed),
         );
         render_cache(&mut out, cache);
         if let Some(embedded) = embedded {

@@ -111,5 +111,7 @@ fn user_id(segment: &str) -> Result<UserId, ApiError> {
     let decoded = percent_decode_str(segment)
         .decode_utf8()
         .map_err(|_| ApiError::BadRequest("the user id in the path is not UTF-8".to_owned()))?;
-    UserId::from_path_segment(&decoded).map_err(|error| ApiError::BadRequest(format!("user id: {error}")))
+    // Listing and revoking name a user who may already have sessions, written by another system
+    // for an id the canonical rule refuses: those must stay reachable (issuing is canonical).
+    UserId::existing(&decoded).map_err(|error| ApiError::BadRequest(format!("user id: {error}")))
 }

@@ -7,7 +7,7 @@ use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time:
 use hyper::{
     HeaderMap, Request, Response,
     body::Incoming,
-    header::{HeaderName, HeaderValue},
+    header::{CACHE_CONTROL, HeaderName, HeaderValue, X_CONTENT_TYPE_OPTIONS},
 };
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::{
@@ -21,11 +21,13 @@ use config::Settings;
 
 use crate::{
     connection::{self, ConnectionLimits},
+    connection_table::{ConnectionTable, Refused, TableEntry},
     handlers::Caller,
     lifecycle::Lifecycle,
     metrics::HttpMetrics,
     middleware::{Admission, AuthLayer, Presented, Rules, VerifyOutcome},
     response::Body,
+    route::RouteName,
     router::{Requested, Router},
     state::AppState,
 };
@@ -38,6 +40,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// At most one warning this often while the connection cap holds new connections back.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// At the connection cap with no idle connection, how often to look again for one that turned
+/// idle while waiting for a slot.
+const FULL_RECHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// A bound, started server that has not begun serving yet.
 #[derive(Debug)]
@@ -55,6 +60,7 @@ pub struct Application {
 #[derive(Clone, Copy, Debug)]
 struct ServerLimits {
     max_connections: usize,
+    max_connections_per_ip: usize,
     connection: ConnectionLimits,
 }
 
@@ -135,6 +141,7 @@ impl Application {
             stack,
             limits: ServerLimits {
                 max_connections: settings.http.max_connections,
+                max_connections_per_ip: settings.http.max_connections_per_ip,
                 connection: ConnectionLimits {
                     header_read_timeout: settings.http.header_read_timeout,
                     idle_timeout: settings.http.idle_timeout,
@@ -164,18 +171,23 @@ impl Application {
         let mut connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let mut last_full_warning = None;
+        let table = ConnectionTable::new(limits.max_connections_per_ip, limits.max_connections);
+        let mut warnings = Warnings::default();
+        // An accepted connection still waiting for a slot: kept across the loop's turns, so a
+        // connection that ends meanwhile (which restarts `accept_within`) does not drop it.
+        let mut pending = None;
         loop {
             tokio::select! {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = accept_within(&listener, &slots, &mut last_full_warning) => match accepted {
-                    Ok((stream, slot)) => {
+                accepted = accept_within(&listener, &slots, &table, &metrics, &mut warnings, &mut pending) => match accepted {
+                    Ok(None) => {}
+                    Ok(Some((stream, slot, entry))) => {
                         let stack = stack.clone();
                         let counted = Arc::clone(&metrics);
                         let handle = move |request| serve(stack.clone(), Arc::clone(&counted), request);
                         let limits = limits.connection;
                         let metrics = Arc::clone(&metrics);
-                        connections.spawn(connection::serve(stream, slot, handle, limits, &graceful, metrics));
+                        connections.spawn(connection::serve(stream, slot, entry, handle, limits, &graceful, metrics));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
@@ -206,30 +218,80 @@ impl Application {
     }
 }
 
-/// Waits for a free slot under `TESSERA_MAX_CONNECTIONS`, then accepts. While the cap holds,
-/// nothing is accepted: new connections wait in the kernel's accept backlog (and, past it,
-/// their SYNs are dropped and the clients retry), and no open connection is cut. Cancel-safe:
-/// dropped before the accept, the slot goes back.
+/// When each capacity warning was last logged (at most one a minute each).
+#[derive(Default)]
+struct Warnings {
+    full: Option<Instant>,
+    peer_full: Option<Instant>,
+}
+
+fn may_warn(last: &mut Option<Instant>) -> bool {
+    let due = last.is_none_or(|warned: Instant| warned.elapsed() >= FULL_WARNING_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+/// Accepts a connection, admits it into the table and takes its slot under
+/// `TESSERA_MAX_CONNECTIONS`. At the cap, the connection idle longest is told to close and the
+/// new one takes its slot; while none is idle the new one waits here, and those behind it in
+/// the kernel's accept backlog (past it their SYNs are dropped and the clients retry). Idle
+/// connections are closed only for a client that is actually there. A connection whose peer
+/// holds `TESSERA_MAX_CONNECTIONS_PER_IP` busy connections is closed at once (`Ok(None)`).
+/// Cancel-safe: a connection accepted but still waiting for a slot stays in `pending`.
 async fn accept_within(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
-    last_full_warning: &mut Option<Instant>,
-) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
-    let slot = match Arc::clone(slots).try_acquire_owned() {
-        Ok(slot) => slot,
-        Err(_) => {
-            if last_full_warning.is_none_or(|warned: Instant| warned.elapsed() >= FULL_WARNING_EVERY) {
-                tracing::warn!("TESSERA_MAX_CONNECTIONS reached: new connections wait in the accept backlog");
-                *last_full_warning = Some(Instant::now());
+    table: &Arc<ConnectionTable>,
+    metrics: &HttpMetrics,
+    warnings: &mut Warnings,
+    pending: &mut Option<(TcpStream, TableEntry)>,
+) -> std::io::Result<Option<(TcpStream, OwnedSemaphorePermit, TableEntry)>> {
+    if pending.is_none() {
+        let (stream, peer) = listener.accept().await?;
+        match table.admit(peer.ip()) {
+            Ok((entry, closed_one)) => {
+                if closed_one {
+                    metrics.idle_connection_closed();
+                }
+                *pending = Some((stream, entry));
             }
-            match Arc::clone(slots).acquire_owned().await {
-                Ok(slot) => slot,
-                Err(_) => unreachable!("the connection slots are never closed"),
+            Err(Refused::PeerFull) => {
+                metrics.connection_refused_per_ip();
+                if may_warn(&mut warnings.peer_full) {
+                    tracing::warn!(
+                        peer = %peer.ip(),
+                        "TESSERA_MAX_CONNECTIONS_PER_IP reached with every connection of the peer busy: new ones \
+                         from it are closed at once"
+                    );
+                }
+                return Ok(None);
             }
         }
+    }
+    let slot = loop {
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            break slot;
+        }
+        if table.close_longest_idle() {
+            metrics.idle_connection_closed();
+        } else if may_warn(&mut warnings.full) {
+            tracing::warn!(
+                "TESSERA_MAX_CONNECTIONS reached with no idle connection to close: new connections wait in the \
+                 accept backlog"
+            );
+        }
+        // A connection told to close frees its slot within moments; a busy one may turn idle.
+        tokio::select! {
+            slot = Arc::clone(slots).acquire_owned() => match slot {
+                Ok(slot) => break slot,
+                Err(_) => unreachable!("the connection slots are never closed"),
+            },
+            () = tokio::time::sleep(FULL_RECHECK_EVERY) => {}
+        }
     };
-    let (stream, _peer) = listener.accept().await?;
-    Ok((stream, slot))
+    Ok(pending.take().map(|(stream, entry)| (stream, slot, entry)))
 }
 
 /// One request through the stack, with a request id (propagated when sane, generated
@@ -266,8 +328,21 @@ fn serve(
         };
         metrics.record(route, response.status().as_u16(), Some(outcome));
         tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
-        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID_HEADER, request_id);
+        protect(route, headers);
         Ok(response)
+    }
+}
+
+/// Every answer is `nosniff`, and none may be stored by a cache (a shared proxy cache, the
+/// browser's) but the API document's: answers carry tokens (issue), principals (verify's
+/// headers, `/api/me`), session lists and introspection data, and a refusal cached for one
+/// client must not answer another.
+fn protect(route: RouteName, headers: &mut HeaderMap) {
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if route != RouteName::OpenApi {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
 

@@ -30,8 +30,9 @@ pub(crate) struct IntrospectionRequest {
     pub(crate) token: String,
 }
 
-/// A user id as a request body gives it: a string (validated as [`UserId::text`]) or an integer
-/// of at most 64 bits; `42.0`, `null`, arrays and objects are refused.
+/// A user id as a request body gives it: a string (validated as [`UserId::text`], the canonical
+/// rule) or an integer of at most 64 bits — written `42` or, as JSON Schema's `integer` allows,
+/// `42.0`; `42.5`, `null`, arrays and objects are refused.
 #[derive(Debug)]
 pub(crate) struct RequestUserId(pub(crate) UserId);
 
@@ -56,6 +57,15 @@ impl<'de> Deserialize<'de> for RequestUserId {
 
             fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
                 Ok(RequestUserId(UserId::Integer(i128::from(number))))
+            }
+
+            fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+                match whole_number(number) {
+                    Some(value) if i64::try_from(value).is_ok() || u64::try_from(value).is_ok() => {
+                        Ok(RequestUserId(UserId::Integer(value)))
+                    }
+                    _ => Err(E::invalid_type(not_whole(number), &self)),
+                }
             }
 
             /// Said as JSON says it (serde's default would be "unit value").
@@ -95,9 +105,34 @@ impl<'de> Deserialize<'de> for TtlSeconds {
                     Err(_) => Err(E::invalid_value(de::Unexpected::Signed(seconds), &self)),
                 }
             }
+
+            /// `1800.0` is an integer to JSON Schema, so to this API; `1800.5` is not.
+            fn visit_f64<E: de::Error>(self, seconds: f64) -> Result<Self::Value, E> {
+                match whole_number(seconds).and_then(|value| u64::try_from(value).ok()) {
+                    Some(seconds) => self.visit_u64(seconds),
+                    None => Err(E::invalid_type(not_whole(seconds), &self)),
+                }
+            }
         }
 
         deserializer.deserialize_any(SecondsVisitor)
+    }
+}
+
+/// A JSON number with a zero fraction (`34098.0`) as the integer it is; `None` for a
+/// fraction, an infinity or NaN, or beyond what an `f64` holds exactly (2^53).
+fn whole_number(number: f64) -> Option<i128> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    (number.is_finite() && number.fract() == 0.0 && number.abs() <= EXACT).then(|| number as i128)
+}
+
+/// How a number that is not a whole one is named in a refusal: by value when short, else by
+/// kind (a 300-digit echo helps nobody).
+fn not_whole(number: f64) -> de::Unexpected<'static> {
+    if number.is_finite() && number.abs() < 1e15 {
+        de::Unexpected::Float(number)
+    } else {
+        de::Unexpected::Other("a number too large to be an exact integer")
     }
 }
 

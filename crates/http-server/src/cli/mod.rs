@@ -54,8 +54,10 @@ enum Command {
 enum TokenCommand {
     /// Issue a token; prints the JSON `POST /internal/sessions` answers.
     Issue {
-        /// The user: decimal digits are an integer id, anything else a string id.
-        #[arg(long, value_parser = parse_user_id)]
+        /// The user: decimal digits are an integer id, anything else a string id; either under
+        /// the canonical rule (no surrounding whitespace, no control, format or bidi characters,
+        /// NFC, no number written another way such as `042`).
+        #[arg(long, value_parser = parse_new_user_id)]
         user_id: UserId,
         /// The session's metadata, a JSON object (e.g. '{"username":"alice"}').
         #[arg(long, value_parser = parse_metadata)]
@@ -170,8 +172,15 @@ fn usage_error_line(rendered: &str, args: &[OsString]) -> String {
     format!("{problem} (see {} --help)", path.join(" "))
 }
 
+/// A user to issue for: the canonical rule.
+fn parse_new_user_id(text: &str) -> Result<UserId, String> {
+    UserId::parse(text).map_err(|error| error.to_string())
+}
+
+/// A user to list or revoke: any id the store may hold, so sessions another system wrote
+/// for a non-canonical id can still be revoked.
 fn parse_user_id(text: &str) -> Result<UserId, String> {
-    UserId::from_path_segment(text).map_err(|error| error.to_string())
+    UserId::existing(text).map_err(|error| error.to_string())
 }
 
 fn parse_session_id(text: &str) -> Result<SessionId, String> {

@@ -22,6 +22,9 @@ fn issue_session_bodies_are_read_into_their_fields() {
     let bare = issue(r#"{"user_id":"alice","metadata":null,"ttl_seconds":null}"#).unwrap();
     assert_eq!(bare.user_id.0, UserId::Text("alice".to_owned()));
     assert!(bare.metadata.is_none() && bare.ttl_seconds.is_none());
+    let whole = issue(r#"{"user_id":42.0,"ttl_seconds":34098.0}"#).unwrap();
+    assert_eq!(whole.user_id.0, UserId::Integer(42), "JSON Schema's integer includes 42.0");
+    assert_eq!(whole.ttl_seconds.map(|seconds| seconds.0.get()), Some(34_098));
     let extremes = [("-9223372036854775808", i128::from(i64::MIN)), ("18446744073709551615", i128::from(u64::MAX))];
     for (number, expected) in extremes {
         let read = issue(&format!(r#"{{"user_id":{number}}}"#)).unwrap();
@@ -39,7 +42,11 @@ fn bad_issue_session_bodies_say_what_is_wrong() {
         (r#"{"metadata":{}}"#, "missing field `user_id`"),
         (r#"{"user_id":null}"#, "invalid type: null, expected `user_id` as a string or an integer"),
         (r#"{"user_id":1.5}"#, "invalid type: floating point `1.5`, expected `user_id` as a string or an integer"),
-        (r#"{"user_id":42.0}"#, "invalid type: floating point `42.0`, expected `user_id` as a string or an integer"),
+        (r#"{"user_id":1e300}"#, "invalid type: a number too large to be an exact integer, expected `user_id` as a"),
+        (r#"{"user_id":1,"ttl_seconds":1e300}"#, "invalid type: a number too large to be an exact integer, expected"),
+        (r#"{"user_id":" 42"}"#, "`user_id`: a user id may not start or end with whitespace; the rule:"),
+        (r#"{"user_id":"٤٢"}"#, "`user_id`: a user id that reads as a number must be written in ASCII digits"),
+        (r#"{"user_id":"a\u202eb"}"#, "`user_id`: a user id may not contain format (bidi, zero-width) characters"),
         (r#"{"user_id":[1]}"#, "invalid type: sequence, expected `user_id` as a string or an integer"),
         (r#"{"user_id":""}"#, "`user_id`: a user id may not be empty"),
         (r#"{"user_id":"a\u0001b"}"#, "`user_id`: a user id may not contain control characters"),
