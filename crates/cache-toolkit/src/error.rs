@@ -245,7 +245,10 @@ mod tests {
             CacheError::from_fred("get", Some(&key), FredError::new(FredErrorKind::Timeout, "Request timed out."));
         let text = error.to_string();
         let redacted = RedactedKey::new(&key);
-        assert_eq!(text, format!("cache get failed on key `{redacted}`: unavailable: Request timed out."));
+        assert_eq!(
+            text,
+            format!("cache get failed on key `{redacted}`: unavailable: Timeout Error: Request timed out.")
+        );
         assert!(!text.contains(token) && !format!("{error:?}").contains(token), "{text}");
         assert!(error.is_retryable());
         assert_eq!(error.key(), Some(&redacted));
