@@ -104,6 +104,8 @@ on_every_backend!(
     paths_cannot_slip_past_the_whitelist,
     sessions_are_listed_revoked_and_introspected,
     limits_and_request_ids,
+    answers_are_nosniff_and_never_cached,
+    introspection_claims_come_from_the_record_never_from_metadata,
 );
 
 async fn issue_verify_me_logout_then_refused(backend: &str) {
@@ -815,4 +817,91 @@ mod verification_path {
     async fn cluster_edge_cases() {
         super::script_edge_cases("cluster").await;
     }
+}
+
+/// Every answer is `nosniff`; every answer that could carry a token, a principal, sessions or
+/// introspection data — and every refusal — tells caches not to store it. Only the API
+/// document may be cached.
+async fn answers_are_nosniff_and_never_cached(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let user = unique_user();
+    let issued = send(
+        app.address,
+        Method::POST,
+        "/internal/sessions",
+        &[("x-internal-key", INTERNAL_KEY)],
+        Some(("application/json", format!(r#"{{"user_id":{user}}}"#).into_bytes())),
+    )
+    .await;
+    assert_eq!(issued.status, StatusCode::CREATED);
+    let token = json_field(&issued.body, "token");
+    let key = [("x-internal-key", INTERNAL_KEY)];
+    let auth = [("authorization", bearer(&token))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let introspect = format!(r#"{{"token":"{token}"}}"#).into_bytes();
+    let answers = [
+        ("issue", issued),
+        ("verify", verify(&app, &auth).await),
+        ("verify refused", verify(&app, &[("authorization", "Bearer unknown-token-unknown-token")]).await),
+        ("me", send(app.address, Method::GET, "/api/me", &auth, None).await),
+        (
+            "introspect",
+            send(app.address, Method::POST, "/internal/introspect", &key, Some(("application/json", introspect))).await,
+        ),
+        ("sessions", send(app.address, Method::GET, &format!("/internal/users/{user}/sessions"), &key, None).await),
+        ("internal refused", send(app.address, Method::GET, "/internal/users/1/sessions", &[], None).await),
+        ("metrics", send(app.address, Method::GET, "/metrics", &key, None).await),
+        ("healthz", send(app.address, Method::GET, "/healthz", &[], None).await),
+        ("not found", send(app.address, Method::GET, "/nowhere", &auth, None).await),
+    ];
+    for (what, answer) in &answers {
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{what}: {:?}", answer.headers);
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{what}: {:?}", answer.headers);
+    }
+    let document = send(app.address, Method::GET, "/openapi.json", &[], None).await;
+    assert_eq!(document.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(document.header("cache-control"), None, "the API document may be cached");
+    app.stop().await;
+}
+
+/// RFC 7662's claims a resource server acts on (`scope`, `client_id`, `aud`, `iss`, `nbf`,
+/// `jti`) are never taken from metadata; `iat` is the record's own, and metadata may not set
+/// it (nor `user_id` nor `ttl_seconds`) at issue.
+async fn introspection_claims_come_from_the_record_never_from_metadata(backend: &str) {
+    let app = app_on(backend, &[]).await;
+    let user = unique_user();
+    let key = [("x-internal-key", INTERNAL_KEY)];
+    let hostile = r#""scope":"admin","client_id":"evil","aud":"everyone","iss":"me","nbf":1,"jti":"x","sub":"0","exp":9999999999,"active":false,"token_type":"mac","username":"alice""#;
+    let (token, _) = issue(&app, &format!(r#"{{"user_id":{user},"metadata":{{{hostile}}}}}"#)).await;
+    let body = format!(r#"{{"token":"{token}"}}"#).into_bytes();
+    let answer = send(app.address, Method::POST, "/internal/introspect", &key, Some(("application/json", body))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let mut bytes = answer.body.clone().into_bytes();
+    let claims = simd_json::to_owned_value(&mut bytes).unwrap();
+    use simd_json::prelude::{ValueAsScalar, ValueObjectAccess};
+    for claim in ["scope", "client_id", "aud", "iss", "nbf", "jti"] {
+        assert!(claims.get(claim).is_none(), "{claim} came from metadata: {}", answer.body);
+    }
+    assert_eq!(claims.get("active").and_then(|value| value.as_bool()), Some(true), "{}", answer.body);
+    assert_eq!(claims.get("sub").and_then(|value| value.as_str()), Some(user.to_string().as_str()));
+    assert_eq!(claims.get("token_type").and_then(|value| value.as_str()), Some("Bearer"));
+    assert_eq!(claims.get("username").and_then(|value| value.as_str()), Some("alice"), "other metadata stays");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let exp = claims.get("exp").and_then(|value| value.as_u64()).unwrap();
+    assert!(exp <= now + 1_800 + 5, "exp is the token's own, not metadata's: {exp}");
+    let iat = claims.get("iat").and_then(|value| value.as_u64()).unwrap();
+    assert!(iat + 60 >= now && iat <= now, "iat is when it was issued: {iat}");
+    for field in ["iat", "user_id", "ttl_seconds"] {
+        let refused = send(
+            app.address,
+            Method::POST,
+            "/internal/sessions",
+            &key,
+            Some(("application/json", format!(r#"{{"user_id":{user},"metadata":{{"{field}":1}}}}"#).into_bytes())),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{field}: {}", refused.body);
+        assert!(refused.body.contains(field), "{}", refused.body);
+    }
+    app.stop().await;
 }

@@ -18,6 +18,7 @@ mod near_cache;
 mod openapi;
 mod redis_tls;
 mod revocation;
+mod secrets_in_logs;
 mod sentinel_failover;
 mod server;
 mod session_cap;

@@ -1,7 +1,8 @@
 //! Token format and storage end to end (README "Tokens: format and storage"): v2 tokens and
 //! their checksum (a bad one costs no Redis command), every storage mode through the HTTP API
-//! on each backend, `migrate` moving a token the Python system wrote, and `hashed` leaving no
-//! token anywhere in the database.
+//! on each backend, `migrate` moving a token the Python system wrote (and never leaving one
+//! without a TTL, however close to its end it is used), and `hashed` leaving no token anywhere
+//! in the database.
 
 use std::time::Duration;
 
@@ -207,6 +208,64 @@ async fn migrate_moves_a_python_token_on_first_use(topology: &str) {
     assert_eq!(raw.get_list(&list).await.unwrap().len(), 1, "only the issued token is left");
     backend.close().await;
     app.stop().await;
+}
+
+mod migrate_never_leaves_a_token_without_a_ttl {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn standalone() {
+        super::migrate_never_leaves_a_token_without_a_ttl("standalone").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster() {
+        super::migrate_never_leaves_a_token_without_a_ttl("cluster").await;
+    }
+}
+
+/// Python-written tokens of 1 to 3 ms are verified in `migrate` storage from the moment they
+/// are written until they are gone, many at once: the move to the hashed form runs in every
+/// token's last milliseconds, where Redis's PTTL answers 0. Afterwards no key of theirs, plain
+/// or hashed, is without a TTL (a PTTL of 0 taken for "no expiry" made immortal tokens).
+async fn migrate_never_leaves_a_token_without_a_ttl(topology: &str) {
+    use auth_core::{AuthPolicy, Authenticator, Verification};
+    use dao::{CacheDao, TokenStorage};
+
+    const TASKS: u64 = 8;
+    const TOKENS_PER_TASK: u64 = 60;
+    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let auth = Authenticator::new(CacheDao::with_storage(raw.clone(), TokenStorage::Migrate), AuthPolicy::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (raw, auth) = (raw.clone(), auth.clone());
+        tasks.spawn(async move {
+            let mut written = Vec::new();
+            for index in 0..TOKENS_PER_TASK {
+                let user = unique_user();
+                let token = python_token();
+                let ttl = Duration::from_millis(1 + (task + index) % 3);
+                raw.push_to_list(&format!("token_list:{user}"), &token, ListEnd::Left).await.unwrap();
+                raw.set_value(&format!("token:{token}"), &format!(r#"{{"user_id":{user}}}"#), Some(ttl)).await.unwrap();
+                let started = std::time::Instant::now();
+                while let Ok(Verification::Valid(_)) = auth.verify(&token).await {
+                    assert!(started.elapsed() < Duration::from_secs(2), "a {ttl:?} token still valid after 2 s");
+                }
+                written.push(token);
+            }
+            written
+        });
+    }
+    let mut checked = 0;
+    for token in tasks.join_all().await.into_iter().flatten() {
+        use sha2::{Digest, Sha256};
+        let digest: String = Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        for key in [format!("token:{token}"), format!("token:sha256:{digest}")] {
+            let ttl = raw.get_ttl(&key).await.unwrap();
+            assert_ne!(ttl, Ttl::NoExpiry, "{key} was left without a TTL");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * TASKS * TOKENS_PER_TASK);
+    backend.close().await;
 }
 
 /// Every key name, string value and list entry of the whole database, read with SCAN, TYPE,
