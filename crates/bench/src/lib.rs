@@ -98,8 +98,9 @@ where
     }
 }
 
-/// An empty-bodied response with `status`, a fresh `x-request-id` (as `tessera` sends) and,
-/// for a verified caller, `x-auth-user-id`.
+/// An empty-bodied response with `status`, a fresh `x-request-id`, `cache-control: no-store`
+/// and `x-content-type-options: nosniff` (as `tessera` sends) and, for a verified caller,
+/// `x-auth-user-id`.
 pub fn answer(status: StatusCode, user_id: Option<&str>) -> Response<Body> {
     let mut response = Response::new(Body::new(Bytes::new()));
     *response.status_mut() = status;
@@ -108,6 +109,8 @@ pub fn answer(status: StatusCode, user_id: Option<&str>) -> Response<Body> {
         headers.insert(USER_ID_HEADER, user_id);
     }
     headers.insert(REQUEST_ID_HEADER, request_id());
+    headers.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(hyper::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 
@@ -123,7 +126,7 @@ pub fn bearer_token<B>(request: &Request<B>) -> Option<&str> {
 }
 
 /// The metadata a login service would store for benchmark user `user` (about 200 bytes of
-/// compact JSON once `user_id` and `iat` are added at issue): who, where, what they may do.
+/// compact JSON once `user_id`, `iat` and `ttl_seconds` are added at issue): who, where, what they may do.
 pub fn user_metadata(user: u64) -> MetadataObject {
     const LOCALES: [&str; 4] = ["en-US", "de-DE", "fr-FR", "ja-JP"];
     const PLANS: [&str; 3] = ["free", "pro", "enterprise"];

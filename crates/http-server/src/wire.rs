@@ -123,7 +123,7 @@ impl<'de> Deserialize<'de> for TtlSeconds {
 /// fraction, an infinity or NaN, or beyond what an `f64` holds exactly (2^53).
 fn whole_number(number: f64) -> Option<i128> {
     const EXACT: f64 = 9_007_199_254_740_992.0;
-    (number.is_finite() && number.fract() == 0.0 && number.abs() <= EXACT).then(|| number as i128)
+    (number.is_finite() && number.fract() == 0.0 && number.abs() <= EXACT).then_some(number as i128)
 }
 
 /// How a number that is not a whole one is named in a refusal: by value when short, else by
