@@ -528,8 +528,22 @@ impl Validator<'_> {
         let (target, username, password, tls) = match url {
             Some(url) => {
                 let parsed = redis_target::parse_redis_url(url).map_err(|problem| self.error("redis_url", problem))?;
-                let password = parsed.password.or(separate_password);
-                (parsed.target, parsed.username.or_else(|| raw.redis_username.clone()), password, parsed.tls)
+                let url_rank = self.rank("redis_url");
+                // A separate password or user from a stronger source than the URL wins over the URL's.
+                let password = match parsed.password {
+                    Some(_) if separate_password.is_some() && self.rank("redis_password") > url_rank => {
+                        separate_password
+                    }
+                    from_url => from_url.or(separate_password),
+                };
+                let separate_username = raw.redis_username.clone().filter(|name| !name.is_empty());
+                let username = match parsed.username {
+                    Some(_) if separate_username.is_some() && self.rank("redis_username") > url_rank => {
+                        separate_username
+                    }
+                    from_url => from_url.or(separate_username),
+                };
+                (parsed.target, username, password, parsed.tls)
             }
             None => {
                 if raw.redis_port == 0 {

@@ -557,6 +557,23 @@ fn the_environment_wins_over_files_for_redis_url_against_redis_host() {
         let settings =
             load_in(jail, &[("REDIS_URL", "redis://from-env-url:7001")]).map_err(|error| error.to_string())?;
         assert_eq!(settings.redis.target.addresses(), "from-env-url:7001", "the URL from the environment wins");
+        jail.create_file("configs/dev.toml", "redis_url = \"redis://file-user:file-pass@from-file:7000\"\n")?;
+        jail.create_file("configs/.env.dev", "")?;
+        let settings = load_in(jail, &[("REDIS_PASSWORD", "env-pass"), ("TESSERA_REDIS_USERNAME", "env-user")])
+            .map_err(|error| error.to_string())?;
+        assert_eq!(settings.redis.password.as_ref().map(Secret::expose), Some("env-pass"), "over the file URL's");
+        assert_eq!(settings.redis.username.as_deref(), Some("env-user"), "over the file URL's");
+        let settings = load_in(
+            jail,
+            &[
+                ("REDIS_URL", "redis://url-user:url-pass@h:1"),
+                ("REDIS_PASSWORD", "env-pass"),
+                ("TESSERA_REDIS_USERNAME", "u"),
+            ],
+        )
+        .map_err(|error| error.to_string())?;
+        assert_eq!(settings.redis.password.as_ref().map(Secret::expose), Some("url-pass"), "same level: the URL's");
+        assert_eq!(settings.redis.username.as_deref(), Some("url-user"), "same level: the URL's");
         Ok(())
     });
 }
