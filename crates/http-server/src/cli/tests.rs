@@ -50,6 +50,18 @@ fn user_ids_are_integers_when_they_are_digits() {
     assert!(parse_session_id(&"a".repeat(SessionId::LEN)).is_ok());
 }
 
+/// `token issue` takes only canonical ids, refused in one line that states the rule; `list`
+/// and `revoke` also take an id another system stored, so its sessions can be revoked.
+#[test]
+fn issuing_takes_canonical_user_ids_and_revoking_any_stored_one() {
+    for id in [" 42", "٤٢", "042", "a\u{202e}b"] {
+        let line = refusal(&["tessera", "token", "issue", "--user-id", id]);
+        assert!(!line.contains('\n') && line.contains("the rule:"), "{id:?}: {line}");
+        let parsed = Cli::try_parse_from(["tessera", "token", "revoke", "--user-id", id]);
+        assert!(parsed.is_ok(), "{id:?} can be revoked");
+    }
+}
+
 #[test]
 fn no_command_means_serve_and_a_token_argument_to_inspect_is_caught() {
     let cli = Cli::try_parse_from(["tessera"]).expect("no arguments");
