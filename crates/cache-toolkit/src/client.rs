@@ -335,6 +335,15 @@ impl CacheClient {
         }
     }
 
+    /// Whether Redis commands are held now because the primary is changing (the primary gate
+    /// of a sentinel set-up is closed); always `false` for the embedded store and without a gate.
+    pub fn primary_gate_closed(&self) -> bool {
+        match &self.inner.store {
+            CacheStore::Redis(RedisPool { gate: Some(gate), .. }) => gate.closed().is_some(),
+            CacheStore::Redis(_) | CacheStore::Embedded(_) => false,
+        }
+    }
+
     /// `redis` or `embedded`.
     pub fn store_kind(&self) -> &'static str {
         match self.inner.store {

@@ -63,6 +63,7 @@ pub const SETTINGS: &[SettingName] = &[
     setting("issue_wait_ms", "TESSERA_ISSUE_WAIT_MS", ValueKind::Number),
     setting("public_paths", "TESSERA_PUBLIC_PATHS", ValueKind::Text),
     setting("forward_headers", "TESSERA_FORWARD_HEADERS", ValueKind::Text),
+    setting("token_cookie", "TESSERA_TOKEN_COOKIE", ValueKind::Text),
     setting("max_header_bytes", "TESSERA_MAX_HEADER_BYTES", ValueKind::Number),
     setting("max_body_bytes", "TESSERA_MAX_BODY_BYTES", ValueKind::Number),
     setting("max_connections", "TESSERA_MAX_CONNECTIONS", ValueKind::Number),

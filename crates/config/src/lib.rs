@@ -184,6 +184,9 @@ pub struct HttpSettings {
     pub public_paths: Vec<String>,
     /// `(metadata field, response header)` pairs added by `/auth/verify`.
     pub forward_headers: Vec<(String, String)>,
+    /// A cookie that carries the token when a request has no `Authorization` header
+    /// (`TESSERA_TOKEN_COOKIE`), for browser apps; `None`: tokens come from the header only.
+    pub token_cookie: Option<String>,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     /// Open connections at most. At the cap the oldest idle keep-alive connection is closed
@@ -348,6 +351,7 @@ struct RawSettings {
     issue_wait_ms: u64,
     public_paths: String,
     forward_headers: String,
+    token_cookie: Option<String>,
     max_header_bytes: usize,
     max_body_bytes: usize,
     max_connections: usize,
@@ -396,6 +400,7 @@ impl Default for RawSettings {
             issue_wait_ms: 0,
             public_paths: "/healthz,/readyz,/openapi.json".to_owned(),
             forward_headers: String::new(),
+            token_cookie: None,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
@@ -721,9 +726,20 @@ impl Validator<'_> {
                 ),
             ));
         }
+        let token_cookie = match raw.token_cookie.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) if name.bytes().all(is_cookie_name_byte) => Some(name.to_owned()),
+            Some(name) => {
+                return Err(self.error(
+                    "token_cookie",
+                    format!("`{name}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"),
+                ));
+            }
+        };
         Ok(HttpSettings {
             public_paths,
             forward_headers,
+            token_cookie,
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
             max_connections: raw.max_connections,
@@ -884,6 +900,11 @@ impl Validator<'_> {
             problem: escape_control_characters(problem),
         }
     }
+}
+
+/// A byte of an RFC 6265 cookie name (an RFC 7230 token).
+fn is_cookie_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// Why a response header cannot carry metadata, if it cannot: an identity header Tessera

@@ -107,7 +107,16 @@ pub(crate) async fn logout(state: &AppState, caller: &Caller) -> Result<Response
     let principal = principal(caller)?;
     let removed = state.auth.logout(principal.token().expose()).await?;
     audit::session_ended("logout", principal.user_id(), &principal.session_id(), removed);
-    Ok(response::empty(StatusCode::NO_CONTENT))
+    let mut response = response::empty(StatusCode::NO_CONTENT);
+    if let Some(cookie) = &state.token_cookie {
+        // Expired at once, with the attributes the browser needs to match the app's cookie
+        // (`__Host-` cookies demand Secure and Path=/ and no Domain).
+        let clear = format!("{cookie}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax");
+        if let Ok(value) = HeaderValue::from_str(&clear) {
+            response.headers_mut().insert(hyper::header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
 }
 
 pub(crate) async fn issue_session(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -157,7 +166,11 @@ pub(crate) async fn introspect(state: &AppState, request: Request<Incoming>) -> 
 }
 
 pub(crate) fn metrics(state: &AppState) -> Response<Body> {
-    let text = state.metrics.render(&state.cache.metrics().snapshot(), state.cache.embedded_stats());
+    let text = state.metrics.render(
+        &state.cache.metrics().snapshot(),
+        state.cache.embedded_stats(),
+        state.cache.primary_gate_closed(),
+    );
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response

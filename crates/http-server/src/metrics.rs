@@ -1,10 +1,12 @@
-//! [`HttpMetrics`]: requests by route and status, verify outcomes, open connections and
-//! connections cut for a slow request head, and the cache's own counters (and the embedded
-//! store's sizes), rendered as Prometheus text for `GET /metrics`.
+//! [`HttpMetrics`]: requests by route and status, their durations by route, verify outcomes,
+//! open connections (and the cap), connections cut, closed or refused, the primary gate, and
+//! the cache's own counters (and the embedded store's sizes), rendered as Prometheus text for
+//! `GET /metrics`. `examples/observability/` alerts and graphs on these names.
 
 use std::{
     fmt::Write,
     sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
 };
 
 use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
@@ -14,25 +16,51 @@ use crate::{middleware::VerifyOutcome, route::RouteName};
 /// Status codes counted individually; anything else is counted as `other`.
 const STATUSES: [u16; 14] = [200, 201, 204, 400, 401, 404, 405, 408, 413, 415, 431, 500, 503, 0];
 
+/// Upper bounds of the request-duration buckets, in seconds (a verification from memory takes
+/// well under a millisecond; one that waits for Redis up to the command timeout).
+const DURATION_BUCKETS_SECONDS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// One route's request durations: a count per bucket (the last for `+Inf`) and their sum.
+#[derive(Debug, Default)]
+struct Durations {
+    buckets: [AtomicU64; DURATION_BUCKETS_SECONDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
 /// Lock-free counters: one atomic per (route, status) and per outcome, so two requests never
 /// wait on each other to be counted.
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
     requests: [[AtomicU64; STATUSES.len()]; RouteName::ALL.len()],
     outcomes: [AtomicU64; VerifyOutcome::ALL.len()],
+    durations: [Durations; RouteName::ALL.len()],
     open_connections: AtomicU64,
+    max_connections: AtomicU64,
     slow_request_heads: AtomicU64,
     idle_connections_closed: AtomicU64,
     connections_refused_per_ip: AtomicU64,
 }
 
 impl HttpMetrics {
-    pub(crate) fn record(&self, route: RouteName, status: u16, outcome: Option<VerifyOutcome>) {
+    pub(crate) fn record(&self, route: RouteName, status: u16, outcome: Option<VerifyOutcome>, took: Duration) {
         let status = STATUSES.iter().position(|counted| *counted == status).unwrap_or(STATUSES.len() - 1);
         self.requests[route as usize][status].fetch_add(1, Ordering::Relaxed);
+        let durations = &self.durations[route as usize];
+        let seconds = took.as_secs_f64();
+        let bucket = DURATION_BUCKETS_SECONDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BUCKETS_SECONDS.len());
+        durations.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        durations.sum_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         if let Some(outcome) = outcome {
             self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The connection cap, `TESSERA_MAX_CONNECTIONS`, shown beside the open count.
+    pub(crate) fn set_max_connections(&self, max: usize) {
+        self.max_connections.store(u64::try_from(max).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub(crate) fn connection_opened(&self) {
@@ -58,7 +86,8 @@ impl HttpMetrics {
         self.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn render(&self, cache: &MetricsSnapshot, embedded: Option<EmbeddedStats>) -> String {
+    /// The Prometheus text; `gate_closed`: whether the store's primary gate holds commands now.
+    pub(crate) fn render(&self, cache: &MetricsSnapshot, embedded: Option<EmbeddedStats>, gate_closed: bool) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
@@ -83,10 +112,16 @@ impl HttpMetrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        self.render_durations(&mut out);
         let _ = writeln!(
             out,
             "# HELP tessera_http_connections_open Open HTTP connections (at most TESSERA_MAX_CONNECTIONS).\n\
              # TYPE tessera_http_connections_open gauge\ntessera_http_connections_open {}\n\
+             # HELP tessera_http_connections_max The connection cap, TESSERA_MAX_CONNECTIONS.\n\
+             # TYPE tessera_http_connections_max gauge\ntessera_http_connections_max {}\n\
+             # HELP tessera_store_primary_gate_closed 1 while Redis commands are held because the primary is \
+             changing (a sentinel failover, a READONLY reply), else 0.\n\
+             # TYPE tessera_store_primary_gate_closed gauge\ntessera_store_primary_gate_closed {}\n\
              # HELP tessera_http_slow_request_heads_total Connections cut because a request head took longer than \
              TESSERA_HEADER_READ_TIMEOUT_MS.\n# TYPE tessera_http_slow_request_heads_total counter\n\
              tessera_http_slow_request_heads_total {}\n\
@@ -98,6 +133,8 @@ impl HttpMetrics {
              TESSERA_MAX_CONNECTIONS_PER_IP busy connections.\n# TYPE tessera_http_connections_refused_total counter\n\
              tessera_http_connections_refused_total {}",
             self.open_connections.load(Ordering::Relaxed),
+            self.max_connections.load(Ordering::Relaxed),
+            u8::from(gate_closed),
             self.slow_request_heads.load(Ordering::Relaxed),
             self.idle_connections_closed.load(Ordering::Relaxed),
             self.connections_refused_per_ip.load(Ordering::Relaxed),
@@ -115,6 +152,31 @@ impl HttpMetrics {
             );
         }
         out
+    }
+}
+
+impl HttpMetrics {
+    fn render_durations(&self, out: &mut String) {
+        out.push_str(
+            "# HELP tessera_http_request_duration_seconds Time from a request's head to its answer, by route.\n",
+        );
+        out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
+        for route in RouteName::ALL {
+            let durations = &self.durations[route as usize];
+            let label = route.label();
+            let mut cumulative = 0;
+            for (index, count) in durations.buckets.iter().enumerate() {
+                cumulative += count.load(Ordering::Relaxed);
+                let bound = DURATION_BUCKETS_SECONDS.get(index).map_or_else(|| "+Inf".to_owned(), f64::to_string);
+                let _ = writeln!(
+                    out,
+                    "tessera_http_request_duration_seconds_bucket{{route=\"{label}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let sum = durations.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "tessera_http_request_duration_seconds_sum{{route=\"{label}\"}} {sum}");
+            let _ = writeln!(out, "tessera_http_request_duration_seconds_count{{route=\"{label}\"}} {cumulative}");
+        }
     }
 }
 
@@ -174,10 +236,10 @@ mod tests {
     fn every_route_outcome_and_error_kind_is_counted_under_its_label() {
         let metrics = HttpMetrics::default();
         for route in RouteName::ALL {
-            metrics.record(route, 200, None);
+            metrics.record(route, 200, None, Duration::from_millis(3));
         }
         for outcome in VerifyOutcome::ALL {
-            metrics.record(RouteName::Verify, 401, Some(outcome));
+            metrics.record(RouteName::Verify, 401, Some(outcome), Duration::from_micros(300));
         }
         let cache = MetricsSnapshot {
             operations: 0,
@@ -191,7 +253,7 @@ mod tests {
             flushes: Vec::new(),
             near_bytes: 0,
         };
-        let text = metrics.render(&cache, None);
+        let text = metrics.render(&cache, None, false);
         let counted: Vec<&str> = text
             .lines()
             .filter(|line| {

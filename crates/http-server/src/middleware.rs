@@ -10,7 +10,9 @@
 //!    nothing else (client IP, `X-Forwarded-For`, a query parameter) makes a caller internal.
 //!    Refusals are counted (`VerifyOutcome::InternalRefused`) and their audit line is written
 //!    at most once a second, with the count of those left out;
-//! 3. everything else needs a valid bearer token: the [`Principal`] is put in the request's
+//! 3. everything else needs a valid bearer token — from `Authorization: Bearer`, or, when the
+//!    request has no `Authorization` header and a token cookie is configured
+//!    ([`AuthLayer::token_cookie`]), from that cookie: the [`Principal`] is put in the request's
 //!    extensions; a missing or invalid token gets 401, a store that cannot answer 503.
 //!
 //! A refusal is a [`Rejection`] saying why; by default it becomes Tessera's JSON answer
@@ -212,6 +214,7 @@ pub(crate) struct Rules {
     scope_of: Arc<ScopeOf>,
     on_rejection: Option<Arc<OnRejection>>,
     refusal_log: Arc<RefusalLog>,
+    token_cookie: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Rules {
@@ -241,6 +244,7 @@ impl AuthLayer {
                 scope_of: Arc::new(no_internal_paths),
                 on_rejection: None,
                 refusal_log: Arc::new(RefusalLog::default()),
+                token_cookie: None,
             }),
         }
     }
@@ -271,6 +275,15 @@ impl AuthLayer {
         let rules = Arc::make_mut(&mut self.rules);
         rules.internal_keys = Arc::new(KeyDigests::of(keys));
         rules.scope_of = Arc::new(scope_of);
+        self
+    }
+
+    /// Reads the token from the cookie `name` when a request has no `Authorization` header
+    /// (browser apps keep their session in a cookie); with both, the header wins. Internal keys
+    /// are never read from a cookie. Of several cookies of that name the first counts (the
+    /// browser sends the one with the longest path first).
+    pub fn token_cookie(mut self, name: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.rules).token_cookie = Some(Arc::from(name.into()));
         self
     }
 
@@ -399,7 +412,11 @@ impl Rules {
                 }
             });
         }
-        match bearer_token(headers) {
+        let presented = match (&self.token_cookie, headers.contains_key(AUTHORIZATION)) {
+            (Some(cookie), false) => cookie_token(headers, cookie).ok_or(Rejection::MissingToken),
+            _ => bearer_token(headers),
+        };
+        match presented {
             Ok(token) => Presented::Bearer(token),
             Err(rejection) => Presented::Decided(Admission::Refused(rejection, VerifyOutcome::Rejected)),
         }
@@ -454,6 +471,21 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
         return Err(Rejection::MissingToken);
     }
     Ok(token)
+}
+
+/// The value of the first cookie named `name` in the request's `Cookie` headers (RFC 6265:
+/// `a=b; c=d`, a value optionally in double quotes); `None` when there is none, or the header
+/// is not text. An empty value is no token.
+fn cookie_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(cookie, _)| *cookie == name)
+        .map(|(_, value)| value.trim().trim_matches('"'))
+        .filter(|value| !value.is_empty())
 }
 
 /// The configured internal keys as SHA-256 digests, each with the scopes it grants. Comparing
@@ -650,6 +682,55 @@ mod tests {
                     assert_eq!(outcome, Some(VerifyOutcome::InternalRefused), "{key} on {path}");
                 }
             }
+        }
+    }
+
+    /// With a token cookie configured, a request without `Authorization` is verified by its
+    /// cookie; with both, the header decides; a malformed `Cookie` header is no token; a cookie
+    /// never carries an internal key.
+    #[tokio::test]
+    async fn a_token_cookie_stands_in_for_a_missing_authorization_header() {
+        let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
+        let issued = authenticator.issue(UserId::Integer(9), MetadataObject::new(), None).await.unwrap();
+        let token = issued.token.expose().to_owned();
+        let layer = AuthLayer::new(authenticator)
+            .internal(vec![Secret::new("admin-key-0123456789")], |path| path.starts_with("/admin/"))
+            .token_cookie("__Host-session");
+        let valid_bearer = format!("Bearer {token}");
+        let cookie = format!("theme=dark; __Host-session={token}; other=1");
+        let quoted = format!("__Host-session=\"{token}\"");
+        let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+            ("/orders", None, cookie.clone().into_bytes(), StatusCode::OK, "the cookie"),
+            ("/orders", None, quoted.into_bytes(), StatusCode::OK, "a quoted cookie value"),
+            (
+                "/orders",
+                Some("Bearer unknown-token-unknown-token"),
+                cookie.clone().into_bytes(),
+                StatusCode::UNAUTHORIZED,
+                "the header wins",
+            ),
+            ("/orders", Some(&valid_bearer), b"__Host-session=garbage".to_vec(), StatusCode::OK, "the header wins"),
+            ("/orders", None, b"session=; __Host-session=".to_vec(), StatusCode::UNAUTHORIZED, "an empty value"),
+            ("/orders", None, b";;==; =x; ;\t".to_vec(), StatusCode::UNAUTHORIZED, "a malformed header"),
+            ("/orders", None, vec![0xff, 0xfe, b'='], StatusCode::UNAUTHORIZED, "not text"),
+            ("/orders", None, b"__host-session=abc".to_vec(), StatusCode::UNAUTHORIZED, "names are case-sensitive"),
+            (
+                "/admin/x",
+                None,
+                b"__Host-session=admin-key-0123456789".to_vec(),
+                StatusCode::UNAUTHORIZED,
+                "no key from a cookie",
+            ),
+        ];
+        for (path, authorization, cookie, status, why) in cases {
+            let mut builder = Request::get(path);
+            if let Some(value) = authorization {
+                builder = builder.header(AUTHORIZATION, value);
+            }
+            builder = builder.header(hyper::header::COOKIE, hyper::header::HeaderValue::from_bytes(&cookie).unwrap());
+            let service = layer.clone().layer(tower::service_fn(inner));
+            let response = service.oneshot(builder.body(Body::default()).unwrap()).await.unwrap();
+            assert_eq!(response.status(), status, "{why}");
         }
     }
 

@@ -119,7 +119,9 @@ impl Application {
             max_body_bytes: settings.http.max_body_bytes,
             body_read_timeout: settings.http.header_read_timeout,
             metrics: Arc::new(HttpMetrics::default()),
+            token_cookie: settings.http.token_cookie.as_deref().map(Arc::from),
         };
+        state.metrics.set_max_connections(settings.http.max_connections);
         tracing::info!(
             listen = %local_addr,
             store = %state.store,
@@ -130,9 +132,12 @@ impl Application {
             "tessera listening"
         );
         warn_if_descriptors_are_short(settings.http.max_connections, settings.redis.pool_size);
-        let layer = AuthLayer::new(auth)
+        let mut layer = AuthLayer::new(auth)
             .public_paths(settings.http.public_paths.iter().cloned())
             .internal_scoped(&settings.internal_keys, config::internal_scope);
+        if let Some(cookie) = &settings.http.token_cookie {
+            layer = layer.token_cookie(cookie.clone());
+        }
         let stack = Stack { rules: layer.rules(), router: Router::new(state.clone()) };
         Ok(Self {
             listener,
@@ -304,6 +309,7 @@ fn serve(
     metrics: Arc<HttpMetrics>,
     request: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static {
+    let started = Instant::now();
     let request_id = propagated_request_id(request.headers()).unwrap_or_else(new_request_id);
     let bearer = match stack.rules.presented(request.uri().path(), request.headers()) {
         Presented::Decided(admission) => Err(admission),
@@ -326,7 +332,7 @@ fn serve(
                 (stack.router.respond(request, Caller::User(principal)).await, VerifyOutcome::Valid)
             }
         };
-        metrics.record(route, response.status().as_u16(), Some(outcome));
+        metrics.record(route, response.status().as_u16(), Some(outcome), started.elapsed());
         tracing::debug!(route = route.label(), status = response.status().as_u16(), request_id = ?request_id, "request");
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, request_id);

@@ -21,4 +21,6 @@ pub(crate) struct AppState {
     /// A request body must arrive within this (`TESSERA_HEADER_READ_TIMEOUT_MS`, as the head).
     pub(crate) body_read_timeout: std::time::Duration,
     pub(crate) metrics: Arc<HttpMetrics>,
+    /// `TESSERA_TOKEN_COOKIE`: logout clears it.
+    pub(crate) token_cookie: Option<Arc<str>>,
 }
