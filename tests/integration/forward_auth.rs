@@ -1,8 +1,10 @@
-//! Forward auth through a real nginx: `auth_request` asks the `tessera` binary's `/auth/verify`
-//! about every request and only a 2xx lets it through to an upstream that runs in this process,
-//! with the user id (and one metadata field) as headers nginx copied from tessera's answer.
-//! When tessera's Redis is frozen or gone, nginx must answer an error and the upstream must never
-//! see the request (fail closed).
+//! Forward auth through a real nginx and a real Caddy, each running the shipped example file
+//! (`examples/deploy/nginx/tessera.conf`, `examples/deploy/caddy/Caddyfile`): they ask the
+//! `tessera` binary's `/auth/verify` about every request and only a 2xx lets it through to an
+//! upstream that runs in this process, with the user id (and one metadata field) as headers the
+//! gateway copied from tessera's answer — the token from `Authorization` or from the session
+//! cookie. When tessera's Redis is frozen or gone, the gateway must answer an error and the
+//! upstream must never see the request (fail closed).
 
 use std::{
     convert::Infallible,
@@ -29,6 +31,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tests::{HttpResponse, PrivateRedis, ServerProcess, free_port, required_env, send};
 
 const INTERNAL_KEY: &str = "forward-auth-internal-key-0123";
+/// The session cookie tessera reads the token from (`TESSERA_TOKEN_COOKIE`).
+const COOKIE: &str = "session";
 
 /// How long Redis may take to come back into use after a thaw or a restart.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(10);
@@ -53,6 +57,13 @@ async fn nginx_auth_request_lets_only_valid_tokens_through_and_fails_closed_with
     assert_eq!(response.status, StatusCode::OK, "{}\n{}", response.body, diagnostics());
     assert_eq!(response.body, "upstream saw user 42 (alice)");
     assert_eq!(upstream.hits(), 1);
+    // The same token in the session cookie: nginx passes the Cookie header to tessera.
+    let cookie = format!("theme=dark; {COOKIE}={token}");
+    let response = through(nginx_address, &[("cookie", &cookie), ("x-auth-user-id", "7")]).await;
+    assert_eq!(response.status, StatusCode::OK, "the cookie: {}\n{}", response.body, diagnostics());
+    assert_eq!(response.body, "upstream saw user 42 (alice)");
+    assert_eq!(upstream.hits(), 2);
+    let upstream_hits = 2;
 
     // (b) An invalid token, (c) no token: 401 from nginx with tessera's `WWW-Authenticate`, and
     // the upstream is not reached.
@@ -66,7 +77,7 @@ async fn nginx_auth_request_lets_only_valid_tokens_through_and_fails_closed_with
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{case}: {}\n{}", response.body, diagnostics());
         let challenge = response.header("www-authenticate").unwrap_or_default();
         assert!(challenge.starts_with("Bearer"), "{case}: nginx passes tessera's challenge on, got {challenge:?}");
-        assert_eq!(upstream.hits(), 1, "{case}: the upstream must not be reached");
+        assert_eq!(upstream.hits(), upstream_hits, "{case}: the upstream must not be reached");
     }
 
     // (d) Redis cannot answer: tessera says 503 and nginx lets nothing through.
@@ -103,6 +114,98 @@ async fn nginx_auth_request_lets_only_valid_tokens_through_and_fails_closed_with
          a fresh token went through {:?} after restart",
         restarted.elapsed()
     );
+}
+
+/// The same through Caddy's `forward_auth` (the shipped Caddyfile): Caddy returns tessera's
+/// 401 and 503 to the client as they are, and the application sees the principal's headers
+/// only, never those a client sent itself (a session without a username included).
+#[tokio::test]
+async fn caddy_forward_auth_lets_only_valid_tokens_through_and_fails_closed_without_redis() {
+    let dir = Scratch::new("tessera-test-caddy");
+    let redis = PrivateRedis::start();
+    let tessera_address = loopback(free_port());
+    let tessera = start_tessera(&redis, tessera_address, dir.path()).await;
+    let upstream = Upstream::start().await;
+    let caddy_address = loopback(free_port());
+    let caddy = start_caddy(dir.path(), caddy_address, tessera_address, upstream.address).await;
+    let diagnostics = || format!("{}\n{}", caddy.logs(), tessera.logs());
+
+    let token = issue_token(tessera_address).await;
+    let bearer = format!("Bearer {token}");
+    let spoofed = [("x-auth-user-id", "7"), ("x-auth-username", "mallory")];
+    let response = through(caddy_address, &[&[("authorization", bearer.as_str())][..], &spoofed].concat()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}\n{}", response.body, diagnostics());
+    assert_eq!(response.body, "upstream saw user 42 (alice)", "the client's identity headers are replaced");
+    let cookie = format!("{COOKIE}={token}");
+    let response = through(caddy_address, &[("cookie", cookie.as_str())]).await;
+    assert_eq!(response.status, StatusCode::OK, "the cookie: {}\n{}", response.body, diagnostics());
+    assert_eq!(response.body, "upstream saw user 42 (alice)");
+    let nameless = issue_token_with(tessera_address, br#"{"user_id": 43}"#).await;
+    let nameless = format!("Bearer {nameless}");
+    let response = through(caddy_address, &[&[("authorization", nameless.as_str())][..], &spoofed].concat()).await;
+    // tessera sends the header empty for a session without the field, so the client's is replaced.
+    assert_eq!(response.body, "upstream saw user 43 ()", "a username the session lacks is not the client's");
+    assert_eq!(upstream.hits(), 3);
+
+    for (case, headers) in [
+        ("an unknown token", vec![("authorization", "Bearer not-a-token-tessera-ever-issued")]),
+        ("no token", vec![]),
+        ("an unknown cookie", vec![("cookie", "session=not-a-token-tessera-ever-issued")]),
+    ] {
+        let response = through(caddy_address, &headers).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{case}: {}\n{}", response.body, diagnostics());
+        let challenge = response.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{case}: Caddy passes tessera's challenge on, got {challenge:?}");
+        assert_eq!(upstream.hits(), 3, "{case}: the upstream must not be reached");
+    }
+
+    redis.freeze();
+    let since = Instant::now();
+    let response = loop {
+        let response = through(caddy_address, &[("authorization", &bearer)]).await;
+        if response.status != StatusCode::OK || since.elapsed() > Duration::from_secs(3) {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let hits = upstream.hits();
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "fail closed: {}\n{}", response.body, diagnostics());
+    assert!(response.header("retry-after").is_some(), "tessera's Retry-After reaches the client");
+    let again = through(caddy_address, &[("authorization", &bearer)]).await;
+    assert_eq!(again.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.hits(), hits, "the upstream is never reached while tessera answers 503");
+    redis.thaw();
+    let response = poll_until(caddy_address, &bearer, |status| status == StatusCode::OK).await;
+    assert_eq!(response.body, "upstream saw user 42 (alice)", "the same token works again after a thaw");
+}
+
+/// Caddy in the foreground on the shipped Caddyfile, its addresses replaced, with no admin
+/// endpoint and its data and config directories under `dir`.
+async fn start_caddy(dir: &Path, address: SocketAddr, tessera: SocketAddr, upstream: SocketAddr) -> ServerProcess {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deploy/caddy/Caddyfile");
+    let mut site = std::fs::read_to_string(&shipped).unwrap();
+    for (from, to) in [
+        // Any Host header, on loopback only.
+        (":80 {", format!("http://:{} {{\n\tbind {}", address.port(), address.ip())),
+        ("forward_auth tessera:8080", format!("forward_auth {tessera}")),
+        ("reverse_proxy app:3000", format!("reverse_proxy {upstream}")),
+    ] {
+        assert_eq!(site.matches(from).count(), 1, "{} must say `{from}` once", shipped.display());
+        site = site.replace(from, &to);
+    }
+    let config = dir.join("Caddyfile");
+    std::fs::write(&config, format!("{{\n\tadmin off\n}}\n\n{site}")).unwrap();
+    let mut command = Command::new(required_env("TESSERA_TEST_CADDY"));
+    command
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&config)
+        .env_clear()
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    let mut caddy = ServerProcess::spawn("caddy", command, &dir.join("caddy.out"));
+    caddy.wait_until_listening(address).await;
+    caddy
 }
 
 /// The checks made while Redis is out of service.
@@ -178,7 +281,11 @@ async fn through(nginx: SocketAddr, headers: &[(&str, &str)]) -> HttpResponse {
 
 /// A session for user 42 (username `alice`) from tessera's internal route; returns its token.
 async fn issue_token(tessera: SocketAddr) -> String {
-    let body = br#"{"user_id": 42, "metadata": {"username": "alice"}}"#.to_vec();
+    issue_token_with(tessera, br#"{"user_id": 42, "metadata": {"username": "alice"}}"#).await
+}
+
+async fn issue_token_with(tessera: SocketAddr, body: &[u8]) -> String {
+    let body = body.to_vec();
     let response = send(
         tessera,
         Method::POST,
@@ -208,6 +315,7 @@ async fn start_tessera(redis: &PrivateRedis, address: SocketAddr, dir: &Path) ->
         ("TESSERA_LISTEN", address.to_string()),
         ("TESSERA_INTERNAL_KEY", INTERNAL_KEY.to_owned()),
         ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username".to_owned()),
+        ("TESSERA_TOKEN_COOKIE", COOKIE.to_owned()),
         ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "500".to_owned()),
         ("TESSERA_REDIS_CONNECT_TIMEOUT_MS", "500".to_owned()),
         ("TESSERA_REDIS_RECONNECT_MAX_MS", "400".to_owned()),

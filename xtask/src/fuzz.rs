@@ -22,6 +22,7 @@ use crate::install;
 use crate::process;
 use crate::redis::{self, Topology};
 use crate::test;
+use crate::venv;
 use crate::workspace;
 
 /// The private Redis of a fuzzing run, in `target/redis/fuzz-standalone/`.
@@ -79,44 +80,11 @@ pub(crate) fn run() -> Result<ExitStatus> {
     Ok(status)
 }
 
-/// The schemathesis program of the private virtual environment, installed first when the
-/// environment is missing or was installed from other requirements.
+/// The schemathesis program of the private virtual environment `target/xtask/venv`, installed
+/// first when the environment is missing or was installed from other requirements.
 fn ensure_schemathesis(config_dir: &Path) -> Result<PathBuf> {
-    let venv = workspace::target_dir().join("xtask").join("venv");
-    let program = venv.join("bin").join("schemathesis");
-    let requirements_file = config_dir.join("requirements.txt");
-    let requirements = fs::read_to_string(&requirements_file)
-        .with_context(|| format!("cannot read {}", requirements_file.display()))?;
-    // What the environment was installed from, written once pip succeeded.
-    let stamp = venv.join("installed-requirements.txt");
-    if program.is_file() && fs::read_to_string(&stamp).is_ok_and(|installed| installed == requirements) {
-        return Ok(program);
-    }
-    let python = venv.join("bin").join("python");
-    if !python.is_file() {
-        let system_python = install::ensure_python_venv()?;
-        let mut create = Command::new(system_python);
-        create.args(["-m", "venv"]).arg(&venv);
-        run_to_success(&mut create)?;
-    }
-    let mut pip = Command::new(&python);
-    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--requirement"])
-        .arg(&requirements_file);
-    run_to_success(&mut pip)?;
-    if !program.is_file() {
-        bail!("pip installed {}, yet there is no {}", requirements_file.display(), program.display());
-    }
-    fs::write(&stamp, requirements).with_context(|| format!("cannot write {}", stamp.display()))?;
-    Ok(program)
-}
-
-fn run_to_success(command: &mut Command) -> Result<()> {
-    eprintln!("xtask: {}", process::describe(command));
-    let status = process::status_of(command)?;
-    if !status.success() {
-        bail!("`{}` failed with {status}", process::describe(command));
-    }
-    Ok(())
+    let venv = venv::ensure("venv", &config_dir.join("requirements.txt"), "schemathesis")?;
+    Ok(venv.join("bin").join("schemathesis"))
 }
 
 /// Stops this run's Redis however the run ends.

@@ -17,6 +17,7 @@ mod redis;
 mod test;
 #[cfg(test)]
 mod tidy;
+mod venv;
 mod workspace;
 
 use std::process::ExitCode;
@@ -53,11 +54,11 @@ commands:
                   fails on errors, a growing expiry index or memory; writes target/bench/soak.md
   help            this text
 
-redis-server, redis-cli, nginx and python3 are taken from PATH, then from /usr/local/sbin,
-/usr/sbin and /sbin. When one is missing and xtask runs as root where apt-get exists, it installs
-the Debian package (redis-server, nginx, python3 and python3-venv) and stops any system service
-the package started, so nothing is left on the default port (6379, 80); otherwise it says what
-to install.
+redis-server, redis-cli, nginx, caddy, promtool and python3 are taken from PATH, then from
+/usr/local/sbin, /usr/sbin and /sbin. When one is missing and xtask runs as root where apt-get
+exists, it installs the Debian package (redis-server, nginx, caddy, prometheus, python3 and
+python3-venv) with no service started, and stops any system service the package started anyway,
+so nothing is left on the default port (6379, 80, 9090); otherwise it says what to install.
 
 `test` exports to the tests:
   TESSERA_TEST_REDIS_URL          redis://127.0.0.1:PORT
@@ -66,6 +67,9 @@ to install.
   TESSERA_TEST_REDIS_SERVER       absolute path of redis-server, for tests that run their own
   TESSERA_TEST_BIN                absolute path of the freshly built tessera binary
   TESSERA_TEST_NGINX              absolute path of nginx, for the forward-auth tests
+  TESSERA_TEST_CADDY              absolute path of caddy, for the forward-auth test through Caddy
+  TESSERA_TEST_PROMTOOL           absolute path of promtool, for examples/observability
+  TESSERA_TEST_FASTAPI_PYTHON     the python of target/xtask/venv-fastapi (examples/fastapi)
 ";
 
 fn main() -> ExitCode {

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: builds the `tessera` binary, makes sure `nginx` is installed (the
-//! forward-auth tests run their own), starts private Redis topologies (standalone, 6-node
+//! `cargo xtask test`: builds the `tessera` binary, makes sure `nginx` and `caddy` are
+//! installed (the forward-auth tests run their own), `promtool` (the alerting rules' tests) and
+//! the FastAPI example's private Python environment, starts private Redis topologies (standalone, 6-node
 //! cluster, sentinel) that belong to this run, runs `cargo test` against them with their URLs in
 //! the environment, and stops them again however the run ends.
 
@@ -11,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::install::{self, RedisTools};
 use crate::process;
 use crate::redis::{self, Topology};
+use crate::venv;
 use crate::workspace;
 
 /// `redis://` URL of the private standalone server.
@@ -25,6 +27,12 @@ const ENV_REDIS_SERVER: &str = "TESSERA_TEST_REDIS_SERVER";
 const ENV_TESSERA_BIN: &str = "TESSERA_TEST_BIN";
 /// Absolute path of `nginx`, for the forward-auth tests that run their own in front of `tessera`.
 const ENV_NGINX: &str = "TESSERA_TEST_NGINX";
+/// Absolute path of `caddy`, for the forward-auth test through Caddy.
+const ENV_CADDY: &str = "TESSERA_TEST_CADDY";
+/// Absolute path of `promtool`, for the tests of `examples/observability/`.
+const ENV_PROMTOOL: &str = "TESSERA_TEST_PROMTOOL";
+/// The Python of the FastAPI example's environment (FastAPI, uvicorn, httpx, redis).
+const ENV_FASTAPI_PYTHON: &str = "TESSERA_TEST_FASTAPI_PYTHON";
 
 /// The topologies of a test run, in `target/redis/<name>`, apart from those of `redis up`.
 const TEST_TOPOLOGIES: [(Topology, &str); 3] = [
@@ -42,6 +50,13 @@ pub(crate) fn command(args: &[String]) -> Result<ExitCode> {
 pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
     let tools = install::ensure_redis()?;
     let nginx = install::ensure_tool("nginx", "nginx")?;
+    let caddy = install::ensure_tool("caddy", "caddy")?;
+    let promtool = install::ensure_tool("promtool", "prometheus")?;
+    let fastapi = venv::ensure(
+        "venv-fastapi",
+        &workspace::root().join("examples").join("fastapi").join("requirements.txt"),
+        "uvicorn",
+    )?;
     let tessera = build_tessera()?;
     let topologies = TestTopologies::start(&tools)?;
 
@@ -57,7 +72,10 @@ pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
         .env(ENV_SENTINEL_URL, topologies.url(Topology::Sentinel)?)
         .env(ENV_REDIS_SERVER, &tools.server)
         .env(ENV_TESSERA_BIN, &tessera)
-        .env(ENV_NGINX, &nginx);
+        .env(ENV_NGINX, &nginx)
+        .env(ENV_CADDY, &caddy)
+        .env(ENV_PROMTOOL, &promtool)
+        .env(ENV_FASTAPI_PYTHON, fastapi.join("bin").join("python"));
     eprintln!("xtask: {}", process::describe(&cargo_test));
     let status = process::status_of(&mut cargo_test);
     drop(topologies);

@@ -81,18 +81,25 @@ pub(crate) fn verify(state: &AppState, caller: &Caller) -> Result<Response<Body>
     if let Ok(value) = principal.user_id().with_key_part(|id| HeaderValue::from_bytes(id.as_bytes())) {
         headers.insert(USER_ID_HEADER, value);
     }
+    // Every configured header is sent, empty when the session has no such field (or it cannot
+    // be a header value): a gateway that copies response headers onto the request (Caddy's
+    // copy_headers, Traefik's authResponseHeaders) then replaces whatever the client sent,
+    // and Caddy 2.6 would otherwise copy its unexpanded placeholder text.
     for (field, header) in state.forward_headers.iter() {
-        let Some(value) = principal.field(field) else { continue };
-        let text = match value.as_str() {
-            Some(text) => text.to_owned(),
-            None => simd_json::to_string(value).unwrap_or_default(),
-        };
-        match HeaderValue::from_bytes(text.as_bytes()) {
-            Ok(value) => {
-                headers.insert(header.clone(), value);
+        let value = match principal.field(field) {
+            None => HeaderValue::from_static(""),
+            Some(value) => {
+                let text = match value.as_str() {
+                    Some(text) => text.to_owned(),
+                    None => simd_json::to_string(value).unwrap_or_default(),
+                };
+                HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| {
+                    tracing::warn!(field = field.as_str(), "metadata field cannot be sent as a header; sent empty");
+                    HeaderValue::from_static("")
+                })
             }
-            Err(_) => tracing::warn!(field = field.as_str(), "metadata field cannot be sent as a header; skipped"),
-        }
+        };
+        headers.insert(header.clone(), value);
     }
     Ok(response)
 }
