@@ -106,6 +106,7 @@ on_every_backend!(
     limits_and_request_ids,
     answers_are_nosniff_and_never_cached,
     introspection_claims_come_from_the_record_never_from_metadata,
+    a_token_cookie_serves_browser_apps,
 );
 
 async fn issue_verify_me_logout_then_refused(backend: &str) {
@@ -904,4 +905,40 @@ async fn introspection_claims_come_from_the_record_never_from_metadata(backend: 
         assert!(refused.body.contains(field), "{}", refused.body);
     }
     app.stop().await;
+}
+
+/// `TESSERA_TOKEN_COOKIE`: `/auth/verify`, `/api/me` and `/api/logout` take the token from the
+/// cookie when there is no `Authorization` header (the header wins when both are there, even a
+/// wrong one), a malformed `Cookie` header is no token, and logout clears the cookie.
+async fn a_token_cookie_serves_browser_apps(backend: &str) {
+    let app = app_on(backend, &[("TESSERA_TOKEN_COOKIE", "__Host-session")]).await;
+    let user = unique_user();
+    let (token, _) = issue(&app, &format!(r#"{{"user_id":{user},"metadata":{{"username":"cookie"}}}}"#)).await;
+    let cookie = format!("theme=dark; __Host-session={token}");
+    let verified = verify(&app, &[("cookie", &cookie)]).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert_eq!(verified.header("x-auth-user-id"), Some(user.to_string().as_str()));
+    let me = send(app.address, Method::GET, "/api/me", &[("cookie", &cookie)], None).await;
+    assert!(me.body.contains("\"username\":\"cookie\""), "{}", me.body);
+    let wrong = verify(&app, &[("authorization", "Bearer unknown-token-unknown-token"), ("cookie", &cookie)]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "the header wins");
+    for malformed in ["__Host-session", "=;=;", "__Host-session=", "__host-session=x"] {
+        let refused = verify(&app, &[("cookie", malformed)]).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{malformed:?}: {}", refused.body);
+    }
+    let logout = send(app.address, Method::POST, "/api/logout", &[("cookie", &cookie)], None).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT, "{}", logout.body);
+    let cleared = logout.header("set-cookie").unwrap_or_default();
+    assert!(cleared.starts_with("__Host-session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    for attribute in ["Path=/", "HttpOnly", "Secure", "SameSite=Lax"] {
+        assert!(cleared.contains(attribute), "{cleared} lacks {attribute}");
+    }
+    assert_eq!(verify(&app, &[("cookie", &cookie)]).await.status, StatusCode::UNAUTHORIZED, "logged out");
+    let without = app_on(backend, &[]).await;
+    let (fresh, _) = issue(&without, &format!(r#"{{"user_id":{user}}}"#)).await;
+    let fresh_cookie = format!("__Host-session={fresh}");
+    assert_eq!(verify(&without, &[("cookie", &fresh_cookie)]).await.status, StatusCode::UNAUTHORIZED, "off unless set");
+    assert_eq!(verify(&without, &[("authorization", &bearer(&fresh))]).await.status, StatusCode::OK);
+    app.stop().await;
+    without.stop().await;
 }
