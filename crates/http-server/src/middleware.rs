@@ -699,7 +699,9 @@ mod tests {
         let valid_bearer = format!("Bearer {token}");
         let cookie = format!("theme=dark; __Host-session={token}; other=1");
         let quoted = format!("__Host-session=\"{token}\"");
-        let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+        /// Path, `Authorization`, `Cookie` bytes, the status expected, why.
+        type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             ("/orders", None, cookie.clone().into_bytes(), StatusCode::OK, "the cookie"),
             ("/orders", None, quoted.into_bytes(), StatusCode::OK, "a quoted cookie value"),
             (
