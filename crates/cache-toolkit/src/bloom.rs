@@ -6,12 +6,12 @@
 //! round trip. The embedded store holds the same bitmap with Redis's bit layout.
 //!
 //! Several processes share one filter, so the bit positions of an item must be the same
-//! everywhere and forever: they come from XXH64 (written out here, pinned by tests against the
+//! everywhere and forever: they come from XXH64 (`xxhash-rust`, pinned by tests against the
 //! reference implementation's outputs) with two fixed seeds, combined by Kirsch–Mitzenmacher
 //! double hashing. Never std's or foldhash's hasher: those are seeded per process or may change
 //! between versions.
 
-use crate::{CacheClient, CacheError};
+use crate::{CacheClient, CacheError, Op};
 
 /// Redis's largest string (`proto-max-bulk-len`, 512 MiB by default) in bits: BITFIELD refuses
 /// offsets at or past it.
@@ -56,7 +56,7 @@ impl BloomGuard {
         false_positive_rate: f64,
     ) -> Result<BloomGuard, CacheError> {
         let key = bloom_key(name);
-        let refuse = |reason: String| Err(CacheError::invalid_input("bloom_new", Some(&client.key(&key)), reason));
+        let refuse = |reason: String| Err(CacheError::invalid_input(Op::BloomNew, Some(&client.key(&key)), reason));
         if name.is_empty() {
             return refuse("a bloom guard needs a name".to_owned());
         }
@@ -99,7 +99,7 @@ impl BloomGuard {
             return Ok(());
         }
         let offsets = self.offsets(items);
-        self.client.set_bits("bloom_add", &self.key, &offsets).await
+        self.client.set_bits(Op::BloomAdd, &self.key, &offsets).await
     }
 
     /// Whether `item` may have been added; `false` is certain. One BITFIELD_RO GET on Redis.
@@ -114,7 +114,7 @@ impl BloomGuard {
             return Ok(Vec::new());
         }
         let offsets = self.offsets(items);
-        let bits = self.client.get_bits("bloom_might_contain", &self.key, &offsets).await?;
+        let bits = self.client.get_bits(Op::BloomMightContain, &self.key, &offsets).await?;
         Ok(bits.chunks(self.hashes_len()).map(|item_bits| item_bits.iter().all(|&bit| bit)).collect())
     }
 
@@ -183,79 +183,16 @@ fn bit_positions(item: &[u8], bits: u64, hashes: u32) -> impl Iterator<Item = u6
     })
 }
 
-const PRIME64_1: u64 = 0x9E37_79B1_85EB_CA87;
-const PRIME64_2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-const PRIME64_3: u64 = 0x1656_67B1_9E37_79F9;
-const PRIME64_4: u64 = 0x85EB_CA77_C2B2_AE63;
-const PRIME64_5: u64 = 0x27D4_EB2F_1656_67C5;
-
-/// XXH64 (Yann Collet's xxHash, 64-bit), as its specification describes it: the stored bit
-/// positions depend on it, so it is written out here rather than taken from a crate that might
-/// change. Pinned by `bloom::tests::xxh64_matches_the_reference`.
+/// XXH64 (Yann Collet's xxHash, 64-bit) from `xxhash-rust`, which follows the specification:
+/// the stored bit positions depend on it, so `bloom::tests::xxh64_matches_the_reference` pins its
+/// outputs against the reference implementation's, and a version that changed them would fail.
 fn xxh64(input: &[u8], seed: u64) -> u64 {
-    let mut rest = input;
-    let mut hash = if input.len() >= 32 {
-        let mut lanes = [
-            seed.wrapping_add(PRIME64_1).wrapping_add(PRIME64_2),
-            seed.wrapping_add(PRIME64_2),
-            seed,
-            seed.wrapping_sub(PRIME64_1),
-        ];
-        while rest.len() >= 32 {
-            let (stripe, tail) = rest.split_at(32);
-            for (lane, word) in lanes.iter_mut().zip(stripe.chunks_exact(8)) {
-                *lane = xxh64_round(*lane, read_u64(word));
-            }
-            rest = tail;
-        }
-        let mut hash = lanes[0]
-            .rotate_left(1)
-            .wrapping_add(lanes[1].rotate_left(7))
-            .wrapping_add(lanes[2].rotate_left(12))
-            .wrapping_add(lanes[3].rotate_left(18));
-        for lane in lanes {
-            hash = (hash ^ xxh64_round(0, lane)).wrapping_mul(PRIME64_1).wrapping_add(PRIME64_4);
-        }
-        hash
-    } else {
-        seed.wrapping_add(PRIME64_5)
-    };
-    hash = hash.wrapping_add(input.len() as u64);
-    while rest.len() >= 8 {
-        let (word, tail) = rest.split_at(8);
-        hash = (hash ^ xxh64_round(0, read_u64(word))).rotate_left(27).wrapping_mul(PRIME64_1).wrapping_add(PRIME64_4);
-        rest = tail;
-    }
-    if rest.len() >= 4 {
-        let (word, tail) = rest.split_at(4);
-        let word = u64::from(u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
-        hash = (hash ^ word.wrapping_mul(PRIME64_1)).rotate_left(23).wrapping_mul(PRIME64_2).wrapping_add(PRIME64_3);
-        rest = tail;
-    }
-    for &byte in rest {
-        hash = (hash ^ u64::from(byte).wrapping_mul(PRIME64_5)).rotate_left(11).wrapping_mul(PRIME64_1);
-    }
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(PRIME64_2);
-    hash ^= hash >> 29;
-    hash = hash.wrapping_mul(PRIME64_3);
-    hash ^ (hash >> 32)
-}
-
-fn xxh64_round(accumulator: u64, input: u64) -> u64 {
-    accumulator.wrapping_add(input.wrapping_mul(PRIME64_2)).rotate_left(31).wrapping_mul(PRIME64_1)
-}
-
-/// A little-endian u64 from exactly 8 bytes (callers split at 8).
-fn read_u64(word: &[u8]) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(word);
-    u64::from_le_bytes(bytes)
+    xxhash_rust::xxh64::xxh64(input, seed)
 }
 
 impl CacheClient {
     /// Sets the bits at `offsets` of the string at `key` to 1 (Redis's layout), one round trip.
-    pub(crate) async fn set_bits(&self, operation: &'static str, key: &str, offsets: &[u64]) -> Result<(), CacheError> {
+    pub(crate) async fn set_bits(&self, operation: Op, key: &str, offsets: &[u64]) -> Result<(), CacheError> {
         let key = self.key(key);
         self.call(
             operation,
@@ -268,12 +205,7 @@ impl CacheClient {
 
     /// Reads the bits at `offsets` of the string at `key` (0 past its end or when missing),
     /// one round trip.
-    pub(crate) async fn get_bits(
-        &self,
-        operation: &'static str,
-        key: &str,
-        offsets: &[u64],
-    ) -> Result<Vec<bool>, CacheError> {
+    pub(crate) async fn get_bits(&self, operation: Op, key: &str, offsets: &[u64]) -> Result<Vec<bool>, CacheError> {
         let key = self.key(key);
         self.call(
             operation,

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 pub use lists::CappedPush;
 
 use crate::{
-    CacheError, EmbeddedStore, FlushCause, KeyPrefix, MAX_TTL,
+    CacheError, EmbeddedStore, FlushCause, KeyPrefix, MAX_TTL, Op,
     embedded::{IncrementFailure, TextReadFailure, WrongType},
     metrics::CacheMetrics,
     near::{NearCache, NearCacheError, NearCacheSettings},
@@ -28,26 +28,22 @@ use crate::{
     route::Route,
 };
 
-/// Operations that change nothing. Every other operation invalidates its key in the near cache
-/// when it returns (successful or not: a timed-out write may still have been applied).
-const READ_ONLY_OPERATIONS: [&str; 16] = [
-    "replica_count",
-    "replication_barrier",
-    "list_contains",
-    "get_list",
-    "get_value_and_list_contains",
-    "get_value",
-    "get_hash",
-    "get_hash_all",
-    "list_range",
-    "list_position",
-    "list_len",
-    "key_exists",
-    "existing_keys",
-    "get_ttl",
-    "ping",
-    "load_script",
-];
+/// The kind of a [`CacheStore`], without the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Embedded,
+}
+
+impl StoreKind {
+    /// `redis` or `embedded`, as logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Embedded => "embedded",
+        }
+    }
+}
 
 /// Where the data lives.
 #[derive(Clone, Debug)]
@@ -124,7 +120,7 @@ impl RedisPool {
 
     /// Drops and rebuilds every connection; in a cluster, reads the slot map again first.
     pub async fn reconnect(&self) -> Result<(), CacheError> {
-        let failed = |error: fred::error::Error| CacheError::from_fred("reconnect", None, error);
+        let failed = |error: fred::error::Error| CacheError::from_fred(Op::Reconnect, None, error);
         if let Route::Cluster(nodes) = &self.route {
             nodes.refresh().await.map_err(failed)?;
         }
@@ -344,11 +340,11 @@ impl CacheClient {
         }
     }
 
-    /// `redis` or `embedded`.
-    pub fn store_kind(&self) -> &'static str {
+    /// Which kind of store this client has.
+    pub fn store_kind(&self) -> StoreKind {
         match self.inner.store {
-            CacheStore::Redis(_) => "redis",
-            CacheStore::Embedded(_) => "embedded",
+            CacheStore::Redis(_) => StoreKind::Redis,
+            CacheStore::Embedded(_) => StoreKind::Embedded,
         }
     }
 
@@ -364,7 +360,7 @@ impl CacheClient {
     /// Runs one operation on whichever store this client has.
     pub(crate) async fn call<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         key: &str,
         on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, WrongType>,
@@ -376,7 +372,7 @@ impl CacheClient {
     /// (a text read of a non-UTF-8 value, an INCR of a non-integer).
     pub(crate) async fn call_refusing<T, Refusal: Into<StoreFailure>>(
         &self,
-        operation: &'static str,
+        operation: Op,
         key: &str,
         on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl FnOnce(&EmbeddedStore) -> Result<T, Refusal>,
@@ -388,7 +384,7 @@ impl CacheClient {
     /// (a SCAN), so it must not hold the keyspace lock for the whole operation.
     async fn call_in_steps<T, Refusal: Into<StoreFailure>>(
         &self,
-        operation: &'static str,
+        operation: Op,
         key: &str,
         on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl AsyncFnOnce(&EmbeddedStore) -> Result<T, Refusal>,
@@ -413,7 +409,7 @@ impl CacheClient {
             CacheStore::Embedded(store) => on_embedded(store).await.map_err(Into::into),
         };
         if let Some(near) = &self.inner.near
-            && !READ_ONLY_OPERATIONS.contains(&operation)
+            && !operation.is_read_only()
         {
             near.invalidate(key);
         }
@@ -429,7 +425,7 @@ impl CacheClient {
 
     pub(super) fn finish<T>(
         &self,
-        operation: &'static str,
+        operation: Op,
         key: &str,
         started: Instant,
         result: Result<T, CacheError>,
@@ -438,7 +434,7 @@ impl CacheClient {
         let error_kind = result.as_ref().err().map(CacheError::kind);
         self.inner.metrics.record(operation, key, latency, error_kind);
         tracing::trace!(
-            operation,
+            operation = operation.as_str(),
             key = %crate::RedactedKey::new(key),
             latency_us = latency.as_micros() as u64,
             ok = error_kind.is_none()
@@ -463,12 +459,7 @@ impl CacheClient {
     }
 
     /// Refuses a TTL under 1 ms or over [`MAX_TTL`] before any I/O (and counts the refusal).
-    pub(crate) fn check_ttl(
-        &self,
-        operation: &'static str,
-        key: &str,
-        ttl: Option<Duration>,
-    ) -> Result<(), CacheError> {
+    pub(crate) fn check_ttl(&self, operation: Op, key: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
         match ttl {
             Some(ttl) if ttl < Duration::from_millis(1) => {
                 Err(self.refuse(operation, key, "a TTL must be at least 1 ms".to_owned()))
@@ -480,7 +471,7 @@ impl CacheClient {
 
     /// Refuses a TTL over [`MAX_TTL`] (which Redis would refuse as an invalid expire time, and
     /// the embedded store could not represent) before any I/O.
-    fn check_ttl_ceiling(&self, operation: &'static str, key: &str, ttl: Duration) -> Result<(), CacheError> {
+    fn check_ttl_ceiling(&self, operation: Op, key: &str, ttl: Duration) -> Result<(), CacheError> {
         if ttl > MAX_TTL {
             return Err(self.refuse(operation, key, format!("a TTL must be at most {} ms", MAX_TTL.as_millis())));
         }
@@ -488,7 +479,7 @@ impl CacheClient {
     }
 
     /// An [`crate::CacheErrorKind::InvalidInput`] error, counted like any failed operation.
-    pub(crate) fn refuse(&self, operation: &'static str, key: &str, problem: String) -> CacheError {
+    pub(crate) fn refuse(&self, operation: Op, key: &str, problem: String) -> CacheError {
         let error = CacheError::invalid_input(operation, Some(key), problem);
         self.inner.metrics.record(operation, key, Duration::ZERO, Some(error.kind()));
         error
@@ -502,12 +493,12 @@ impl CacheClient {
             // A replica answers PING too: while the primary is changing, commands are refused,
             // and so is the question whether the store can serve them.
             CacheStore::Redis(RedisPool { route, gate }) => match gate.as_deref().and_then(PrimaryGate::closed) {
-                Some(why) => Err(CacheError::unavailable("ping", None, why.as_str())),
+                Some(why) => Err(CacheError::unavailable(Op::Ping, None, why.as_str())),
                 None => ping_every_connection(route).await,
             },
             CacheStore::Embedded(_) => Ok(Duration::ZERO),
         };
-        self.finish("ping", "", started, result)
+        self.finish(Op::Ping, "", started, result)
     }
 }
 
@@ -520,7 +511,7 @@ async fn ping_every_connection(route: &Route) -> Result<Duration, CacheError> {
         let mut slowest = Duration::ZERO;
         for client in pool.clients() {
             let started = Instant::now();
-            client.ping::<()>(None).await.map_err(|error| CacheError::from_fred("ping", None, error))?;
+            client.ping::<()>(None).await.map_err(|error| CacheError::from_fred(Op::Ping, None, error))?;
             slowest = slowest.max(started.elapsed());
         }
         Ok::<_, CacheError>(slowest)

@@ -5,7 +5,7 @@ use std::fmt;
 
 use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
 
-use crate::RedactedKey;
+use crate::{Op, RedactedKey};
 
 /// What kind of failure a cache operation met; what a caller acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl CacheErrorKind {
 /// bearer token.
 #[derive(Debug, thiserror::Error)]
 pub struct CacheError {
-    operation: &'static str,
+    operation: Op,
     key: Option<RedactedKey>,
     kind: CacheErrorKind,
     #[source]
@@ -57,22 +57,22 @@ pub struct CacheError {
 }
 
 impl CacheError {
-    pub(crate) fn from_fred(operation: &'static str, key: Option<&str>, error: FredError) -> Self {
+    pub(crate) fn from_fred(operation: Op, key: Option<&str>, error: FredError) -> Self {
         let kind = classify(&error);
         Self::new(operation, key, kind, Box::new(error))
     }
 
     /// The store cannot be asked now (the primary is changing); nothing was sent.
-    pub(crate) fn unavailable(operation: &'static str, key: Option<&str>, why: &'static str) -> Self {
+    pub(crate) fn unavailable(operation: Op, key: Option<&str>, why: &'static str) -> Self {
         Self::new(operation, key, CacheErrorKind::Unavailable, why.into())
     }
 
-    pub(crate) fn wrong_type(operation: &'static str, key: &str) -> Self {
+    pub(crate) fn wrong_type(operation: Op, key: &str) -> Self {
         Self::new(operation, Some(key), CacheErrorKind::WrongType, "key holds another type of value".into())
     }
 
     pub(crate) fn bad_data(
-        operation: &'static str,
+        operation: Op,
         key: &str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
@@ -80,12 +80,12 @@ impl CacheError {
     }
 
     /// A command the embedded store refuses as Redis would refuse it (Redis's reply text).
-    pub(crate) fn rejected(operation: &'static str, key: &str, reply: &'static str) -> Self {
+    pub(crate) fn rejected(operation: Op, key: &str, reply: &'static str) -> Self {
         Self::new(operation, Some(key), CacheErrorKind::Rejected, reply.into())
     }
 
     pub(crate) fn invalid_input(
-        operation: &'static str,
+        operation: Op,
         key: Option<&str>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
@@ -104,7 +104,7 @@ impl CacheError {
     }
 
     fn new(
-        operation: &'static str,
+        operation: Op,
         key: Option<&str>,
         kind: CacheErrorKind,
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -112,7 +112,13 @@ impl CacheError {
         Self { operation, key: key.map(RedactedKey::new), kind, source }
     }
 
+    /// What the failed operation is called (as metrics and traces name it).
     pub fn operation(&self) -> &'static str {
+        self.operation.as_str()
+    }
+
+    /// The failed operation.
+    pub fn op(&self) -> Op {
         self.operation
     }
 
@@ -241,13 +247,16 @@ mod tests {
     fn message_names_operation_and_redacted_key() {
         let token = "ULGe4sQxJfabcdefghijklmnopqrstuvwxyz0123456";
         let key = format!("token:{token}");
-        let error =
-            CacheError::from_fred("get", Some(&key), FredError::new(FredErrorKind::Timeout, "Request timed out."));
+        let error = CacheError::from_fred(
+            Op::GetValue,
+            Some(&key),
+            FredError::new(FredErrorKind::Timeout, "Request timed out."),
+        );
         let text = error.to_string();
         let redacted = RedactedKey::new(&key);
         assert_eq!(
             text,
-            format!("cache get failed on key `{redacted}`: unavailable: Timeout Error: Request timed out.")
+            format!("cache get_value failed on key `{redacted}`: unavailable: Timeout Error: Request timed out.")
         );
         assert!(!text.contains(token) && !format!("{error:?}").contains(token), "{text}");
         assert!(error.is_retryable());

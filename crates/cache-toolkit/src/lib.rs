@@ -22,6 +22,7 @@ mod key;
 mod lock;
 mod metrics;
 mod near;
+mod op;
 mod primary_gate;
 mod redact;
 mod redis;
@@ -36,13 +37,14 @@ pub use aside::{
     LoadPolicy, LoadPolicyBuilder, LoadPolicyError, Loaded,
 };
 pub use bloom::BloomGuard;
-pub use client::{CacheClient, CacheOptions, CacheStore, CappedPush, RedisPool};
+pub use client::{CacheClient, CacheOptions, CacheStore, CappedPush, RedisPool, StoreKind};
 pub use embedded::{EmbeddedStats, EmbeddedStore};
 pub use error::{CacheError, CacheErrorKind};
 pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use metrics::{CacheEvent, CacheMetrics, FlushCause, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
 pub use near::{ListVerdict, NearCacheError, NearCacheSettings};
+pub use op::Op;
 pub use primary_gate::{GateClosed, PrimaryGate};
 pub use redact::RedactedKey;
 pub use replication::{ReplicaWait, Replication};

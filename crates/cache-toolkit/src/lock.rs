@@ -14,7 +14,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-use crate::{CacheClient, CacheError, metrics::CacheEvent, redis, saturating_deadline};
+use crate::{CacheClient, CacheError, Op, metrics::CacheEvent, redis, saturating_deadline};
 
 /// What [`LockGuard::release`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,10 +193,10 @@ impl CacheClient {
     /// a `}` but no hash tag, has no such counter key and is refused as invalid input.
     pub async fn acquire_lock_with(&self, key: &str, options: LockOptions) -> Result<Option<LockGuard>, CacheError> {
         let stored = self.key(key).into_owned();
-        self.check_ttl("acquire_lock", &stored, Some(options.lease))?;
+        self.check_ttl(Op::AcquireLock, &stored, Some(options.lease))?;
         let Some(counter) = fencing_counter_key(&stored) else {
             return Err(self.refuse(
-                "acquire_lock",
+                Op::AcquireLock,
                 &stored,
                 "an empty lock key, or one with `}` outside a hash tag, has no fencing counter in its hash slot; use a hash tag such as `{name}`"
                     .to_owned(),
@@ -209,7 +209,7 @@ impl CacheClient {
             let sent_at = Instant::now();
             let acquired = self
                 .call_refusing(
-                    "acquire_lock",
+                    Op::AcquireLock,
                     &stored,
                     async |pool| redis::acquire_fenced(pool, &stored, &counter, &identifier, lease).await,
                     |store| store.acquire_fenced(&stored, &counter, &identifier, lease),

@@ -9,7 +9,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::CacheErrorKind;
+use crate::{CacheErrorKind, Op};
 
 /// Upper bounds (seconds) of the latency histogram's buckets; a last, implicit bucket is +Inf.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 12] =
@@ -262,7 +262,7 @@ impl CacheMetrics {
         }
     }
 
-    pub(crate) fn record(&self, operation: &'static str, key: &str, latency: Duration, error: Option<CacheErrorKind>) {
+    pub(crate) fn record(&self, operation: Op, key: &str, latency: Duration, error: Option<CacheErrorKind>) {
         self.operations.fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
         let bucket =
@@ -278,7 +278,7 @@ impl CacheMetrics {
             self.slow_operations.fetch_add(1, Ordering::Relaxed);
             if self.may_log_slow() {
                 tracing::warn!(
-                    operation,
+                    operation = operation.as_str(),
                     key = %crate::RedactedKey::new(key),
                     latency_ms = latency.as_secs_f64() * 1_000.0,
                     threshold_ms = self.slow_threshold.as_secs_f64() * 1_000.0,
@@ -327,9 +327,9 @@ mod tests {
     #[test]
     fn slow_operations_are_counted_and_logged_at_most_once_a_second() {
         let metrics = CacheMetrics::new(Duration::from_millis(10));
-        metrics.record("get_value", "fast", Duration::from_millis(5), None);
-        metrics.record("get_value", "slow", Duration::from_millis(20), None);
-        metrics.record("get_value", "slow", Duration::from_millis(10), Some(CacheErrorKind::Unavailable));
+        metrics.record(Op::GetValue, "fast", Duration::from_millis(5), None);
+        metrics.record(Op::GetValue, "slow", Duration::from_millis(20), None);
+        metrics.record(Op::GetValue, "slow", Duration::from_millis(10), Some(CacheErrorKind::Unavailable));
         let snapshot = metrics.snapshot();
         assert_eq!(snapshot.operations, 3);
         assert_eq!(snapshot.slow_operations, 2, "at or above the threshold is slow");
@@ -341,9 +341,9 @@ mod tests {
     #[test]
     fn latency_lands_in_the_right_bucket() {
         let metrics = CacheMetrics::new(Duration::from_secs(1));
-        metrics.record("op", "k", Duration::from_micros(50), None);
-        metrics.record("op", "k", Duration::from_micros(300), None);
-        metrics.record("op", "k", Duration::from_secs(5), None);
+        metrics.record(Op::GetValue, "k", Duration::from_micros(50), None);
+        metrics.record(Op::GetValue, "k", Duration::from_micros(300), None);
+        metrics.record(Op::GetValue, "k", Duration::from_secs(5), None);
         let buckets = metrics.snapshot().latency_buckets;
         assert_eq!(buckets[0], 1, "≤ 100 µs");
         assert_eq!(buckets[2], 1, "≤ 500 µs");

@@ -27,7 +27,7 @@ use fred::{
     types::{InfoKind, config::Options},
 };
 
-use crate::{CacheClient, CacheError, CacheEvent, redis::millis};
+use crate::{CacheClient, CacheError, CacheEvent, Op, redis::millis};
 
 /// The channel of the PUBLISH that orders a connection after writes made on others.
 const BARRIER_CHANNEL: &str = "tessera:replication-barrier";
@@ -76,7 +76,7 @@ impl ReplicaWait {
     ) -> Result<(T, Replication), CacheError> {
         let value = writes.await?;
         // On Redis, scripts run everywhere but on a cluster.
-        if self.timeout.is_zero() || cache.store_kind() != "redis" || !cache.runs_scripts() {
+        if self.timeout.is_zero() || cache.store_kind() != crate::StoreKind::Redis || !cache.runs_scripts() {
             return Ok((value, Replication::NotAwaited));
         }
         // Boxed: fred's futures are large, and this one is rare (revocations).
@@ -107,7 +107,7 @@ impl ReplicaWait {
         let options = Options { timeout: Some(self.timeout + Duration::from_secs(1)), ..Options::default() };
         let acknowledged = cache
             .call(
-                "replication_barrier",
+                Op::ReplicationBarrier,
                 BARRIER_CHANNEL,
                 async |route| {
                     let pool = route.any_pool()?;
@@ -143,7 +143,7 @@ impl ReplicaWait {
         }
         let info = cache
             .call(
-                "replica_count",
+                Op::ReplicaCount,
                 "",
                 async |route| route.any_pool()?.next().info::<String>(Some(InfoKind::Replication)).await,
                 |_| Ok(String::new()),

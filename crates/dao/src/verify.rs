@@ -101,7 +101,8 @@ impl CacheDao {
     /// store's path is boxed, so this future stays small for the hit (it is created, moved and
     /// dropped on every verification).
     pub(crate) async fn entry_membership(&self, entry: &StoredEntry) -> Result<Membership, CacheError> {
-        let in_memory = self.cache.near_cache_enabled() || self.cache.store_kind() == "embedded";
+        let in_memory =
+            self.cache.near_cache_enabled() || self.cache.store_kind() == cache_toolkit::StoreKind::Embedded;
         let cached = if in_memory {
             match self.cache.get_decoded_if_cached(&keys::token(entry.as_str()), CachedToken::decode) {
                 Some(None) => return Ok(Membership::Missing),

@@ -45,7 +45,7 @@ use self::{
     flight::{ErasedOutcome, FlightKey},
     policy::{CrossInstance, jittered_ttl, should_refresh_early},
 };
-use crate::{CacheClient, CacheError, CacheEvent, RedactedKey};
+use crate::{CacheClient, CacheError, CacheEvent, Op, RedactedKey};
 
 /// What `get_or_load` can cache: any serde value that can be shared between the tasks that
 /// wait on one load (implemented for every such type).
@@ -200,7 +200,7 @@ impl CacheClient {
     {
         let stored_key = self.key(key);
         match envelope::decode::<T>(text) {
-            Err(problem) => Err(CacheError::bad_data("get_or_load", &stored_key, problem).into()),
+            Err(problem) => Err(CacheError::bad_data(Op::GetOrLoad, &stored_key, problem).into()),
             Ok(Envelope::Missing { .. }) => {
                 self.metrics().count(CacheEvent::NegativeHit);
                 Ok(None)
@@ -359,7 +359,7 @@ where
         }
     };
     let text = encoded
-        .map_err(|error| FlightFailure::Cache(CacheError::invalid_input("get_or_load", Some(&stored_key), error)))?;
+        .map_err(|error| FlightFailure::Cache(CacheError::invalid_input(Op::GetOrLoad, Some(&stored_key), error)))?;
     if let Err(error) = cache.set_value(key, &text, Some(ttl)).await {
         tracing::warn!(%error, "get_or_load could not cache a loaded value; it is returned uncached");
     }
@@ -445,7 +445,7 @@ where
     let loaded = match envelope::decode::<T>(text) {
         Ok(Envelope::Value { value, .. }) => Loaded::Found(value),
         Ok(Envelope::Missing { .. }) => Loaded::Missing,
-        Err(problem) => return Err(CacheError::bad_data("get_or_load", &stored_key, problem)),
+        Err(problem) => return Err(CacheError::bad_data(Op::GetOrLoad, &stored_key, problem)),
     };
     policy.remember_loaded(&stored_key, &loaded);
     Ok(Some(loaded))

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use crate::{CacheClient, CacheError, redis};
+use crate::{CacheClient, CacheError, Op, redis};
 
 impl CacheClient {
     /// HSET one field; `true` when the field is new.
     pub async fn set_hash(&self, name: &str, field: &str, value: &str) -> Result<bool, CacheError> {
         let name = self.key(name);
         self.call(
-            "set_hash",
+            Op::SetHash,
             &name,
             async |route| redis::hash_set(route, &name, field, value).await,
             |store| store.hash_set(&name, field, value),
@@ -21,7 +21,7 @@ impl CacheClient {
         let name = self.key(name);
         let found = self
             .call(
-                "get_hash",
+                Op::GetHash,
                 &name,
                 async |route| redis::hash_get(route, &name, field).await,
                 |store| store.hash_get(&name, field),
@@ -34,7 +34,7 @@ impl CacheClient {
     pub async fn get_hash_all(&self, name: &str) -> Result<HashMap<String, String>, CacheError> {
         let name = self.key(name);
         self.call(
-            "get_hash_all",
+            Op::GetHashAll,
             &name,
             async |route| redis::hash_get_all(route, &name).await,
             |store| store.hash_get_all(&name),
@@ -46,7 +46,7 @@ impl CacheClient {
     pub async fn delete_hash_field(&self, name: &str, field: &str) -> Result<bool, CacheError> {
         let name = self.key(name);
         self.call(
-            "delete_hash_field",
+            Op::DeleteHashField,
             &name,
             async |route| redis::hash_delete(route, &name, field).await,
             |store| store.hash_delete(&name, field),

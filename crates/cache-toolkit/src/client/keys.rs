@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{CacheClient, CacheError, Ttl, embedded::WrongType, redis};
+use crate::{CacheClient, CacheError, Op, Ttl, embedded::WrongType, redis};
 
 impl CacheClient {
     /// DEL one key; `true` when it existed.
@@ -11,7 +11,7 @@ impl CacheClient {
         let stored = self.key(key).into_owned();
         let deleted = self
             .call(
-                "delete_key",
+                Op::DeleteKey,
                 &stored,
                 async |route| redis::unlink(route, std::slice::from_ref(&stored)).await,
                 |store| Ok(store.delete(&[stored.as_str()])),
@@ -24,9 +24,9 @@ impl CacheClient {
     /// key, as in Redis; one over [`MAX_TTL`] is refused.
     pub async fn set_expiry(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
         let key = self.key(key);
-        self.check_ttl_ceiling("set_expiry", &key, ttl)?;
+        self.check_ttl_ceiling(Op::SetExpiry, &key, ttl)?;
         self.call(
-            "set_expiry",
+            Op::SetExpiry,
             &key,
             async |route| redis::expire(route, &key, ttl).await,
             |store| Ok(store.expire(&key, ttl)),
@@ -36,7 +36,7 @@ impl CacheClient {
 
     pub async fn key_exists(&self, key: &str) -> Result<bool, CacheError> {
         let key = self.key(key);
-        self.call("key_exists", &key, async |route| redis::exists(route, &key).await, |store| Ok(store.exists(&key)))
+        self.call(Op::KeyExists, &key, async |route| redis::exists(route, &key).await, |store| Ok(store.exists(&key)))
             .await
     }
 
@@ -49,7 +49,7 @@ impl CacheClient {
         let stored: Vec<String> = keys.iter().map(|key| self.key(key.as_ref()).into_owned()).collect();
         let first = stored[0].clone();
         self.call(
-            "existing_keys",
+            Op::ExistingKeys,
             &first,
             async |route| redis::existing(route, &stored).await,
             |store| Ok(stored.iter().map(|key| store.exists(key)).collect()),
@@ -59,7 +59,7 @@ impl CacheClient {
 
     pub async fn get_ttl(&self, key: &str) -> Result<Ttl, CacheError> {
         let key = self.key(key);
-        self.call("get_ttl", &key, async |route| redis::ttl(route, &key).await, |store| Ok(store.ttl(&key))).await
+        self.call(Op::GetTtl, &key, async |route| redis::ttl(route, &key).await, |store| Ok(store.ttl(&key))).await
     }
 
     /// Deletes many keys; works in a cluster (grouped by hash slot). An empty list costs no
@@ -72,7 +72,7 @@ impl CacheClient {
         let first = stored[0].clone();
         let deleted = self
             .call(
-                "batch_delete_keys",
+                Op::BatchDeleteKeys,
                 &first,
                 async |route| redis::unlink(route, &stored).await,
                 |store| Ok(store.delete(&stored.iter().map(String::as_str).collect::<Vec<_>>())),
@@ -88,7 +88,7 @@ impl CacheClient {
         let pattern = format!("{}{pattern}", crate::embedded::glob_escape(self.inner.prefix.as_str()));
         let deleted = self
             .call_in_steps(
-                "delete_matching",
+                Op::DeleteMatching,
                 &pattern,
                 async |route| redis::delete_matching(route, &pattern).await,
                 async |store| Ok::<_, WrongType>(store.delete_matching(&pattern).await),

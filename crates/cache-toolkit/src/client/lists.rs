@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::{
-    CacheClient, CacheError, CacheStore, ListEnd, ListVerdict, embedded::TextReadFailure, near::NearCache, redis,
+    CacheClient, CacheError, CacheStore, ListEnd, ListVerdict, Op, embedded::TextReadFailure, near::NearCache, redis,
 };
 
 /// What [`CacheClient::push_to_capped_list`] did.
@@ -35,7 +35,7 @@ impl CacheClient {
             return self.list_len_stored(&name).await;
         }
         self.call(
-            "push_to_list",
+            Op::PushToList,
             &name,
             async |route| redis::list_push(route, &name, owned.clone(), end).await,
             |store| store.list_push(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), end),
@@ -63,7 +63,7 @@ impl CacheClient {
         let max_len = max_len.min(u64::from(u32::MAX));
         let (len, evicted) = self
             .call(
-                "push_to_capped_list",
+                Op::PushToCappedList,
                 &name,
                 async |route| redis::push_capped(route, &name, &owned, max_len).await,
                 |store| store.list_push_capped(&name, &owned.iter().map(String::as_str).collect::<Vec<_>>(), max_len),
@@ -76,7 +76,7 @@ impl CacheClient {
     /// is one.
     pub async fn get_list(&self, name: &str) -> Result<Vec<String>, CacheError> {
         match &self.inner.near {
-            Some(near) => Ok(self.near_list("get_list", near, &self.key(name)).await?.to_vec()),
+            Some(near) => Ok(self.near_list(Op::GetList, near, &self.key(name)).await?.to_vec()),
             None => self.list_range(name, 0, -1).await,
         }
     }
@@ -85,10 +85,10 @@ impl CacheClient {
     pub async fn list_contains(&self, name: &str, element: &str) -> Result<bool, CacheError> {
         let name = self.key(name);
         let found = match &self.inner.near {
-            Some(near) => self.near_list("list_contains", near, &name).await?.iter().any(|item| item == element),
+            Some(near) => self.near_list(Op::ListContains, near, &name).await?.iter().any(|item| item == element),
             None => self
                 .call(
-                    "list_contains",
+                    Op::ListContains,
                     &name,
                     async |route| redis::list_position(route, &name, element).await,
                     |store| store.list_position(&name, element),
@@ -118,7 +118,7 @@ impl CacheClient {
         }
         let Some(near) = &self.inner.near else { return self.list_contains(name, element).await };
         let name = self.key(name);
-        let found = self.near_list("list_contains", near, &name).await?.iter().any(|item| item == element);
+        let found = self.near_list(Op::ListContains, near, &name).await?.iter().any(|item| item == element);
         near.remember_verdict(&name, element, memo);
         self.inner.metrics.record_read(found);
         Ok(found)
@@ -149,8 +149,8 @@ impl CacheClient {
                             }
                             listed
                         });
-                        let verdict = verdict.map_err(|_| CacheError::wrong_type("list_contains", &name));
-                        self.finish("list_contains", &name, started, verdict)
+                        let verdict = verdict.map_err(|_| CacheError::wrong_type(Op::ListContains, &name));
+                        self.finish(Op::ListContains, &name, started, verdict)
                     }
                 }
             }
@@ -179,7 +179,7 @@ impl CacheClient {
                 (Some(value), Some(items)) => (value, items.iter().any(|item| item == element)),
                 (Some(value), None) => (
                     value,
-                    self.near_list_read("get_value_and_list_contains", near, &list)
+                    self.near_list_read(Op::GetValueAndListContains, near, &list)
                         .await?
                         .iter()
                         .any(|item| item == element),
@@ -187,7 +187,7 @@ impl CacheClient {
                 (None, cached_list) => {
                     let (value, items) = self
                         .call_refusing(
-                            "get_value_and_list_contains",
+                            Op::GetValueAndListContains,
                             &key,
                             async |route| match &cached_list {
                                 Some(items) => Ok((near.read_through(route, &key).await?, Arc::clone(items))),
@@ -204,7 +204,7 @@ impl CacheClient {
             None => {
                 let (value, position) = self
                     .call_refusing(
-                        "get_value_and_list_contains",
+                        Op::GetValueAndListContains,
                         &key,
                         async |route| redis::get_and_list_position(route, &key, &list, element).await,
                         // A WRONGTYPE from either command wins over a value that is not
@@ -226,24 +226,14 @@ impl CacheClient {
     /// The list from the near cache, or read through it.
     /// The list `name` from the near cache, read through it when it lacks it; errors name
     /// `operation` (the caller's).
-    async fn near_list(
-        &self,
-        operation: &'static str,
-        near: &NearCache,
-        name: &str,
-    ) -> Result<Arc<[String]>, CacheError> {
+    async fn near_list(&self, operation: Op, near: &NearCache, name: &str) -> Result<Arc<[String]>, CacheError> {
         match near.lookup_list(name) {
             Some(items) => Ok(items),
             None => self.near_list_read(operation, near, name).await,
         }
     }
 
-    async fn near_list_read(
-        &self,
-        operation: &'static str,
-        near: &NearCache,
-        name: &str,
-    ) -> Result<Arc<[String]>, CacheError> {
+    async fn near_list_read(&self, operation: Op, near: &NearCache, name: &str) -> Result<Arc<[String]>, CacheError> {
         self.call(
             operation,
             name,
@@ -257,7 +247,7 @@ impl CacheClient {
     pub async fn list_range(&self, name: &str, start: i64, stop: i64) -> Result<Vec<String>, CacheError> {
         let name = self.key(name);
         self.call(
-            "list_range",
+            Op::ListRange,
             &name,
             async |route| redis::list_range(route, &name, start, stop).await,
             |store| store.list_range(&name, start, stop),
@@ -274,7 +264,7 @@ impl CacheClient {
         let name = self.key(name);
         let found = self
             .call(
-                "pop_list",
+                Op::PopList,
                 &name,
                 async |route| redis::list_pop(route, &name, end).await,
                 |store| store.list_pop(&name, end),
@@ -289,7 +279,7 @@ impl CacheClient {
         let name = self.key(name);
         let found = self
             .call(
-                "list_position",
+                Op::ListPosition,
                 &name,
                 async |route| redis::list_position(route, &name, value).await,
                 |store| store.list_position(&name, value),
@@ -303,7 +293,7 @@ impl CacheClient {
     pub async fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, CacheError> {
         let name = self.key(name);
         self.call(
-            "list_remove",
+            Op::ListRemove,
             &name,
             async |route| redis::list_remove(route, &name, count, value).await,
             |store| store.list_remove(&name, count, value),
@@ -315,7 +305,7 @@ impl CacheClient {
     pub async fn list_trim(&self, name: &str, start: i64, stop: i64) -> Result<(), CacheError> {
         let name = self.key(name);
         self.call(
-            "list_trim",
+            Op::ListTrim,
             &name,
             async |route| redis::list_trim(route, &name, start, stop).await,
             |store| store.list_trim(&name, start, stop),
@@ -330,7 +320,7 @@ impl CacheClient {
     }
 
     async fn list_len_stored(&self, name: &str) -> Result<u64, CacheError> {
-        self.call("list_len", name, async |route| redis::list_len(route, name).await, |store| store.list_len(name))
+        self.call(Op::ListLen, name, async |route| redis::list_len(route, name).await, |store| store.list_len(name))
             .await
     }
 }

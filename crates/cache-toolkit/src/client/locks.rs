@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use crate::{CacheClient, CacheError, redis};
+use crate::{CacheClient, CacheError, Op, redis};
 
 impl CacheClient {
     /// Deletes `key` only while it still holds `expected`, atomically.
     pub(crate) async fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool, CacheError> {
         let key = self.key(key);
         self.call(
-            "release_lock",
+            Op::ReleaseLock,
             &key,
             async |route| redis::delete_if_equals(route, &key, expected).await,
             |store| store.delete_if_equals(&key, expected),
@@ -21,9 +21,9 @@ impl CacheClient {
     /// Sets a new TTL on `key` only while it still holds `expected`, atomically.
     pub(crate) async fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, CacheError> {
         let key = self.key(key);
-        self.check_ttl("extend_lock", &key, Some(ttl))?;
+        self.check_ttl(Op::ExtendLock, &key, Some(ttl))?;
         self.call(
-            "extend_lock",
+            Op::ExtendLock,
             &key,
             async |route| redis::expire_if_equals(route, &key, expected, ttl).await,
             |store| store.expire_if_equals(&key, expected, ttl),

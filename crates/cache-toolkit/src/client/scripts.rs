@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::{CacheClient, CacheError, CacheScript, CacheStore, RedisPool, ScriptReply};
+use crate::{CacheClient, CacheError, CacheScript, CacheStore, Op, RedisPool, ScriptReply};
 
 impl CacheClient {
     /// Whether [`Self::run_script`] works here: Redis standalone or sentinel. The embedded
@@ -27,13 +27,13 @@ impl CacheClient {
     ) -> Result<ScriptReply, CacheError> {
         let first = keys.first().map_or(Cow::Borrowed(""), |key| self.key(key)).into_owned();
         if !self.runs_scripts() {
-            return Err(CacheError::invalid_input("run_script", Some(&first), "this store does not run scripts"));
+            return Err(CacheError::invalid_input(Op::RunScript, Some(&first), "this store does not run scripts"));
         }
         let keys: Vec<String> = keys.iter().map(|key| self.key(key).into_owned()).collect();
         let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
         let reply = self
             .call(
-                "run_script",
+                Op::RunScript,
                 &first,
                 async |route| crate::script::run(route, script, keys.clone(), args).await,
                 |_| unreachable!("runs_scripts() is false for the embedded store"),
@@ -49,6 +49,6 @@ impl CacheClient {
         if !self.runs_scripts() {
             return Ok(());
         }
-        self.call("load_script", "", async |route| crate::script::load(route, script).await, |_| Ok(())).await
+        self.call(Op::LoadScript, "", async |route| crate::script::load(route, script).await, |_| Ok(())).await
     }
 }

@@ -7,16 +7,16 @@ use std::{sync::Arc, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
-use crate::{CacheClient, CacheError, CacheStore, redis};
+use crate::{CacheClient, CacheError, CacheStore, Op, redis};
 
 impl CacheClient {
     /// SET `key` to `value`, with an optional TTL (none: the key never expires, and any earlier
     /// TTL is cleared, as Redis does).
     pub async fn set_value(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), CacheError> {
         let key = self.key(key);
-        self.check_ttl("set_value", &key, ttl)?;
+        self.check_ttl(Op::SetValue, &key, ttl)?;
         self.call(
-            "set_value",
+            Op::SetValue,
             &key,
             async |route| redis::set(route, &key, value, ttl, false).await,
             |store| Ok(store.set(&key, value, ttl, false)),
@@ -28,9 +28,9 @@ impl CacheClient {
     /// SET NX: writes only if the key is absent; `true` when written.
     pub async fn set_value_if_absent(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<bool, CacheError> {
         let key = self.key(key);
-        self.check_ttl("set_value_if_absent", &key, ttl)?;
+        self.check_ttl(Op::SetValueIfAbsent, &key, ttl)?;
         self.call(
-            "set_value_if_absent",
+            Op::SetValueIfAbsent,
             &key,
             async |route| redis::set(route, &key, value, ttl, true).await,
             |store| Ok(store.set(&key, value, ttl, true)),
@@ -49,7 +49,7 @@ impl CacheClient {
                     return Ok(cached);
                 }
                 self.call_refusing(
-                    "get_value",
+                    Op::GetValue,
                     &key,
                     async |route| near.read_through(route, &key).await,
                     |store| store.get(&key),
@@ -58,7 +58,7 @@ impl CacheClient {
             }
             None => {
                 self.call_refusing(
-                    "get_value",
+                    Op::GetValue,
                     &key,
                     async |route| redis::get(route, &key).await,
                     |store| store.get(&key),
@@ -77,7 +77,7 @@ impl CacheClient {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         let json = crate::json::encode(value)
-            .map_err(|error| CacheError::invalid_input("set_json", Some(&self.key(key)), error))?;
+            .map_err(|error| CacheError::invalid_input(Op::SetJson, Some(&self.key(key)), error))?;
         self.set_value(key, &json, ttl).await
     }
 
@@ -88,7 +88,7 @@ impl CacheClient {
         let mut bytes = text.into_bytes();
         crate::json::decode::<T>(&mut bytes)
             .map(Some)
-            .map_err(|error| CacheError::bad_data("get_json", &self.key(key), error))
+            .map_err(|error| CacheError::bad_data(Op::GetJson, &self.key(key), error))
     }
 
     /// The value of `key` if the near cache can answer for it now (`Some(None)`: known to be
@@ -117,7 +117,7 @@ impl CacheClient {
             (None, CacheStore::Embedded(store)) => {
                 let started = Instant::now();
                 let value = store.get_decoded(&key, decode).ok()?;
-                self.inner.metrics.record("get_value", &key, started.elapsed(), None);
+                self.inner.metrics.record(Op::GetValue, &key, started.elapsed(), None);
                 value
             }
             (None, CacheStore::Redis(_)) => return None,

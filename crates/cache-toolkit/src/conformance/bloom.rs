@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{BloomGuard, CacheClient, CacheErrorKind, Ttl};
+use crate::{BloomGuard, CacheClient, CacheErrorKind, Op, Ttl};
 
 pub(super) async fn bloom_has_no_false_negatives(cache: CacheClient) {
     let guard = BloomGuard::new(&cache, "users", 1_000, 0.01).unwrap();
@@ -51,7 +51,7 @@ pub(super) async fn bloom_false_positive_rate_is_near_the_target(cache: CacheCli
     let rate = false_positives as f64 / ITEMS as f64;
     eprintln!(
         "bloom false positive rate on {}: {rate:.4} ({false_positives} of {ITEMS}, target {TARGET}), {:?}",
-        cache.store_kind(),
+        cache.store_kind().as_str(),
         started.elapsed()
     );
     assert!(rate < 2.0 * TARGET, "measured false positive rate {rate} is not under {}", 2.0 * TARGET);
@@ -129,27 +129,27 @@ pub(super) async fn bloom_shared_between_clients(cache: CacheClient) {
 /// significant bit of byte 0, the string grows with zero bytes, reading past the end gives 0,
 /// a TTL survives a bit write, and a string that is no longer UTF-8 reads as bad data.
 pub(super) async fn bloom_bitmap_has_redis_bit_semantics(cache: CacheClient) {
-    assert_eq!(cache.get_bits("test", "missing", &[0, 7, 1_000]).await.unwrap(), [false; 3]);
+    assert_eq!(cache.get_bits(Op::BloomMightContain, "missing", &[0, 7, 1_000]).await.unwrap(), [false; 3]);
     assert!(!cache.key_exists("missing").await.unwrap(), "reading bits creates nothing");
 
-    cache.set_bits("test", "fresh", &[1, 7]).await.unwrap();
+    cache.set_bits(Op::BloomAdd, "fresh", &[1, 7]).await.unwrap();
     assert_eq!(cache.get_value("fresh").await.unwrap().as_deref(), Some("A"), "0b0100_0001");
     assert_eq!(cache.get_ttl("fresh").await.unwrap(), Ttl::NoExpiry);
     assert!(cache.release_lock("fresh", "A").await.unwrap(), "compare-and-delete compares the bytes");
 
     cache.set_value("grow", "a", Some(Duration::from_secs(100))).await.unwrap();
-    cache.set_bits("test", "grow", &[17, 23]).await.unwrap();
+    cache.set_bits(Op::BloomAdd, "grow", &[17, 23]).await.unwrap();
     assert_eq!(cache.get_value("grow").await.unwrap().as_deref(), Some("a\u{0}A"), "grown with a zero byte");
     assert!(matches!(cache.get_ttl("grow").await.unwrap(), Ttl::ExpiresIn(_)), "a bit write keeps the TTL");
-    let read = cache.get_bits("test", "grow", &[0, 1, 2, 3, 7, 8, 17, 23, 24, 1_000_000]).await.unwrap();
+    let read = cache.get_bits(Op::BloomMightContain, "grow", &[0, 1, 2, 3, 7, 8, 17, 23, 24, 1_000_000]).await.unwrap();
     assert_eq!(read, [false, true, true, false, true, false, true, true, false, false]);
 
-    cache.set_bits("test", "grow", &[0]).await.unwrap();
+    cache.set_bits(Op::BloomAdd, "grow", &[0]).await.unwrap();
     let error = cache.get_value("grow").await.expect_err("0xE1 0x00 0x41 is not UTF-8");
     assert_eq!(error.kind(), CacheErrorKind::BadData, "{error}");
     assert!(error.to_string().contains(&cache.redacted_key("grow").to_string()), "{error}");
     assert!(!cache.release_lock("grow", "a\u{0}A").await.unwrap(), "the bytes changed");
-    assert!(cache.get_bits("test", "grow", &[0]).await.unwrap()[0]);
+    assert!(cache.get_bits(Op::BloomMightContain, "grow", &[0]).await.unwrap()[0]);
     cache.set_value("grow", "text again", None).await.unwrap();
     assert_eq!(cache.get_value("grow").await.unwrap().as_deref(), Some("text again"), "SET replaces a bitmap");
 }

@@ -145,7 +145,7 @@ pub(super) async fn lock_counter_that_incr_refuses_fails_acquisition_as_in_redis
     }
     // "1" written bit by bit (0x31: bits 2, 3 and 7), as a bitmap holds it.
     raw.delete_key(&counter).await.unwrap();
-    raw.set_bits("set_bits", &counter, &[2, 3, 7]).await.unwrap();
+    raw.set_bits(crate::Op::BloomAdd, &counter, &[2, 3, 7]).await.unwrap();
     let guard = cache.acquire_lock_with("lock", LockOptions::new(Duration::from_secs(10))).await.unwrap();
     let guard = guard.expect("a free lock");
     assert_eq!(guard.fencing_token(), 2, "a bitmap spelling 1 is the integer 1");
