@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: the checks CI runs, in order, stopping at the first that fails: formatting,
-//! clippy with warnings denied, the whole test suite as `cargo xtask test` runs it, then the API
-//! fuzzing of `cargo xtask fuzz`.
+//! clippy with warnings denied, the API docs with rustdoc's warnings denied (a broken intra-doc
+//! link fails), the whole test suite as `cargo xtask test` runs it, then the API fuzzing of
+//! `cargo xtask fuzz`.
 
 use std::process::{ExitCode, ExitStatus};
 use std::time::Instant;
@@ -14,10 +15,17 @@ use crate::workspace;
 
 type Step = (&'static str, fn() -> Result<ExitStatus>);
 
-const STEPS: [Step; 4] = [
+const STEPS: [Step; 5] = [
     ("cargo fmt --all -- --check", || process::status_of(workspace::cargo().args(["fmt", "--all", "--", "--check"]))),
     ("cargo clippy --workspace --all-targets -- -D warnings", || {
         process::status_of(workspace::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    }),
+    ("RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --workspace", || {
+        process::status_of(workspace::cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--no-deps",
+            "--workspace",
+        ]))
     }),
     ("cargo xtask test", || test::run(&[])),
     ("cargo xtask fuzz", fuzz::run),

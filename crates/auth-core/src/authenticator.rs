@@ -199,7 +199,8 @@ impl Authenticator {
     }
 
     /// Checks a presented token, and with sliding expiry renews a valid one
-    /// ([`Self::renew`]). A malformed one is refused without any I/O.
+    /// (to its own lifetime, never past `max_session_lifetime` after `iat`). A malformed one is
+    /// refused without any I/O.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self, presented: &str) -> Result<Verification, AuthError> {
         let verification = self.inspect(presented).await?;

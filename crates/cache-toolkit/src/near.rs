@@ -72,9 +72,9 @@ pub struct NearCacheSettings {
     /// Entries of a connection that has not answered a heartbeat for this long are not served
     /// (750 ms by default): the bound on staleness when Redis freezes or a socket goes half-open.
     /// Reads then go to Redis and fail at its command timeout: with the default 1 s, a frozen
-    /// Redis answers 503 within 1.75 s of the freeze and never from memory after 750 ms. (A
-    /// fail-fast on a silent connection was tried and removed: under CPU overload heartbeats
-    /// arrive late, and it turned slowness into errors.)
+    /// Redis answers 503 within 1.75 s of the freeze and never from memory after 750 ms. Reads
+    /// are not failed fast on a silent connection: under CPU overload heartbeats arrive late,
+    /// and that would turn slowness into errors.
     pub max_silence: Duration,
 }
 

@@ -1,5 +1,5 @@
 //! Building the cache backend from [`config::Settings`] and owning its lifecycle:
-//! [`Backend::init`], [`Backend::health`], [`Backend::reset`], [`Backend::close`].
+//! [`Backend::start`], [`Backend::health`], [`Backend::reset`], [`Backend::close`].
 //!
 //! This is the only crate that builds a fred client. It depends on `config` and
 //! `cache-toolkit`, never on `dao`, `auth-core` or `http-server`.

@@ -124,7 +124,7 @@ enum FlightKind {
 
 impl CacheClient {
     /// Cache-aside read of a serde value: the cached value when `key` holds one, else the
-    /// loader's answer, cached under `policy` (see the [module](self) for the protections).
+    /// loader's answer, cached under `policy` (the protections are [`LoadPolicy`]'s).
     /// `Ok(None)` means the source has no such value (possibly answered from the cached
     /// placeholder, without calling the loader).
     ///

@@ -21,7 +21,7 @@ impl CacheClient {
     }
 
     /// Sets a TTL on an existing key (`false` when it does not exist). A zero TTL deletes the
-    /// key, as in Redis; one over [`MAX_TTL`] is refused.
+    /// key, as in Redis; one over [`crate::MAX_TTL`] is refused.
     pub async fn set_expiry(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
         let key = self.key(key);
         self.check_ttl_ceiling(Op::SetExpiry, &key, ttl)?;

@@ -312,8 +312,12 @@ impl Side {
             Op::HashGet { key, field } => cache.get_hash(key, field).await.map(Reply::Text),
             Op::HashGetAll { key } => cache.get_hash_all(key).await.map(|all| Reply::Fields(all.into_iter().collect())),
             Op::HashDelete { key, field } => cache.delete_hash_field(key, field).await.map(Reply::Flag),
-            Op::SetBits { key, offsets } => cache.set_bits(crate::Op::BloomAdd, key, offsets).await.map(|()| Reply::Done),
-            Op::GetBits { key, offsets } => cache.get_bits(crate::Op::BloomMightContain, key, offsets).await.map(Reply::Flags),
+            Op::SetBits { key, offsets } => {
+                cache.set_bits(crate::Op::BloomAdd, key, offsets).await.map(|()| Reply::Done)
+            }
+            Op::GetBits { key, offsets } => {
+                cache.get_bits(crate::Op::BloomMightContain, key, offsets).await.map(Reply::Flags)
+            }
             Op::AcquireLock { lease } => {
                 match cache.acquire_lock(LOCK_KEY, lease.duration(), Duration::ZERO, Duration::ZERO).await {
                     Ok(Some(guard)) => {
