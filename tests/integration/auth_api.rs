@@ -9,20 +9,20 @@ use hyper::{Method, StatusCode};
 use cache_toolkit::{CacheClient, CacheOptions, ListEnd};
 use config::{AppEnv, Settings};
 use infra::Backend;
-use tests::{PrivateRedis, TestApp, raw_status, send, spawn_app, test_redis_url};
+use tests::{PrivateRedis, TestApp, Topology, raw_status, send, spawn_app, test_redis_url};
 
 pub(crate) const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789";
 
 /// Request headers, in order (a name may repeat).
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
-pub(crate) async fn app_on(backend: &str, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_on(backend: tests::Backend, extra: &[(&str, &str)]) -> TestApp {
     let url;
     let mut pairs =
         vec![("TESSERA_INTERNAL_KEY", INTERNAL_KEY), ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username")];
     match backend {
-        "embedded" => pairs.push(("TESSERA_STORE", "embedded")),
-        topology => {
+        tests::Backend::Embedded => pairs.push(("TESSERA_STORE", "embedded")),
+        tests::Backend::Redis(topology) => {
             url = test_redis_url(topology);
             pairs.push(("REDIS_URL", &url));
         }
@@ -86,13 +86,13 @@ async fn store_operations(app: &TestApp) -> u64 {
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
         mod embedded {
-            $(#[tokio::test] async fn $case() { super::$case("embedded").await; })*
+            $(#[tokio::test] async fn $case() { super::$case(tests::Backend::Embedded).await; })*
         }
         mod standalone {
-            $(#[tokio::test] async fn $case() { super::$case("standalone").await; })*
+            $(#[tokio::test] async fn $case() { super::$case(tests::Backend::Redis(tests::Topology::Standalone)).await; })*
         }
         mod cluster {
-            $(#[tokio::test] async fn $case() { super::$case("cluster").await; })*
+            $(#[tokio::test] async fn $case() { super::$case(tests::Backend::Redis(tests::Topology::Cluster)).await; })*
         }
     };
 }
@@ -109,7 +109,7 @@ on_every_backend!(
     a_token_cookie_serves_browser_apps,
 );
 
-async fn issue_verify_me_logout_then_refused(backend: &str) {
+async fn issue_verify_me_logout_then_refused(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let user = unique_user();
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -160,7 +160,7 @@ async fn issue_verify_me_logout_then_refused(backend: &str) {
     app.stop().await;
 }
 
-async fn bad_input_is_refused_without_touching_the_store(backend: &str) {
+async fn bad_input_is_refused_without_touching_the_store(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let long = format!("Bearer {}", "a".repeat(8 * 1024));
     let cases: &[(&str, Headers<'_>, StatusCode)] = &[
@@ -207,7 +207,7 @@ async fn bad_input_is_refused_without_touching_the_store(backend: &str) {
     app.stop().await;
 }
 
-async fn internal_routes_need_the_internal_key(backend: &str) {
+async fn internal_routes_need_the_internal_key(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let near_miss = format!("{}X", &INTERNAL_KEY[..INTERNAL_KEY.len() - 1]);
     let longer = format!("{INTERNAL_KEY}0");
@@ -264,7 +264,7 @@ async fn internal_routes_need_the_internal_key(backend: &str) {
     off.stop().await;
     // Settings refuse to make internal paths public; if such settings got through anyway (a
     // library user's layer, a wrong order), the internal handlers still refuse an unmarked call.
-    let url = (backend != "embedded").then(|| test_redis_url(backend));
+    let url = backend.redis_url();
     let mut pairs = vec![("TESSERA_INTERNAL_KEY", INTERNAL_KEY)];
     match &url {
         Some(url) => pairs.push(("REDIS_URL", url.as_str())),
@@ -281,7 +281,7 @@ async fn internal_routes_need_the_internal_key(backend: &str) {
     opened.stop().await;
 }
 
-async fn paths_cannot_slip_past_the_whitelist(backend: &str) {
+async fn paths_cannot_slip_past_the_whitelist(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let before = store_operations(&app).await;
     for path in [
@@ -307,7 +307,7 @@ async fn paths_cannot_slip_past_the_whitelist(backend: &str) {
     app.stop().await;
 }
 
-async fn sessions_are_listed_revoked_and_introspected(backend: &str) {
+async fn sessions_are_listed_revoked_and_introspected(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let user = format!("user-{}", unique_user());
     let mut tokens = Vec::new();
@@ -413,7 +413,7 @@ async fn sessions_are_listed_revoked_and_introspected(backend: &str) {
     app.stop().await;
 }
 
-async fn limits_and_request_ids(backend: &str) {
+async fn limits_and_request_ids(backend: tests::Backend) {
     let app = app_on(backend, &[("TESSERA_MAX_BODY_BYTES", "1024")]).await;
     let key = [("x-internal-key", INTERNAL_KEY)];
     let big = format!(r#"{{"user_id":1,"metadata":{{"pad":"{}"}}}}"#, "x".repeat(2048));
@@ -463,17 +463,17 @@ pub(crate) async fn raw_cache(url: &str) -> (Backend, CacheClient) {
 mod python_compatibility {
     #[tokio::test]
     async fn standalone() {
-        super::python_compatibility("standalone").await;
+        super::python_compatibility(tests::Topology::Standalone).await;
     }
 
     #[tokio::test]
     async fn cluster() {
-        super::python_compatibility("cluster").await;
+        super::python_compatibility(tests::Topology::Cluster).await;
     }
 }
 
-async fn python_compatibility(topology: &str) {
-    let app = app_on(topology, &[]).await;
+async fn python_compatibility(topology: Topology) {
+    let app = app_on(tests::Backend::Redis(topology), &[]).await;
     let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
     let user = unique_user();
 
@@ -711,9 +711,9 @@ async fn a_token_verified_before_costs_no_command_with_the_near_cache() {
 /// one lookup in process memory (the token's record, decoded once and kept; whether its list
 /// holds it is remembered against the list until the list changes). With the near cache on
 /// (Redis only): none.
-async fn round_trips_per_verification(backend: &str) {
+async fn round_trips_per_verification(backend: tests::Backend) {
     for near_cache in ["off", "on"] {
-        if backend == "embedded" && near_cache == "on" {
+        if backend == tests::Backend::Embedded && near_cache == "on" {
             continue;
         }
         let app = app_on(backend, &[("TESSERA_NEAR_CACHE", near_cache)]).await;
@@ -731,10 +731,10 @@ async fn round_trips_per_verification(backend: &str) {
 
 /// What the verification script must get right: a user id beyond 2^53, a decoy `user_id` in a
 /// nested object, an id with escapes and unicode, a list key of the wrong type, a key prefix.
-async fn script_edge_cases(topology: &str) {
+async fn script_edge_cases(topology: Topology) {
     let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
     for prefix in ["", "edge:"] {
-        let app = app_on(topology, &[("TESSERA_KEY_PREFIX", prefix)]).await;
+        let app = app_on(tests::Backend::Redis(topology), &[("TESSERA_KEY_PREFIX", prefix)]).await;
         let seed = unique_user();
         let big = 9_007_199_254_740_993_u64 + seed;
         // (what, stored metadata, lists holding the token, expected status, expected X-Auth-User-Id)
@@ -796,34 +796,34 @@ async fn script_edge_cases(topology: &str) {
 mod verification_path {
     #[tokio::test]
     async fn standalone_round_trips() {
-        super::round_trips_per_verification("standalone").await;
+        super::round_trips_per_verification(tests::Backend::Redis(tests::Topology::Standalone)).await;
     }
 
     #[tokio::test]
     async fn cluster_round_trips() {
-        super::round_trips_per_verification("cluster").await;
+        super::round_trips_per_verification(tests::Backend::Redis(tests::Topology::Cluster)).await;
     }
 
     #[tokio::test]
     async fn embedded_operations() {
-        super::round_trips_per_verification("embedded").await;
+        super::round_trips_per_verification(tests::Backend::Embedded).await;
     }
 
     #[tokio::test]
     async fn standalone_edge_cases() {
-        super::script_edge_cases("standalone").await;
+        super::script_edge_cases(tests::Topology::Standalone).await;
     }
 
     #[tokio::test]
     async fn cluster_edge_cases() {
-        super::script_edge_cases("cluster").await;
+        super::script_edge_cases(tests::Topology::Cluster).await;
     }
 }
 
 /// Every answer is `nosniff`; every answer that could carry a token, a principal, sessions or
 /// introspection data — and every refusal — tells caches not to store it. Only the API
 /// document may be cached.
-async fn answers_are_nosniff_and_never_cached(backend: &str) {
+async fn answers_are_nosniff_and_never_cached(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let user = unique_user();
     let issued = send(
@@ -868,7 +868,7 @@ async fn answers_are_nosniff_and_never_cached(backend: &str) {
 /// RFC 7662's claims a resource server acts on (`scope`, `client_id`, `aud`, `iss`, `nbf`,
 /// `jti`) are never taken from metadata; `iat` is the record's own, and metadata may not set
 /// it (nor `user_id` nor `ttl_seconds`) at issue.
-async fn introspection_claims_come_from_the_record_never_from_metadata(backend: &str) {
+async fn introspection_claims_come_from_the_record_never_from_metadata(backend: tests::Backend) {
     let app = app_on(backend, &[]).await;
     let user = unique_user();
     let key = [("x-internal-key", INTERNAL_KEY)];
@@ -910,7 +910,7 @@ async fn introspection_claims_come_from_the_record_never_from_metadata(backend: 
 /// `TESSERA_TOKEN_COOKIE`: `/auth/verify`, `/api/me` and `/api/logout` take the token from the
 /// cookie when there is no `Authorization` header (the header wins when both are there, even a
 /// wrong one), a malformed `Cookie` header is no token, and logout clears the cookie.
-async fn a_token_cookie_serves_browser_apps(backend: &str) {
+async fn a_token_cookie_serves_browser_apps(backend: tests::Backend) {
     let app = app_on(backend, &[("TESSERA_TOKEN_COOKIE", "__Host-session")]).await;
     let user = unique_user();
     let (token, _) = issue(&app, &format!(r#"{{"user_id":{user},"metadata":{{"username":"cookie"}}}}"#)).await;

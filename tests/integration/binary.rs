@@ -74,7 +74,7 @@ async fn an_unreachable_redis_exits_non_zero_naming_the_address() {
 
 #[tokio::test]
 async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline() {
-    let url = test_redis_url("standalone");
+    let url = test_redis_url(tests::Topology::Standalone);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = tessera(&[

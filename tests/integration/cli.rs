@@ -55,7 +55,7 @@ fn json_field(json: &str, name: &str) -> String {
 
 /// Settings naming the shared Redis, with a key prefix of this test's own.
 fn redis_env(prefix: &str) -> Vec<(&'static str, String)> {
-    vec![("REDIS_URL", test_redis_url("standalone")), ("TESSERA_KEY_PREFIX", prefix.to_owned())]
+    vec![("REDIS_URL", test_redis_url(tests::Topology::Standalone)), ("TESSERA_KEY_PREFIX", prefix.to_owned())]
 }
 
 fn unique_prefix(test: &str) -> String {

@@ -414,16 +414,16 @@ async fn random_writers_and_readers_agree_at_quiescence(url: &str) {
 }
 
 macro_rules! on_shared_topology {
-    ($topology:literal: $($case:ident),* $(,)?) => {
+    ($topology:ident: $($case:ident),* $(,)?) => {
         $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
-            super::$case(&tests::test_redis_url($topology)).await;
+            super::$case(&tests::Topology::$topology.url()).await;
         })*
     };
 }
 
 mod standalone {
-    on_shared_topology!("standalone":
+    on_shared_topology!(Standalone:
         own_write_invalidates_before_returning,
         foreign_writes_invalidate_every_instance,
         decoded_values_live_and_die_with_their_entry,
@@ -518,7 +518,7 @@ mod standalone {
 }
 
 mod cluster {
-    on_shared_topology!("cluster":
+    on_shared_topology!(Cluster:
         own_write_invalidates_before_returning,
         foreign_writes_invalidate_every_instance,
         decoded_values_live_and_die_with_their_entry,

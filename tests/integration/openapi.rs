@@ -63,7 +63,7 @@ async fn credentials(app: &tests::TestApp) -> String {
 
 #[tokio::test]
 async fn the_document_is_served_without_a_token() {
-    let app = app_on("embedded", &[]).await;
+    let app = app_on(tests::Backend::Embedded, &[]).await;
     let response = get(app.address, "/openapi.json").await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     assert_eq!(response.header("content-type"), Some("application/json"));
@@ -73,7 +73,7 @@ async fn the_document_is_served_without_a_token() {
 
 #[tokio::test]
 async fn the_router_answers_exactly_the_documented_methods() {
-    let app = app_on("embedded", &[]).await;
+    let app = app_on(tests::Backend::Embedded, &[]).await;
     let document = document();
     for (template, item) in paths(&document) {
         let path = example_path(&document, &template, item);
@@ -117,7 +117,7 @@ async fn the_router_answers_exactly_the_documented_methods() {
 
 #[tokio::test]
 async fn the_request_examples_are_accepted() {
-    let app = app_on("embedded", &[]).await;
+    let app = app_on(tests::Backend::Embedded, &[]).await;
     let document = document();
     let mut sent = 0;
     for (template, item) in paths(&document) {

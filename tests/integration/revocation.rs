@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hyper::{Method, StatusCode};
 
 use crate::auth_api::{INTERNAL_KEY, bearer, issue, raw_cache, unique_user, verify};
-use tests::{PrivateRedis, RespReply, TestApp, send, spawn_app, test_redis_url};
+use tests::{PrivateRedis, RespReply, TestApp, Topology, send, spawn_app, test_redis_url};
 
 /// A cached verdict outliving its revocation would last 30 s; this is far below that and far
 /// above any healthy propagation (the benchmark measures the p99 against 50 ms).
@@ -59,7 +59,7 @@ fn percentile(samples: &mut [Duration], quantile: f64) -> Duration {
 }
 
 /// Every way to revoke, round after round, timed on both instances.
-async fn every_revocation_reaches_both_instances(topology: &str) {
+async fn every_revocation_reaches_both_instances(topology: Topology) {
     let url = test_redis_url(topology);
     let (first, second) = (instance(&url).await, instance(&url).await);
     let (raw_backend, raw) = raw_cache(&url).await;
@@ -110,21 +110,21 @@ async fn every_revocation_reaches_both_instances(topology: &str) {
 mod standalone {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_revocation_reaches_both_instances() {
-        super::every_revocation_reaches_both_instances("standalone").await;
+        super::every_revocation_reaches_both_instances(tests::Topology::Standalone).await;
     }
 }
 
 mod cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_revocation_reaches_both_instances() {
-        super::every_revocation_reaches_both_instances("cluster").await;
+        super::every_revocation_reaches_both_instances(tests::Topology::Cluster).await;
     }
 }
 
 /// A token issued for one second: once Redis expires it, neither instance accepts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_reaches_both_instances() {
-    let url = test_redis_url("standalone");
+    let url = test_redis_url(Topology::Standalone);
     let (first, second) = (instance(&url).await, instance(&url).await);
     let (token, _) = issue(&first, &format!(r#"{{"user_id":{},"ttl_seconds":1}}"#, unique_user())).await;
     cache_on_both(&[&first, &second], &token).await;

@@ -10,17 +10,20 @@ use std::sync::{
 
 use hyper::StatusCode;
 
-use tests::{TestApp, test_redis_url};
+use tests::{TestApp, Topology, test_redis_url};
 
 use crate::auth_api::{app_on, bearer, issue, raw_cache, unique_user, verify};
 
 const CAP: u64 = 3;
 const ISSUES_PER_INSTANCE: usize = 30;
 
-async fn concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_valid(topology: &str) {
+async fn concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_valid(topology: Topology) {
     let cap = CAP.to_string();
     let settings = [("TESSERA_MAX_SESSIONS_PER_USER", cap.as_str())];
-    let (first, second) = (app_on(topology, &settings).await, app_on(topology, &settings).await);
+    let (first, second) = (
+        app_on(tests::Backend::Redis(topology), &settings).await,
+        app_on(tests::Backend::Redis(topology), &settings).await,
+    );
     let (_backend, raw) = raw_cache(&test_redis_url(topology)).await;
     let user = unique_user();
     let list = format!("token_list:{user}");
@@ -54,7 +57,7 @@ async fn concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_v
     let listed = raw.get_list(&list).await.unwrap();
     assert_eq!(listed.len() as u64, CAP, "{listed:?}");
     // A fresh instance: nothing it answers comes from a near cache filled during the race.
-    let checker = app_on(topology, &settings).await;
+    let checker = app_on(tests::Backend::Redis(topology), &settings).await;
     for token in from_first.iter().chain(&from_second) {
         let kept = listed.contains(token);
         let status = verify(&checker, &[("authorization", &bearer(token))]).await.status;
@@ -71,11 +74,13 @@ async fn concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_v
 mod two_issuers {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn standalone() {
-        super::concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_valid("standalone").await;
+        super::concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_valid(tests::Topology::Standalone)
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster() {
-        super::concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_valid("cluster").await;
+        super::concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_valid(tests::Topology::Cluster)
+            .await;
     }
 }

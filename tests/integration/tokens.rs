@@ -10,7 +10,7 @@ use hyper::{Method, StatusCode};
 
 use auth_core::{SessionId, Token};
 use cache_toolkit::{ListEnd, Ttl};
-use tests::{PrivateRedis, RespReply, send, spawn_app, test_redis_url};
+use tests::{Backend, PrivateRedis, RespReply, Topology, send, spawn_app, test_redis_url};
 
 use crate::auth_api::{INTERNAL_KEY, app_on, bearer, issue, raw_cache, unique_user, verify};
 
@@ -58,30 +58,34 @@ async fn v2_tokens_are_issued_when_asked_and_a_bad_checksum_costs_no_redis_comma
 }
 
 macro_rules! in_every_mode_on_every_backend {
-    ($($backend:ident),* $(,)?) => {
+    ($($module:ident: $backend:expr),* $(,)?) => {
         mod storage_modes {
             $(
-                mod $backend {
+                mod $module {
                     #[tokio::test]
-                    async fn plain() { super::super::sessions_in_storage_mode(stringify!($backend), "plain").await; }
+                    async fn plain() { super::super::sessions_in_storage_mode($backend, "plain").await; }
                     #[tokio::test]
-                    async fn hashed() { super::super::sessions_in_storage_mode(stringify!($backend), "hashed").await; }
+                    async fn hashed() { super::super::sessions_in_storage_mode($backend, "hashed").await; }
                     #[tokio::test]
-                    async fn migrate() { super::super::sessions_in_storage_mode(stringify!($backend), "migrate").await; }
+                    async fn migrate() { super::super::sessions_in_storage_mode($backend, "migrate").await; }
                 }
             )*
         }
     };
 }
 
-in_every_mode_on_every_backend!(embedded, standalone, cluster);
+in_every_mode_on_every_backend!(
+    embedded: tests::Backend::Embedded,
+    standalone: tests::Backend::Redis(tests::Topology::Standalone),
+    cluster: tests::Backend::Redis(tests::Topology::Cluster),
+);
 
 /// Issue, verify, list, revoke one, log out, revoke all — in one storage mode, both formats.
-async fn sessions_in_storage_mode(backend: &str, storage: &str) {
+async fn sessions_in_storage_mode(backend: Backend, storage: &str) {
     let app = app_on(backend, &[("TESSERA_TOKEN_STORAGE", storage), ("TESSERA_TOKEN_FORMAT", "v2")]).await;
-    let raw = match backend {
-        "embedded" => None,
-        topology => Some(raw_cache(&test_redis_url(topology)).await),
+    let raw = match backend.redis_url() {
+        None => None,
+        Some(url) => Some(raw_cache(&url).await),
     };
     let user = format!("{storage}-{}", unique_user());
     let mut tokens = Vec::new();
@@ -157,18 +161,18 @@ fn hashed_digest_of(list: &[String], session_id: &str) -> String {
 mod migrate_moves_a_python_token {
     #[tokio::test]
     async fn standalone() {
-        super::migrate_moves_a_python_token_on_first_use("standalone").await;
+        super::migrate_moves_a_python_token_on_first_use(tests::Topology::Standalone).await;
     }
 
     #[tokio::test]
     async fn cluster() {
-        super::migrate_moves_a_python_token_on_first_use("cluster").await;
+        super::migrate_moves_a_python_token_on_first_use(tests::Topology::Cluster).await;
     }
 }
 
 /// Standalone moves with one script; a cluster with separate commands.
-async fn migrate_moves_a_python_token_on_first_use(topology: &str) {
-    let app = app_on(topology, &[("TESSERA_TOKEN_STORAGE", "migrate")]).await;
+async fn migrate_moves_a_python_token_on_first_use(topology: Topology) {
+    let app = app_on(tests::Backend::Redis(topology), &[("TESSERA_TOKEN_STORAGE", "migrate")]).await;
     let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
     let user = unique_user();
     let list = format!("token_list:{user}");
@@ -213,12 +217,12 @@ async fn migrate_moves_a_python_token_on_first_use(topology: &str) {
 mod migrate_never_leaves_a_token_without_a_ttl {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn standalone() {
-        super::migrate_never_leaves_a_token_without_a_ttl("standalone").await;
+        super::migrate_never_leaves_a_token_without_a_ttl(tests::Topology::Standalone).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster() {
-        super::migrate_never_leaves_a_token_without_a_ttl("cluster").await;
+        super::migrate_never_leaves_a_token_without_a_ttl(tests::Topology::Cluster).await;
     }
 }
 
@@ -226,7 +230,7 @@ mod migrate_never_leaves_a_token_without_a_ttl {
 /// are written until they are gone, many at once: the move to the hashed form runs in every
 /// token's last milliseconds, where Redis's PTTL answers 0. Afterwards no key of theirs, plain
 /// or hashed, is without a TTL (a PTTL of 0 taken for "no expiry" made immortal tokens).
-async fn migrate_never_leaves_a_token_without_a_ttl(topology: &str) {
+async fn migrate_never_leaves_a_token_without_a_ttl(topology: Topology) {
     use auth_core::{AuthPolicy, Authenticator, Verification};
     use dao::{CacheDao, TokenStorage};
 

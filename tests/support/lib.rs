@@ -22,7 +22,9 @@ pub use cluster::PrivateCluster;
 pub use http::{HttpResponse, get, get_on, raw_status, send};
 pub use lagging_link::LaggingLink;
 pub use process::{ServerProcess, tessera_command};
-pub use redis::{ClientCertificates, PrivateRedis, ServerTls, free_port, required_env, test_redis_url};
+pub use redis::{
+    Backend, ClientCertificates, PrivateRedis, ServerTls, Topology, free_port, required_env, test_redis_url,
+};
 pub use resp::RespReply;
 pub use tls::{CertificateFiles, TestCertificates};
 

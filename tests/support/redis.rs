@@ -23,14 +23,68 @@ pub fn required_env(name: &str) -> String {
     }
 }
 
-/// The URL of one of the shared test topologies: `standalone`, `cluster` or `sentinel`.
-pub fn test_redis_url(topology: &str) -> String {
-    match topology {
-        "standalone" => required_env("TESSERA_TEST_REDIS_URL"),
-        "cluster" => required_env("TESSERA_TEST_REDIS_CLUSTER_URL"),
-        "sentinel" => required_env("TESSERA_TEST_REDIS_SENTINEL_URL"),
-        other => panic!("unknown topology {other}"),
+/// One of the shared Redis topologies `cargo xtask test` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    Standalone,
+    Cluster,
+    Sentinel,
+}
+
+impl Topology {
+    /// Its URL, from the environment `cargo xtask test` sets.
+    pub fn url(self) -> String {
+        required_env(match self {
+            Self::Standalone => "TESSERA_TEST_REDIS_URL",
+            Self::Cluster => "TESSERA_TEST_REDIS_CLUSTER_URL",
+            Self::Sentinel => "TESSERA_TEST_REDIS_SENTINEL_URL",
+        })
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Cluster => "cluster",
+            Self::Sentinel => "sentinel",
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a test's sessions live: the embedded store, or a shared Redis topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis(Topology),
+}
+
+impl Backend {
+    /// The Redis URL, or `None` for the embedded store.
+    pub fn redis_url(self) -> Option<String> {
+        match self {
+            Self::Embedded => None,
+            Self::Redis(topology) => Some(topology.url()),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("embedded"),
+            Self::Redis(topology) => topology.fmt(f),
+        }
+    }
+}
+
+/// The URL of one of the shared test topologies.
+pub fn test_redis_url(topology: Topology) -> String {
+    topology.url()
 }
 
 /// A loopback port that was free a moment ago.
