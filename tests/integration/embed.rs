@@ -1,6 +1,6 @@
 //! `Tessera::connect` as another service would use it, on the shared standalone Redis: tokens
 //! issued through it verify, its cache is the same store, and bad URLs or an absent Redis are
-//! typed errors.
+//! typed errors; the embedded store has its own constructor (no magic URL).
 
 use http_server::prelude::*;
 use tests::{free_port, test_redis_url};
@@ -29,4 +29,15 @@ async fn connect_errors_are_typed() {
     let error = Tessera::connect(&format!("redis://127.0.0.1:{}", free_port())).await.unwrap_err();
     assert!(matches!(error, TesseraError::Store(_)), "{error}");
     assert!(error.to_string().contains("cannot connect to redis"), "{error}");
+    let error = Tessera::connect("embedded").await.unwrap_err();
+    assert!(matches!(error, TesseraError::Settings(_)), "no magic URL: {error}");
+}
+
+#[tokio::test]
+async fn the_embedded_store_is_its_own_constructor() {
+    let tessera = Tessera::embedded().await.unwrap();
+    assert_eq!(tessera.cache().store_kind(), cache_toolkit::StoreKind::Embedded);
+    let issued = tessera.authenticator().issue(UserId::Integer(5), MetadataObject::new(), None).await.unwrap();
+    assert!(matches!(tessera.authenticator().verify(issued.token.expose()).await.unwrap(), Verification::Valid(_)));
+    tessera.close().await;
 }

@@ -59,8 +59,10 @@ async fn me(State(state): State<AppState>, Extension(principal): Extension<Princ
 #[tokio::main]
 #[allow(clippy::print_stdout, reason = "an example: it shows the token to try it with")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| EMBEDDED_STORE.to_owned());
-    let tessera = Tessera::connect(&url).await?;
+    let tessera = match std::env::var("REDIS_URL") {
+        Ok(url) => Tessera::connect(&url).await?,
+        Err(_) => Tessera::embedded().await?,
+    };
     // A login service would do this; here it gives a token to try the route with.
     let issued = tessera.authenticator().issue(UserId::Integer(42), MetadataObject::new(), None).await?;
     println!("store: {}; token for user 42: {}", tessera.describe_store(), issued.token.expose());
@@ -92,7 +94,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_router_needs_a_token_and_hands_the_principal_to_the_handler() {
-        let tessera = Tessera::connect(EMBEDDED_STORE).await.unwrap();
+        let tessera = Tessera::embedded().await.unwrap();
         let app = app(&tessera).unwrap();
 
         let (status, body) = get(&app, "/me", None).await;

@@ -1,5 +1,5 @@
-//! [`Tessera`]: Tessera inside another Rust service — one constructor from a Redis URL or from
-//! [`Settings`], giving the [`AuthLayer`], the [`CacheClient`] and the [`Authenticator`] over
+//! [`Tessera`]: Tessera inside another Rust service — constructors from a Redis URL, for the
+//! in-process store, or from [`Settings`], giving the [`AuthLayer`], the [`CacheClient`] and the [`Authenticator`] over
 //! one store, and [`Tessera::close`] at the end. It is a thin handle on [`Lifecycle`], which
 //! the `tessera` server and its token commands use the same way.
 
@@ -9,9 +9,6 @@ use config::{AppEnv, ConfigError, Settings};
 use infra::InfraError;
 
 use crate::{AuthLayer, Lifecycle};
-
-/// What [`Tessera::connect`] names to use the in-process store instead of Redis.
-pub const EMBEDDED_STORE: &str = "embedded";
 
 /// Why [`Tessera`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +30,7 @@ pub enum TesseraError {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// // `Tessera::connect("redis://127.0.0.1:6379/0")` in production.
-/// let tessera = Tessera::connect("embedded").await?;
+/// let tessera = Tessera::embedded().await?;
 /// let issued = tessera.authenticator().issue(UserId::Integer(42), MetadataObject::new(), None).await?;
 /// let verified = tessera.authenticator().verify(issued.token.expose()).await?;
 /// assert!(matches!(verified, Verification::Valid(principal) if principal.user_id() == &UserId::Integer(42)));
@@ -53,12 +50,17 @@ pub struct Tessera {
 
 impl Tessera {
     /// Connects to the Redis at `url` (`redis://`, `rediss://`, `redis-cluster://`,
-    /// `redis-sentinel://` …, as `REDIS_URL`) with every other setting at its default, or, for
-    /// [`EMBEDDED_STORE`] (`"embedded"`), creates an in-process store (tests, examples: nothing
-    /// is shared between processes). Bounded by the connect timeout.
+    /// `redis-sentinel://` …, as `REDIS_URL`) with every other setting at its default.
+    /// Bounded by the connect timeout.
     pub async fn connect(url: &str) -> Result<Self, TesseraError> {
-        let pair = if url == EMBEDDED_STORE { ("TESSERA_STORE", EMBEDDED_STORE) } else { ("REDIS_URL", url) };
-        let settings = Settings::from_env_pairs(AppEnv::Prod, &[pair])?;
+        let settings = Settings::from_env_pairs(AppEnv::Prod, &[("REDIS_URL", url)])?;
+        Self::from_settings(&settings).await
+    }
+
+    /// An in-process store with every other setting at its default (tests, examples, one
+    /// process alone: nothing is shared with another process).
+    pub async fn embedded() -> Result<Self, TesseraError> {
+        let settings = Settings::from_env_pairs(AppEnv::Prod, &[("TESSERA_STORE", "embedded")])?;
         Self::from_settings(&settings).await
     }
 

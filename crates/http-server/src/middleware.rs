@@ -171,7 +171,7 @@ type OnRejection = dyn Fn(Rejection) -> Response<Bytes> + Send + Sync;
 /// use tower::{Layer, ServiceExt};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let tessera = Tessera::connect("embedded").await?;
+/// let tessera = Tessera::embedded().await?;
 /// let layer = tessera
 ///     .auth_layer()
 ///     .public_paths(["/status"])

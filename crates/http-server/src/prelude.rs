@@ -12,6 +12,6 @@ pub use config::{Secret, Settings};
 pub use hyper::{Response, StatusCode, body::Bytes};
 
 pub use crate::{
-    embed::{EMBEDDED_STORE, Tessera, TesseraError},
+    embed::{Tessera, TesseraError},
     middleware::{AuthLayer, InternalCaller, Rejection, principal},
 };
