@@ -15,27 +15,7 @@ use hyper::{Method, StatusCode};
 
 use tests::{HttpResponse, PrivateRedis, ServerProcess, free_port, required_env, send};
 
-const INTERNAL_KEY: &str = "fastapi-example-internal-key-0123";
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-async fn start_tessera(redis: &PrivateRedis, address: SocketAddr, dir: &Path) -> ServerProcess {
-    let mut command = Command::new(required_env("TESSERA_TEST_BIN"));
-    command.env_clear().current_dir(dir).envs([
-        ("REDIS_URL", redis.url()),
-        ("TESSERA_LISTEN", address.to_string()),
-        ("TESSERA_INTERNAL_KEY", INTERNAL_KEY.to_owned()),
-        ("TESSERA_FORWARD_HEADERS", "username=X-Auth-Username".to_owned()),
-        ("TESSERA_TOKEN_COOKIE", "session".to_owned()),
-        ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "300".to_owned()),
-        ("TESSERA_REDIS_RECONNECT_MAX_MS", "300".to_owned()),
-    ]);
-    let mut tessera = ServerProcess::spawn("tessera", command, &dir.join("tessera.out"));
-    tessera.wait_until_listening(address).await;
-    tessera
-}
+use crate::forward_auth::{issue_token, json_string_field, loopback, start_tessera};
 
 async fn start_app(redis: &PrivateRedis, address: SocketAddr, tessera: SocketAddr, dir: &Path) -> ServerProcess {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fastapi");
@@ -59,12 +39,6 @@ async fn me(app: SocketAddr, headers: &[(&str, &str)]) -> HttpResponse {
         .expect("the app answers within 10 s")
 }
 
-fn json_string(json: &str, name: &str) -> String {
-    let marker = format!("\"{name}\":\"");
-    let start = json.find(&marker).unwrap_or_else(|| panic!("no {name} in {json}")) + marker.len();
-    json[start..].split('"').next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn the_fastapi_example_verifies_through_tessera_and_shares_the_key_space() {
     let dir: PathBuf =
@@ -78,17 +52,7 @@ async fn the_fastapi_example_verifies_through_tessera_and_shares_the_key_space()
     let diagnostics = || format!("{}\n{}", app.logs(), tessera.logs());
 
     // A token tessera issued, verified by the app through tessera: bearer or cookie.
-    let body = br#"{"user_id": 42, "metadata": {"username": "alice"}}"#.to_vec();
-    let issued = send(
-        tessera_address,
-        Method::POST,
-        "/internal/sessions",
-        &[("x-internal-key", INTERNAL_KEY)],
-        Some(("application/json", body)),
-    )
-    .await;
-    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
-    let token = json_string(&issued.body, "token");
+    let token = issue_token(tessera_address).await;
     let bearer = format!("Bearer {token}");
     for headers in [[("authorization", bearer.as_str())], [("cookie", &format!("session={token}"))]] {
         let answer = me(app_address, &headers).await;
@@ -111,7 +75,7 @@ async fn the_fastapi_example_verifies_through_tessera_and_shares_the_key_space()
     )
     .await;
     assert_eq!(login.status, StatusCode::CREATED, "{}\n{}", login.body, diagnostics());
-    let python_token = json_string(&login.body, "token");
+    let python_token = json_string_field(&login.body, "token").expect("a token");
     let python_bearer = format!("Bearer {python_token}");
     let verified = send(tessera_address, Method::GET, "/auth/verify", &[("authorization", &python_bearer)], None).await;
     assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);

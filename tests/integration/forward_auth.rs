@@ -280,7 +280,7 @@ async fn through(nginx: SocketAddr, headers: &[(&str, &str)]) -> HttpResponse {
 }
 
 /// A session for user 42 (username `alice`) from tessera's internal route; returns its token.
-async fn issue_token(tessera: SocketAddr) -> String {
+pub(crate) async fn issue_token(tessera: SocketAddr) -> String {
     issue_token_with(tessera, br#"{"user_id": 42, "metadata": {"username": "alice"}}"#).await
 }
 
@@ -299,7 +299,7 @@ async fn issue_token_with(tessera: SocketAddr, body: &[u8]) -> String {
 }
 
 /// The value of the string field `name` in a flat JSON object (tokens need no unescaping).
-fn json_string_field(json: &str, name: &str) -> Option<String> {
+pub(crate) fn json_string_field(json: &str, name: &str) -> Option<String> {
     let after_name = &json[json.find(&format!("\"{name}\""))? + name.len() + 2..];
     let value = after_name.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     Some(value[..value.find('"')?].to_owned())
@@ -307,7 +307,7 @@ fn json_string_field(json: &str, name: &str) -> Option<String> {
 
 /// The built binary against `redis`, with a clean environment, internal routes on and the
 /// `username` metadata field forwarded as `X-Auth-Username`.
-async fn start_tessera(redis: &PrivateRedis, address: SocketAddr, dir: &Path) -> ServerProcess {
+pub(crate) async fn start_tessera(redis: &PrivateRedis, address: SocketAddr, dir: &Path) -> ServerProcess {
     let mut command = Command::new(required_env("TESSERA_TEST_BIN"));
     command.env_clear().current_dir(dir).envs([
         ("REDIS_URL", redis.url()),
@@ -437,6 +437,6 @@ impl Drop for Scratch {
     }
 }
 
-fn loopback(port: u16) -> SocketAddr {
+pub(crate) fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }

@@ -21,10 +21,14 @@ use tests::{PrivateRedis, ServerProcess, free_port, required_env, send, tessera_
 
 const KEY: &str = "secrets-in-logs-internal-key-0123456789";
 
+/// The SHA-256 of `token` in lowercase hex: what hashed storage keeps instead of it.
+pub(crate) fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// Everything a token can be recognised by: itself and its digest in hex.
 fn forms_of(token: &str) -> [String; 2] {
-    let digest: String = Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
-    [token.to_owned(), digest]
+    [token.to_owned(), sha256_hex(token)]
 }
 
 fn json(body: &str) -> Option<(&'static str, Vec<u8>)> {

@@ -260,8 +260,7 @@ async fn migrate_never_leaves_a_token_without_a_ttl(topology: Topology) {
     }
     let mut checked = 0;
     for token in tasks.join_all().await.into_iter().flatten() {
-        use sha2::{Digest, Sha256};
-        let digest: String = Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        let digest = crate::secrets_in_logs::sha256_hex(&token);
         for key in [format!("token:{token}"), format!("token:sha256:{digest}")] {
             let ttl = raw.get_ttl(&key).await.unwrap();
             assert_ne!(ttl, Ttl::NoExpiry, "{key} was left without a TTL");

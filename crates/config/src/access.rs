@@ -20,7 +20,7 @@ pub enum InternalScope {
 }
 
 impl InternalScope {
-    /// Every scope, in declaration order.
+    /// Every scope, in declaration order: a scope's place in it is `scope as usize`.
     pub const ALL: [Self; 3] = [Self::Metrics, Self::Introspection, Self::Administration];
 
     /// The scope's label in metrics and audit events.

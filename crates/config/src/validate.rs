@@ -264,8 +264,7 @@ impl Validator<'_> {
             else {
                 return Err(self.error("forward_headers", format!("`{pair}` is not FIELD=Header-Name")));
             };
-            let is_token_char = |byte: u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte);
-            if field.is_empty() || header.is_empty() || !header.bytes().all(is_token_char) {
+            if field.is_empty() || header.is_empty() || !header.bytes().all(is_token_byte) {
                 return Err(self.error("forward_headers", format!("`{pair}` is not FIELD=Header-Name")));
             }
             if let Some(why) = reserved_header(header) {
@@ -321,7 +320,7 @@ impl Validator<'_> {
         }
         let token_cookie = match raw.token_cookie.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(name) if name.bytes().all(is_cookie_name_byte) => Some(name.to_owned()),
+            Some(name) if name.bytes().all(is_token_byte) => Some(name.to_owned()),
             Some(name) => {
                 return Err(self.error(
                     "token_cookie",
@@ -495,8 +494,8 @@ impl Validator<'_> {
     }
 }
 
-/// A byte of an RFC 6265 cookie name (an RFC 7230 token).
-fn is_cookie_name_byte(byte: u8) -> bool {
+/// A byte of an RFC 7230 token: what a header name and an RFC 6265 cookie name are made of.
+fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 

@@ -497,7 +497,8 @@ struct KeyDigests {
 impl KeyDigests {
     fn of(keys: &InternalKeys) -> Self {
         let mut digests: Vec<([u8; 32], [bool; 3])> = Vec::new();
-        for (index, scope) in InternalScope::ALL.into_iter().enumerate() {
+        for scope in InternalScope::ALL {
+            let index = scope as usize;
             for key in keys.granting(scope) {
                 let digest: [u8; 32] = Sha256::digest(key.expose().as_bytes()).into();
                 match digests.iter_mut().find(|(known, _)| *known == digest) {
@@ -525,7 +526,7 @@ impl KeyDigests {
         };
         let Some(presented) = presented else { return Err(Rejection::InternalKeyRefused) };
         let presented: [u8; 32] = Sha256::digest(presented).into();
-        let index = InternalScope::ALL.iter().position(|known| *known == scope).unwrap_or(0);
+        let index = scope as usize;
         let mut matched = subtle::Choice::from(0);
         for (digest, grants) in &self.keys {
             matched |= digest.ct_eq(&presented) & subtle::Choice::from(u8::from(grants[index]));
