@@ -192,12 +192,12 @@ fn xxh64(input: &[u8], seed: u64) -> u64 {
 
 impl CacheClient {
     /// Sets the bits at `offsets` of the string at `key` to 1 (Redis's layout), one round trip.
-    pub(crate) async fn set_bits(&self, operation: Op, key: &str, offsets: &[u64]) -> Result<(), CacheError> {
+    pub async fn set_bits(&self, operation: Op, key: &str, offsets: &[u64]) -> Result<(), CacheError> {
         let key = self.key(key);
         self.call(
             operation,
             &key,
-            async |pool| crate::redis::set_bits(pool, &key, offsets).await,
+            async |pool| store::redis::set_bits(pool, &key, offsets).await,
             |store| store.set_bits(&key, offsets),
         )
         .await
@@ -205,12 +205,12 @@ impl CacheClient {
 
     /// Reads the bits at `offsets` of the string at `key` (0 past its end or when missing),
     /// one round trip.
-    pub(crate) async fn get_bits(&self, operation: Op, key: &str, offsets: &[u64]) -> Result<Vec<bool>, CacheError> {
+    pub async fn get_bits(&self, operation: Op, key: &str, offsets: &[u64]) -> Result<Vec<bool>, CacheError> {
         let key = self.key(key);
         self.call(
             operation,
             &key,
-            async |pool| crate::redis::get_bits(pool, &key, offsets).await,
+            async |pool| store::redis::get_bits(pool, &key, offsets).await,
             |store| store.get_bits(&key, offsets),
         )
         .await

@@ -14,7 +14,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-use crate::{CacheClient, CacheError, Op, metrics::CacheEvent, redis, saturating_deadline};
+use crate::{CacheClient, CacheError, CacheEvent, Op};
+use store::redis;
+use store::saturating_deadline;
 
 /// What [`LockGuard::release`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

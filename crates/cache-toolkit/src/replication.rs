@@ -27,7 +27,8 @@ use fred::{
     types::{InfoKind, config::Options},
 };
 
-use crate::{CacheClient, CacheError, CacheEvent, Op, redis::millis};
+use crate::{CacheClient, CacheError, CacheEvent, Op};
+use store::redis::millis;
 
 /// The channel of the PUBLISH that orders a connection after writes made on others.
 const BARRIER_CHANNEL: &str = "tessera:replication-barrier";

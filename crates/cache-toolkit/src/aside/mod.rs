@@ -403,7 +403,7 @@ where
     Fut: Future<Output = Result<Loaded<T>, E>>,
 {
     let lock_key = format!("{key}:loading");
-    let deadline = crate::saturating_deadline(Instant::now(), cross.max_wait);
+    let deadline = store::saturating_deadline(Instant::now(), cross.max_wait);
     loop {
         // The watchdog keeps the lease alive however long the load takes.
         let lock = cache.acquire_lock_with(&lock_key, crate::LockOptions::new(cross.lease).with_watchdog()).await;

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use crate::{CacheClient, CacheError, Op, redis};
+use crate::{CacheClient, CacheError, Op};
+use store::redis;
 
 impl CacheClient {
     /// HSET one field; `true` when the field is new.

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::{CacheClient, CacheError, Op, Ttl, embedded::WrongType, redis};
+use crate::{CacheClient, CacheError, Op, Ttl};
+use store::{embedded::WrongType, redis};
 
 impl CacheClient {
     /// DEL one key; `true` when it existed.
@@ -85,7 +86,7 @@ impl CacheClient {
     /// Deletes every key matching a Redis glob pattern (under the prefix), by SCAN over every
     /// primary — never KEYS. Returns how many were deleted.
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64, CacheError> {
-        let pattern = format!("{}{pattern}", crate::embedded::glob_escape(self.inner.prefix.as_str()));
+        let pattern = format!("{}{pattern}", store::embedded::glob_escape(self.inner.prefix.as_str()));
         let deleted = self
             .call_in_steps(
                 Op::DeleteMatching,

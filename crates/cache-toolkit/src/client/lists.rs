@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::{
-    CacheClient, CacheError, CacheStore, ListEnd, ListVerdict, Op, embedded::TextReadFailure, near::NearCache, redis,
-};
+use near_cache::NearCache;
+use store::{embedded::TextReadFailure, redis};
+
+use crate::{CacheClient, CacheError, CacheStore, ListEnd, ListVerdict, Op};
 
 /// What [`CacheClient::push_to_capped_list`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::{CacheClient, CacheError, Op, redis};
+use crate::{CacheClient, CacheError, Op};
+use store::redis;
 
 impl CacheClient {
     /// Deletes `key` only while it still holds `expected`, atomically.

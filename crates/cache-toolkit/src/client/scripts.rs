@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::{CacheClient, CacheError, CacheScript, CacheStore, Op, RedisPool, ScriptReply};
+use crate::{CacheClient, CacheError, CacheScript, CacheStore, Op, ScriptReply};
 
 impl CacheClient {
     /// Whether [`Self::run_script`] works here: Redis standalone or sentinel. The embedded
@@ -11,7 +11,7 @@ impl CacheClient {
     /// callers fall back to plain operations there.
     pub fn runs_scripts(&self) -> bool {
         match &self.inner.store {
-            CacheStore::Redis(RedisPool { route, .. }) => !route.is_cluster(),
+            CacheStore::Redis(pool) => !pool.route().is_cluster(),
             CacheStore::Embedded(_) => false,
         }
     }
@@ -35,7 +35,7 @@ impl CacheClient {
             .call(
                 Op::RunScript,
                 &first,
-                async |route| crate::script::run(route, script, keys.clone(), args).await,
+                async |route| store::script::run(route, script, keys.clone(), args).await,
                 |_| unreachable!("runs_scripts() is false for the embedded store"),
             )
             .await;
@@ -49,6 +49,6 @@ impl CacheClient {
         if !self.runs_scripts() {
             return Ok(());
         }
-        self.call(Op::LoadScript, "", async |route| crate::script::load(route, script).await, |_| Ok(())).await
+        self.call(Op::LoadScript, "", async |route| store::script::load(route, script).await, |_| Ok(())).await
     }
 }

@@ -7,7 +7,9 @@ use std::{sync::Arc, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
-use crate::{CacheClient, CacheError, CacheStore, Op, redis};
+use store::redis;
+
+use crate::{CacheClient, CacheError, CacheStore, Op};
 
 impl CacheClient {
     /// SET `key` to `value`, with an optional TTL (none: the key never expires, and any earlier

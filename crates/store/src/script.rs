@@ -61,7 +61,7 @@ impl ScriptReply {
     }
 }
 
-pub(crate) async fn run(
+pub async fn run(
     route: &Route,
     script: &CacheScript,
     keys: Vec<String>,
@@ -73,7 +73,7 @@ pub(crate) async fn run(
 }
 
 /// SCRIPT LOAD on every primary, so the first EVALSHA finds it.
-pub(crate) async fn load(route: &Route, script: &CacheScript) -> Result<(), FredError> {
+pub async fn load(route: &Route, script: &CacheScript) -> Result<(), FredError> {
     for node in route.pools() {
         let client = node.pool.next();
         if client.is_clustered() {

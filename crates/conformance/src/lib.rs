@@ -4,6 +4,7 @@
 //! which backend passed what. Redis backends come from `cargo xtask test`; without it these
 //! tests fail and say so. Each test works under its own random key prefix.
 
+#![cfg(test)]
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
 
 mod bloom;
@@ -29,7 +30,7 @@ use cases::*;
 use get_or_load::*;
 use locks::*;
 
-use crate::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, RedisPool};
+use cache_toolkit::{CacheClient, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, RedisPool};
 
 fn unique_options() -> CacheOptions {
     let prefix = format!("conformance:{:016x}:", rand::random::<u64>());
@@ -80,7 +81,7 @@ async fn near(variable: &str) -> CacheClient {
         .unwrap();
     pool.init().await.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}"));
     let cache = CacheClient::new(CacheStore::Redis(RedisPool::from_fred(pool)), unique_options());
-    let cache = cache.with_near_cache(crate::NearCacheSettings::default()).await.unwrap();
+    let cache = cache.with_near_cache(cache_toolkit::NearCacheSettings::default()).await.unwrap();
     assert!(cache.near_cache_enabled());
     cache
 }
@@ -90,7 +91,7 @@ async fn near(variable: &str) -> CacheClient {
 async fn lock_scripts_survive_a_script_flush(variable: &str) {
     use fred::interfaces::LuaInterface;
 
-    use crate::LockRelease;
+    use cache_toolkit::LockRelease;
 
     let (cache, pool) = redis_with_pool(variable).await;
     let flush = async || {
@@ -133,7 +134,7 @@ mod noscript_fallback {
 async fn ping_is_refused_while_the_primary_gate_is_closed(variable: &str) {
     use std::sync::Arc;
 
-    use crate::{CacheErrorKind, GateClosed, PrimaryGate};
+    use cache_toolkit::{CacheErrorKind, GateClosed, PrimaryGate};
 
     let (_, pool) = redis_with_pool(variable).await;
     let gate = Arc::new(PrimaryGate::new());
@@ -256,7 +257,7 @@ conformance_suite!(
 mod scripts {
     use std::sync::LazyLock;
 
-    use crate::{CacheClient, CacheErrorKind, CacheScript, ScriptReply};
+    use cache_toolkit::{CacheClient, CacheErrorKind, CacheScript, ScriptReply};
 
     static ECHO: LazyLock<CacheScript> = LazyLock::new(|| {
         CacheScript::new(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::{CacheClient, CacheErrorKind, CacheEvent, KeyPrefix, LockLoss, LockOptions, LockRelease, Ttl};
+use cache_toolkit::{CacheClient, CacheErrorKind, CacheEvent, KeyPrefix, LockLoss, LockOptions, LockRelease, Ttl};
 
 /// Another client on the same store and prefix, with its own metrics: a second process.
 fn second_client(cache: &CacheClient) -> CacheClient {
@@ -108,7 +108,7 @@ pub(super) async fn lock_keys_without_a_slot_for_their_counter_are_refused(cache
 pub(super) async fn lock_counter_of_another_type_fails_acquisition_and_leaves_no_lock(cache: CacheClient) {
     let raw = unprefixed_client(&cache);
     let counter = format!("{{{}lock}}:fence", cache.key_prefix().as_str());
-    raw.push_to_list(&counter, "not a counter", crate::ListEnd::Left).await.unwrap();
+    raw.push_to_list(&counter, "not a counter", cache_toolkit::ListEnd::Left).await.unwrap();
     let error = cache
         .acquire_lock_with("lock", LockOptions::new(Duration::from_secs(10)))
         .await
@@ -145,7 +145,7 @@ pub(super) async fn lock_counter_that_incr_refuses_fails_acquisition_as_in_redis
     }
     // "1" written bit by bit (0x31: bits 2, 3 and 7), as a bitmap holds it.
     raw.delete_key(&counter).await.unwrap();
-    raw.set_bits(crate::Op::BloomAdd, &counter, &[2, 3, 7]).await.unwrap();
+    raw.set_bits(cache_toolkit::Op::BloomAdd, &counter, &[2, 3, 7]).await.unwrap();
     let guard = cache.acquire_lock_with("lock", LockOptions::new(Duration::from_secs(10))).await.unwrap();
     let guard = guard.expect("a free lock");
     assert_eq!(guard.fencing_token(), 2, "a bitmap spelling 1 is the integer 1");
@@ -260,7 +260,7 @@ pub(super) async fn lock_watchdog_stops_when_the_guard_is_released_or_dropped(ca
     assert_eq!(next.release().await.unwrap(), LockRelease::Released);
 }
 
-/// Without a watchdog, [`crate::LockGuard::extend`] is what finds a loss.
+/// Without a watchdog, [`cache_toolkit::LockGuard::extend`] is what finds a loss.
 pub(super) async fn lock_extend_finding_the_lock_lost_signals_it_once(cache: CacheClient) {
     let guard = cache.acquire_lock_with("lock", LockOptions::new(Duration::from_millis(100))).await.unwrap();
     let guard = guard.expect("a free lock");

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::{
+use cache_toolkit::{
     CacheClient, CacheErrorKind, CacheEvent, CappedPush, KeyPrefix, ListEnd, LoadPolicy, Loaded, LockOptions,
     LockRelease, MAX_TTL, Ttl,
 };

@@ -8,12 +8,12 @@ use std::{
 };
 
 #[derive(Debug, Default)]
-pub(crate) struct DecodedSlot(OnceLock<Arc<dyn Any + Send + Sync>>);
+pub struct DecodedSlot(OnceLock<Arc<dyn Any + Send + Sync>>);
 
 impl DecodedSlot {
     /// `text` decoded by `decode`: the first reader decodes and keeps the result, later readers
     /// share it. A reader asking for another type than the one kept decodes afresh.
-    pub(crate) fn get_or_decode<T: Any + Send + Sync>(&self, text: &str, decode: impl Fn(&str) -> T) -> Arc<T> {
+    pub fn get_or_decode<T: Any + Send + Sync>(&self, text: &str, decode: impl Fn(&str) -> T) -> Arc<T> {
         let kept = self.0.get_or_init(|| Arc::new(decode(text)));
         Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(decode(text)))
     }

@@ -26,7 +26,18 @@ use fred::{
 };
 use tokio::{sync::Notify, task::JoinHandle};
 
-use crate::near::NearCache;
+/// What [`PrimaryWatcher::joined`] answers: done, or why the new primary is not followed yet.
+pub type WatcherReply =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send>>;
+
+/// Told when primaries join or leave the slot map: the near cache, one layer up, whose client
+/// tracking runs on every primary's connections and whose entries from a gone primary must go.
+pub trait PrimaryWatcher: Send + Sync {
+    /// A new primary's pool (connected or still connecting) and the slot ranges it serves.
+    fn joined(self: Arc<Self>, pool: Pool, slots: Vec<(u16, u16)>) -> WatcherReply;
+    /// A server that is no longer a primary: forget its connections.
+    fn left(&self, pool: &Pool);
+}
 
 /// Redis Cluster's hash slots.
 const SLOTS: usize = 16_384;
@@ -45,13 +56,13 @@ const QUESTION_TIMEOUT: Duration = Duration::from_millis(500);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The primaries of one cluster, each with its own pool, and the slot map that routes to them.
-pub(crate) struct ClusterNodes {
+pub struct ClusterNodes {
     topology: RwLock<Arc<Topology>>,
     template: NodeTemplate,
     /// Woken when a command failed in a way that may mean the slot map changed.
     suspicion: Arc<Notify>,
     /// The near cache, which tracks every node's connections: told about nodes that come and go.
-    near: Mutex<Weak<NearCache>>,
+    near: Mutex<Option<Weak<dyn PrimaryWatcher>>>,
     /// One refresh at a time (the background task, a reset, a test).
     refreshing: tokio::sync::Mutex<()>,
     refresher: Mutex<Option<JoinHandle<()>>>,
@@ -92,11 +103,11 @@ struct Topology {
 
 /// One primary: its address, its pool, and the slot ranges it serves.
 #[derive(Clone, Debug)]
-pub(crate) struct Node {
-    pub(crate) server: Server,
-    pub(crate) pool: Pool,
+pub struct Node {
+    pub server: Server,
+    pub pool: Pool,
     /// First and last slot of each range (inclusive).
-    pub(crate) slots: Vec<(u16, u16)>,
+    pub slots: Vec<(u16, u16)>,
 }
 
 /// How a node's pool is built: the cluster pool's own settings, pointed at one server.
@@ -130,7 +141,7 @@ impl ClusterNodes {
     /// size, and the slot map it holds; `None` when it holds none (not connected). `cluster`
     /// itself is not used afterwards: its owner may close it. Starts the refresher task, so it
     /// must be called inside a Tokio runtime.
-    pub(crate) fn from_cluster_pool(cluster: &Pool) -> Result<Option<Arc<Self>>, FredError> {
+    pub fn from_cluster_pool(cluster: &Pool) -> Result<Option<Arc<Self>>, FredError> {
         let client = cluster.next();
         let Some(routing) = client.cached_cluster_state() else { return Ok(None) };
         let template = NodeTemplate {
@@ -146,7 +157,7 @@ impl ClusterNodes {
             topology: RwLock::new(Arc::new(topology)),
             template,
             suspicion: Arc::clone(&suspicion),
-            near: Mutex::new(Weak::new()),
+            near: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             refresher: Mutex::new(None),
         });
@@ -160,11 +171,11 @@ impl ClusterNodes {
     }
 
     /// The pool of the primary serving `key`'s slot.
-    pub(crate) fn pool_for(&self, key: &str) -> Result<Pool, FredError> {
+    pub fn pool_for(&self, key: &str) -> Result<Pool, FredError> {
         self.pool_for_slot(fred::util::redis_keyslot(key.as_bytes()))
     }
 
-    pub(crate) fn pool_for_slot(&self, slot: u16) -> Result<Pool, FredError> {
+    pub fn pool_for_slot(&self, slot: u16) -> Result<Pool, FredError> {
         let topology = self.topology.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         match topology.owners.get(usize::from(slot)) {
             Some(&owner) if owner != NO_OWNER => Ok(topology.nodes[usize::from(owner)].pool.clone()),
@@ -177,7 +188,7 @@ impl ClusterNodes {
     }
 
     /// Every primary now, with its pool.
-    pub(crate) fn nodes(&self) -> Vec<Node> {
+    pub fn nodes(&self) -> Vec<Node> {
         self.current().nodes.clone()
     }
 
@@ -191,13 +202,13 @@ impl ClusterNodes {
 
     /// The near cache to tell about primaries that come and go (their connections need
     /// tracking, and a gone primary's entries must go).
-    pub(crate) fn follow_with(&self, near: Weak<NearCache>) {
-        *self.near.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = near;
+    pub fn follow_with(&self, near: Weak<dyn PrimaryWatcher>) {
+        *self.near.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(near);
     }
 
     /// A command failed with `error`: if it may mean a primary died or slots moved, the slot
     /// map is read again soon.
-    pub(crate) fn report(&self, error: &FredError) {
+    pub fn report(&self, error: &FredError) {
         if may_mean_the_map_changed(error) {
             self.suspicion.notify_one();
         }
@@ -205,7 +216,7 @@ impl ClusterNodes {
 
     /// Reads the slot map from the first primary to answer, connects to any primary it names
     /// that has no pool yet, routes by it, and closes the pools of servers no longer primaries.
-    pub(crate) async fn refresh(&self) -> Result<(), FredError> {
+    pub async fn refresh(&self) -> Result<(), FredError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self.current();
         let routing = ask_for_slots(&current.nodes).await?;
@@ -213,7 +224,7 @@ impl ClusterNodes {
             return Ok(());
         }
         let topology = Topology::build(routing.slots(), &current.nodes, &self.template)?;
-        let near = self.near.lock().unwrap_or_else(std::sync::PoisonError::into_inner).upgrade();
+        let near = self.near.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().and_then(Weak::upgrade);
         for node in &topology.nodes {
             if current.nodes.iter().any(|known| known.server == node.server) {
                 continue;
@@ -224,7 +235,7 @@ impl ClusterNodes {
                 tracing::warn!(primary = %node.server, "redis cluster: a new primary is not connected yet");
             }
             if let Some(near) = &near
-                && let Err(error) = near.attach(&node.pool, Some(&node.slots)).await
+                && let Err(error) = Arc::clone(near).joined(node.pool.clone(), node.slots.clone()).await
             {
                 tracing::warn!(primary = %node.server, %error, "near cache: tracking not on yet for a new primary");
             }
@@ -240,7 +251,7 @@ impl ClusterNodes {
         *self.topology.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(topology);
         for node in gone {
             if let Some(near) = &near {
-                near.detach(&node.pool);
+                near.left(&node.pool);
             }
             tracing::info!(server = %node.server, "redis cluster: no longer a primary; its connections are closed");
             tokio::spawn(async move {
@@ -251,7 +262,7 @@ impl ClusterNodes {
     }
 
     /// Stops following the cluster and closes every primary's pool.
-    pub(crate) async fn close(&self) {
+    pub async fn close(&self) {
         if let Some(task) = self.refresher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             task.abort();
         }

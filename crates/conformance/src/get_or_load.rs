@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Semaphore, time::Instant};
 
-use crate::{CacheClient, CacheErrorKind, CacheEvent, LoadError, LoadPolicy, Loaded, Ttl};
+use cache_toolkit::{CacheClient, CacheErrorKind, CacheEvent, LoadError, LoadPolicy, Loaded, Ttl};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -389,7 +389,7 @@ pub(super) async fn get_or_load_serves_stale_when_the_loader_fails(cache: CacheC
 /// A key the Bloom guard never saw is answered `None` with no Redis read and no load; a key it
 /// saw goes the usual way.
 pub(super) async fn get_or_load_bloom_guard_rejects_unknown_keys(cache: CacheClient) {
-    let guard = crate::BloomGuard::new(&cache, "profiles", 1_000, 0.001).unwrap();
+    let guard = cache_toolkit::BloomGuard::new(&cache, "profiles", 1_000, 0.001).unwrap();
     guard.add("profile:known").await.unwrap();
     let policy = LoadPolicy::builder(Duration::from_secs(60)).known_keys(guard).build().unwrap();
     let source = Source::default();

@@ -57,34 +57,30 @@ pub struct CacheError {
 }
 
 impl CacheError {
-    pub(crate) fn from_fred(operation: Op, key: Option<&str>, error: FredError) -> Self {
+    pub fn from_fred(operation: Op, key: Option<&str>, error: FredError) -> Self {
         let kind = classify(&error);
         Self::new(operation, key, kind, Box::new(error))
     }
 
     /// The store cannot be asked now (the primary is changing); nothing was sent.
-    pub(crate) fn unavailable(operation: Op, key: Option<&str>, why: &'static str) -> Self {
+    pub fn unavailable(operation: Op, key: Option<&str>, why: &'static str) -> Self {
         Self::new(operation, key, CacheErrorKind::Unavailable, why.into())
     }
 
-    pub(crate) fn wrong_type(operation: Op, key: &str) -> Self {
+    pub fn wrong_type(operation: Op, key: &str) -> Self {
         Self::new(operation, Some(key), CacheErrorKind::WrongType, "key holds another type of value".into())
     }
 
-    pub(crate) fn bad_data(
-        operation: Op,
-        key: &str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
+    pub fn bad_data(operation: Op, key: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(operation, Some(key), CacheErrorKind::BadData, source.into())
     }
 
     /// A command the embedded store refuses as Redis would refuse it (Redis's reply text).
-    pub(crate) fn rejected(operation: Op, key: &str, reply: &'static str) -> Self {
+    pub fn rejected(operation: Op, key: &str, reply: &'static str) -> Self {
         Self::new(operation, Some(key), CacheErrorKind::Rejected, reply.into())
     }
 
-    pub(crate) fn invalid_input(
+    pub fn invalid_input(
         operation: Op,
         key: Option<&str>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -94,7 +90,7 @@ impl CacheError {
 
     /// The same failure for another caller who shared the failed work (a `get_or_load`
     /// single-flight waiter): same operation, key and kind, the source kept as its text.
-    pub(crate) fn shared_copy(&self) -> Self {
+    pub fn shared_copy(&self) -> Self {
         Self {
             operation: self.operation,
             key: self.key.clone(),
@@ -149,7 +145,7 @@ impl fmt::Display for CacheError {
 
 /// Redis refused a write because the node is a replica: `READONLY` as the reply, or inside a
 /// script's error when the write came from a script.
-pub(crate) fn is_read_only_reply(error: &FredError) -> bool {
+pub fn is_read_only_reply(error: &FredError) -> bool {
     let details = error.details();
     details.starts_with("READONLY") || details.contains("-READONLY You can't write")
 }

@@ -1,11 +1,11 @@
-//! Conformance cases of the Bloom guard ([`crate::BloomGuard`]) and of the bit operations under
+//! Conformance cases of the Bloom guard ([`cache_toolkit::BloomGuard`]) and of the bit operations under
 //! it: the same answers, the same bit layout and the same errors on every backend.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{BloomGuard, CacheClient, CacheErrorKind, Op, Ttl};
+use cache_toolkit::{BloomGuard, CacheClient, CacheErrorKind, Op, Ttl};
 
 pub(super) async fn bloom_has_no_false_negatives(cache: CacheClient) {
     let guard = BloomGuard::new(&cache, "users", 1_000, 0.01).unwrap();
@@ -82,7 +82,7 @@ pub(super) async fn bloom_refuses_bad_parameters(cache: CacheClient) {
 
 pub(super) async fn bloom_wrong_type_is_an_error(cache: CacheClient) {
     let guard = BloomGuard::new(&cache, "typed", 100, 0.01).unwrap();
-    cache.push_to_list(guard.key(), "a", crate::ListEnd::Left).await.unwrap();
+    cache.push_to_list(guard.key(), "a", cache_toolkit::ListEnd::Left).await.unwrap();
     let hashed = BloomGuard::new(&cache, "hashed", 100, 0.01).unwrap();
     cache.set_hash(hashed.key(), "f", "v").await.unwrap();
     for guard in [&guard, &hashed] {

@@ -2,7 +2,7 @@
 //! store: `*`, `?`, `[abc]`, `[^abc]`, `[a-z]`, and `\` to escape the next character.
 
 /// Whether `text` matches the Redis glob `pattern`.
-pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
+pub(super) fn glob_matches(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
     matches_from(&pattern, &text)
@@ -89,7 +89,7 @@ fn match_class(mut class: &[char], candidate: char) -> (bool, &[char]) {
 }
 
 /// Escapes glob characters so that `text` matches only itself (used for key prefixes).
-pub(crate) fn glob_escape(text: &str) -> String {
+pub fn glob_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         if matches!(character, '*' | '?' | '[' | ']' | '\\') {

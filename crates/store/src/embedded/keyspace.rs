@@ -19,20 +19,20 @@ use crate::{ListEnd, Ttl, decoded::DecodedSlot, saturating_deadline};
 
 /// The key holds another type than the operation needs (Redis's `WRONGTYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct WrongType;
+pub struct WrongType;
 
 /// A string value that is not UTF-8 (a Bloom bitmap, say) read as text. Through fred, Redis's
 /// GET of such bytes fails to convert to a `String` (a parse error, which the toolkit reports as
 /// [`crate::CacheErrorKind::BadData`]); the embedded store answers the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TextReadFailure {
+pub enum TextReadFailure {
     WrongType,
     NotUtf8,
 }
 
 /// Why INCR refused a counter, as Redis refuses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IncrementFailure {
+pub enum IncrementFailure {
     /// The key holds a list or a hash (`WRONGTYPE`).
     WrongType,
     /// A string that is not an integer as Redis reads one (see [`redis_integer`]): Redis's
@@ -79,7 +79,7 @@ impl Drop for List {
 /// [`RETIRED`] once the list is gone. A verdict that still sees the version it was taken at
 /// is what a lookup would answer now, without the lookup, the key's hash, or the lock.
 #[derive(Debug, Default)]
-pub(crate) struct ListWitness {
+pub(super) struct ListWitness {
     version: AtomicU64,
 }
 
@@ -96,7 +96,7 @@ impl ListWitness {
 /// Whether a list held an element, remembered against the list's [`ListWitness`] (an
 /// [`crate::ListVerdict`] keeps one for the DAO, per token).
 #[derive(Debug)]
-pub(crate) struct EmbeddedVerdict {
+pub struct EmbeddedVerdict {
     witness: Arc<ListWitness>,
     version: u64,
     expires_at: Option<Instant>,
@@ -105,7 +105,7 @@ pub(crate) struct EmbeddedVerdict {
 
 impl EmbeddedVerdict {
     /// The verdict, if the list is unchanged since it was taken and has not expired by `now`.
-    pub(crate) fn still(&self, now: Instant) -> Option<bool> {
+    pub fn still(&self, now: Instant) -> Option<bool> {
         let unchanged = self.witness.version.load(Ordering::Acquire) == self.version;
         (unchanged && self.expires_at.is_none_or(|at| at > now)).then_some(self.listed)
     }
@@ -148,15 +148,15 @@ pub struct EmbeddedStats {
 
 /// One step of a SCAN ([`Keyspace::scan`]).
 #[derive(Debug)]
-pub(crate) struct ScanPage {
+pub struct ScanPage {
     /// The live keys that matched, among those examined.
-    pub(crate) keys: Vec<String>,
+    pub keys: Vec<String>,
     /// Where the next step starts (after this key); `None` when the scan is complete.
-    pub(crate) next: Option<Arc<str>>,
+    pub next: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Keyspace {
+pub(super) struct Keyspace {
     entries: Entries,
     /// Every key of `entries`, in order: a SCAN cursor is the last key examined, so each step
     /// costs O(log n + count) under the lock, and a key present for the whole scan is returned
@@ -231,16 +231,16 @@ impl Keyspace {
         }
     }
 
-    pub(crate) fn remove_live(&mut self, key: &str, now: Instant) -> bool {
+    pub(super) fn remove_live(&mut self, key: &str, now: Instant) -> bool {
         self.live(key, now).is_some() && self.remove(key)
     }
 
-    pub(crate) fn live_len(&self, now: Instant) -> usize {
+    pub(super) fn live_len(&self, now: Instant) -> usize {
         self.entries.values().filter(|entry| entry.expires_at.is_none_or(|at| at > now)).count()
     }
 
     /// Removes up to `limit` expired keys; returns how many index entries it consumed.
-    pub(crate) fn sweep(&mut self, now: Instant, limit: usize) -> usize {
+    pub(super) fn sweep(&mut self, now: Instant, limit: usize) -> usize {
         let mut consumed = 0;
         while consumed < limit {
             let Some((at, _)) = self.expiries.first() else { break };
@@ -257,7 +257,7 @@ impl Keyspace {
     }
 
     #[cfg(test)]
-    pub(crate) fn stored_len(&self) -> usize {
+    pub(super) fn stored_len(&self) -> usize {
         assert_eq!(self.entries.len(), self.names.len(), "every entry has its name in the SCAN index");
         let with_ttl = self.entries.values().filter(|entry| entry.expires_at.is_some()).count();
         assert_eq!(self.expiries.len(), with_ttl, "one expiry index entry per key with a TTL");
@@ -265,11 +265,11 @@ impl Keyspace {
     }
 
     /// The keys held (expired ones not yet swept included) and the expiry index's length.
-    pub(crate) fn stats(&self) -> EmbeddedStats {
+    pub(super) fn stats(&self) -> EmbeddedStats {
         EmbeddedStats { keys: self.entries.len(), expiry_index: self.expiries.len() }
     }
 
-    pub(crate) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, TextReadFailure> {
+    pub(super) fn get_string(&self, key: &str, now: Instant) -> Result<Option<String>, TextReadFailure> {
         match self.peek(key, now) {
             None => Ok(None),
             Some(Entry { value: Value::String(text), .. }) => Ok(Some(text.text.clone())),
@@ -283,7 +283,7 @@ impl Keyspace {
     /// The text value of `key` decoded by `decode`, which runs once per stored value: the
     /// decoded form is kept beside the text until the value is replaced or removed. `None`
     /// when the key is missing; an error for another type or bytes that are not UTF-8.
-    pub(crate) fn get_decoded<T: Any + Send + Sync>(
+    pub(super) fn get_decoded<T: Any + Send + Sync>(
         &self,
         key: &str,
         now: Instant,
@@ -316,7 +316,7 @@ impl Keyspace {
     /// SETBIT to 1 at each offset, with Redis's layout: bit 0 is the most significant bit of
     /// byte 0, the string grows with zero bytes, a missing key is created without a TTL and an
     /// existing one keeps its TTL. No offsets: nothing is created.
-    pub(crate) fn set_bits(&mut self, key: &str, offsets: &[u64], now: Instant) -> Result<(), WrongType> {
+    pub(super) fn set_bits(&mut self, key: &str, offsets: &[u64], now: Instant) -> Result<(), WrongType> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -345,7 +345,7 @@ impl Keyspace {
 
     /// GETBIT at each offset, in order: 0 past the end of the string or when the key is missing.
     /// No offsets: nothing is read (no command is sent to Redis either), whatever the key holds.
-    pub(crate) fn get_bits(&self, key: &str, offsets: &[u64], now: Instant) -> Result<Vec<bool>, WrongType> {
+    pub(super) fn get_bits(&self, key: &str, offsets: &[u64], now: Instant) -> Result<Vec<bool>, WrongType> {
         if offsets.is_empty() {
             return Ok(Vec::new());
         }
@@ -361,7 +361,7 @@ impl Keyspace {
             .collect())
     }
 
-    pub(crate) fn set_string(
+    pub(super) fn set_string(
         &mut self,
         key: &str,
         value: &str,
@@ -381,7 +381,7 @@ impl Keyspace {
         true
     }
 
-    pub(crate) fn expire(&mut self, key: &str, ttl: Duration, now: Instant) -> bool {
+    pub(super) fn expire(&mut self, key: &str, ttl: Duration, now: Instant) -> bool {
         if self.live(key, now).is_none() {
             return false;
         }
@@ -393,11 +393,11 @@ impl Keyspace {
         true
     }
 
-    pub(crate) fn exists(&mut self, key: &str, now: Instant) -> bool {
+    pub(super) fn exists(&mut self, key: &str, now: Instant) -> bool {
         self.live(key, now).is_some()
     }
 
-    pub(crate) fn ttl(&mut self, key: &str, now: Instant) -> Ttl {
+    pub(super) fn ttl(&mut self, key: &str, now: Instant) -> Ttl {
         match self.live(key, now) {
             None => Ttl::Missing,
             Some(Entry { expires_at: None, .. }) => Ttl::NoExpiry,
@@ -424,20 +424,20 @@ impl Keyspace {
         }
     }
 
-    pub(crate) fn hash_set(&mut self, name: &str, field: &str, value: &str, now: Instant) -> Result<bool, WrongType> {
+    pub(super) fn hash_set(&mut self, name: &str, field: &str, value: &str, now: Instant) -> Result<bool, WrongType> {
         let Some(hash) = self.hash_mut(name, now, true)? else { return Ok(false) };
         Ok(hash.insert(field.to_owned(), value.to_owned()).is_none())
     }
 
-    pub(crate) fn hash_get(&mut self, name: &str, field: &str, now: Instant) -> Result<Option<String>, WrongType> {
+    pub(super) fn hash_get(&mut self, name: &str, field: &str, now: Instant) -> Result<Option<String>, WrongType> {
         Ok(self.hash_mut(name, now, false)?.and_then(|hash| hash.get(field).cloned()))
     }
 
-    pub(crate) fn hash_get_all(&mut self, name: &str, now: Instant) -> Result<HashMap<String, String>, WrongType> {
+    pub(super) fn hash_get_all(&mut self, name: &str, now: Instant) -> Result<HashMap<String, String>, WrongType> {
         Ok(self.hash_mut(name, now, false)?.map(|hash| hash.clone()).unwrap_or_default())
     }
 
-    pub(crate) fn hash_delete(&mut self, name: &str, field: &str, now: Instant) -> Result<bool, WrongType> {
+    pub(super) fn hash_delete(&mut self, name: &str, field: &str, now: Instant) -> Result<bool, WrongType> {
         let removed = self.hash_mut(name, now, false)?.is_some_and(|hash| hash.remove(field).is_some());
         self.drop_if_empty(name);
         Ok(removed)
@@ -471,7 +471,7 @@ impl Keyspace {
         }
     }
 
-    pub(crate) fn list_push(
+    pub(super) fn list_push(
         &mut self,
         name: &str,
         values: &[&str],
@@ -493,7 +493,7 @@ impl Keyspace {
 
     /// LPUSH `values`, then keep the first `max_len` elements; returns the length left and the
     /// evicted elements in list order. A list left empty is deleted, as Redis does.
-    pub(crate) fn list_push_capped(
+    pub(super) fn list_push_capped(
         &mut self,
         name: &str,
         values: &[&str],
@@ -511,11 +511,11 @@ impl Keyspace {
         Ok((len, evicted))
     }
 
-    pub(crate) fn list_len(&mut self, name: &str, now: Instant) -> Result<u64, WrongType> {
+    pub(super) fn list_len(&mut self, name: &str, now: Instant) -> Result<u64, WrongType> {
         Ok(self.list_ref(name, now)?.map_or(0, |list| list.len() as u64))
     }
 
-    pub(crate) fn list_range(
+    pub(super) fn list_range(
         &mut self,
         name: &str,
         start: i64,
@@ -529,7 +529,7 @@ impl Keyspace {
         })
     }
 
-    pub(crate) fn list_pop(&mut self, name: &str, end: ListEnd, now: Instant) -> Result<Option<String>, WrongType> {
+    pub(super) fn list_pop(&mut self, name: &str, end: ListEnd, now: Instant) -> Result<Option<String>, WrongType> {
         let popped = self.list_mut(name, now, false)?.and_then(|list| match end {
             ListEnd::Left => list.pop_front(),
             ListEnd::Right => list.pop_back(),
@@ -538,7 +538,7 @@ impl Keyspace {
         Ok(popped)
     }
 
-    pub(crate) fn list_position(&self, name: &str, value: &str, now: Instant) -> Result<Option<u64>, WrongType> {
+    pub(super) fn list_position(&self, name: &str, value: &str, now: Instant) -> Result<Option<u64>, WrongType> {
         match self.peek(name, now) {
             None => Ok(None),
             Some(Entry { value: Value::List(list), .. }) => {
@@ -550,7 +550,7 @@ impl Keyspace {
 
     /// Whether the list `name` holds `value`, and the verdict to remember it by; no verdict
     /// when there is no list (a list created later starts a witness of its own).
-    pub(crate) fn list_verdict(
+    pub(super) fn list_verdict(
         &self,
         name: &str,
         value: &str,
@@ -572,7 +572,7 @@ impl Keyspace {
 
     /// LREM: `count > 0` removes the first `count` matches from the head, `count < 0` from the
     /// tail, `0` all of them.
-    pub(crate) fn list_remove(&mut self, name: &str, count: i64, value: &str, now: Instant) -> Result<u64, WrongType> {
+    pub(super) fn list_remove(&mut self, name: &str, count: i64, value: &str, now: Instant) -> Result<u64, WrongType> {
         let Some(list) = self.list_mut(name, now, false)? else { return Ok(0) };
         let limit = if count == 0 { usize::MAX } else { usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX) };
         let mut removed = 0;
@@ -600,7 +600,7 @@ impl Keyspace {
         Ok(removed as u64)
     }
 
-    pub(crate) fn list_trim(&mut self, name: &str, start: i64, stop: i64, now: Instant) -> Result<(), WrongType> {
+    pub(super) fn list_trim(&mut self, name: &str, start: i64, stop: i64, now: Instant) -> Result<(), WrongType> {
         let Some(list) = self.list_mut(name, now, false)? else { return Ok(()) };
         match resolve_range(list.len(), start, stop) {
             Some((first, last)) => {
@@ -613,11 +613,11 @@ impl Keyspace {
         Ok(())
     }
 
-    pub(crate) fn delete_if_equals(&mut self, key: &str, expected: &str, now: Instant) -> Result<bool, WrongType> {
+    pub(super) fn delete_if_equals(&mut self, key: &str, expected: &str, now: Instant) -> Result<bool, WrongType> {
         if self.string_bytes(key, now)? == Some(expected.as_bytes()) { Ok(self.remove(key)) } else { Ok(false) }
     }
 
-    pub(crate) fn expire_if_equals(
+    pub(super) fn expire_if_equals(
         &mut self,
         key: &str,
         expected: &str,
@@ -635,7 +635,7 @@ impl Keyspace {
     /// with Redis's answers (a list or hash is WRONGTYPE; a string that is not an integer as
     /// Redis reads one, or `i64::MAX`, is refused as Redis refuses it), so a failure changes
     /// nothing. INCR keeps the counter's TTL, as Redis does.
-    pub(crate) fn acquire_fenced(
+    pub(super) fn acquire_fenced(
         &mut self,
         key: &str,
         counter: &str,
@@ -674,7 +674,7 @@ impl Keyspace {
     /// after `after` (`None`: from the start), and returns the live ones matching `pattern`.
     /// A key present for the whole scan is returned exactly once; a key added or removed
     /// meanwhile may or may not be.
-    pub(crate) fn scan(&self, after: Option<&str>, pattern: &str, count: usize, now: Instant) -> ScanPage {
+    pub(super) fn scan(&self, after: Option<&str>, pattern: &str, count: usize, now: Instant) -> ScanPage {
         let limit = count.max(1);
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut keys = Vec::new();

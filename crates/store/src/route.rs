@@ -8,7 +8,7 @@ use crate::cluster::ClusterNodes;
 
 /// Where a Redis command goes.
 #[derive(Clone, Debug)]
-pub(crate) enum Route {
+pub enum Route {
     /// One fred pool routes everything itself: standalone, sentinel, or a cluster pool used as
     /// it was given.
     Pool(Pool),
@@ -18,14 +18,15 @@ pub(crate) enum Route {
 }
 
 /// A pool and, where Tessera routes a cluster, the slot ranges of the primary it reaches.
-pub(crate) struct RoutePool {
-    pub(crate) pool: Pool,
-    pub(crate) slots: Option<Vec<(u16, u16)>>,
+#[derive(Debug)]
+pub struct RoutePool {
+    pub pool: Pool,
+    pub slots: Option<Vec<(u16, u16)>>,
 }
 
 impl Route {
     /// The pool that serves `key`.
-    pub(crate) fn pool_for(&self, key: &str) -> Result<Pool, FredError> {
+    pub fn pool_for(&self, key: &str) -> Result<Pool, FredError> {
         match self {
             Self::Pool(pool) => Ok(pool.clone()),
             Self::Cluster(nodes) => nodes.pool_for(key),
@@ -33,12 +34,12 @@ impl Route {
     }
 
     /// A pool for a command about the server rather than a key (INFO): any primary's.
-    pub(crate) fn any_pool(&self) -> Result<Pool, FredError> {
+    pub fn any_pool(&self) -> Result<Pool, FredError> {
         self.pool_for("")
     }
 
     /// Every pool: the one pool, or each primary's.
-    pub(crate) fn pools(&self) -> Vec<RoutePool> {
+    pub fn pools(&self) -> Vec<RoutePool> {
         match self {
             Self::Pool(pool) => vec![RoutePool { pool: pool.clone(), slots: None }],
             Self::Cluster(nodes) => {
@@ -48,7 +49,7 @@ impl Route {
     }
 
     /// Whether the store is a cluster (however it is routed).
-    pub(crate) fn is_cluster(&self) -> bool {
+    pub fn is_cluster(&self) -> bool {
         match self {
             Self::Pool(pool) => pool.next().is_clustered(),
             Self::Cluster(_) => true,
@@ -57,7 +58,7 @@ impl Route {
 
     /// A command failed with `error`; a cluster routed here reads its slot map again if the
     /// error may mean it changed.
-    pub(crate) fn report(&self, error: &FredError) {
+    pub fn report(&self, error: &FredError) {
         if let Self::Cluster(nodes) = self {
             nodes.report(error);
         }
@@ -65,6 +66,6 @@ impl Route {
 }
 
 /// Whether two pools are the same (the same clients).
-pub(crate) fn same_pool(one: &Pool, other: &Pool) -> bool {
+pub fn same_pool(one: &Pool, other: &Pool) -> bool {
     one.clients().first().map(ClientLike::id) == other.clients().first().map(ClientLike::id)
 }

@@ -72,17 +72,17 @@ static PUSH_CAPPED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-pub(crate) fn millis(duration: Duration) -> i64 {
+pub fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(crate) async fn get(route: &Route, key: &str) -> Result<Option<String>, FredError> {
+pub async fn get(route: &Route, key: &str) -> Result<Option<String>, FredError> {
     let pool = &route.pool_for(key)?;
     pool.get(key).await
 }
 
 /// SET with PX and, for locks, NX. Returns whether the value was written.
-pub(crate) async fn set(
+pub async fn set(
     route: &Route,
     key: &str,
     value: &str,
@@ -97,12 +97,12 @@ pub(crate) async fn set(
     Ok(reply.is_some())
 }
 
-pub(crate) async fn expire(route: &Route, key: &str, ttl: Duration) -> Result<bool, FredError> {
+pub async fn expire(route: &Route, key: &str, ttl: Duration) -> Result<bool, FredError> {
     let pool = &route.pool_for(key)?;
     pool.pexpire(key, millis(ttl), None).await
 }
 
-pub(crate) async fn exists(route: &Route, key: &str) -> Result<bool, FredError> {
+pub async fn exists(route: &Route, key: &str) -> Result<bool, FredError> {
     let pool = &route.pool_for(key)?;
     let count: i64 = pool.exists(key).await?;
     Ok(count > 0)
@@ -110,7 +110,7 @@ pub(crate) async fn exists(route: &Route, key: &str) -> Result<bool, FredError> 
 
 /// One EXISTS per key: a cluster refuses multi-key EXISTS across slots. Pipelined on one
 /// connection, or, where Tessera routes a cluster itself, sent to each key's primary at once.
-pub(crate) async fn existing(route: &Route, keys: &[String]) -> Result<Vec<bool>, FredError> {
+pub async fn existing(route: &Route, keys: &[String]) -> Result<Vec<bool>, FredError> {
     let counts: Vec<i64> = match route {
         Route::Pool(pool) => {
             let pipeline = pool.next().pipeline();
@@ -127,7 +127,7 @@ pub(crate) async fn existing(route: &Route, keys: &[String]) -> Result<Vec<bool>
     Ok(counts.into_iter().map(|count| count > 0).collect())
 }
 
-pub(crate) async fn ttl(route: &Route, key: &str) -> Result<Ttl, FredError> {
+pub async fn ttl(route: &Route, key: &str) -> Result<Ttl, FredError> {
     let pool = &route.pool_for(key)?;
     let millis: i64 = pool.pttl(key).await?;
     Ok(match millis {
@@ -137,29 +137,29 @@ pub(crate) async fn ttl(route: &Route, key: &str) -> Result<Ttl, FredError> {
     })
 }
 
-pub(crate) async fn hash_set(route: &Route, name: &str, field: &str, value: &str) -> Result<bool, FredError> {
+pub async fn hash_set(route: &Route, name: &str, field: &str, value: &str) -> Result<bool, FredError> {
     let pool = &route.pool_for(name)?;
     let added: i64 = pool.hset(name, (field, value)).await?;
     Ok(added > 0)
 }
 
-pub(crate) async fn hash_get(route: &Route, name: &str, field: &str) -> Result<Option<String>, FredError> {
+pub async fn hash_get(route: &Route, name: &str, field: &str) -> Result<Option<String>, FredError> {
     let pool = &route.pool_for(name)?;
     pool.hget(name, field).await
 }
 
-pub(crate) async fn hash_get_all(route: &Route, name: &str) -> Result<HashMap<String, String>, FredError> {
+pub async fn hash_get_all(route: &Route, name: &str) -> Result<HashMap<String, String>, FredError> {
     let pool = &route.pool_for(name)?;
     pool.hgetall(name).await
 }
 
-pub(crate) async fn hash_delete(route: &Route, name: &str, field: &str) -> Result<bool, FredError> {
+pub async fn hash_delete(route: &Route, name: &str, field: &str) -> Result<bool, FredError> {
     let pool = &route.pool_for(name)?;
     let removed: i64 = pool.hdel(name, field).await?;
     Ok(removed > 0)
 }
 
-pub(crate) async fn list_push(route: &Route, name: &str, values: Vec<String>, end: ListEnd) -> Result<u64, FredError> {
+pub async fn list_push(route: &Route, name: &str, values: Vec<String>, end: ListEnd) -> Result<u64, FredError> {
     let pool = &route.pool_for(name)?;
     match end {
         ListEnd::Left => pool.lpush(name, values).await,
@@ -167,17 +167,17 @@ pub(crate) async fn list_push(route: &Route, name: &str, values: Vec<String>, en
     }
 }
 
-pub(crate) async fn list_len(route: &Route, name: &str) -> Result<u64, FredError> {
+pub async fn list_len(route: &Route, name: &str) -> Result<u64, FredError> {
     let pool = &route.pool_for(name)?;
     pool.llen(name).await
 }
 
-pub(crate) async fn list_range(route: &Route, name: &str, start: i64, stop: i64) -> Result<Vec<String>, FredError> {
+pub async fn list_range(route: &Route, name: &str, start: i64, stop: i64) -> Result<Vec<String>, FredError> {
     let pool = &route.pool_for(name)?;
     pool.lrange(name, start, stop).await
 }
 
-pub(crate) async fn list_pop(route: &Route, name: &str, end: ListEnd) -> Result<Option<String>, FredError> {
+pub async fn list_pop(route: &Route, name: &str, end: ListEnd) -> Result<Option<String>, FredError> {
     let pool = &route.pool_for(name)?;
     match end {
         ListEnd::Left => pool.lpop(name, None).await,
@@ -185,7 +185,7 @@ pub(crate) async fn list_pop(route: &Route, name: &str, end: ListEnd) -> Result<
     }
 }
 
-pub(crate) async fn list_position(route: &Route, name: &str, value: &str) -> Result<Option<u64>, FredError> {
+pub async fn list_position(route: &Route, name: &str, value: &str) -> Result<Option<u64>, FredError> {
     let pool = &route.pool_for(name)?;
     pool.lpos(name, value, None, None, None).await
 }
@@ -193,7 +193,7 @@ pub(crate) async fn list_position(route: &Route, name: &str, value: &str) -> Res
 /// GET `key` and LPOS `list` `element` in one round trip without a script: sent together on
 /// one connection, or, when the two keys live on two primaries of a cluster Tessera routes
 /// itself, to both at once.
-pub(crate) async fn get_and_list_position(
+pub async fn get_and_list_position(
     route: &Route,
     key: &str,
     list: &str,
@@ -254,19 +254,19 @@ pub(crate) async fn get_and_list_position(
     Ok((value.convert()?, position.convert()?))
 }
 
-pub(crate) async fn list_remove(route: &Route, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
+pub async fn list_remove(route: &Route, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
     let pool = &route.pool_for(name)?;
     pool.lrem(name, count, value).await
 }
 
-pub(crate) async fn list_trim(route: &Route, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
+pub async fn list_trim(route: &Route, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
     let pool = &route.pool_for(name)?;
     pool.ltrim(name, start, stop).await
 }
 
 /// LPUSH `values` then trim to `max_len` elements, atomically (see [`PUSH_CAPPED`]); returns
 /// the new length and the evicted elements.
-pub(crate) async fn push_capped(
+pub async fn push_capped(
     route: &Route,
     name: &str,
     values: &[String],
@@ -288,19 +288,14 @@ pub(crate) async fn push_capped(
 }
 
 /// Compare-and-delete in one atomic script (EVALSHA, reloaded on NOSCRIPT).
-pub(crate) async fn delete_if_equals(route: &Route, key: &str, expected: &str) -> Result<bool, FredError> {
+pub async fn delete_if_equals(route: &Route, key: &str, expected: &str) -> Result<bool, FredError> {
     let pool = &route.pool_for(key)?;
     let deleted: i64 = RELEASE_IF_EQUALS.evalsha_with_reload(pool.next(), key, expected).await?;
     Ok(deleted > 0)
 }
 
 /// Compare-and-pexpire in one atomic script (EVALSHA, reloaded on NOSCRIPT).
-pub(crate) async fn expire_if_equals(
-    route: &Route,
-    key: &str,
-    expected: &str,
-    ttl: Duration,
-) -> Result<bool, FredError> {
+pub async fn expire_if_equals(route: &Route, key: &str, expected: &str, ttl: Duration) -> Result<bool, FredError> {
     let pool = &route.pool_for(key)?;
     let args = vec![expected.to_owned(), millis(ttl).to_string()];
     let extended: i64 = PEXPIRE_IF_EQUALS.evalsha_with_reload(pool.next(), key, args).await?;
@@ -309,7 +304,7 @@ pub(crate) async fn expire_if_equals(
 
 /// Takes a lock and its fencing token in one atomic script (EVALSHA, reloaded on NOSCRIPT);
 /// `None` when the lock is held. Both keys share a hash slot, so this runs on a cluster too.
-pub(crate) async fn acquire_fenced(
+pub async fn acquire_fenced(
     route: &Route,
     key: &str,
     counter: &str,
@@ -328,7 +323,7 @@ pub(crate) async fn acquire_fenced(
 /// UNLINKs stored keys. In a cluster a multi-key command must stay inside one hash slot, so the
 /// keys are grouped by slot and the groups pipelined (sent to each group's primary at once where
 /// Tessera routes the cluster itself); elsewhere, chunks of [`UNLINK_CHUNK`].
-pub(crate) async fn unlink(route: &Route, keys: &[String]) -> Result<u64, FredError> {
+pub async fn unlink(route: &Route, keys: &[String]) -> Result<u64, FredError> {
     if keys.is_empty() {
         return Ok(0);
     }
@@ -369,7 +364,7 @@ pub(crate) async fn unlink(route: &Route, keys: &[String]) -> Result<u64, FredEr
 }
 
 /// SCANs every primary (never KEYS) and UNLINKs each page as it comes.
-pub(crate) async fn delete_matching(route: &Route, pattern: &str) -> Result<u64, FredError> {
+pub async fn delete_matching(route: &Route, pattern: &str) -> Result<u64, FredError> {
     match route {
         Route::Pool(pool) => {
             let client = pool.next();
@@ -411,13 +406,13 @@ fn page_keys(keys: Option<Vec<fred::types::Key>>) -> Vec<String> {
 /// grows with zero bytes): `BITFIELD key SET u1 <offset> 1 …`, chunks of [`BITFIELD_CHUNK`]
 /// pipelined on one connection, so one round trip. fred has no BITFIELD method: it is sent as
 /// a custom command routed by its key (its first argument).
-pub(crate) async fn set_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<(), FredError> {
+pub async fn set_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<(), FredError> {
     bitfield(route, key, offsets, "BITFIELD", "SET", Some(1)).await.map(drop)
 }
 
 /// Reads the bit at each of `offsets`, in order (0 past the end or when the key is missing):
 /// `BITFIELD_RO key GET u1 <offset> …`, chunked and pipelined like [`set_bits`].
-pub(crate) async fn get_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<Vec<bool>, FredError> {
+pub async fn get_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<Vec<bool>, FredError> {
     bitfield(route, key, offsets, "BITFIELD_RO", "GET", None).await
 }
 

@@ -23,7 +23,7 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 
-use crate::{
+use cache_toolkit::{
     CacheClient, CacheError, CacheErrorKind, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, ListEnd, LockGuard,
     LockRelease, Ttl,
 };
@@ -313,10 +313,10 @@ impl Side {
             Op::HashGetAll { key } => cache.get_hash_all(key).await.map(|all| Reply::Fields(all.into_iter().collect())),
             Op::HashDelete { key, field } => cache.delete_hash_field(key, field).await.map(Reply::Flag),
             Op::SetBits { key, offsets } => {
-                cache.set_bits(crate::Op::BloomAdd, key, offsets).await.map(|()| Reply::Done)
+                cache.set_bits(cache_toolkit::Op::BloomAdd, key, offsets).await.map(|()| Reply::Done)
             }
             Op::GetBits { key, offsets } => {
-                cache.get_bits(crate::Op::BloomMightContain, key, offsets).await.map(Reply::Flags)
+                cache.get_bits(cache_toolkit::Op::BloomMightContain, key, offsets).await.map(Reply::Flags)
             }
             Op::AcquireLock { lease } => {
                 match cache.acquire_lock(LOCK_KEY, lease.duration(), Duration::ZERO, Duration::ZERO).await {
@@ -364,7 +364,11 @@ impl Side {
             Ok(value) => return Ok(value.map_or(Stored::Missing, |text| Stored::Text(self.normalize(text)))),
             Err(error) if error.kind() == CacheErrorKind::BadData => {
                 let offsets: Vec<u64> = (0..DUMPED_BITS).collect();
-                return self.cache.get_bits(crate::Op::BloomMightContain, key, &offsets).await.map(Stored::Bits);
+                return self
+                    .cache
+                    .get_bits(cache_toolkit::Op::BloomMightContain, key, &offsets)
+                    .await
+                    .map(Stored::Bits);
             }
             Err(error) if error.kind() == CacheErrorKind::WrongType => {}
             Err(error) => return Err(error),

@@ -14,7 +14,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use crate::{CacheEvent, metrics::CacheMetrics};
+use store::{CacheEvent, CacheMetrics};
 
 /// At most this many shards; fewer when the budget is small, so no shard gets under
 /// [`MIN_SHARD_BYTES`] (a value bigger than its shard's budget could never stay).

@@ -213,7 +213,7 @@ impl MetricsSnapshot {
 }
 
 impl CacheMetrics {
-    pub(crate) fn new(slow_threshold: Duration) -> Self {
+    pub fn new(slow_threshold: Duration) -> Self {
         Self {
             slow_threshold,
             started: Instant::now(),
@@ -262,7 +262,7 @@ impl CacheMetrics {
         }
     }
 
-    pub(crate) fn record(&self, operation: Op, key: &str, latency: Duration, error: Option<CacheErrorKind>) {
+    pub fn record(&self, operation: Op, key: &str, latency: Duration, error: Option<CacheErrorKind>) {
         self.operations.fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
         let bucket =
@@ -288,24 +288,24 @@ impl CacheMetrics {
         }
     }
 
-    pub(crate) fn record_read(&self, found: bool) {
+    pub fn record_read(&self, found: bool) {
         let counter = if found { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count(&self, event: CacheEvent) {
+    pub fn count(&self, event: CacheEvent) {
         self.events[event.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_flush(&self, cause: FlushCause) {
+    pub fn count_flush(&self, cause: FlushCause) {
         self.flushes[cause.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_near_bytes(&self, bytes: u64) {
+    pub fn add_near_bytes(&self, bytes: u64) {
         self.near_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub(crate) fn remove_near_bytes(&self, bytes: u64) {
+    pub fn remove_near_bytes(&self, bytes: u64) {
         // Saturating: a flush may race an insert's accounting; never wrap below zero.
         let _ =
             self.near_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(bytes)));

@@ -20,10 +20,10 @@ use std::{
 
 use tokio::time::Instant;
 
-pub(crate) use glob::glob_escape;
-pub use keyspace::EmbeddedStats;
+pub use glob::glob_escape;
 use keyspace::Keyspace;
-pub(crate) use keyspace::{EmbeddedVerdict, IncrementFailure, TextReadFailure, WrongType};
+pub use keyspace::{EmbeddedStats, ScanPage};
+pub use keyspace::{EmbeddedVerdict, IncrementFailure, TextReadFailure, WrongType};
 
 use crate::{ListEnd, Ttl};
 
@@ -77,11 +77,11 @@ impl EmbeddedStore {
     }
 
     /// GET: a string value that is not UTF-8 (a bitmap) fails as it does through fred.
-    pub(crate) fn get(&self, key: &str) -> Result<Option<String>, TextReadFailure> {
+    pub fn get(&self, key: &str) -> Result<Option<String>, TextReadFailure> {
         self.lock().get_string(key, Instant::now())
     }
 
-    pub(crate) fn get_decoded<T: std::any::Any + Send + Sync>(
+    pub fn get_decoded<T: std::any::Any + Send + Sync>(
         &self,
         key: &str,
         decode: impl Fn(&str) -> T,
@@ -89,111 +89,106 @@ impl EmbeddedStore {
         self.lock().get_decoded(key, Instant::now(), decode)
     }
 
-    pub(crate) fn set(&self, key: &str, value: &str, ttl: Option<Duration>, only_if_absent: bool) -> bool {
+    pub fn set(&self, key: &str, value: &str, ttl: Option<Duration>, only_if_absent: bool) -> bool {
         self.lock().set_string(key, value, ttl, only_if_absent, Instant::now())
     }
 
-    pub(crate) fn delete(&self, keys: &[&str]) -> u64 {
+    pub fn delete(&self, keys: &[&str]) -> u64 {
         let now = Instant::now();
         let mut keyspace = self.lock();
         keys.iter().filter(|key| keyspace.remove_live(key, now)).count() as u64
     }
 
-    pub(crate) fn expire(&self, key: &str, ttl: Duration) -> bool {
+    pub fn expire(&self, key: &str, ttl: Duration) -> bool {
         self.lock().expire(key, ttl, Instant::now())
     }
 
-    pub(crate) fn exists(&self, key: &str) -> bool {
+    pub fn exists(&self, key: &str) -> bool {
         self.lock().exists(key, Instant::now())
     }
 
-    pub(crate) fn ttl(&self, key: &str) -> Ttl {
+    pub fn ttl(&self, key: &str) -> Ttl {
         self.lock().ttl(key, Instant::now())
     }
 
-    pub(crate) fn hash_set(&self, name: &str, field: &str, value: &str) -> Result<bool, WrongType> {
+    pub fn hash_set(&self, name: &str, field: &str, value: &str) -> Result<bool, WrongType> {
         self.lock().hash_set(name, field, value, Instant::now())
     }
 
-    pub(crate) fn hash_get(&self, name: &str, field: &str) -> Result<Option<String>, WrongType> {
+    pub fn hash_get(&self, name: &str, field: &str) -> Result<Option<String>, WrongType> {
         self.lock().hash_get(name, field, Instant::now())
     }
 
-    pub(crate) fn hash_get_all(&self, name: &str) -> Result<HashMap<String, String>, WrongType> {
+    pub fn hash_get_all(&self, name: &str) -> Result<HashMap<String, String>, WrongType> {
         self.lock().hash_get_all(name, Instant::now())
     }
 
-    pub(crate) fn hash_delete(&self, name: &str, field: &str) -> Result<bool, WrongType> {
+    pub fn hash_delete(&self, name: &str, field: &str) -> Result<bool, WrongType> {
         self.lock().hash_delete(name, field, Instant::now())
     }
 
-    pub(crate) fn list_push(&self, name: &str, values: &[&str], end: ListEnd) -> Result<u64, WrongType> {
+    pub fn list_push(&self, name: &str, values: &[&str], end: ListEnd) -> Result<u64, WrongType> {
         self.lock().list_push(name, values, end, Instant::now())
     }
 
-    pub(crate) fn list_range(&self, name: &str, start: i64, stop: i64) -> Result<Vec<String>, WrongType> {
+    pub fn list_range(&self, name: &str, start: i64, stop: i64) -> Result<Vec<String>, WrongType> {
         self.lock().list_range(name, start, stop, Instant::now())
     }
 
-    pub(crate) fn list_pop(&self, name: &str, end: ListEnd) -> Result<Option<String>, WrongType> {
+    pub fn list_pop(&self, name: &str, end: ListEnd) -> Result<Option<String>, WrongType> {
         self.lock().list_pop(name, end, Instant::now())
     }
 
-    pub(crate) fn list_position(&self, name: &str, value: &str) -> Result<Option<u64>, WrongType> {
+    pub fn list_position(&self, name: &str, value: &str) -> Result<Option<u64>, WrongType> {
         self.lock().list_position(name, value, Instant::now())
     }
 
     /// Whether the list `name` holds `value`, and the verdict to remember it by
     /// ([`crate::ListVerdict`]).
-    pub(crate) fn list_verdict(&self, name: &str, value: &str) -> Result<(bool, Option<EmbeddedVerdict>), WrongType> {
+    pub fn list_verdict(&self, name: &str, value: &str) -> Result<(bool, Option<EmbeddedVerdict>), WrongType> {
         self.lock().list_verdict(name, value, Instant::now())
     }
 
-    pub(crate) fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, WrongType> {
+    pub fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, WrongType> {
         self.lock().list_remove(name, count, value, Instant::now())
     }
 
-    pub(crate) fn list_trim(&self, name: &str, start: i64, stop: i64) -> Result<(), WrongType> {
+    pub fn list_trim(&self, name: &str, start: i64, stop: i64) -> Result<(), WrongType> {
         self.lock().list_trim(name, start, stop, Instant::now())
     }
 
     /// LPUSH then trim to `max_len`, in one critical section (the Redis side is one script).
-    pub(crate) fn list_push_capped(
-        &self,
-        name: &str,
-        values: &[&str],
-        max_len: u64,
-    ) -> Result<(u64, Vec<String>), WrongType> {
+    pub fn list_push_capped(&self, name: &str, values: &[&str], max_len: u64) -> Result<(u64, Vec<String>), WrongType> {
         self.lock().list_push_capped(name, values, max_len, Instant::now())
     }
 
-    pub(crate) fn list_len(&self, name: &str) -> Result<u64, WrongType> {
+    pub fn list_len(&self, name: &str) -> Result<u64, WrongType> {
         self.lock().list_len(name, Instant::now())
     }
 
     /// Deletes `key` only while it holds `expected` (a lock's compare-and-delete).
-    pub(crate) fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool, WrongType> {
+    pub fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool, WrongType> {
         self.lock().delete_if_equals(key, expected, Instant::now())
     }
 
     /// Sets a new TTL on `key` only while it holds `expected` (a lock's compare-and-pexpire).
-    pub(crate) fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, WrongType> {
+    pub fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, WrongType> {
         self.lock().expire_if_equals(key, expected, ttl, Instant::now())
     }
 
     /// SETBIT to 1 at each offset (Redis's bit layout; see [`keyspace::Keyspace::set_bits`]).
-    pub(crate) fn set_bits(&self, key: &str, offsets: &[u64]) -> Result<(), WrongType> {
+    pub fn set_bits(&self, key: &str, offsets: &[u64]) -> Result<(), WrongType> {
         self.lock().set_bits(key, offsets, Instant::now())
     }
 
     /// GETBIT at each offset, in order; 0 past the end or when the key is missing.
-    pub(crate) fn get_bits(&self, key: &str, offsets: &[u64]) -> Result<Vec<bool>, WrongType> {
+    pub fn get_bits(&self, key: &str, offsets: &[u64]) -> Result<Vec<bool>, WrongType> {
         self.lock().get_bits(key, offsets, Instant::now())
     }
 
     /// Takes a lock (SET NX PX) and increments its fencing counter in one critical section,
     /// like the Redis script; `None` when the lock is held.
-    pub(crate) fn acquire_fenced(
+    pub fn acquire_fenced(
         &self,
         key: &str,
         counter: &str,
@@ -205,7 +200,7 @@ impl EmbeddedStore {
 
     /// One SCAN step (see [`Keyspace::scan`]): at most `count` keys examined under the lock.
     #[cfg(test)]
-    pub(crate) fn scan(&self, after: Option<&str>, pattern: &str, count: usize) -> keyspace::ScanPage {
+    pub fn scan(&self, after: Option<&str>, pattern: &str, count: usize) -> keyspace::ScanPage {
         self.lock().scan(after, pattern, count, Instant::now())
     }
 
@@ -213,7 +208,7 @@ impl EmbeddedStore {
     /// Redis: SCAN steps of [`SCAN_PAGE`] keys, each page deleted as it comes, and the lock
     /// released (and the task yielding) between steps, so a keyspace of millions of keys never
     /// stalls other callers for more than one step.
-    pub(crate) async fn delete_matching(&self, pattern: &str) -> u64 {
+    pub async fn delete_matching(&self, pattern: &str) -> u64 {
         let mut after: Option<std::sync::Arc<str>> = None;
         let mut deleted = 0;
         loop {
@@ -231,12 +226,12 @@ impl EmbeddedStore {
     }
 
     #[cfg(test)]
-    pub(crate) fn stored_len(&self) -> usize {
+    pub fn stored_len(&self) -> usize {
         self.lock().stored_len()
     }
 
     #[cfg(test)]
-    pub(crate) fn sweep_now(&self) -> usize {
+    pub fn sweep_now(&self) -> usize {
         self.lock().sweep(Instant::now(), usize::MAX)
     }
 }

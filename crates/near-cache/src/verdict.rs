@@ -1,0 +1,69 @@
+//! Remembered list-membership verdicts ([`ListVerdict`]): "is this token in its user's list",
+//! answered again without a lookup while the list it was read from is unchanged and servable.
+
+use std::sync::{Arc, Mutex, atomic::Ordering};
+
+use store::{CacheEvent, embedded::EmbeddedVerdict};
+use tokio::time::Instant;
+
+use crate::{NearCache, NearEntry, NearValue};
+
+/// A list-membership verdict remembered against the list it was read from: the near cache's
+/// entry for the list, or the embedded store's list itself. While that list is unchanged and
+/// may still be served, asking again answers from here without a lookup. Whoever asks the
+/// same question over and over (the DAO, for a token and its user's list) keeps one;
+/// [`crate::CacheClient::list_contains_remembered`].
+#[derive(Debug, Default)]
+pub struct ListVerdict {
+    remembered: Mutex<Option<Remembered>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Remembered {
+    /// Read from this near-cache entry of the list.
+    Near(Arc<NearEntry>, bool),
+    /// Read from the embedded store's list.
+    Embedded(EmbeddedVerdict),
+}
+
+impl ListVerdict {
+    /// The embedded store's verdict, if one is remembered and still holds at `now`.
+    pub fn embedded(&self, now: Instant) -> Option<bool> {
+        match &*self.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(Remembered::Embedded(verdict)) => verdict.still(now),
+            _ => None,
+        }
+    }
+
+    pub fn remember_embedded(&self, verdict: EmbeddedVerdict) {
+        *self.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Remembered::Embedded(verdict));
+    }
+}
+
+impl NearCache {
+    pub fn remembered_verdict(&self, memo: &ListVerdict) -> Option<bool> {
+        let remembered = memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(Remembered::Near(entry, listed)) = remembered.as_ref() else { return None };
+        let now_ms = self.now_ms();
+        let state = &entry.connection;
+        let servable = !entry.retired.load(Ordering::Acquire)
+            && entry.expires_at_ms > now_ms
+            && entry.epoch == state.epoch.load(Ordering::Acquire)
+            && self.serves(state, now_ms);
+        let listed = *listed;
+        drop(remembered);
+        servable.then(|| {
+            self.metrics.count(CacheEvent::NearHit);
+            listed
+        })
+    }
+
+    pub fn remember_verdict(&self, key: &str, element: &str, memo: &ListVerdict) {
+        let Some(entry) = self.servable(key) else { return };
+        let NearValue::List(items) = &entry.value else { return };
+        let listed = items.iter().any(|item| item == element);
+        *memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Remembered::Near(entry, listed));
+    }
+}
