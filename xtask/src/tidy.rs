@@ -2,7 +2,9 @@
 //! a `//!` comment saying what it owns; no crate depends "up" the layer table (ARCHITECTURE.md,
 //! "Layers"), and every crate is in it; nothing depends on the crates.io `config` crate; no
 //! `.rs`, `.md` or `.toml` file points at a file the repository does not have (`references.rs`);
-//! cache-toolkit's public API names no fred type (`public_api.rs`).
+//! cache-toolkit's public API, with what it re-exports from the crates below, names no fred
+//! type (`public_api.rs`); no crate's modules import each other in a circle (`imports.rs`).
+//! Rust sources are read with `syn`.
 //! Manifests are read through `cargo metadata` (`metadata.rs`): xtask needs no TOML parser.
 
 use std::collections::BTreeSet;
@@ -92,6 +94,36 @@ fn no_crate_depends_up_the_layer_table() -> Result<()> {
 }
 
 #[test]
+fn no_import_circle_inside_a_crate() -> Result<()> {
+    let root = workspace::root();
+    let mut crates: Vec<PathBuf> = vec![root.join("xtask").join("src"), root.join("tests").join("support")];
+    for entry in fs::read_dir(root.join("crates")).context("cannot list crates/")? {
+        crates.push(entry.context("cannot list crates/")?.path().join("src"));
+    }
+    let mut problems = Vec::new();
+    for src in crates {
+        let mut paths = Vec::new();
+        collect_files(&src, &|path| path.extension().is_some_and(|ext| ext == "rs"), &mut paths)?;
+        let mut files = Vec::new();
+        for path in paths {
+            let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let within = path.strip_prefix(&src).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            files.push((within, text));
+        }
+        let files: Vec<imports::CrateFile<'_>> =
+            files.iter().map(|(path, text)| imports::CrateFile { path, text }).collect();
+        let crate_name = relative(&root, &src);
+        problems.extend(imports::circles(&files).into_iter().map(|problem| format!("{crate_name}: {problem}")));
+    }
+    assert!(
+        problems.is_empty(),
+        "modules of one crate import each other in a circle (move the shared part down, or merge them):\n  {}",
+        problems.join("\n  ")
+    );
+    Ok(())
+}
+
+#[test]
 fn config_is_always_our_path_crate() -> Result<()> {
     let root = fs::canonicalize(workspace::root()).context("cannot find the workspace root")?;
     let ours = root.join("crates").join("config");
@@ -109,7 +141,32 @@ fn config_is_always_our_path_crate() -> Result<()> {
 #[test]
 fn cache_toolkit_names_no_fred_type_in_its_public_api() -> Result<()> {
     let root = workspace::root();
-    let src = root.join("crates").join("cache-toolkit").join("src");
+    let toolkit = api_files(&root, "cache-toolkit")?;
+    assert!(toolkit.len() > 10, "{} cache-toolkit files", toolkit.len());
+    let mut problems = public_api::fred_in_public_api(&sources(&toolkit));
+    // What the toolkit re-exports from the crates below is its API too.
+    let lib = &toolkit.iter().find(|(path, _)| path.ends_with("src/lib.rs")).context("cache-toolkit has no lib.rs")?.1;
+    for (folder, name) in [("store", "store"), ("near-cache", "near_cache")] {
+        let reexported = public_api::reexported_names(lib, name);
+        assert!(!reexported.is_empty(), "cache-toolkit re-exports nothing from {name}");
+        problems.extend(public_api::fred_in_reexported_api(&sources(&api_files(&root, folder)?), &reexported));
+    }
+    assert!(
+        problems.is_empty(),
+        "cache-toolkit's public API names fred types (users would be tied to fred's version):\n  {}",
+        problems.join("\n  ")
+    );
+    Ok(())
+}
+
+fn sources(files: &[(String, String)]) -> Vec<public_api::SourceFile<'_>> {
+    files.iter().map(|(path, text)| public_api::SourceFile { path, text }).collect()
+}
+
+/// The files of `crates/<folder>/src` that can hold API (test-only modules left out), with
+/// their paths relative to the root.
+fn api_files(root: &Path, folder: &str) -> Result<Vec<(String, String)>> {
+    let src = root.join("crates").join(folder).join("src");
     let mut paths = Vec::new();
     collect_files(&src, &|path| path.extension().is_some_and(|ext| ext == "rs"), &mut paths)?;
     let mut files = Vec::new();
@@ -117,7 +174,6 @@ fn cache_toolkit_names_no_fred_type_in_its_public_api() -> Result<()> {
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         files.push((path, text));
     }
-    // Test-only modules (`#[cfg(test)] mod NAME;`) are no API: leave out their files.
     let mut test_only: Vec<PathBuf> = Vec::new();
     for (path, text) in &files {
         let is_module_root = path.file_name().is_some_and(|name| name == "lib.rs" || name == "mod.rs");
@@ -127,21 +183,11 @@ fn cache_toolkit_names_no_fred_type_in_its_public_api() -> Result<()> {
             test_only.push(module_dir.join(name));
         }
     }
-    let shown: Vec<(String, &str)> = files
-        .iter()
+    Ok(files
+        .into_iter()
         .filter(|(path, _)| !test_only.iter().any(|excluded| path.starts_with(excluded)))
-        .map(|(path, text)| (relative(&root, path), text.as_str()))
-        .collect();
-    assert!(shown.len() > 10 && shown.len() < files.len(), "{} of {} files kept", shown.len(), files.len());
-    let sources: Vec<public_api::SourceFile<'_>> =
-        shown.iter().map(|(path, text)| public_api::SourceFile { path, text }).collect();
-    let problems = public_api::fred_in_public_api(&sources);
-    assert!(
-        problems.is_empty(),
-        "cache-toolkit's public API names fred types (users would be tied to fred's version):\n  {}",
-        problems.join("\n  ")
-    );
-    Ok(())
+        .map(|(path, text)| (relative(root, &path), text))
+        .collect())
 }
 
 /// The files whose references are checked, by extension.
@@ -306,6 +352,7 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
+mod imports;
 mod metadata;
 mod public_api;
 mod references;

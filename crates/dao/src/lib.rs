@@ -69,6 +69,28 @@ pub struct CacheDao {
 const KNOWN_USERS: usize = 100_000;
 
 impl CacheDao {
+    /// Loads the verification script (and, while migrating, the move script) ahead of the
+    /// first request (optional).
+    pub async fn prepare(&self) -> Result<(), CacheError> {
+        self.cache.load_script(&verify::VERIFY).await?;
+        if self.storage == TokenStorage::Migrate {
+            self.cache.load_script(&migrate::MOVE_TO_HASHED).await?;
+        }
+        Ok(())
+    }
+
+    /// The token's record and whether it is in its user's list: one round trip on Redis
+    /// standalone and sentinel, two elsewhere. While migrating, a token found only in plain
+    /// form is moved to the hashed form (`migrate.rs`); `verify.rs` has the one-form lookup.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn membership(&self, token: &str) -> Result<Membership, CacheError> {
+        match self.storage {
+            TokenStorage::Plain => self.entry_membership(&StoredEntry::plain(token)).await,
+            TokenStorage::Hashed => self.entry_membership(&StoredEntry::hashed(token)).await,
+            TokenStorage::Migrate => Box::pin(self.membership_migrating(token)).await,
+        }
+    }
+
     /// Plain storage: the Python system's key space.
     pub fn new(cache: CacheClient) -> Self {
         Self::with_storage(cache, TokenStorage::Plain)

@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 
 use cache_toolkit::{CacheError, CacheErrorKind, CacheScript, ListVerdict, ScriptReply};
 
-use crate::{CacheDao, CorruptMetadata, StoredEntry, TokenLookup, TokenRecord, TokenStorage, keys};
+use crate::{CacheDao, CorruptMetadata, StoredEntry, TokenLookup, TokenRecord, keys};
 
 /// KEYS[1] = `token:{entry}`; ARGV[1] = the entry; ARGV[2] = the (prefixed) `token_list:` key head.
 /// Returns nil (no token key), `{value}` (no `user_id` it could read), or
@@ -27,7 +27,7 @@ use crate::{CacheDao, CorruptMetadata, StoredEntry, TokenLookup, TokenRecord, To
 /// It reads `user_id` with a pattern, not `cjson`: decoding every object in Lua cost Redis more
 /// CPU than the round trip it saves. A string id with escapes, or a decoy `user_id` in a nested
 /// object, only makes Rust ask again (see the module docs).
-static VERIFY: LazyLock<CacheScript> = LazyLock::new(|| {
+pub(crate) static VERIFY: LazyLock<CacheScript> = LazyLock::new(|| {
     CacheScript::new(
         r#"
 local value = redis.call('GET', KEYS[1])
@@ -74,28 +74,6 @@ pub enum Membership {
 }
 
 impl CacheDao {
-    /// Loads the verification script (and, while migrating, the move script) ahead of the
-    /// first request (optional).
-    pub async fn prepare(&self) -> Result<(), CacheError> {
-        self.cache.load_script(&VERIFY).await?;
-        if self.storage == TokenStorage::Migrate {
-            self.cache.load_script(&crate::migrate::MOVE_TO_HASHED).await?;
-        }
-        Ok(())
-    }
-
-    /// The token's record and whether it is in its user's list: one round trip on Redis
-    /// standalone and sentinel, two elsewhere. While migrating, a token found only in plain
-    /// form is moved to the hashed form (`migrate.rs`).
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn membership(&self, token: &str) -> Result<Membership, CacheError> {
-        match self.storage {
-            TokenStorage::Plain => self.entry_membership(&StoredEntry::plain(token)).await,
-            TokenStorage::Hashed => self.entry_membership(&StoredEntry::hashed(token)).await,
-            TokenStorage::Migrate => Box::pin(self.membership_migrating(token)).await,
-        }
-    }
-
     /// [`Self::membership`] of one stored form. A token whose record and list verdict are in
     /// memory (the near cache, the embedded store) is answered without awaiting anything; the
     /// store's path is boxed, so this future stays small for the hit (it is created, moved and

@@ -57,6 +57,9 @@ pub struct CacheError {
 }
 
 impl CacheError {
+    /// The error of `operation` that fred answered with `error`. Hidden: for the crates of the
+    /// cache stack, whose public face (`cache-toolkit`) names no fred type.
+    #[doc(hidden)]
     pub fn from_fred(operation: Op, key: Option<&str>, error: FredError) -> Self {
         let kind = classify(&error);
         Self::new(operation, key, kind, Box::new(error))

@@ -187,7 +187,9 @@ impl CacheStore {
 
     /// Runs one operation on this store: `on_redis` with the route (unless the primary gate is
     /// closed), or `on_embedded` with the keyspace. `on_embedded` may work in steps and yield
-    /// between them (a SCAN), so it is async.
+    /// between them (a SCAN), so it is async. Hidden: the typed operations of `cache-toolkit`
+    /// are the public way in.
+    #[doc(hidden)]
     pub async fn run<T, Refusal: Into<StoreFailure>>(
         &self,
         on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,

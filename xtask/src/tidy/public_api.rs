@@ -1,17 +1,20 @@
 //! Tidy: no type of the Redis client (fred) in cache-toolkit's public API, so a user of the
-//! toolkit is not tied to fred's exact version. Only items gated on the `fred-pool` feature
-//! (`RedisPool::from_fred`, for the crate that builds the pool) may name one.
+//! toolkit is not tied to fred's exact version. Items gated on the `fred-pool` feature
+//! (`RedisPool::from_fred`, for the crates that build pools) and `#[doc(hidden)]` items (the
+//! layer-internal API the crates below offer the crates above) may name one.
 //!
-//! This reads source text, not compiled items, and errs on the side of reporting: every `pub`
-//! item (not `pub(crate)`) outside test-only code counts as public, even in a private module.
-//! What it looks at: a `pub` function's signature up to its body, a `pub` field, a `pub enum`
-//! or `pub trait` whole (variants and trait methods are public), `pub use`, `pub type`,
-//! `pub const`/`static`, and the header of a trait `impl` for a type the crate declares `pub`.
+//! Files are parsed with `syn` and the check errs on the side of reporting: every `pub` item
+//! (not `pub(crate)`) outside test-only code counts as public, even in a private module.
+//! What it looks at: a `pub` function's signature, a `pub` field, a `pub enum` or `pub trait`
+//! whole (variants and trait items are public), `pub use`, `pub type`, `pub const`/`static`,
+//! the `pub` items of inherent impls, and the header of a trait `impl` for a type declared `pub`.
 //! A fred type is `fred::…` written out, or a name the file imports from fred (`use fred::…`,
 //! aliases included) or a type alias the file defines over one. A glob import from fred is
 //! refused: it would hide which names are fred's.
 
 use std::collections::BTreeSet;
+
+use syn::visit::Visit;
 
 /// One source file: its path (for messages) and its text.
 pub(super) struct SourceFile<'a> {
@@ -22,28 +25,73 @@ pub(super) struct SourceFile<'a> {
 /// The places where `files` (a crate's `src`, test-only modules already left out) name a fred
 /// type in their public API, each as `path:line: what`.
 pub(super) fn fred_in_public_api(files: &[SourceFile<'_>]) -> Vec<String> {
-    let code: Vec<String> = files.iter().map(|file| code_only(file.text)).collect();
-    let public_types: BTreeSet<String> =
-        files.iter().zip(&code).flat_map(|(file, code)| public_type_names(code, file.text)).collect();
+    fred_in_api_of(files, None)
+}
+
+/// [`fred_in_public_api`] for a crate below the toolkit whose types the toolkit re-exports:
+/// only the types named in `reexported` count (their definitions and their impls).
+pub(super) fn fred_in_reexported_api(files: &[SourceFile<'_>], reexported: &BTreeSet<String>) -> Vec<String> {
+    fred_in_api_of(files, Some(reexported))
+}
+
+/// The names `lib` re-exports from the crate `from` (`pub use store::{CacheError, …};`).
+pub(super) fn reexported_names(lib: &str, from: &str) -> BTreeSet<String> {
+    let Ok(syntax) = syn::parse_file(lib) else { return BTreeSet::new() };
+    let mut names = BTreeSet::new();
+    for item in &syntax.items {
+        if let syn::Item::Use(item) = item
+            && is_pub(&item.vis)
+            && let syn::UseTree::Path(path) = &item.tree
+            && path.ident == from
+        {
+            collect_use_names(&path.tree, &mut names);
+        }
+    }
+    names
+}
+
+fn collect_use_names(tree: &syn::UseTree, names: &mut BTreeSet<String>) {
+    match tree {
+        syn::UseTree::Path(path) => collect_use_names(&path.tree, names),
+        syn::UseTree::Name(name) => {
+            names.insert(name.ident.to_string());
+        }
+        syn::UseTree::Rename(rename) => {
+            names.insert(rename.ident.to_string());
+        }
+        syn::UseTree::Group(group) => group.items.iter().for_each(|tree| collect_use_names(tree, names)),
+        syn::UseTree::Glob(_) => {}
+    }
+}
+
+fn fred_in_api_of(files: &[SourceFile<'_>], only: Option<&BTreeSet<String>>) -> Vec<String> {
     let mut problems = Vec::new();
-    for (file, code) in files.iter().zip(&code) {
-        let (fred_names, glob_imports) = fred_names(code);
-        for offset in glob_imports {
+    let mut parsed = Vec::new();
+    for file in files {
+        match syn::parse_file(file.text) {
+            Ok(syntax) => parsed.push((file.path, syntax)),
+            Err(error) => problems.push(format!("{}:{}: cannot parse: {error}", file.path, error.span().start().line)),
+        }
+    }
+    let public_types: BTreeSet<String> =
+        parsed.iter().flat_map(|(_, syntax)| public_type_names(&syntax.items)).collect();
+    for (path, syntax) in &parsed {
+        let mut names = FredNames::default();
+        names.collect(&syntax.items);
+        for line in &names.glob_imports {
             problems.push(format!(
-                "{}:{}: a glob import from fred hides which names are fred's; import them by name",
-                file.path,
-                line_of(code, offset)
+                "{path}:{line}: a glob import from fred hides which names are fred's; import them by name"
             ));
         }
-        for (offset, signature) in public_signatures(code, file.text, &public_types) {
-            if let Some(name) = named_fred_type(&signature, &fred_names) {
-                let shown: String = signature.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut signatures = Vec::new();
+        public_signatures(&syntax.items, &public_types, only, &mut signatures);
+        for signature in signatures {
+            if let Some((name, line)) = names.first_in(&signature) {
+                let shown: String = signature.text().split_whitespace().collect::<Vec<_>>().join(" ");
                 let shown: String = shown.chars().take(100).collect();
                 problems.push(format!(
-                    "{}:{}: `{shown}` names fred's `{name}` in the public API (gate it on the `fred-pool` \
-                     feature, or keep it pub(crate))",
-                    file.path,
-                    line_of(code, offset)
+                    "{path}:{line}: `{shown}` names fred's `{name}` in the public API (gate it on the `fred-pool` \
+                     feature, or keep it pub(crate))"
                 ));
             }
         }
@@ -51,334 +99,290 @@ pub(super) fn fred_in_public_api(files: &[SourceFile<'_>]) -> Vec<String> {
     problems
 }
 
-/// Modules a file declares as test-only (`#[cfg(test)] mod NAME;`): their files are no API.
+/// Modules a file declares as test-only (`#[cfg(test)] mod NAME;`, or gated on the `fred-pool`
+/// feature): their files are no API.
 pub(super) fn test_only_modules(text: &str) -> Vec<String> {
-    let code = code_only(text);
-    gated_items(&code, text)
-        .into_iter()
-        .filter_map(|(start, end)| {
-            let item = code[start..end].trim_end_matches(';');
-            let name = item.rsplit("mod ").next().filter(|_| item.contains("mod "))?.trim();
-            let is_module_file = code[start..end].ends_with(';') && is_identifier(name);
-            is_module_file.then(|| name.to_owned())
+    let Ok(syntax) = syn::parse_file(text) else { return Vec::new() };
+    syntax
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Mod(module) if module.content.is_none() && exempt(&module.attrs) => {
+                Some(module.ident.to_string())
+            }
+            _ => None,
         })
         .collect()
 }
 
-/// `text` with comments removed and the contents of string and character literals blanked
-/// (lines and offsets kept), so braces and words in them are not mistaken for code.
-fn code_only(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    // Blanks keep each character's byte length, so offsets into the result are offsets into `text`.
-    let blank = |c: char| if c == '\n' { "\n".to_owned() } else { " ".repeat(c.len_utf8()) };
-    let mut index = 0;
-    while index < chars.len() {
-        let c = chars[index];
-        let next = chars.get(index + 1).copied();
-        let previous_is_identifier = index > 0 && is_identifier_char(chars[index - 1]);
-        if c == '/' && next == Some('/') {
-            while index < chars.len() && chars[index] != '\n' {
-                out.push_str(&blank(chars[index]));
-                index += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while index < chars.len() {
-                if chars[index] == '/' && chars.get(index + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    index += 2;
-                } else if chars[index] == '*' && chars.get(index + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    index += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push_str(&blank(chars[index]));
-                    index += 1;
+/// One piece of public API: tokens that must name no fred type.
+enum Signature<'a> {
+    Fn(&'a syn::Signature),
+    Type(&'a syn::Type),
+    Fields(&'a syn::Fields),
+    Trait(&'a syn::ItemTrait),
+    Use(&'a syn::ItemUse),
+    ImplHeader(&'a syn::ItemImpl),
+}
+
+impl Signature<'_> {
+    fn text(&self) -> String {
+        use quote::ToTokens;
+        let mut tokens = proc_macro2::TokenStream::new();
+        match self {
+            Self::Fn(signature) => signature.to_tokens(&mut tokens),
+            Self::Type(ty) => ty.to_tokens(&mut tokens),
+            Self::Fields(fields) => fields.to_tokens(&mut tokens),
+            Self::Trait(item) => item.ident.to_tokens(&mut tokens),
+            Self::Use(item) => item.tree.to_tokens(&mut tokens),
+            Self::ImplHeader(item) => {
+                if let Some((_, path, _)) = &item.trait_ {
+                    path.to_tokens(&mut tokens);
                 }
+                item.self_ty.to_tokens(&mut tokens);
             }
-        } else if c == 'r' && matches!(next, Some('"' | '#')) && (!previous_is_identifier || chars[index - 1] == 'b') {
-            let hashes = chars[index + 1..].iter().take_while(|c| **c == '#').count();
-            if chars.get(index + 1 + hashes) != Some(&'"') {
-                out.push(c);
-                index += 1;
-                continue;
-            }
-            out.push('r');
-            out.extend(std::iter::repeat_n('#', hashes));
-            out.push('"');
-            index += 2 + hashes;
-            let closing: Vec<char> = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
-            while index < chars.len() && !chars[index..].starts_with(&closing) {
-                out.push_str(&blank(chars[index]));
-                index += 1;
-            }
-            out.extend(closing.iter().take(chars.len().saturating_sub(index)));
-            index += closing.len();
-        } else if c == '"' {
-            out.push('"');
-            index += 1;
-            while index < chars.len() && chars[index] != '"' {
-                if chars[index] == '\\' && index + 1 < chars.len() {
-                    out.push(' ');
-                    index += 1;
-                }
-                out.push_str(&blank(chars[index]));
-                index += 1;
-            }
-            if index < chars.len() {
-                out.push('"');
-                index += 1;
-            }
-        } else if c == '\'' && (next == Some('\\') || chars.get(index + 2) == Some(&'\'')) {
-            // A character literal (a lifetime such as `'a` has no closing quote after one char).
-            out.push('\'');
-            index += 1;
-            while index < chars.len() && chars[index] != '\'' {
-                if chars[index] == '\\' {
-                    out.push(' ');
-                    index += 1;
-                }
-                if index < chars.len() {
-                    out.push_str(&blank(chars[index]));
-                    index += 1;
-                }
-            }
-            if index < chars.len() {
-                out.push('\'');
-                index += 1;
-            }
-        } else {
-            out.push(c);
-            index += 1;
         }
+        tokens.to_string().replace(" :: ", "::").replace(" < ", "<").replace(" >", ">")
     }
-    out
 }
 
-fn is_identifier_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-fn is_identifier(text: &str) -> bool {
-    !text.is_empty() && text.chars().all(is_identifier_char)
-}
-
-fn line_of(code: &str, offset: usize) -> usize {
-    code[..offset].matches('\n').count() + 1
-}
-
-/// Byte offsets where the keyword `word` starts (a whole word, followed by whitespace).
-fn keyword_offsets<'a>(code: &'a str, word: &'a str) -> impl Iterator<Item = usize> + 'a {
-    code.match_indices(word).map(|(offset, _)| offset).filter(move |offset| {
-        let before = code[..*offset].chars().next_back();
-        let after = code[offset + word.len()..].chars().next();
-        !before.is_some_and(is_identifier_char) && after.is_some_and(char::is_whitespace)
+/// Whether `attrs` take an item out of the public API: `#[cfg(test)]` (or a `cfg(any(…))`
+/// naming `test`), the `fred-pool` feature, or `#[doc(hidden)]`. `cfg(not(test))` does not.
+fn exempt(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        let tokens = match &attr.meta {
+            syn::Meta::List(list) => list.tokens.to_string(),
+            _ => return false,
+        };
+        if attr.path().is_ident("doc") {
+            return tokens.trim() == "hidden";
+        }
+        if !attr.path().is_ident("cfg") || tokens.contains("not") {
+            return false;
+        }
+        tokens.contains("\"fred-pool\"")
+            || tokens.split(|c: char| !c.is_alphanumeric() && c != '_').any(|word| word == "test")
     })
 }
 
-/// The end of the item starting at `start`: after its `;`, or after the brace matching its first
-/// `{`, whichever comes first (brackets and parentheses before it are skipped over).
-fn item_end(code: &str, start: usize) -> usize {
-    let bytes = code.as_bytes();
-    let mut depth = 0usize;
-    let mut index = start;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'(' | b'[' => depth += 1,
-            b')' | b']' => depth = depth.saturating_sub(1),
-            b';' if depth == 0 => return index + 1,
-            b'{' if depth == 0 => return matching_brace(code, index),
-            _ => {}
-        }
-        index += 1;
-    }
-    bytes.len()
+fn is_pub(visibility: &syn::Visibility) -> bool {
+    matches!(visibility, syn::Visibility::Public(_))
 }
 
-/// Just after the `}` that closes the `{` at `open`.
-fn matching_brace(code: &str, open: usize) -> usize {
-    let mut depth = 0usize;
-    for (index, byte) in code.bytes().enumerate().skip(open) {
-        match byte {
-            b'{' => depth += 1,
-            b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return index + 1;
+/// The names of the types (structs, enums, traits, aliases) declared `pub` in `items`.
+fn public_type_names(items: &[syn::Item]) -> Vec<String> {
+    let mut names = Vec::new();
+    for item in items {
+        match item {
+            syn::Item::Struct(item) if is_pub(&item.vis) => names.push(item.ident.to_string()),
+            syn::Item::Enum(item) if is_pub(&item.vis) => names.push(item.ident.to_string()),
+            syn::Item::Trait(item) if is_pub(&item.vis) => names.push(item.ident.to_string()),
+            syn::Item::Type(item) if is_pub(&item.vis) => names.push(item.ident.to_string()),
+            syn::Item::Mod(module) if !exempt(&module.attrs) => {
+                if let Some((_, inner)) = &module.content {
+                    names.extend(public_type_names(inner));
                 }
             }
             _ => {}
         }
     }
-    code.len()
+    names
 }
 
-/// Spans of items under `#[cfg(test)]` or a `cfg` that needs the `fred-pool` feature, from the
-/// attribute to the item's end (`code` is `text` through [`code_only`]: the feature's name is
-/// read from `text`).
-fn gated_items(code: &str, text: &str) -> Vec<(usize, usize)> {
-    let mut spans = Vec::new();
-    for (start, _) in code.match_indices("#[cfg(") {
-        let Some(close) = code[start..].find(']').map(|close| start + close + 1) else { continue };
-        let condition = &text[start..close];
-        let test_only = condition.split(|c: char| !is_identifier_char(c)).any(|word| word == "test")
-            || condition.contains("\"fred-pool\"");
-        if !test_only || condition.contains("not(") {
-            continue;
-        }
-        // Further attributes, then the item.
-        let mut item = close;
-        loop {
-            let rest = &code[item..];
-            let trimmed = rest.trim_start();
-            item += rest.len() - trimmed.len();
-            if trimmed.starts_with("#[") {
-                item += trimmed.find(']').map_or(trimmed.len(), |close| close + 1);
-            } else {
-                break;
+/// Every piece of public API in `items` (inline modules included, test-only code left out).
+fn public_signatures<'a>(
+    items: &'a [syn::Item],
+    public_types: &BTreeSet<String>,
+    only: Option<&BTreeSet<String>>,
+    out: &mut Vec<Signature<'a>>,
+) {
+    for item in items.iter().filter(|item| only.is_none_or(|only| item_names_one_of(item, only))) {
+        match item {
+            syn::Item::Fn(item) if is_pub(&item.vis) && !exempt(&item.attrs) => out.push(Signature::Fn(&item.sig)),
+            syn::Item::Struct(item) if is_pub(&item.vis) && !exempt(&item.attrs) => {
+                let public_fields = item.fields.iter().any(|field| is_pub(&field.vis) && !exempt(&field.attrs));
+                if public_fields {
+                    for field in item.fields.iter().filter(|field| is_pub(&field.vis) && !exempt(&field.attrs)) {
+                        out.push(Signature::Type(&field.ty));
+                    }
+                }
             }
-        }
-        spans.push((start, item_end(code, item)));
-    }
-    spans
-}
-
-/// The names a file imports from fred (the alias where there is one) and the type aliases it
-/// defines over them; and where it imports from fred with a glob.
-fn fred_names(code: &str) -> (BTreeSet<String>, Vec<usize>) {
-    let mut names = BTreeSet::new();
-    let mut globs = Vec::new();
-    for offset in keyword_offsets(code, "use") {
-        let statement = &code[offset..item_end(code, offset)];
-        let path = statement["use".len()..].trim_start().trim_start_matches("::");
-        if !path.starts_with("fred::") {
-            continue;
-        }
-        if path.contains('*') {
-            globs.push(offset);
-        }
-        let path = path.trim_end_matches(';');
-        for piece in path.split(['{', '}', ',']) {
-            let piece = piece.trim();
-            let name = match piece.split_once(" as ") {
-                Some((_, alias)) => alias.trim(),
-                None => piece.rsplit("::").next().unwrap_or_default().trim(),
-            };
-            if is_identifier(name) && name != "self" {
-                names.insert(name.to_owned());
+            syn::Item::Enum(item) if is_pub(&item.vis) && !exempt(&item.attrs) => {
+                out.extend(
+                    item.variants
+                        .iter()
+                        .filter(|variant| !exempt(&variant.attrs))
+                        .map(|v| Signature::Fields(&v.fields)),
+                );
             }
-        }
-    }
-    for offset in keyword_offsets(code, "type") {
-        let definition = &code[offset..item_end(code, offset)];
-        let Some((name, value)) = definition["type".len()..].split_once('=') else { continue };
-        let name = name.split('<').next().unwrap_or_default().trim();
-        if is_identifier(name) && named_fred_type(value, &names).is_some() {
-            names.insert(name.to_owned());
-        }
-    }
-    (names, globs)
-}
-
-/// `fred::…` or one of `names` as a whole word in `text`: the name found.
-fn named_fred_type(text: &str, names: &BTreeSet<String>) -> Option<String> {
-    if let Some(offset) = keyword_path_offset(text, "fred::") {
-        let path: String = text[offset..].chars().take_while(|c| is_identifier_char(*c) || *c == ':').collect();
-        return Some(path);
-    }
-    text.split(|c: char| !is_identifier_char(c)).find(|word| names.contains(*word)).map(str::to_owned)
-}
-
-fn keyword_path_offset(text: &str, path: &str) -> Option<usize> {
-    text.match_indices(path)
-        .map(|(offset, _)| offset)
-        .find(|offset| !text[..*offset].chars().next_back().is_some_and(|c| is_identifier_char(c) || c == ':'))
-}
-
-/// Names of the structs, enums and traits declared `pub` outside test-only code.
-fn public_type_names(code: &str, text: &str) -> Vec<String> {
-    let gated = gated_items(code, text);
-    keyword_offsets(code, "pub")
-        .filter(|offset| !gated.iter().any(|(start, end)| (*start..*end).contains(offset)))
-        .filter_map(|offset| {
-            let mut words =
-                code[offset + "pub".len()..].split(|c: char| !is_identifier_char(c)).filter(|w| !w.is_empty());
-            match words.next()? {
-                "struct" | "enum" | "trait" => words.next().map(str::to_owned),
-                _ => None,
+            syn::Item::Trait(item) if is_pub(&item.vis) && !exempt(&item.attrs) => out.push(Signature::Trait(item)),
+            syn::Item::Use(item) if is_pub(&item.vis) && !exempt(&item.attrs) => out.push(Signature::Use(item)),
+            syn::Item::Type(item) if is_pub(&item.vis) && !exempt(&item.attrs) => out.push(Signature::Type(&item.ty)),
+            syn::Item::Const(item) if is_pub(&item.vis) && !exempt(&item.attrs) => out.push(Signature::Type(&item.ty)),
+            syn::Item::Static(item) if is_pub(&item.vis) && !exempt(&item.attrs) => out.push(Signature::Type(&item.ty)),
+            syn::Item::Impl(item) if !exempt(&item.attrs) => {
+                if item.trait_.is_some() {
+                    if type_name(&item.self_ty).is_some_and(|name| public_types.contains(&name)) {
+                        out.push(Signature::ImplHeader(item));
+                    }
+                    continue;
+                }
+                for inner in &item.items {
+                    match inner {
+                        syn::ImplItem::Fn(method) if is_pub(&method.vis) && !exempt(&method.attrs) => {
+                            out.push(Signature::Fn(&method.sig));
+                        }
+                        syn::ImplItem::Const(constant) if is_pub(&constant.vis) && !exempt(&constant.attrs) => {
+                            out.push(Signature::Type(&constant.ty));
+                        }
+                        _ => {}
+                    }
+                }
             }
-        })
-        .collect()
-}
-
-/// Each public signature outside test-only code, with its offset: what of a `pub` item a user
-/// sees, and the headers of trait impls for a type in `public_types`.
-fn public_signatures(code: &str, text: &str, public_types: &BTreeSet<String>) -> Vec<(usize, String)> {
-    let gated = gated_items(code, text);
-    let outside_gated = |offset: &usize| !gated.iter().any(|(start, end)| (*start..*end).contains(offset));
-    let mut signatures = Vec::new();
-    for offset in keyword_offsets(code, "pub").filter(outside_gated) {
-        let rest = &code[offset + "pub".len()..];
-        let kind = rest.split(|c: char| !is_identifier_char(c)).find(|word| !word.is_empty()).unwrap_or_default();
-        let end = match kind {
-            // The whole body: variants and trait methods are public.
-            "enum" | "trait" => item_end(code, offset),
-            // The body is scanned on its own (its `pub` items); a module's name is no type.
-            "mod" | "impl" => continue,
-            "fn" | "use" | "type" | "const" | "static" | "async" | "unsafe" | "extern" => signature_end(code, offset),
-            // The name and generics: the fields are scanned on their own (their `pub`).
-            "struct" | "union" => struct_header_end(code, offset),
-            // A field: up to the comma (or the closing brace) outside brackets.
-            _ => field_end(code, offset),
-        };
-        signatures.push((offset, code[offset..end].to_owned()));
-    }
-    for offset in keyword_offsets(code, "impl").filter(outside_gated) {
-        let header = &code[offset..signature_end(code, offset)];
-        let Some((_, implementor)) = header.split_once(" for ") else { continue };
-        let implementor = implementor.split(|c: char| !is_identifier_char(c)).find(|word| !word.is_empty());
-        if implementor.is_some_and(|name| public_types.contains(name)) {
-            signatures.push((offset, header.to_owned()));
-        }
-    }
-    signatures
-}
-
-/// Up to (not including) the first `{` or `;` outside parentheses and brackets.
-fn signature_end(code: &str, start: usize) -> usize {
-    let mut depth = 0usize;
-    for (index, byte) in code.bytes().enumerate().skip(start) {
-        match byte {
-            b'(' | b'[' => depth += 1,
-            b')' | b']' => depth = depth.saturating_sub(1),
-            b'{' | b';' if depth == 0 => return index,
+            syn::Item::Mod(module) if !exempt(&module.attrs) => {
+                if let Some((_, inner)) = &module.content {
+                    public_signatures(inner, public_types, only, out);
+                }
+            }
             _ => {}
         }
     }
-    code.len()
 }
 
-/// Up to the first `{`, `(` or `;`.
-fn struct_header_end(code: &str, start: usize) -> usize {
-    code[start..].find(['{', '(', ';']).map_or(code.len(), |end| start + end)
+/// Whether `item` defines, or implements something for, a type named in `names` (inline
+/// modules are looked into).
+fn item_names_one_of(item: &syn::Item, names: &BTreeSet<String>) -> bool {
+    let ident = match item {
+        syn::Item::Struct(item) => &item.ident,
+        syn::Item::Enum(item) => &item.ident,
+        syn::Item::Trait(item) => &item.ident,
+        syn::Item::Type(item) => &item.ident,
+        syn::Item::Fn(item) => &item.sig.ident,
+        syn::Item::Const(item) => &item.ident,
+        syn::Item::Impl(item) => return type_name(&item.self_ty).is_some_and(|name| names.contains(&name)),
+        syn::Item::Mod(_) => return true,
+        _ => return false,
+    };
+    names.contains(&ident.to_string())
 }
 
-fn field_end(code: &str, start: usize) -> usize {
-    let mut depth = 0usize;
-    for (index, byte) in code.bytes().enumerate().skip(start) {
-        match byte {
-            b'(' | b'[' | b'<' => depth += 1,
-            b')' | b']' | b'>' => depth = depth.saturating_sub(1),
-            b',' | b'}' | b';' if depth == 0 => return index,
+/// The last segment's name of a path type (`CacheError` for `crate::CacheError<T>`).
+fn type_name(ty: &syn::Type) -> Option<String> {
+    match ty {
+        syn::Type::Path(path) => path.path.segments.last().map(|segment| segment.ident.to_string()),
+        _ => None,
+    }
+}
+
+/// The names a file takes from fred: imports (with their aliases) and the type aliases it
+/// defines over them; and where it imports a glob from fred.
+#[derive(Default)]
+struct FredNames {
+    names: BTreeSet<String>,
+    glob_imports: Vec<usize>,
+}
+
+impl FredNames {
+    fn collect(&mut self, items: &[syn::Item]) {
+        for item in items {
+            match item {
+                syn::Item::Use(item) => self.from_use(&item.tree, false),
+                syn::Item::Mod(module) if !exempt(&module.attrs) => {
+                    if let Some((_, inner)) = &module.content {
+                        self.collect(inner);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Aliases after imports: `type Shared = Arc<Pool>` is fred's when `Pool` is.
+        for item in items {
+            if let syn::Item::Type(alias) = item
+                && self.first_in(&Signature::Type(&alias.ty)).is_some()
+            {
+                self.names.insert(alias.ident.to_string());
+            }
+        }
+    }
+
+    fn from_use(&mut self, tree: &syn::UseTree, under_fred: bool) {
+        match tree {
+            syn::UseTree::Path(path) => self.from_use(&path.tree, under_fred || path.ident == "fred"),
+            syn::UseTree::Name(name) if under_fred => {
+                self.names.insert(name.ident.to_string());
+            }
+            syn::UseTree::Rename(rename) if under_fred => {
+                self.names.insert(rename.rename.to_string());
+            }
+            syn::UseTree::Glob(glob) if under_fred => self.glob_imports.push(glob.star_token.span.start().line),
+            syn::UseTree::Group(group) => group.items.iter().for_each(|tree| self.from_use(tree, under_fred)),
             _ => {}
         }
     }
-    code.len()
+
+    /// The first fred type `signature` names, as written, and its line.
+    fn first_in(&self, signature: &Signature<'_>) -> Option<(String, usize)> {
+        let mut finder = FredPathFinder { names: &self.names, found: None };
+        match signature {
+            Signature::Fn(signature) => finder.visit_signature(signature),
+            Signature::Type(ty) => finder.visit_type(ty),
+            Signature::Fields(fields) => finder.visit_fields(fields),
+            Signature::Trait(item) => finder.visit_item_trait(item),
+            Signature::Use(item) => {
+                if let Some(path) = use_path_from_fred(&item.tree, &mut Vec::new()) {
+                    return Some((path, item.use_token.span.start().line));
+                }
+            }
+            Signature::ImplHeader(item) => {
+                if let Some((_, path, _)) = &item.trait_ {
+                    finder.visit_path(path);
+                }
+                finder.visit_type(&item.self_ty);
+            }
+        }
+        finder.found
+    }
+}
+
+/// `fred::types::Key` for `pub use fred::types::Key;`.
+fn use_path_from_fred(tree: &syn::UseTree, prefix: &mut Vec<String>) -> Option<String> {
+    match tree {
+        syn::UseTree::Path(path) => {
+            prefix.push(path.ident.to_string());
+            let found = use_path_from_fred(&path.tree, prefix);
+            prefix.pop();
+            found
+        }
+        syn::UseTree::Name(name) if prefix.first().is_some_and(|first| first == "fred") => {
+            Some(format!("{}::{}", prefix.join("::"), name.ident))
+        }
+        syn::UseTree::Group(group) => group.items.iter().find_map(|tree| use_path_from_fred(tree, prefix)),
+        _ => None,
+    }
+}
+
+struct FredPathFinder<'a> {
+    names: &'a BTreeSet<String>,
+    found: Option<(String, usize)>,
+}
+
+impl<'ast> Visit<'ast> for FredPathFinder<'_> {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        if self.found.is_some() {
+            return;
+        }
+        if let Some(first) = path.segments.first() {
+            let written: Vec<String> = path.segments.iter().map(|segment| segment.ident.to_string()).collect();
+            if first.ident == "fred" || (path.segments.len() == 1 && self.names.contains(&first.ident.to_string())) {
+                self.found = Some((written.join("::"), first.ident.span().start().line));
+                return;
+            }
+        }
+        syn::visit::visit_path(self, path);
+    }
+
+    // Bodies are no API.
+    fn visit_block(&mut self, _: &'ast syn::Block) {}
 }
 
 #[cfg(test)]

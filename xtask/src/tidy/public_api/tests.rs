@@ -44,6 +44,8 @@ fn private_gated_and_non_fred_code_passes() {
         "#[cfg(test)]\nmod tests {\n    use fred::clients::Pool;\n    pub fn pool() -> Pool {}\n}\n",
         // fred in comments, strings and bodies; a name that only looks like an import.
         "use fred::types::Value;\n/// Returns fred::Value's text.\npub fn text() -> String {\n    let v: Value = todo!(); \"fred::Value\".to_owned()\n}\npub fn values() -> Vec<u8> {}\n",
+        // Hidden from the docs: the layer-internal API of the crates below the toolkit.
+        "impl CacheStore {\n    #[doc(hidden)]\n    pub fn route(&self) -> &fred::clients::Pool { todo!() }\n}\n",
         // A trait impl for a private type.
         "use fred::error::Error;\nstruct Failure;\nimpl From<Error> for Failure {\n    fn from(_: Error) -> Self { Self }\n}\n",
         // Lifetimes, char literals and raw strings with braces do not confuse the scan.
