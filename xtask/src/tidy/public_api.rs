@@ -286,7 +286,7 @@ impl FredNames {
     fn collect(&mut self, items: &[syn::Item]) {
         for item in items {
             match item {
-                syn::Item::Use(item) => self.from_use(&item.tree, false),
+                syn::Item::Use(item) => self.add_use(&item.tree, false),
                 syn::Item::Mod(module) if !exempt(&module.attrs) => {
                     if let Some((_, inner)) = &module.content {
                         self.collect(inner);
@@ -305,9 +305,9 @@ impl FredNames {
         }
     }
 
-    fn from_use(&mut self, tree: &syn::UseTree, under_fred: bool) {
+    fn add_use(&mut self, tree: &syn::UseTree, under_fred: bool) {
         match tree {
-            syn::UseTree::Path(path) => self.from_use(&path.tree, under_fred || path.ident == "fred"),
+            syn::UseTree::Path(path) => self.add_use(&path.tree, under_fred || path.ident == "fred"),
             syn::UseTree::Name(name) if under_fred => {
                 self.names.insert(name.ident.to_string());
             }
@@ -315,7 +315,7 @@ impl FredNames {
                 self.names.insert(rename.rename.to_string());
             }
             syn::UseTree::Glob(glob) if under_fred => self.glob_imports.push(glob.star_token.span.start().line),
-            syn::UseTree::Group(group) => group.items.iter().for_each(|tree| self.from_use(tree, under_fred)),
+            syn::UseTree::Group(group) => group.items.iter().for_each(|tree| self.add_use(tree, under_fred)),
             _ => {}
         }
     }
