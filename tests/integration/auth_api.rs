@@ -9,7 +9,7 @@ use hyper::{Method, StatusCode};
 use cache_toolkit::{CacheClient, CacheOptions, ListEnd};
 use config::{AppEnv, Settings};
 use infra::Backend;
-use tests::{PrivateRedis, TestApp, Topology, raw_status, send, spawn_app, test_redis_url};
+use tests::{PrivateRedis, TestApp, Topology, raw_status, send, spawn_app};
 
 pub(crate) const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789";
 
@@ -23,7 +23,7 @@ pub(crate) async fn app_on(backend: tests::Backend, extra: &[(&str, &str)]) -> T
     match backend {
         tests::Backend::Embedded => pairs.push(("TESSERA_STORE", "embedded")),
         tests::Backend::Redis(topology) => {
-            url = test_redis_url(topology);
+            url = topology.url();
             pairs.push(("REDIS_URL", &url));
         }
     }
@@ -474,7 +474,7 @@ mod python_compatibility {
 
 async fn python_compatibility(topology: Topology) {
     let app = app_on(tests::Backend::Redis(topology), &[]).await;
-    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let (backend, raw) = raw_cache(&topology.url()).await;
     let user = unique_user();
 
     // Written as the Python system writes it: orjson compact JSON with EX, then LPUSH.
@@ -732,7 +732,7 @@ async fn round_trips_per_verification(backend: tests::Backend) {
 /// What the verification script must get right: a user id beyond 2^53, a decoy `user_id` in a
 /// nested object, an id with escapes and unicode, a list key of the wrong type, a key prefix.
 async fn script_edge_cases(topology: Topology) {
-    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let (backend, raw) = raw_cache(&topology.url()).await;
     for prefix in ["", "edge:"] {
         let app = app_on(tests::Backend::Redis(topology), &[("TESSERA_KEY_PREFIX", prefix)]).await;
         let seed = unique_user();

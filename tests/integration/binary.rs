@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
+use tokio::{io::AsyncReadExt, net::TcpStream};
 
-use tests::{PrivateRedis, free_port, get, get_on, tessera_command as tessera, test_redis_url};
+use dev_support::signal::{self, Signal};
+use tests::{PrivateRedis, free_port, get, get_on, tessera_command as tessera};
 
 /// Waits (at most 10 s) until something accepts connections on `address`.
 async fn wait_until_listening(address: std::net::SocketAddr) {
@@ -19,8 +20,8 @@ async fn wait_until_listening(address: std::net::SocketAddr) {
 
 /// SIGTERM to `child`, which must exit 0 within 5 s; what it wrote to standard output.
 async fn stop_cleanly(child: &mut tokio::process::Child) -> String {
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let pid = child.id().unwrap();
+    signal::send(pid, Signal::Terminate).unwrap();
     let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
     assert_eq!(exit.code(), Some(0));
     let mut stdout = String::new();
@@ -74,7 +75,7 @@ async fn an_unreachable_redis_exits_non_zero_naming_the_address() {
 
 #[tokio::test]
 async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline() {
-    let url = test_redis_url(tests::Topology::Standalone);
+    let url = tests::Topology::Standalone.url();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = tessera(&[
@@ -95,10 +96,9 @@ async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline()
     assert_eq!(idle_task.await.unwrap().status, StatusCode::OK);
     let _still_open = TcpStream::connect(address).await.unwrap();
 
-    let pid = child.id().unwrap().to_string();
+    let pid = child.id().unwrap();
     let signalled = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    assert!(status.success());
+    signal::send(pid, Signal::Terminate).unwrap();
     let exit =
         tokio::time::timeout(Duration::from_secs(6), child.wait()).await.expect("exit within the deadline").unwrap();
     let took = signalled.elapsed();
@@ -149,9 +149,9 @@ async fn sigterm_lets_an_in_flight_request_finish_before_exiting() {
     redis.freeze();
     let in_flight = tokio::spawn(async move { get(address, "/readyz").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id().unwrap().to_string();
+    let pid = child.id().unwrap();
     let signalled = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    signal::send(pid, Signal::Terminate).unwrap();
     let response = in_flight.await.unwrap();
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "the in-flight request gets its answer");
     redis.thaw();

@@ -11,7 +11,8 @@ use std::{
 use hyper::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 
-use tests::{free_port, spawn_app, tessera_command, test_redis_url};
+use dev_support::signal::{self, Signal};
+use tests::{free_port, spawn_app, tessera_command};
 
 /// Runs `tessera ARGS` with only `env` set; `stdin` is written to its standard input.
 async fn tessera(env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {
@@ -55,7 +56,7 @@ fn json_field(json: &str, name: &str) -> String {
 
 /// Settings naming the shared Redis, with a key prefix of this test's own.
 fn redis_env(prefix: &str) -> Vec<(&'static str, String)> {
-    vec![("REDIS_URL", test_redis_url(tests::Topology::Standalone)), ("TESSERA_KEY_PREFIX", prefix.to_owned())]
+    vec![("REDIS_URL", tests::Topology::Standalone.url()), ("TESSERA_KEY_PREFIX", prefix.to_owned())]
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -315,8 +316,8 @@ async fn serve_runs_the_server_like_no_command() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(tests::get(address, "/healthz").await.status, StatusCode::OK);
-    let pid = child.id().unwrap().to_string();
-    assert!(tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let pid = child.id().unwrap();
+    signal::send(pid, Signal::Terminate).unwrap();
     let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exit").unwrap();
     assert_eq!(exit.code(), Some(0));
 }

@@ -3,11 +3,11 @@
 //! typed errors; the embedded store has its own constructor (no magic URL).
 
 use http_server::prelude::*;
-use tests::{free_port, test_redis_url};
+use tests::free_port;
 
 #[tokio::test]
 async fn connect_to_redis_issues_verifies_and_caches() {
-    let tessera = Tessera::connect(&test_redis_url(tests::Topology::Standalone)).await.unwrap();
+    let tessera = Tessera::connect(&tests::Topology::Standalone.url()).await.unwrap();
     let user = UserId::text(&format!("embed-{}", std::process::id())).unwrap();
     assert!(tessera.describe_store().starts_with("redis standalone"), "{}", tessera.describe_store());
     let issued = tessera.authenticator().issue(user.clone(), MetadataObject::new(), None).await.unwrap();

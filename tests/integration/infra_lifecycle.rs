@@ -6,18 +6,18 @@ use std::time::{Duration, Instant};
 use cache_toolkit::{CacheErrorKind, CacheOptions};
 use config::{AppEnv, RedisSettings, Settings};
 use infra::{Backend, InfraError};
-use tests::{PrivateRedis, Topology, free_port, test_redis_url};
+use tests::{PrivateRedis, Topology, free_port};
 
 fn redis_settings(pairs: &[(&str, &str)]) -> RedisSettings {
     Settings::from_env_pairs(AppEnv::Test, pairs).unwrap().redis
 }
 
 async fn init_ping_close(topology: Topology) {
-    let url = test_redis_url(topology);
+    let url = topology.url();
     let backend = Backend::connect_redis(&redis_settings(&[("REDIS_URL", &url)]), CacheOptions::default())
         .await
         .unwrap_or_else(|error| panic!("{topology}: {error}"));
-    assert!(backend.describe().contains(topology.name()), "{}", backend.describe());
+    assert!(backend.describe().contains(topology.as_str()), "{}", backend.describe());
     let latency = backend.health().await.unwrap_or_else(|error| panic!("{topology}: {error}"));
     assert!(latency < Duration::from_secs(1), "{topology}: PING took {latency:?}");
     backend.reset().await.unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hyper::{Method, StatusCode};
 
 use crate::auth_api::{INTERNAL_KEY, bearer, issue, raw_cache, unique_user, verify};
-use tests::{PrivateRedis, RespReply, TestApp, Topology, send, spawn_app, test_redis_url};
+use tests::{PrivateRedis, RespReply, TestApp, Topology, send, spawn_app};
 
 /// A cached verdict outliving its revocation would last 30 s; this is far below that and far
 /// above any healthy propagation (the benchmark measures the p99 against 50 ms).
@@ -60,7 +60,7 @@ fn percentile(samples: &mut [Duration], quantile: f64) -> Duration {
 
 /// Every way to revoke, round after round, timed on both instances.
 async fn every_revocation_reaches_both_instances(topology: Topology) {
-    let url = test_redis_url(topology);
+    let url = topology.url();
     let (first, second) = (instance(&url).await, instance(&url).await);
     let (raw_backend, raw) = raw_cache(&url).await;
     let apps = [&first, &second];
@@ -124,7 +124,7 @@ mod cluster {
 /// A token issued for one second: once Redis expires it, neither instance accepts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_reaches_both_instances() {
-    let url = test_redis_url(Topology::Standalone);
+    let url = Topology::Standalone.url();
     let (first, second) = (instance(&url).await, instance(&url).await);
     let (token, _) = issue(&first, &format!(r#"{{"user_id":{},"ttl_seconds":1}}"#, unique_user())).await;
     cache_on_both(&[&first, &second], &token).await;

@@ -9,11 +9,11 @@ use tokio::{
     net::TcpStream,
 };
 
-use tests::{PrivateRedis, get, spawn_app, test_redis_url};
+use tests::{PrivateRedis, get, spawn_app};
 
 #[tokio::test]
 async fn healthz_answers_200_json() {
-    let url = test_redis_url(tests::Topology::Standalone);
+    let url = tests::Topology::Standalone.url();
     let app = spawn_app(&[("REDIS_URL", &url)]).await;
     let response = get(app.address, "/healthz").await;
     assert_eq!(response.status, StatusCode::OK);
@@ -24,7 +24,7 @@ async fn healthz_answers_200_json() {
 
 #[tokio::test]
 async fn unknown_routes_need_a_token_first() {
-    let url = test_redis_url(tests::Topology::Standalone);
+    let url = tests::Topology::Standalone.url();
     let app = spawn_app(&[("REDIS_URL", &url)]).await;
     let response = get(app.address, "/nope").await;
     assert_eq!(response.status, StatusCode::UNAUTHORIZED, "no route is revealed to a caller without a token");

@@ -10,7 +10,7 @@ use std::sync::{
 
 use hyper::StatusCode;
 
-use tests::{TestApp, Topology, test_redis_url};
+use tests::{TestApp, Topology};
 
 use crate::auth_api::{app_on, bearer, issue, raw_cache, unique_user, verify};
 
@@ -24,7 +24,7 @@ async fn concurrent_issuers_never_overfill_the_list_nor_leave_an_evicted_token_v
         app_on(tests::Backend::Redis(topology), &settings).await,
         app_on(tests::Backend::Redis(topology), &settings).await,
     );
-    let (_backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let (_backend, raw) = raw_cache(&topology.url()).await;
     let user = unique_user();
     let list = format!("token_list:{user}");
     let body = format!(r#"{{"user_id":{user}}}"#);

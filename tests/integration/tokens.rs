@@ -10,7 +10,7 @@ use hyper::{Method, StatusCode};
 
 use auth_core::{SessionId, Token};
 use cache_toolkit::{ListEnd, Ttl};
-use tests::{Backend, PrivateRedis, RespReply, Topology, send, spawn_app, test_redis_url};
+use tests::{Backend, PrivateRedis, RespReply, Topology, send, spawn_app};
 
 use crate::auth_api::{INTERNAL_KEY, app_on, bearer, issue, raw_cache, unique_user, verify};
 
@@ -173,7 +173,7 @@ mod migrate_moves_a_python_token {
 /// Standalone moves with one script; a cluster with separate commands.
 async fn migrate_moves_a_python_token_on_first_use(topology: Topology) {
     let app = app_on(tests::Backend::Redis(topology), &[("TESSERA_TOKEN_STORAGE", "migrate")]).await;
-    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let (backend, raw) = raw_cache(&topology.url()).await;
     let user = unique_user();
     let list = format!("token_list:{user}");
     let python = python_token();
@@ -236,7 +236,7 @@ async fn migrate_never_leaves_a_token_without_a_ttl(topology: Topology) {
 
     const TASKS: u64 = 8;
     const TOKENS_PER_TASK: u64 = 60;
-    let (backend, raw) = raw_cache(&test_redis_url(topology)).await;
+    let (backend, raw) = raw_cache(&topology.url()).await;
     let auth = Authenticator::new(CacheDao::with_storage(raw.clone(), TokenStorage::Migrate), AuthPolicy::default());
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..TASKS {

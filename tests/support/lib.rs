@@ -1,6 +1,6 @@
-//! Test support for the workspace's one integration-test binary: where the xtask-started Redis
-//! topologies are, private `redis-server` processes a test may stop and restart, the server on
-//! port 0, and a tiny HTTP client.
+//! Test support for the workspace's one integration-test binary: the Tessera side of it (the
+//! server on port 0, the `tessera` binary, the test backends) on top of `dev-support`, which
+//! holds the private Redis servers, the processes, the ports and the HTTP client it re-exports.
 //!
 //! With no Redis (tests run without `cargo xtask test`), helpers fail with the way to get one.
 
@@ -10,23 +10,15 @@
     reason = "test support: a panic is a test failure with its message"
 )]
 
-mod cluster;
+mod backend;
 mod http;
-mod lagging_link;
-mod process;
-mod redis;
-mod resp;
-mod tls;
 
-pub use cluster::PrivateCluster;
-pub use http::{HttpResponse, get, get_on, raw_status, send};
-pub use lagging_link::LaggingLink;
-pub use process::{ServerProcess, tessera_command};
-pub use redis::{
-    Backend, ClientCertificates, PrivateRedis, ServerTls, Topology, free_port, required_env, test_redis_url,
+pub use backend::{Backend, tessera_command};
+pub use dev_support::{
+    CertificateFiles, ClientCertificates, LaggingLink, PrivateCluster, PrivateRedis, RespReply, ServerProcess,
+    ServerTls, TestCertificates, Topology, env::required as required_env, free_port,
 };
-pub use resp::RespReply;
-pub use tls::{CertificateFiles, TestCertificates};
+pub use http::{HttpResponse, get, get_on, raw_status, send};
 
 use std::net::SocketAddr;
 

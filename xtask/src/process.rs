@@ -1,11 +1,10 @@
 //! Running other programs: to completion within a deadline with their output captured, or
 //! sharing the terminal; how a command is named in messages; how a child's exit status
 //! becomes xtask's own; and what every command that starts servers shares — free loopback
-//! ports, the tail of a server's log, and the watchdog that cleans up when xtask is killed.
+//! ports (from `dev-support`), the tail of a server's log, and the watchdog that cleans up when xtask is killed.
 
 use std::fs;
 use std::io::Read;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, ExitStatus, Output, Stdio};
@@ -88,36 +87,10 @@ fn read_all(mut pipe: impl Read) -> Vec<u8> {
     bytes
 }
 
-/// Ports never handed out: the system Redis and Sentinel defaults.
-const RESERVED_PORTS: [u16; 2] = [6379, 26379];
-/// A cluster node's bus listens on its port + 10000.
-const CLUSTER_BUS_OFFSET: u16 = 10_000;
-
-/// A loopback port that is free now and is not in `taken`; with `cluster_bus`, its port + 10000
-/// must be free and below 65536 too. The port is found by binding port 0 and letting it go, so
-/// another program may still take it before the server binds it: the launch then fails with
-/// the reason in the server's log.
+/// A loopback port that is free now, not in `taken`, and with its cluster bus port free too
+/// when `cluster_bus` (see `dev_support::ports`).
 pub(crate) fn free_port(taken: &[u16], cluster_bus: bool) -> Result<u16> {
-    for _ in 0..200 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .context("cannot bind a free port on 127.0.0.1")?
-            .port();
-        let usable = |port: u16| !RESERVED_PORTS.contains(&port) && !taken.contains(&port);
-        if !usable(port) {
-            continue;
-        }
-        if cluster_bus {
-            let Some(bus) = port.checked_add(CLUSTER_BUS_OFFSET) else {
-                continue;
-            };
-            if !usable(bus) || TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_err() {
-                continue;
-            }
-        }
-        return Ok(port);
-    }
-    bail!("found no free port on 127.0.0.1 in 200 tries (cluster bus needed: {cluster_bus})")
+    dev_support::ports::free_port_avoiding(taken, cluster_bus).context("cannot find a free port on 127.0.0.1")
 }
 
 /// The last ten lines of a log, indented, to put in an error; empty when there is no log.

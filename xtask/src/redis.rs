@@ -16,34 +16,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+pub(crate) use dev_support::Topology;
+
 use crate::install::{self, RedisTools};
 use crate::workspace;
 
-/// The shapes of Redis deployment Tessera supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Topology {
-    Standalone,
-    Cluster,
-    Sentinel,
-}
-
-impl Topology {
-    const ALL: [Topology; 3] = [Topology::Standalone, Topology::Cluster, Topology::Sentinel];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Topology::Standalone => "standalone",
-            Topology::Cluster => "cluster",
-            Topology::Sentinel => "sentinel",
-        }
-    }
-
-    fn parse(text: &str) -> Result<Topology> {
-        Topology::ALL
-            .into_iter()
-            .find(|topology| topology.as_str() == text)
-            .with_context(|| format!("unknown topology `{text}`: expected standalone, cluster or sentinel"))
-    }
+/// `standalone`, `cluster` or `sentinel`, as a flag names it.
+fn parse_topology(text: &str) -> Result<Topology> {
+    Topology::ALL
+        .into_iter()
+        .find(|topology| topology.as_str() == text)
+        .with_context(|| format!("unknown topology `{text}`: expected standalone, cluster or sentinel"))
 }
 
 /// `cargo xtask redis ...`
@@ -227,8 +210,8 @@ fn known_names() -> Result<Vec<String>> {
 fn topology_flag(args: &[String]) -> Result<Option<Topology>> {
     match args {
         [] => Ok(None),
-        [flag, value] if flag == "--topology" => Topology::parse(value).map(Some),
-        [flag] if flag.starts_with("--topology=") => Topology::parse(&flag["--topology=".len()..]).map(Some),
+        [flag, value] if flag == "--topology" => parse_topology(value).map(Some),
+        [flag] if flag.starts_with("--topology=") => parse_topology(&flag["--topology=".len()..]).map(Some),
         _ => bail!("expected `--topology standalone|cluster|sentinel`, got `{}`", args.join(" ")),
     }
 }

@@ -8,31 +8,13 @@ use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus};
 
 use anyhow::{Context, Result, bail};
+use dev_support::env;
 
 use crate::install::{self, RedisTools};
 use crate::process;
 use crate::redis::{self, Topology};
 use crate::venv;
 use crate::workspace;
-
-/// `redis://` URL of the private standalone server.
-const ENV_REDIS_URL: &str = "TESSERA_TEST_REDIS_URL";
-/// `redis-cluster://` URL of the private 6-node cluster.
-const ENV_CLUSTER_URL: &str = "TESSERA_TEST_REDIS_CLUSTER_URL";
-/// `redis-sentinel://` URL of the private sentinel.
-const ENV_SENTINEL_URL: &str = "TESSERA_TEST_REDIS_SENTINEL_URL";
-/// Absolute path of `redis-server`, for tests that run (and stop, and restart) their own.
-const ENV_REDIS_SERVER: &str = "TESSERA_TEST_REDIS_SERVER";
-/// Absolute path of the `tessera` binary built for this run.
-const ENV_TESSERA_BIN: &str = "TESSERA_TEST_BIN";
-/// Absolute path of `nginx`, for the forward-auth tests that run their own in front of `tessera`.
-const ENV_NGINX: &str = "TESSERA_TEST_NGINX";
-/// Absolute path of `caddy`, for the forward-auth test through Caddy.
-const ENV_CADDY: &str = "TESSERA_TEST_CADDY";
-/// Absolute path of `promtool`, for the tests of `examples/observability/`.
-const ENV_PROMTOOL: &str = "TESSERA_TEST_PROMTOOL";
-/// The Python of the FastAPI example's environment (FastAPI, uvicorn, httpx, redis).
-const ENV_FASTAPI_PYTHON: &str = "TESSERA_TEST_FASTAPI_PYTHON";
 
 /// The topologies of a test run, in `target/redis/<name>`, apart from those of `redis up`.
 const TEST_TOPOLOGIES: [(Topology, &str); 3] = [
@@ -67,15 +49,15 @@ pub(crate) fn run(args: &[String]) -> Result<ExitStatus> {
     }
     cargo_test
         .args(args)
-        .env(ENV_REDIS_URL, topologies.url(Topology::Standalone)?)
-        .env(ENV_CLUSTER_URL, topologies.url(Topology::Cluster)?)
-        .env(ENV_SENTINEL_URL, topologies.url(Topology::Sentinel)?)
-        .env(ENV_REDIS_SERVER, &tools.server)
-        .env(ENV_TESSERA_BIN, &tessera)
-        .env(ENV_NGINX, &nginx)
-        .env(ENV_CADDY, &caddy)
-        .env(ENV_PROMTOOL, &promtool)
-        .env(ENV_FASTAPI_PYTHON, fastapi.join("bin").join("python"));
+        .env(env::REDIS_URL, topologies.url(Topology::Standalone)?)
+        .env(env::REDIS_CLUSTER_URL, topologies.url(Topology::Cluster)?)
+        .env(env::REDIS_SENTINEL_URL, topologies.url(Topology::Sentinel)?)
+        .env(env::REDIS_SERVER, &tools.server)
+        .env(env::TESSERA_BIN, &tessera)
+        .env(env::NGINX, &nginx)
+        .env(env::CADDY, &caddy)
+        .env(env::PROMTOOL, &promtool)
+        .env(env::FASTAPI_PYTHON, fastapi.join("bin").join("python"));
     eprintln!("xtask: {}", process::describe(&cargo_test));
     let status = process::status_of(&mut cargo_test);
     drop(topologies);

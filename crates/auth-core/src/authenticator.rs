@@ -1,8 +1,27 @@
-//! [`Authenticator`]: verify, issue, log out, revoke, list — the token rules (README "Try it" and ARCHITECTURE.md, `auth-core`).
+//! [`Authenticator`]: verify, issue, log out, revoke, list — the token rules (README "Try it"
+//! shows them at work).
+//!
 //! A token is valid iff `token:{t}` holds a JSON object with a `user_id` and `t` is in
 //! `token_list:{user_id}`; anything else is invalid; a store that cannot answer is
 //! [`AuthError::Unavailable`], never "invalid" and never "valid". (With hashed storage `t`
 //! stands for `sha256:{hex}` in both keys; `dao` decides, see its `storage.rs`.)
+//!
+//! - [`Authenticator::verify`] answers [`Verification::Valid`] with a [`Principal`] or
+//!   [`Verification::Invalid`] with an [`InvalidReason`]; a malformed token is refused before
+//!   any I/O. With sliding expiry a valid token is renewed to its own lifetime (`ttl_seconds`),
+//!   cut to `iat` + `max_session_lifetime`; a token without an `iat` is not renewed.
+//!   [`Authenticator::inspect`] is the same check, and never renews.
+//! - [`Authenticator::issue`] refuses a user id that breaks the canonical rule, metadata that
+//!   sets `user_id`, `iat` or `ttl_seconds`, and a lifetime past `max_session_lifetime`. It sets
+//!   `iat` and `ttl_seconds`, caps the user's sessions (the oldest go), keeps the user's list
+//!   alive at least as long as its longest-lived token, and prunes dead list entries.
+//! - [`Authenticator::logout`], [`Authenticator::revoke_all`] and
+//!   [`Authenticator::revoke_session`] run inside [`CacheDao::revoking`] (a bounded wait for
+//!   the replicas, `TESSERA_REVOCATION_WAIT_MS`, and a warning when they do not confirm);
+//!   `issue` runs inside [`CacheDao::issuing`] (`TESSERA_ISSUE_WAIT_MS`, off by default).
+//!
+//! The verification future stays small: every store path behind it is boxed
+//! (docs/PERFORMANCE.md#verification-future).
 
 use std::{
     num::NonZeroU64,

@@ -366,7 +366,7 @@ async fn ttl_out_of_range_is_refused_before_any_write() {
 
 /// A verification's future is created, moved and dropped on every request: the store's paths
 /// (scripts, two-step reads, migration, sliding expiry) are boxed so it stays small: copying a
-/// large one shows in the hit path's profile (docs/PERFORMANCE.md).
+/// large one shows in the hit path's profile (docs/PERFORMANCE.md#verification-future).
 #[test]
 fn a_verification_future_stays_small() {
     let dao = dao::CacheDao::new(cache_toolkit::CacheClient::embedded());

@@ -9,6 +9,12 @@
 //! with `tsr_` is checked as v2 before any I/O (a typo or a forged token never reaches the
 //! store), except one of exactly 43 characters: that is the Python format, which may start
 //! with `tsr_` by chance (one in 16.7 million).
+//!
+//! New tokens, in either format, carry 32 bytes from the operating system's CSPRNG; a v1 token
+//! is their 43 base64url characters, like Python's `secrets.token_urlsafe(32)`. A token's
+//! `Debug` shows only its session id. The [`SessionId`] is the first 128 bits of the token's
+//! SHA-256, in hex, which can also be read off a hashed list entry: a session keeps its id
+//! whether its token is stored plain or hashed.
 
 use std::fmt;
 

@@ -3,7 +3,9 @@
 //!
 //! The whole filter is one bitmap in one Redis string at `bloom:{NAME}` (behind the client's
 //! key prefix): one key is one hash slot, so it works in a cluster, and every operation is one
-//! round trip. The embedded store holds the same bitmap with Redis's bit layout.
+//! round trip: BITFIELD SET to add, BITFIELD_RO GET to test, a large batch chunked into
+//! commands pipelined on one connection. The embedded store holds the same bitmap with Redis's
+//! bit layout.
 //!
 //! Several processes share one filter, so the bit positions of an item must be the same
 //! everywhere and forever: they come from XXH64 (`xxhash-rust`, pinned by tests against the

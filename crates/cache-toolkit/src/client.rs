@@ -4,6 +4,10 @@
 //! This file holds the client, its construction, the near-cache handle and that shared
 //! machinery; the operations are in `client/`, one file per command family (`strings`,
 //! `keys`, `hashes`, `lists`, `locks`, `scripts`).
+//!
+//! `call` also drops the key from the near cache, before it returns, for every operation whose
+//! [`Op`] is not read-only ([`Op::is_read_only`]). A TTL is checked before any I/O
+//! (`check_ttl`): under 1 ms or over [`MAX_TTL`] is refused as invalid input, and counted.
 
 mod hashes;
 mod keys;

@@ -9,6 +9,10 @@
 //! checks: a holder paused past its lease (GC, swap, a stopped process) may still run after
 //! someone else took over, which is why the token exists — a resource that remembers the
 //! largest token it saw can refuse the stale holder's writes.
+//!
+//! The fencing counter never expires, so tokens only grow, however far apart two acquisitions
+//! are. The watchdog extends the lease every `lease / 3` and is aborted with its guard (released
+//! or dropped); [`LockLoss`] says why a lock was found lost.
 
 use std::{future::Future, sync::Arc, time::Duration};
 

@@ -16,6 +16,9 @@
 //! Not awaited: the embedded store (nothing to replicate), a zero timeout (off), and a Redis
 //! Cluster, where writes land on several primaries, each with replicas of its own, and a PUBLISH
 //! is not replicated (docs/FRED.md).
+//!
+//! Each awaited wait is counted as [`CacheEvent::ReplicasAcknowledged`] or
+//! [`CacheEvent::ReplicasUnconfirmed`]; after an unconfirmed one the replica count is read again.
 
 use std::{
     sync::Mutex,

@@ -5,6 +5,11 @@
 //! `/metrics` and nothing else, an introspection key asks `/internal/introspect` and nothing
 //! else, and the administration key (`TESSERA_INTERNAL_KEY`) issues, lists and revokes — and,
 //! so that deployments with one key keep working, may also scrape and introspect.
+//!
+//! [`is_internal_path`] is `internal_scope(path).is_some()`, and [`InternalKeys::granting`]
+//! yields a scope's own keys followed by the administration keys. The sample keys shown in the
+//! documentation and examples, which a `prod` server refuses, and the minimum key lengths are
+//! defined here too (validation in `validate.rs` applies them).
 
 use crate::Secret;
 

@@ -1,5 +1,5 @@
 //! [`parse_duration`]: the human durations settings and the command line take (`90s`, `30m`,
-//! `1h30m`, `30d`).
+//! `1h30m`, `30d`): `TESSERA_MAX_SESSION_LIFETIME` and `tessera token issue --ttl`.
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! Each setting's effective value and where it came from (`default`, a file, `environment`),
-//! for `tessera check-config`. Secrets are reported as set or not, never shown.
+//! for `tessera check-config`. Secrets are reported as set or not, never shown. A default
+//! worked out at load (the store, the pool size, the per-peer connection cap) is reported as the
+//! value the server runs with, not as unset.
 
 use figment::value::{Empty, Value};
 

@@ -1,7 +1,11 @@
 //! The process environment as a figment provider, and the one table of setting names.
 //!
 //! figment's own `Env` guesses a type for every value (`[a]` becomes an array, `123` a number),
-//! which would mangle passwords; this provider types a value by the setting it feeds instead.
+//! which would mangle passwords; this provider types a value by the setting it feeds instead
+//! (a password such as `12345` or `[x]` stays text). A second provider takes `NAME=value` pairs
+//! given in code (`Settings::from_env_pairs`), typed the same way. [`SETTINGS`] also marks which
+//! settings are secrets (`REDIS_URL`, `REDIS_PASSWORD`, the internal keys): `effective.rs` reads
+//! that to report them as `[redacted]`.
 
 use figment::{
     Error, Metadata, Profile, Provider,

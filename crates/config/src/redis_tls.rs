@@ -4,7 +4,9 @@
 //!
 //! This module only decodes PEM into DER; whether a certificate is a valid X.509 one, and
 //! whether the server's certificate is trusted, is for the TLS library `infra` hands them to.
-//! Error texts name the path, never the file's contents.
+//! Error texts name the path, never the file's contents, and a client identity's `Debug` shows
+//! the key as `[redacted]`. Any of the three files set while the URL is not a `rediss…` one is
+//! an error at load (`validate.rs`), not a file silently unused.
 
 use std::{
     fmt,

@@ -1,5 +1,7 @@
 //! `TESSERA_*` names in the environment or the profile's `.env` file that are no setting: a
-//! typo would otherwise be ignored in silence. Each is reported with the closest known setting.
+//! typo would otherwise be ignored in silence. Each is reported with the closest known setting:
+//! the fewest edits (Levenshtein, `strsim`), comparing whole names and names without `TESSERA_`.
+//! The tooling's `TESSERA_TEST_*` and `TESSERA_BENCH_*` variables are not reported.
 
 use std::{fmt, path::PathBuf};
 

@@ -588,7 +588,7 @@ impl Stores {
 /// Runs `ops` on a fresh pair of stores; for the regression tests below.
 async fn replay(ops: &[Op]) {
     let stores = Stores {
-        redis: super::redis("TESSERA_TEST_REDIS_URL").await,
+        redis: super::redis(dev_support::env::REDIS_URL).await,
         run: format!("differential:{:016x}:", rand::random::<u64>()),
         cases: Cell::new(0),
     };
@@ -621,21 +621,21 @@ fn differential(connect: impl Future<Output = CacheClient>, errors: Errors) {
 
 #[test]
 fn embedded_store_answers_like_redis() {
-    differential(super::redis("TESSERA_TEST_REDIS_URL"), Errors::Exactly);
+    differential(super::redis(dev_support::env::REDIS_URL), Errors::Exactly);
 }
 
 /// The same on a cluster, where the keys live on three primaries (batch and pattern deletes
 /// go by slot and by node).
 #[test]
 fn embedded_store_answers_like_redis_cluster() {
-    differential(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL"), Errors::Exactly);
+    differential(super::redis(dev_support::env::REDIS_CLUSTER_URL), Errors::Exactly);
 }
 
 /// The same through the near cache: every value it serves must be what the embedded store
 /// holds after the same writes.
 #[test]
 fn embedded_store_answers_like_redis_through_the_near_cache() {
-    differential(super::near("TESSERA_TEST_REDIS_URL"), Errors::OfTheSameKind);
+    differential(super::near(dev_support::env::REDIS_URL), Errors::OfTheSameKind);
 }
 
 // --- the discrepancies found, as plain regression tests -----------------------------------

@@ -1,8 +1,16 @@
-//! The conformance suite: one set of cases ([`cases`], [`locks`]) run against every backend — the
-//! embedded store, standalone Redis, Redis Cluster and Sentinel-discovered Redis. The backend is
-//! part of each test's path (`conformance::cluster::lists_negative_indices`), so a run shows
-//! which backend passed what. Redis backends come from `cargo xtask test`; without it these
-//! tests fail and say so. Each test works under its own random key prefix.
+//! The conformance suite: one set of cases (`cases`, `locks`, `get_or_load`, `bloom`) run
+//! against every backend — the embedded store, standalone Redis, Redis Cluster and
+//! Sentinel-discovered Redis, and standalone and cluster Redis behind the near cache. The
+//! backend is part of each test's path (`conformance::cluster::lists_negative_indices`), so a
+//! run shows which backend passed what. Redis backends come from `cargo xtask test`; without it
+//! these tests fail and say so. Each test works under its own random key prefix.
+//!
+//! The `conformance_suite!` macro below makes one test per case and backend. Its list names
+//! each case bare, since every area's file is glob-imported; so that names cannot collide, each
+//! area but `cases.rs` prefixes its case names with the area (`lock_…`, `get_or_load_…`,
+//! `bloom_…`). A new case is written in its area's file and added to that list.
+//! `differential.rs` runs random operation sequences on the embedded store and on Redis side by
+//! side.
 
 #![cfg(test)]
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failure with its message")]
@@ -115,17 +123,17 @@ async fn lock_scripts_survive_a_script_flush(variable: &str) {
 mod noscript_fallback {
     #[tokio::test]
     async fn standalone() {
-        super::lock_scripts_survive_a_script_flush("TESSERA_TEST_REDIS_URL").await;
+        super::lock_scripts_survive_a_script_flush(dev_support::env::REDIS_URL).await;
     }
 
     #[tokio::test]
     async fn cluster() {
-        super::lock_scripts_survive_a_script_flush("TESSERA_TEST_REDIS_CLUSTER_URL").await;
+        super::lock_scripts_survive_a_script_flush(dev_support::env::REDIS_CLUSTER_URL).await;
     }
 
     #[tokio::test]
     async fn sentinel() {
-        super::lock_scripts_survive_a_script_flush("TESSERA_TEST_REDIS_SENTINEL_URL").await;
+        super::lock_scripts_survive_a_script_flush(dev_support::env::REDIS_SENTINEL_URL).await;
     }
 }
 
@@ -156,37 +164,36 @@ async fn ping_is_refused_while_the_primary_gate_is_closed(variable: &str) {
 mod readiness_behind_the_primary_gate {
     #[tokio::test]
     async fn standalone() {
-        super::ping_is_refused_while_the_primary_gate_is_closed("TESSERA_TEST_REDIS_URL").await;
+        super::ping_is_refused_while_the_primary_gate_is_closed(dev_support::env::REDIS_URL).await;
     }
 
     #[tokio::test]
     async fn sentinel() {
-        super::ping_is_refused_while_the_primary_gate_is_closed("TESSERA_TEST_REDIS_SENTINEL_URL").await;
+        super::ping_is_refused_while_the_primary_gate_is_closed(dev_support::env::REDIS_SENTINEL_URL).await;
     }
 }
 
-/// `conformance_suite!(a, b)` runs `cases::a`, `cases::b` on every backend;
-/// `conformance_suite!(in module: a, b)` runs `module::a`, … (a file of cases of its own,
-/// invoked inside a module of its own so the per-backend modules do not collide).
+/// `conformance_suite!(a, b)` runs the cases `a` and `b` (imported by bare name from their
+/// area's file) on every backend, one module per backend.
 macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         mod embedded {
             $(#[tokio::test] async fn $case() { super::$case(super::embedded()).await; })*
         }
         mod standalone {
-            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis(dev_support::env::REDIS_URL).await).await; })*
         }
         mod cluster {
-            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis(dev_support::env::REDIS_CLUSTER_URL).await).await; })*
         }
         mod sentinel {
-            $(#[tokio::test] async fn $case() { super::$case(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::redis(dev_support::env::REDIS_SENTINEL_URL).await).await; })*
         }
         mod standalone_near_cache {
-            $(#[tokio::test] async fn $case() { super::$case(super::near("TESSERA_TEST_REDIS_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::near(dev_support::env::REDIS_URL).await).await; })*
         }
         mod cluster_near_cache {
-            $(#[tokio::test] async fn $case() { super::$case(super::near("TESSERA_TEST_REDIS_CLUSTER_URL").await).await; })*
+            $(#[tokio::test] async fn $case() { super::$case(super::near(dev_support::env::REDIS_CLUSTER_URL).await).await; })*
         }
     };
 }
@@ -293,17 +300,17 @@ mod scripts {
 
     #[tokio::test]
     async fn standalone() {
-        runs(super::redis("TESSERA_TEST_REDIS_URL").await).await;
+        runs(super::redis(dev_support::env::REDIS_URL).await).await;
     }
 
     #[tokio::test]
     async fn sentinel() {
-        runs(super::redis("TESSERA_TEST_REDIS_SENTINEL_URL").await).await;
+        runs(super::redis(dev_support::env::REDIS_SENTINEL_URL).await).await;
     }
 
     #[tokio::test]
     async fn cluster() {
-        refused(super::redis("TESSERA_TEST_REDIS_CLUSTER_URL").await).await;
+        refused(super::redis(dev_support::env::REDIS_CLUSTER_URL).await).await;
     }
 
     #[tokio::test]

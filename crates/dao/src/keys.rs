@@ -1,5 +1,6 @@
 //! The key builders: the persisted contract shared with the Python system. Each has a test
-//! pinning its exact text.
+//! pinning its exact text. A user id is written as Python's f-string writes it: an integer as
+//! its decimal digits, a string as itself.
 
 use crate::UserId;
 

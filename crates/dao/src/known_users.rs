@@ -6,9 +6,9 @@
 //! key holds. What it must be is bounded and cheap, since a verification on Redis without the
 //! near cache reads it every time: a sharded map, one hash and one uncontended lock per read,
 //! and when a shard is full an arbitrary entry makes room (its order of iteration, which for
-//! random tokens under a seeded hash is as good as a random pick). It replaced a moka cache,
-//! whose reads also feed an access-order list: 3–4 % of the server's CPU on that path
-//! (docs/PERFORMANCE.md).
+//! random tokens under a seeded hash is as good as a random pick). Not a general-purpose cache
+//! such as moka, whose reads also feed an access-order list: that would cost 3–4 % of the
+//! server's CPU on this path (docs/PERFORMANCE.md#known-users).
 
 use std::{
     collections::HashMap,

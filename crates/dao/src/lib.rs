@@ -4,6 +4,13 @@
 //! With [`TokenStorage::Hashed`] the token is replaced by `sha256:{hex}` in both places
 //! (`storage.rs`); `migrate.rs` moves plain tokens to that form.
 //!
+//! The operations: read a token (GET, decoded lazily) and its list membership (LPOS); store
+//! (SET EX + LPUSH; with a session cap, push and trim are one atomic capped push, and the
+//! evicted entries' token keys are deleted next); extend the list's TTL (never shortening it);
+//! keep the newest N entries (N ≥ 1, the same atomic trim); unlist entries whose token key is
+//! gone; log out (the Python system's LREM + DEL); remove all. [`CacheDao::revoking`] and
+//! [`CacheDao::issuing`] wrap writes in a bounded wait for the master's replicas.
+//!
 //! Depends only on `cache-toolkit`; knows nothing about HTTP, configuration or token format.
 
 mod keys;

@@ -1,5 +1,12 @@
 //! [`TokenRecord`] (the metadata stored under `token:{token}`) and [`UserId`]. The stored JSON
 //! text is kept verbatim, so fields Tessera does not know pass through untouched.
+//!
+//! New user ids follow the canonical rule ([`UserId::CANONICAL_RULE`]: an integer in decimal
+//! ASCII, or a 1–128-byte NFC string without surrounding whitespace, control, format or
+//! separator characters, that does not read as a number written another way), so two ids that
+//! read as the same user are the same id. Ids another system already stored are read
+//! leniently ([`UserId::existing`]), so listing and revoking still reach them. A stored value
+//! that cannot be used is a [`CorruptMetadata`], for logs and metrics, never for clients.
 
 use std::{
     borrow::Cow,
@@ -260,7 +267,7 @@ impl CorruptMetadata {
 ///
 /// A clone shares everything (one reference count), so a record kept by the near cache is
 /// handed to each request cheaply: on a hit the count's cache line is usually cold, and each
-/// count more was another miss (docs/PERFORMANCE.md).
+/// extra count is another cache miss (docs/PERFORMANCE.md#token-record).
 #[derive(Clone, Debug)]
 pub struct TokenRecord(Arc<RecordParts>);
 

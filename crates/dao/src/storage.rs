@@ -6,7 +6,9 @@
 //! list entry is the entry, in both forms, so every operation that starts from a list entry
 //! (prune, cap, revoke all) works on either form without knowing which. The `sha256:` tag
 //! keeps the two forms apart: no well-formed token contains `:`, so no plain key or entry can
-//! equal a hashed one, and presenting a stored digest as a token finds nothing.
+//! equal a hashed one, and presenting a stored digest as a token finds nothing. Only the
+//! operations that start from a presented token (issue, verify, logout, TTL) ask the mode which
+//! forms to use.
 
 use std::fmt;
 

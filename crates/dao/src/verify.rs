@@ -2,9 +2,11 @@
 //! sentinel): a Lua script reads `token:{t}`, finds `user_id` and checks `token_list:{user_id}`
 //! with LPOS. Once a token was verified its user is remembered (a bounded map: a token's user
 //! never changes), and later verifications send GET and LPOS together instead, also one round
-//! trip and cheaper than the script for fred and Redis (docs/PERFORMANCE.md). Where scripts do
-//! not run (a cluster: the two keys live in different slots; the embedded store), the first
-//! verification of a token takes two operations and later ones the same GET and LPOS.
+//! trip and cheaper than the script for fred and Redis (docs/PERFORMANCE.md#known-token-pair).
+//! Where scripts do not run (a cluster: the two keys live in different slots; the embedded
+//! store), the first verification of a token takes two operations and later ones the same GET
+//! and LPOS. With the near cache on, the script is not used either: Redis before 7.2 does not
+//! track the list key it builds from ARGV, so cached verdicts come only from plain reads.
 //!
 //! The script's reading of `user_id` is only a guess made to save a round trip: Rust decodes
 //! the metadata itself and uses the script's LPOS answer only when the script looked at the
@@ -100,8 +102,9 @@ impl CacheDao {
             None
         };
         // Allocated before the future is built, so the compiler writes it there directly
-        // instead of building it on the stack and copying it (it is about 15 KB: fred's
-        // command futures; the copy was 5 % of the server's CPU, docs/PERFORMANCE.md).
+        // instead of building it on the stack and copying it (about 15 KB of fred command
+        // futures; the copy would cost 4–5 % of the server's CPU,
+        // docs/PERFORMANCE.md#verification-future).
         let from_store = Box::write(Box::new_uninit(), self.entry_membership_from_store(entry, cached));
         Box::into_pin(from_store).await
     }
@@ -119,7 +122,7 @@ impl CacheDao {
             return self.membership_by_reads(entry, cached).await;
         }
         // A token verified before names its user: GET and LPOS sent together cost fred and
-        // Redis less than the script (docs/PERFORMANCE.md, "The miss path without a script").
+        // Redis less than the script (docs/PERFORMANCE.md#known-token-pair).
         if let Some(membership) = self.membership_if_user_known(entry).await? {
             return Ok(membership);
         }

@@ -1,5 +1,7 @@
 //! [`Lifecycle`]: starts the cache backend before the server accepts anything and closes it
-//! after the last request has drained. The one place that decides the start/stop order.
+//! after the last request has drained. The one place that decides the start/stop order. It
+//! also builds the [`Authenticator`] from the settings (token policy, storage mode, replica
+//! waits), the same one for the server and the `tessera token` commands.
 
 use auth_core::{AuthPolicy, Authenticator, TokenFormat};
 use cache_toolkit::CacheClient;

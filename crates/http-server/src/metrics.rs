@@ -2,6 +2,11 @@
 //! open connections (and the cap), connections cut, closed or refused, the primary gate, and
 //! the cache's own counters (and the embedded store's sizes), rendered as Prometheus text for
 //! `GET /metrics`. `examples/observability/` alerts and graphs on these names.
+//!
+//! Every counter is a lock-free atomic, the request-duration histogram per route included.
+//! Labels come from fieldless enums with an `ALL` list (`RouteName`, [`VerifyOutcome`], and the
+//! cache's `CacheErrorKind`, `CacheEvent`, `FlushCause`), so every label is rendered, counted or
+//! not; a test here pins the route, outcome and error-kind labels dashboards match on.
 
 use std::{
     fmt::Write,

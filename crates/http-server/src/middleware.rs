@@ -1,6 +1,6 @@
-//! [`AuthLayer`]: the auth check as a tower layer — Tessera's own stack uses it, and another
-//! Rust service can wrap its routes with it. Per request, on the raw path (never decoded or
-//! normalized, so `/healthz/../api/me` is not `/healthz`):
+//! [`AuthLayer`]: the auth check as a tower layer — Tessera's own server builds one and asks its
+//! rules directly, and another Rust service can wrap its routes with it. Per request, on the raw
+//! path (never decoded or normalized, so `/healthz/../api/me` is not `/healthz`):
 //!
 //! 1. an exact public path passes untouched;
 //! 2. an internal path needs a key that grants the path's [`InternalScope`] (`X-Internal-Key`,
@@ -19,6 +19,14 @@
 //! (`{"error": "...", "message": "..."}` with `WWW-Authenticate` or `Retry-After`), and
 //! [`AuthLayer::on_rejection`] lets a service answer in its own shape. Each response carries a
 //! [`VerifyOutcome`] extension for metrics.
+//!
+//! [`AuthLayer::internal_scoped`] gives each scope its own keys; [`AuthLayer::internal`] takes
+//! one set of keys granting every internal path. Keys are held as SHA-256 digests
+//! (`KeyDigests`), and `RefusalLog` is the once-a-second limit on refusal audit lines. The
+//! decision itself is `Rules`: `presented` settles what needs no I/O and finds the bearer
+//! token, `verify_bearer` verifies it. [`AuthService`] calls `admit`, which composes the two;
+//! Tessera's own server calls them itself, with no tower boxing or extensions on the way
+//! (docs/PERFORMANCE.md#request-path).
 
 use std::{
     collections::HashSet,
@@ -298,7 +306,8 @@ impl AuthLayer {
 
 impl AuthLayer {
     /// The layer's rules, for Tessera's own server, which asks them directly
-    /// ([`Rules::admit`]) instead of going through [`AuthService`].
+    /// ([`Rules::presented`], then [`Rules::verify_bearer`]) instead of going through
+    /// [`AuthService`].
     pub(crate) fn rules(&self) -> Arc<Rules> {
         Arc::clone(&self.rules)
     }

@@ -1,5 +1,10 @@
 //! The router: sends each request the auth layer admitted, by its [`Route`], to its handler in
 //! `handlers`. It wires the handlers to the route table; nothing below it knows of either.
+//!
+//! An internal route answers 404 unless the caller was admitted for that route's own scope
+//! (`Caller::Internal(scope)`), whatever the auth layer's configuration: without the mark the
+//! route does not exist. The imports point one way: `router` → `handlers` → `state` →
+//! `metrics` → `route`.
 
 use hyper::{Method, Request, Response, body::Incoming};
 use percent_encoding::percent_decode_str;
@@ -43,7 +48,7 @@ impl Router {
 /// answer: a head still held then makes it allocate a fresh 8 KiB buffer, and the head's drop
 /// free the old one — two large allocations per request, which take glibc's arena lock and
 /// contend across workers. So the head is dropped when the request is handed over, and what
-/// the answer needs of it is copied out first (docs/PERFORMANCE.md).
+/// the answer needs of it is copied out first (docs/PERFORMANCE.md#request-head).
 pub(crate) struct Requested {
     method: Method,
     route: Route,

@@ -1,6 +1,15 @@
 //! [`Application`]: bind, start the store, serve until told to stop, then shut down in one
 //! documented order — stop accepting, drain in-flight requests within the deadline, close the
 //! store last.
+//!
+//! Each accepted connection is admitted into the per-peer [`ConnectionTable`] and takes a slot
+//! under `TESSERA_MAX_CONNECTIONS`. Each request is admitted by the auth layer's rules, asked
+//! directly, and answered by the router with the caller they admitted: no tower boxing, no
+//! extensions (docs/PERFORMANCE.md#request-path). Shutdown, in order: the signal resolves and the
+//! listener is dropped; hyper-util's `GracefulShutdown` drains for up to
+//! `TESSERA_SHUTDOWN_TIMEOUT_MS` (idle keep-alive connections close at once, in-flight requests
+//! finish); connection tasks still running are then aborted and awaited (a `JoinSet`, so none
+//! outlives the deadline); only then does `Lifecycle::stop` close the store.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -64,7 +73,6 @@ struct ServerLimits {
     connection: ConnectionLimits,
 }
 
-/// The per-request service: the auth layer in front of the router.
 /// The auth layer's rules and the router: each request is admitted by the rules, then answered
 /// by the router with the caller they admitted (no tower boxing, no extensions on the way).
 #[derive(Clone, Debug)]

@@ -1,5 +1,19 @@
 //! [`Backend`]: an initialized cache backend — Redis or embedded — and its lifecycle. Holding
 //! one means the store is ready; the only way to a [`CacheClient`] is through it.
+//!
+//! [`Backend::start`] starts the store the settings name, then the near cache as
+//! `TESSERA_NEAR_CACHE` asks (`auto`, `on`, `off`). Connecting is bounded by the connect
+//! timeout, and a pool whose first connection failed is shut down, never handed out. With
+//! sentinels a watch follows the primary, behind a [`PrimaryGate`]. On a cluster it waits for
+//! the pools per primary, warns when `cluster-require-full-coverage` is `yes`, and closes fred's
+//! cluster pool, which only lent its settings and slot map. A failed TLS handshake is
+//! `InfraError::TlsHandshake`: one line naming the node and the certificate problem (each
+//! sentinel is asked again, since fred keeps only "failed to connect to all").
+//!
+//! [`Backend::health`] PINGs every pooled connection (a cluster answers while one primary
+//! does); [`Backend::reset`] reads a cluster's slot map again and rebuilds every connection in
+//! place, so handles given out stay valid; [`Backend::close`] QUITs, then awaits the connection
+//! task, bounded.
 
 use std::{
     sync::Arc,

@@ -1,6 +1,12 @@
 //! The fred pool for a [`RedisSettings`]: standalone, cluster or sentinel, with the timeouts and
 //! the reconnect policy docs/FRED.md shows necessary (infinite capped retries *and* a command
 //! timeout, so commands fail fast while Redis is away and the pool heals by itself).
+//!
+//! On a cluster or with sentinels the reconnect delay is capped at 250 ms ([`reconnect_max`]):
+//! there a failover is followed only at a reconnection attempt. Every pool speaks RESP3, which
+//! carries the near cache's client-tracking invalidations, and keeps 4,096 messages per event
+//! receiver ([`EVENT_CHANNEL_CAPACITY`]; fred's default of 32 lags under invalidation bursts).
+//! TLS applies to every connection fred makes: cluster nodes, sentinels and the primary.
 
 use fred::{
     clients::{Client, Pool},

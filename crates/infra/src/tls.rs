@@ -1,6 +1,8 @@
 //! The rustls client configuration for `rediss://`: roots (the system's, or only the private CA
 //! of `TESSERA_REDIS_CA_FILE`), an optional client certificate, and host-name verification that
-//! cannot be turned off. Also turns a failed handshake into words an operator can act on.
+//! cannot be turned off, on rustls' `ring` crypto provider. Also turns a failed handshake into
+//! words an operator can act on (`handshake_problem`), read from the rustls error's name in
+//! fred's error text, since fred hands that error over only as a string.
 //!
 //! Cluster nodes are verified against the address the cluster announces for them (fred's
 //! `TlsHostMapping::None`): their IP, or the host name Redis 7 announces with

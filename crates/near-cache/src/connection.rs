@@ -202,6 +202,11 @@ pub(crate) fn canary_keys(
 }
 
 impl NearCache {
+    /// Tracks every connection of `pool` not tracked yet: subscribes to its events, turns
+    /// tracking on and starts its listener and heartbeat. `slots`: the ranges of the primary
+    /// it reaches, where Tessera routes a cluster itself. A connection whose tracking could
+    /// not be turned on is kept untrusted (its heartbeat retries) and the first such error
+    /// returned.
     pub(crate) async fn attach(
         self: &Arc<Self>,
         pool: &Pool,
@@ -240,6 +245,8 @@ impl NearCache {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Forgets every connection of `pool` (a server that is no longer a primary): stops its
+    /// tasks and drops what it vouched for.
     pub(crate) fn detach(&self, pool: &Pool) {
         for client in pool.clients() {
             let removed =

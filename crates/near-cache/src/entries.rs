@@ -2,11 +2,15 @@
 //! entry has a lifetime and eviction is CLOCK (second chance: an entry read since it was last
 //! looked at survives one more turn).
 //!
-//! It replaced a general-purpose cache (moka) on the hottest path Tessera has: a read here is
-//! one hash, one uncontended lock and one reference-count increment, where moka also records
-//! every read in a buffer and replays it into an access-order list (its lookups and that list
-//! were ~12 % of the server's CPU per verified request, docs/PERFORMANCE.md). The near cache
-//! needs no better hit ratio than CLOCK's: its entries live at most `max_ttl` anyway.
+//! Not a general-purpose cache (moka), because this is the hottest path Tessera has: a read
+//! here is one hash, one uncontended lock and one reference-count increment, where moka also
+//! records every read in a buffer and replays it into an access-order list (about 12 % of the
+//! server's CPU per verified request, docs/PERFORMANCE.md#near-store). The near cache needs no
+//! better hit ratio than CLOCK's: its entries live at most `max_ttl` anyway.
+//!
+//! The store retires every value it lets go of ([`Retire`]): that is what lets a remembered
+//! verdict (`verdict.rs`) answer without a lookup. A value here is the crate's `NearEntry`,
+//! which keeps its decoded form beside it, so a hit neither copies nor parses.
 
 use std::{
     collections::{HashMap, VecDeque},

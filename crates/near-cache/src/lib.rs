@@ -1,6 +1,7 @@
-//! The near cache (L1): string reads answered from process memory, kept coherent with Redis by
-//! client tracking (RESP3, default mode) on every pooled connection. `docs/NEAR-CACHE.md` states
-//! the facts about Redis 7.0 and fred 10.1 this design rests on; the invariants it keeps are:
+//! The near cache (L1): string and list reads answered from process memory, kept coherent with
+//! Redis by client tracking (RESP3, default mode) on every pooled connection.
+//! `docs/NEAR-CACHE.md` states the facts about Redis 7.0 and fred 10.1 this design rests on; the
+//! invariants it keeps are:
 //!
 //! - **An invalidation wins against an in-flight read.** fred hands a reply to the caller's task
 //!   and an invalidation push to the listener's task, so the listener can run first. Every read
@@ -21,8 +22,15 @@
 //! - **An entry lives at most min(`max_ttl`, the key's PTTL when read).** The cap is drawn for
 //!   each entry between 90 % and 100 % of `max_ttl`, so entries filled together (a cold start,
 //!   a flush, a reconnection) do not all expire, and miss, in the same second every `max_ttl`.
-//! - Only plain GETs are cached: never a script's result (keys a script reads by names built
-//!   from ARGV are not tracked before Redis 7.2).
+//! - Only plain reads (GET, LRANGE of a whole list) are cached: never a script's result (keys a
+//!   script reads by names built from ARGV are not tracked before Redis 7.2).
+//!
+//! `cache-toolkit`'s `CacheClient::with_near_cache` starts it, and it answers that client's
+//! `get_value` (so `get_json` and `get_or_load`), `get_list` and `list_contains`. The caller's
+//! own writes invalidate too: `CacheClient::call` drops the key of every operation whose
+//! [`store::Op`] is not read-only before the call returns. On a cluster Tessera routes itself,
+//! the connections of a primary that appears later are tracked as it comes and those of one that
+//! leaves are detached, their entries flushed ([`store::PrimaryWatcher`]).
 
 mod connection;
 mod entries;
@@ -149,7 +157,7 @@ impl NearCache {
     /// Checks the Redis version, turns tracking on for every pooled connection and starts one
     /// listener and one heartbeat task per connection. The tasks stop when the cache is dropped.
     /// Where Tessera routes a cluster itself, primaries that appear later are tracked as they
-    /// come, and those that go are forgotten ([`Self::attach`], [`Self::detach`]).
+    /// come, and those that go are forgotten (`attach`, `detach`).
     pub async fn start(
         route: &Route,
         settings: NearCacheSettings,
@@ -182,13 +190,6 @@ impl NearCache {
         Ok(near)
     }
 
-    /// Tracks every connection of `pool` not tracked yet: subscribes to its events, turns
-    /// tracking on and starts its listener and heartbeat. `slots`: the ranges of the primary
-    /// it reaches, where Tessera routes a cluster itself. A connection whose tracking could
-    /// not be turned on is kept untrusted (its heartbeat retries) and the first such error
-    /// returned.
-    /// Forgets every connection of `pool` (a server that is no longer a primary): stops its
-    /// tasks and drops what it vouched for.
     fn lock_connections(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<ConnectionState>>> {
         self.connections.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -1,5 +1,11 @@
 //! Remembered list-membership verdicts ([`ListVerdict`]): "is this token in its user's list",
 //! answered again without a lookup while the list it was read from is unchanged and servable.
+//!
+//! A verdict read from the near cache holds until its list entry is retired (invalidated,
+//! replaced, evicted or flushed: `entries.rs` retires every value it lets go of), expires, or
+//! its connection stops vouching for it (a new epoch, or no heartbeat within `max_silence`). On
+//! the embedded store it holds an [`EmbeddedVerdict`] instead, which holds until the list
+//! changes, goes or expires.
 
 use std::sync::{Arc, Mutex, atomic::Ordering};
 
@@ -11,8 +17,8 @@ use crate::{NearCache, NearEntry, NearValue};
 /// A list-membership verdict remembered against the list it was read from: the near cache's
 /// entry for the list, or the embedded store's list itself. While that list is unchanged and
 /// may still be served, asking again answers from here without a lookup. Whoever asks the
-/// same question over and over (the DAO, for a token and its user's list) keeps one;
-/// [`crate::CacheClient::list_contains_remembered`].
+/// same question over and over (the DAO, for a token and its user's list) keeps one and
+/// passes it to `cache-toolkit`'s `CacheClient::list_contains_remembered`.
 #[derive(Debug, Default)]
 pub struct ListVerdict {
     remembered: Mutex<Option<Remembered>>,

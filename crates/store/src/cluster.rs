@@ -7,6 +7,13 @@
 //! its own reconnection loop; the slot map is read again every [`REFRESH_INTERVAL`], and at once
 //! (at most every [`REFRESH_SPACING`]) after a command failed in a way that may mean a primary
 //! died or slots moved. docs/CLUSTER.md says what that guarantees and what it needs of Redis.
+//!
+//! Each primary's pool is built from the connected cluster pool's own settings (its size,
+//! timeouts, reconnect policy and TLS, all `infra`'s). `CLUSTER SLOTS` is asked of every known
+//! primary at once and the first answer wins; while a primary is not connected the map is read
+//! every [`DEGRADED_REFRESH_INTERVAL`], so its promoted replica is used soon. A primary that
+//! appears is handed to the near cache ([`PrimaryWatcher::joined`]) to track its connections; one
+//! that leaves is reported to it ([`PrimaryWatcher::left`]: its entries are flushed) and closed.
 
 use std::{
     collections::HashMap,

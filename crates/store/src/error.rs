@@ -1,5 +1,6 @@
 //! [`CacheError`]: which operation failed, on which key, and whether a retry may help.
-//! fred's error kinds are inspected here and nowhere else.
+//! fred's error kinds are inspected here and nowhere else (`classify`, which maps them to a
+//! [`CacheErrorKind`]). The key is held only as a [`RedactedKey`], so no error can show it.
 
 use std::fmt;
 

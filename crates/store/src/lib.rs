@@ -65,7 +65,8 @@ pub const MAX_TTL: Duration = Duration::from_millis(1 << 62);
 
 /// `from + after`, saturating: when the sum cannot be represented (a "wait forever" such as
 /// `Duration::MAX`), about 30 years from `from`, as tokio's own timers do — no process waits
-/// that long, and no addition panics.
+/// that long, and no addition panics. Every deadline built from a caller's duration in the
+/// cache stack uses it: lock waits and leases, `get_or_load`'s wait, embedded TTLs.
 pub fn saturating_deadline(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
     const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
     from.checked_add(after).unwrap_or_else(|| from + FAR_FUTURE)

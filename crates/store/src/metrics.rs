@@ -1,6 +1,11 @@
 //! [`CacheMetrics`]: what the seed's monitoring section asks for — hit rate, slow operations,
 //! errors by kind — plus a latency histogram. Lock-free counters, readable from code at any
 //! time ([`CacheMetrics::snapshot`]) so the server can export them.
+//!
+//! Every slow operation is counted; the warning it logs is rate-limited ([`SLOW_LOG_EVERY`]).
+//! There is also one counter per [`CacheEvent`] (near cache, `get_or_load`'s protections,
+//! locks, replica waits) and per near-cache [`FlushCause`]: fieldless enums with an `ALL` list,
+//! so an exporter can name every label, counted or not.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},

@@ -1,4 +1,4 @@
-//! [`Op`]: every store operation [`crate::CacheClient`] performs, as a type. Its name labels
+//! [`Op`]: every store operation `cache_toolkit::CacheClient` performs, as a type. Its name labels
 //! metrics, traces and errors ([`Op::as_str`]), and whether it may change a key — so whether
 //! its key is invalidated in the near cache when it returns — is decided once per variant in
 //! [`Op::is_read_only`], an exhaustive match: an operation added without that decision does

@@ -2,6 +2,11 @@
 //! operation is sent to either: [`CacheStore::run`] asks the Sentinel primary gate first,
 //! reports Redis errors to the route (a cluster reads its map again) and to the gate (a
 //! `READONLY` reply closes it), and turns every store's refusal into a [`StoreFailure`].
+//!
+//! A [`RedisPool`] wraps a fred pool connected elsewhere, handed over with
+//! `RedisPool::from_fred`: the public item that names a fred type, so it is behind the
+//! `fred-pool` feature (enabled by `infra`, the benchmarks and the conformance suite, through
+//! `cache-toolkit`). [`RedisPool::with_primary_gate`] attaches the gate `run` asks.
 
 use std::{sync::Arc, time::Duration};
 

@@ -6,6 +6,9 @@
 //! (a write that reached a replica) closes it as well and asks the follower to check where the
 //! connections are: the write was refused by Redis, so nothing was acknowledged, and further
 //! writes are not sent to the replica meanwhile.
+//!
+//! `CacheStore::run` (`pool.rs`) asks the gate before every command of a pool given one
+//! ([`crate::RedisPool::with_primary_gate`]) and reports each `READONLY` reply to it.
 
 use std::{
     fmt,

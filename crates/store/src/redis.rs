@@ -1,5 +1,15 @@
 //! The Redis side of each operation, over a fred pool: the exact commands sent. Nothing here
-//! counts, logs or maps errors; [`crate::CacheClient`] does that around every call.
+//! counts, logs or maps errors: `CacheStore::run` turns a failure into a [`crate::StoreFailure`],
+//! and `cache-toolkit`'s `CacheClient::call` does the rest around every call.
+//!
+//! Each key goes to the pool of its primary ([`Route::pool_for`]), so multi-key work stays
+//! inside a hash slot: UNLINK groups its keys by slot on a cluster, each group sent to its
+//! slot's primary at once (chunks of `UNLINK_CHUNK` elsewhere), and a pattern delete SCANs
+//! every primary, never KEYS. The scripts here (a lock taken with its fencing counter,
+//! compare-and-delete, compare-and-pexpire, and the capped push: LPUSH then LTRIM, answering
+//! what it evicted) each touch one key or keys of one slot, so they run on a cluster too,
+//! unlike a [`crate::CacheScript`], which runs only on standalone or Sentinel Redis. GET and
+//! LPOS of a known token are sent together, one round trip ([`get_and_list_position`]).
 
 use std::{
     collections::HashMap,
@@ -206,19 +216,20 @@ pub async fn get_and_list_position(
     };
     // Two commands sent at once, on one client where both keys live together: fred writes them
     // back to back (one round trip) and feeds them without a flush of their own when other
-    // commands are queued, which costs less than a `Pipeline` (docs/PERFORMANCE.md, "The miss
-    // path without a script").
+    // commands are queued, which costs less than a `Pipeline`
+    // (docs/PERFORMANCE.md#known-token-pair).
     let client = pool.next();
     let list_client = list_pool.as_ref().map_or(client, Pool::next);
     // One bound for the pair, at the client's command timeout, instead of fred's timer per
-    // command: the two commands carry none of their own (a timer each cost about 8 % of this
-    // path's throughput, docs/PERFORMANCE.md), and the pair is given up as one.
+    // command: the two commands carry none of their own (a timer per command costs about 8 % of
+    // this path's throughput, docs/PERFORMANCE.md#pair-timeout), and the pair is given up as one.
     let bound = client.perf_config().default_command_timeout;
     let unbounded = Options { timeout: Some(Duration::ZERO), ..Options::default() };
     let (client, list_client) = (client.with_options(&unbounded), list_client.with_options(&unbounded));
     // Polled where they lie, not through `futures::join`: its `MaybeDone` moves a finished
-    // future's whole state to take the output, and a fred command's state is about 7 KB
-    // (memmove was 12 % of the server's CPU on this path, docs/PERFORMANCE.md).
+    // future's whole state to take the output, and a fred command's state is about 7 KB (with
+    // `join`, memmove tops this path's profile at 12–14 % of the samples,
+    // docs/PERFORMANCE.md#pair-polling).
     let mut value = pin!(client.get::<Value, _>(key));
     let mut position = pin!(list_client.lpos::<Value, _, _>(list, element, None, None, None));
     let (mut value_reply, mut position_reply) = (None, None);
@@ -264,7 +275,7 @@ pub async fn list_trim(route: &Route, name: &str, start: i64, stop: i64) -> Resu
     pool.ltrim(name, start, stop).await
 }
 
-/// LPUSH `values` then trim to `max_len` elements, atomically (see [`PUSH_CAPPED`]); returns
+/// LPUSH `values` then trim to `max_len` elements, atomically (see `PUSH_CAPPED`); returns
 /// the new length and the evicted elements.
 pub async fn push_capped(
     route: &Route,
@@ -322,7 +333,7 @@ pub async fn acquire_fenced(
 
 /// UNLINKs stored keys. In a cluster a multi-key command must stay inside one hash slot, so the
 /// keys are grouped by slot and the groups pipelined (sent to each group's primary at once where
-/// Tessera routes the cluster itself); elsewhere, chunks of [`UNLINK_CHUNK`].
+/// Tessera routes the cluster itself); elsewhere, chunks of `UNLINK_CHUNK`.
 pub async fn unlink(route: &Route, keys: &[String]) -> Result<u64, FredError> {
     if keys.is_empty() {
         return Ok(0);
@@ -403,7 +414,7 @@ fn page_keys(keys: Option<Vec<fred::types::Key>>) -> Vec<String> {
 }
 
 /// Sets each bit at `offsets` to 1 (bit 0 is the most significant bit of byte 0; the string
-/// grows with zero bytes): `BITFIELD key SET u1 <offset> 1 …`, chunks of [`BITFIELD_CHUNK`]
+/// grows with zero bytes): `BITFIELD key SET u1 <offset> 1 …`, chunks of `BITFIELD_CHUNK`
 /// pipelined on one connection, so one round trip. fred has no BITFIELD method: it is sent as
 /// a custom command routed by its key (its first argument).
 pub async fn set_bits(route: &Route, key: &str, offsets: &[u64]) -> Result<(), FredError> {

@@ -1,4 +1,6 @@
-//! [`Route`]: which fred pool a command goes to.
+//! [`Route`]: which fred pool a command goes to. Either one fred pool that routes every command
+//! itself (standalone, Sentinel, or a cluster pool used as given), or `cluster.rs`'s
+//! `ClusterNodes`: one pool per primary, each key sent to the primary serving its hash slot.
 
 use std::sync::Arc;
 

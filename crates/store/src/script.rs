@@ -1,5 +1,9 @@
 //! Server-side scripts: [`CacheScript`] (Lua source plus its SHA-1, sent by EVALSHA and
 //! reloaded on NOSCRIPT) and [`ScriptReply`], a script's answer as plain Rust data.
+//!
+//! `cache-toolkit` runs them only where `CacheClient::runs_scripts` holds (standalone or
+//! Sentinel Redis: not a cluster, whose scripts may not span slots, nor the embedded store), and
+//! [`load`] (its `load_script`) may put one on every primary ahead of its first use.
 
 use fred::{
     error::Error as FredError,
@@ -9,7 +13,7 @@ use fred::{
 
 use crate::route::Route;
 
-/// A Lua script run with [`crate::CacheClient::run_script`]. Build it once (e.g. in a
+/// A Lua script run with `cache_toolkit::CacheClient::run_script`. Build it once (e.g. in a
 /// `LazyLock`) and reuse it: the SHA-1 is computed at construction.
 #[derive(Debug)]
 pub struct CacheScript {

@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use dev_support::signal::{self, Signal};
 
 use super::probe::HttpClient;
 use crate::process;
@@ -118,7 +119,7 @@ impl Drop for ServerProcess {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
-        Command::new("kill").args(["-TERM", &self.pid().to_string()]).stderr(Stdio::null()).status().ok();
+        signal::send(self.pid(), Signal::Terminate).ok();
         let deadline = Instant::now() + TERM_TIMEOUT;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -246,7 +247,9 @@ pub(crate) fn reset_registry(registry: &Path) -> Result<()> {
             let running = fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|path| path == Path::new(exe));
             if running {
                 eprintln!("xtask: stopping {exe} (pid {pid}), left running by an earlier benchmark");
-                Command::new("kill").args(["-TERM", pid]).stderr(Stdio::null()).status().ok();
+                if let Ok(pid) = pid.parse() {
+                    signal::send(pid, Signal::Terminate).ok();
+                }
             }
         }
     }

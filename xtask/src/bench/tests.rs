@@ -214,24 +214,6 @@ fn tokens_look_like_tessera_tokens_or_are_malformed() {
 }
 
 #[test]
-fn the_picker_is_seeded_and_in_range() {
-    let picks = |seed| {
-        let mut picker = probe::SplitMix64(seed);
-        (0..100).map(|_| picker.below(7)).collect::<Vec<_>>()
-    };
-    assert_eq!(picks(42), picks(42));
-    assert_ne!(picks(42), picks(43));
-    assert!(picks(42).iter().all(|pick| *pick < 7));
-}
-
-#[test]
-fn status_lines_are_read() {
-    assert_eq!(probe::parse_status_line("HTTP/1.1 401 Unauthorized\r\n"), Some(401));
-    assert_eq!(probe::parse_status_line("HTTP/1.1 200 OK"), Some(200));
-    assert_eq!(probe::parse_status_line("garbage 200"), None);
-}
-
-#[test]
 fn medians_and_numbers() {
     assert_eq!(report::median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
     assert_eq!(report::median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use dev_support::signal::{self, Signal};
 
 use crate::install::RedisTools;
 use crate::process;
@@ -155,13 +156,13 @@ pub(super) fn stop_all(pid_files: &[PathBuf]) -> Result<usize> {
             eprintln!("xtask: pid {pid} from {} is no longer a redis-server; leaving it alone", pid_file.display());
         }
     }
-    signal(&running, "TERM");
+    signal(&running, Signal::Terminate);
     if wait_until_gone(&running, TERM_TIMEOUT) {
         return Ok(running.len());
     }
     let stubborn: Vec<u32> = running.iter().copied().filter(|pid| is_redis_server(*pid)).collect();
     eprintln!("xtask: redis-server pids {stubborn:?} ignored SIGTERM for 5 s; sending SIGKILL");
-    signal(&stubborn, "KILL");
+    signal(&stubborn, Signal::Kill);
     if !wait_until_gone(&stubborn, KILL_TIMEOUT) {
         bail!("redis-server pids {stubborn:?} are still running after SIGKILL");
     }
@@ -193,13 +194,12 @@ fn read_pid(pid_file: &Path) -> Option<u32> {
     fs::read_to_string(pid_file).ok()?.trim().parse().ok().filter(|pid| *pid > 1)
 }
 
-/// `kill -SIGNAL pid...`; a failure (the process just exited) is ignored, the wait that follows
-/// tells.
-fn signal(pids: &[u32], signal: &str) {
-    if pids.is_empty() {
-        return;
+/// Sends `signal` to each pid; a failure (the process just exited) is ignored, the wait that
+/// follows tells.
+fn signal(pids: &[u32], signal: Signal) {
+    for pid in pids {
+        signal::send(*pid, signal).ok();
     }
-    Command::new("kill").arg(format!("-{signal}")).args(pids.iter().map(u32::to_string)).status().ok();
 }
 
 fn wait_until_gone(pids: &[u32], timeout: Duration) -> bool {

@@ -13,8 +13,7 @@
 #![allow(clippy::print_stderr, reason = "a command-line tool that reports what it did on stderr")]
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::Path,
     time::{Duration, Instant},
 };
@@ -24,6 +23,7 @@ use auth_core::{AuthPolicy, Authenticator, MetadataValue, UserId};
 use cache_toolkit::CacheOptions;
 use config::{AppEnv, Settings};
 use dao::CacheDao;
+use dev_support::http::{BlockingConnection, Method, Outgoing, StatusCode};
 use infra::Backend;
 
 const USAGE: &str = "bench-seed (--redis URL | --http http://127.0.0.1:PORT --internal-key KEY) --users N --out FILE";
@@ -31,7 +31,6 @@ const USAGE: &str = "bench-seed (--redis URL | --http http://127.0.0.1:PORT --in
 const IN_FLIGHT: u64 = 32;
 /// Lifetime of the benchmark's tokens: longer than any benchmark run.
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -131,20 +130,15 @@ fn in_user_order(mut issued: Vec<(u64, String)>) -> Vec<String> {
     issued.into_iter().map(|(_, token)| token).collect()
 }
 
-/// One keep-alive HTTP/1.1 connection to tessera, enough for `POST /internal/sessions`.
+/// One keep-alive HTTP/1.1 connection to tessera (`dev_support::http`), for
+/// `POST /internal/sessions`.
 struct Connection {
-    address: SocketAddr,
-    reader: BufReader<TcpStream>,
+    http: BlockingConnection,
 }
 
 impl Connection {
     fn open(address: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect_timeout(&address, SOCKET_TIMEOUT)
-            .with_context(|| format!("cannot connect to {address}"))?;
-        stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-        stream.set_write_timeout(Some(SOCKET_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        Ok(Self { address, reader: BufReader::new(stream) })
+        Ok(Self { http: BlockingConnection::open(address)? })
     }
 
     /// Issues a token for `user`; the 201's `token`.
@@ -154,55 +148,21 @@ impl Connection {
         request.insert("metadata".to_owned(), MetadataValue::from(bench::user_metadata(user)));
         request.insert("ttl_seconds".to_owned(), MetadataValue::from(TOKEN_TTL.as_secs()));
         let body = simd_json::to_string(&MetadataValue::from(request))?;
-        let head = format!(
-            "POST /internal/sessions HTTP/1.1\r\nHost: {}\r\nX-Internal-Key: {internal_key}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.address,
-            body.len()
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
-        let (status, body) = self.read_response()?;
-        if status != 201 {
-            bail!("POST /internal/sessions answered {status}: {}", String::from_utf8_lossy(&body));
+        let response = self.http.send(Outgoing {
+            method: Method::POST,
+            path: "/internal/sessions",
+            headers: &[("X-Internal-Key", internal_key)],
+            body: Some(("application/json", body.into_bytes())),
+        })?;
+        if response.status != StatusCode::CREATED {
+            bail!("POST /internal/sessions answered {}: {}", response.status, response.body);
         }
         let answer: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&body).context("the 201 body is not a JSON object")?;
+            serde_json::from_str(&response.body).context("the 201 body is not a JSON object")?;
         answer
             .get("token")
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned)
             .context("the 201 body has no `token`")
-    }
-
-    /// Status and body of the next response (bodies are `Content-Length` framed).
-    fn read_response(&mut self) -> Result<(u16, Vec<u8>)> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).context("reading the status line")?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .with_context(|| format!("bad status line {line:?}"))?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line).context("reading a header")? == 0 {
-                bail!("the connection closed inside a response head");
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().context("bad content-length")?;
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).context("reading a response body")?;
-        Ok((status, body))
     }
 }

@@ -15,7 +15,9 @@
 //! - **stale-on-error** (opt-in, bounded): the last good value seen at most N ago is served
 //!   when Redis or the loader fails;
 //! - **degrade to the loader** (opt-in): when Redis cannot be read, the loader answers
-//!   directly, with a bound on concurrent loads.
+//!   directly, with a bound on concurrent loads;
+//! - **a Bloom guard of known keys** (opt-in, [`LoadPolicyBuilder::known_keys`]): a key the
+//!   guard certainly never saw answers `None` with no Redis read and no load.
 //!
 //! Every read and write goes through [`CacheClient::get_value`] and
 //! [`CacheClient::set_value`] (so whatever sits under them, such as a near cache, applies).

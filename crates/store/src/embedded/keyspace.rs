@@ -1,6 +1,14 @@
 //! The embedded keyspace: values, TTLs, an expiry index and a key-order index for SCAN, with
 //! the Redis semantics the conformance suite checks. Every method takes `now`, so time is
 //! explicit and testable.
+//!
+//! The expiry index holds exactly one entry per key with a TTL (a renewed TTL replaces it), so
+//! sliding expiry cannot grow it; its size and the key count are [`EmbeddedStats`], exported on
+//! `/metrics`. A SCAN cursor is the last key examined: each step is bounded work, and a key
+//! present for the whole scan is returned exactly once. A list or hash whose last element goes
+//! is deleted, as in Redis. Each list carries a `ListWitness`, a version bumped before every
+//! change to it and retired when it goes, which lets an [`EmbeddedVerdict`] answer again
+//! without the lock or a lookup (docs/PERFORMANCE.md#list-verdict).
 
 use std::{
     any::Any,
@@ -35,7 +43,7 @@ pub enum TextReadFailure {
 pub enum IncrementFailure {
     /// The key holds a list or a hash (`WRONGTYPE`).
     WrongType,
-    /// A string that is not an integer as Redis reads one (see [`redis_integer`]): Redis's
+    /// A string that is not an integer as Redis reads one (see `redis_integer`): Redis's
     /// `ERR value is not an integer or out of range`.
     NotAnInteger,
     /// The counter is already `i64::MAX`: Redis's `ERR increment or decrement would overflow`.
@@ -93,8 +101,8 @@ impl ListWitness {
     }
 }
 
-/// Whether a list held an element, remembered against the list's [`ListWitness`] (an
-/// [`crate::ListVerdict`] keeps one for the DAO, per token).
+/// Whether a list held an element, remembered against the list's `ListWitness` (a
+/// `near_cache::ListVerdict` keeps one for the DAO, per token).
 #[derive(Debug)]
 pub struct EmbeddedVerdict {
     witness: Arc<ListWitness>,
@@ -146,7 +154,7 @@ pub struct EmbeddedStats {
     pub expiry_index: usize,
 }
 
-/// One step of a SCAN ([`Keyspace::scan`]).
+/// One step of a SCAN (`EmbeddedStore::scan`).
 #[derive(Debug)]
 pub struct ScanPage {
     /// The live keys that matched, among those examined.

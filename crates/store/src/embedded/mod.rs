@@ -144,7 +144,7 @@ impl EmbeddedStore {
     }
 
     /// Whether the list `name` holds `value`, and the verdict to remember it by
-    /// ([`crate::ListVerdict`]).
+    /// (`near_cache::ListVerdict`).
     pub fn list_verdict(&self, name: &str, value: &str) -> Result<(bool, Option<EmbeddedVerdict>), WrongType> {
         self.lock().list_verdict(name, value, Instant::now())
     }
@@ -176,7 +176,7 @@ impl EmbeddedStore {
         self.lock().expire_if_equals(key, expected, ttl, Instant::now())
     }
 
-    /// SETBIT to 1 at each offset (Redis's bit layout; see [`keyspace::Keyspace::set_bits`]).
+    /// SETBIT to 1 at each offset (Redis's bit layout; see `Keyspace::set_bits` in `keyspace.rs`).
     pub fn set_bits(&self, key: &str, offsets: &[u64]) -> Result<(), WrongType> {
         self.lock().set_bits(key, offsets, Instant::now())
     }
@@ -205,7 +205,7 @@ impl EmbeddedStore {
     }
 
     /// Deletes the live keys matching a Redis glob pattern the way `delete_matching` does on
-    /// Redis: SCAN steps of [`SCAN_PAGE`] keys, each page deleted as it comes, and the lock
+    /// Redis: SCAN steps of `SCAN_PAGE` keys, each page deleted as it comes, and the lock
     /// released (and the task yielding) between steps, so a keyspace of millions of keys never
     /// stalls other callers for more than one step.
     pub async fn delete_matching(&self, pattern: &str) -> u64 {

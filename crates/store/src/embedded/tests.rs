@@ -175,7 +175,8 @@ async fn deleting_by_pattern_lets_other_callers_in_between_steps() {
 }
 
 /// Sliding expiry renews a token's TTL on every verification: the expiry index must keep one
-/// entry per key however often that happens (it kept one per renewal until the old deadline).
+/// entry per key however often that happens (an entry per renewal, kept until its deadline,
+/// would grow the index with the request rate).
 #[tokio::test(start_paused = true)]
 async fn renewing_a_ttl_keeps_one_expiry_index_entry_per_key() {
     let store = EmbeddedStore::new();

@@ -1,97 +1,22 @@
-//! Redis for tests: the topologies `cargo xtask test` started (read from the environment) and
-//! private `redis-server` processes that one test owns and may stop and restart.
+//! Private `redis-server` processes that one test owns and may stop, freeze and restart:
+//! standalone (with or without an fsync-always AOF), replicas, sentinels, cluster nodes, and
+//! each of them with TLS.
 
 use std::{
     ffi::OsString,
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::tls::CertificateFiles;
-
-const HOW_TO_GET_REDIS: &str =
-    "run the tests with `cargo xtask test` (it installs redis-server when missing and starts private Redis servers)";
-
-/// An environment variable `cargo xtask test` sets; a missing one fails the test with the fix.
-pub fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!("{name} is not set: {HOW_TO_GET_REDIS}"),
-    }
-}
-
-/// One of the shared Redis topologies `cargo xtask test` starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Topology {
-    Standalone,
-    Cluster,
-    Sentinel,
-}
-
-impl Topology {
-    /// Its URL, from the environment `cargo xtask test` sets.
-    pub fn url(self) -> String {
-        required_env(match self {
-            Self::Standalone => "TESSERA_TEST_REDIS_URL",
-            Self::Cluster => "TESSERA_TEST_REDIS_CLUSTER_URL",
-            Self::Sentinel => "TESSERA_TEST_REDIS_SENTINEL_URL",
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Standalone => "standalone",
-            Self::Cluster => "cluster",
-            Self::Sentinel => "sentinel",
-        }
-    }
-}
-
-impl std::fmt::Display for Topology {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Where a test's sessions live: the embedded store, or a shared Redis topology.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Embedded,
-    Redis(Topology),
-}
-
-impl Backend {
-    /// The Redis URL, or `None` for the embedded store.
-    pub fn redis_url(self) -> Option<String> {
-        match self {
-            Self::Embedded => None,
-            Self::Redis(topology) => Some(topology.url()),
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Embedded => f.write_str("embedded"),
-            Self::Redis(topology) => topology.fmt(f),
-        }
-    }
-}
-
-/// The URL of one of the shared test topologies.
-pub fn test_redis_url(topology: Topology) -> String {
-    topology.url()
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use crate::{
+    RespReply, env,
+    ports::free_port,
+    signal::{self, Signal},
+    tls::CertificateFiles,
+};
 
 /// A `redis-server` this test owns, on its own port, killed on drop. With TLS it listens on a
 /// second port as well; the plaintext one stays for the test's own INFO and commands.
@@ -162,7 +87,7 @@ impl PrivateRedis {
         );
         args.push(free_port().to_string().into());
         let redis = Self::launch_with(false, args, true);
-        assert_eq!(redis.query(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), crate::RespReply::Simple("OK".into()));
+        assert_eq!(redis.query(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), RespReply::Simple("OK".into()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !redis.query(&["CLUSTER", "INFO"]).text().contains("cluster_state:ok") {
             assert!(Instant::now() < deadline, "the one-node cluster did not reach cluster_state:ok within 10 s");
@@ -211,7 +136,7 @@ impl PrivateRedis {
         };
         redis.restart();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !matches!(redis.query(&["SENTINEL", "MASTER", service]), crate::RespReply::Array(Some(_))) {
+        while !matches!(redis.query(&["SENTINEL", "MASTER", service]), RespReply::Array(Some(_))) {
             assert!(Instant::now() < deadline, "the sentinel did not report on {service} within 10 s");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -277,7 +202,8 @@ impl PrivateRedis {
     /// Kills the server (SIGKILL: like a crash) and waits until its port refuses connections.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            // A frozen server must run again to die at once and free its port.
+            let _ = signal::send(child.id(), Signal::Continue);
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -312,35 +238,34 @@ impl PrivateRedis {
 
     /// Sends one command (arguments as separate strings, so binary-safe) on a connection of
     /// its own and returns its whole reply: for tests that read the database exactly as it is.
-    pub fn query(&self, args: &[&str]) -> crate::RespReply {
+    pub fn query(&self, args: &[&str]) -> RespReply {
         crate::resp::query(self.port, args)
     }
 
     /// [`Self::query`] that reports a refused or closed connection instead of panicking.
-    pub fn try_query(&self, args: &[&str]) -> std::io::Result<crate::RespReply> {
+    pub fn try_query(&self, args: &[&str]) -> std::io::Result<RespReply> {
         crate::resp::try_query(self.port, args)
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers — a slow Redis.
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        self.signal(Signal::Stop);
     }
 
     /// Lets a frozen server run again (SIGCONT).
     pub fn thaw(&self) {
-        self.signal("-CONT");
+        self.signal(Signal::Continue);
     }
 
-    fn signal(&self, signal: &str) {
+    fn signal(&self, signal: Signal) {
         let child = self.child.as_ref().expect("the server is running");
-        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
-        assert!(status.success(), "kill {signal} failed");
+        signal::send(child.id(), signal).unwrap_or_else(|error| panic!("cannot send {signal:?}: {error}"));
     }
 
     /// Starts the server again on the same port and waits until it answers PING.
     pub fn restart(&mut self) {
         self.stop();
-        let binary = required_env("TESSERA_TEST_REDIS_SERVER");
+        let binary = env::required(env::REDIS_SERVER);
         let persistence: &[&str] =
             if self.durable { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
         let tls_port: Vec<String> =
@@ -386,7 +311,8 @@ fn tls_args(tls: &ServerTls) -> Vec<OsString> {
     args
 }
 
-fn answers_ping(port: u16) -> bool {
+/// Whether a Redis on 127.0.0.1:`port` answers PING now (within 500 ms).
+pub fn answers_ping(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     if stream.write_all(b"PING\r\n").is_err() {

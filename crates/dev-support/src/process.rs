@@ -1,4 +1,4 @@
-//! Servers a test runs as child processes (the `tessera` binary, nginx): their output goes to
+//! Servers a test or a tool runs as child processes (the `tessera` binary, nginx): their output goes to
 //! files a failing assertion can quote, and dropping the handle stops them — SIGTERM first, so
 //! nginx's master takes its workers down with it, then SIGKILL — on success and on panic alike.
 
@@ -11,6 +11,8 @@ use std::{
 };
 
 use tokio::net::TcpStream;
+
+use crate::signal::{self, Signal};
 
 /// How long a server may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -82,7 +84,7 @@ impl Drop for ServerProcess {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = signal::send(self.child.id(), Signal::Terminate);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -94,16 +96,4 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The built `tessera` binary (`TESSERA_TEST_BIN`) with a clean environment plus `env`, a
-/// working directory without `configs/`, output captured, killed when dropped.
-pub fn tessera_command(env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(crate::required_env("TESSERA_TEST_BIN"));
-    command.env_clear().current_dir(std::env::temp_dir()).envs(env.iter().copied()).kill_on_drop(true);
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    command
 }

@@ -39,13 +39,13 @@ impl RespReply {
 }
 
 /// Sends one command (`["SCAN", "0"]`) to `127.0.0.1:port` and reads its whole reply.
-pub(crate) fn query(port: u16, args: &[&str]) -> RespReply {
+pub fn query(port: u16, args: &[&str]) -> RespReply {
     try_query(port, args).unwrap_or_else(|error| panic!("{args:?} to port {port}: {error}"))
 }
 
 /// [`query`], where the connection may be refused or closed before the reply starts (a node a
 /// failover is changing: sentinel kills the promoted node's client connections).
-pub(crate) fn try_query(port: u16, args: &[&str]) -> std::io::Result<RespReply> {
+pub fn try_query(port: u16, args: &[&str]) -> std::io::Result<RespReply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut request = format!("*{}\r\n", args.len()).into_bytes();

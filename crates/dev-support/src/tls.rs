@@ -26,7 +26,8 @@ pub struct CertificateFiles {
 impl TestCertificates {
     /// Makes every certificate the TLS tests use in a new temporary directory.
     pub fn create() -> Self {
-        let dir = std::env::temp_dir().join(format!("tessera-test-tls-{}-{}", std::process::id(), crate::free_port()));
+        let dir =
+            std::env::temp_dir().join(format!("tessera-test-tls-{}-{}", std::process::id(), crate::ports::free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let certificates = Self { dir };
         certificates.self_signed_ca("ca", "Tessera Test CA");
@@ -76,53 +77,26 @@ impl TestCertificates {
     }
 
     fn self_signed_ca(&self, name: &str, common_name: &str) {
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-x509",
-                NEW_KEY[0],
-                NEW_KEY[1],
-                NEW_KEY[2],
-                NEW_KEY[3],
-                NEW_KEY[4],
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.crt"),
+        let mut args = key_and_request("-x509", name, &format!("{name}.crt"), common_name);
+        args.extend(
+            [
                 "-days",
                 "2",
-                "-subj",
-                &format!("/CN={common_name}"),
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
                 "keyUsage=critical,keyCertSign,cRLSign",
-            ],
+            ]
+            .map(str::to_owned),
         );
+        openssl(&self.dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     fn signed(&self, name: &str, common_name: &str, extensions: &str) {
         std::fs::write(self.dir.join(format!("{name}.ext")), format!("basicConstraints=CA:FALSE\n{extensions}\n"))
             .unwrap();
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-new",
-                NEW_KEY[0],
-                NEW_KEY[1],
-                NEW_KEY[2],
-                NEW_KEY[3],
-                NEW_KEY[4],
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={common_name}"),
-            ],
-        );
+        let args = key_and_request("-new", name, &format!("{name}.csr"), common_name);
+        openssl(&self.dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
         openssl(
             &self.dir,
             &[
@@ -154,6 +128,16 @@ impl Drop for TestCertificates {
 
 /// A new P-256 key, unencrypted: the arguments shared by every `openssl req` here.
 const NEW_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+/// `openssl req MODE` with a new key written to `NAME.key`, the certificate or request to
+/// `output`, for `/CN=common_name`.
+fn key_and_request(mode: &str, name: &str, output: &str, common_name: &str) -> Vec<String> {
+    let mut args = vec!["req".to_owned(), mode.to_owned()];
+    args.extend(NEW_KEY.map(str::to_owned));
+    args.extend(["-keyout".to_owned(), format!("{name}.key"), "-out".to_owned(), output.to_owned()]);
+    args.extend(["-subj".to_owned(), format!("/CN={common_name}")]);
+    args
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
