@@ -40,7 +40,8 @@ async fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
         (&[("REDIS_URL", "redis://:pw-in-url-9@host:notaport")], "REDIS_URL"),
         (&[("TESSERA_STORE", "memcached")], "TESSERA_STORE"),
         (&[("REDIS_PASSWORD", "pw-in-env-9"), ("REDIS_PORT", "abc")], "REDIS_PORT"),
-        // A public path never opens an internal one (the new user's mistake from issue 11).
+        // A public path never opens an internal one: listing an internal path (or one that
+        // normalizes to it) among the public paths is refused.
         (&[("TESSERA_PUBLIC_PATHS", "/healthz,/internal/sessions,/metrics")], "TESSERA_PUBLIC_PATHS"),
         (&[("TESSERA_PUBLIC_PATHS", "/healthz,//internal/sessions")], "TESSERA_PUBLIC_PATHS"),
     ];

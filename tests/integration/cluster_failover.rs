@@ -6,8 +6,8 @@
 //! the test measures and prints the longest time without a successful answer.
 //!
 //! Asserted: a healthy shard never goes more than [`HEALTHY_OUTAGE_BUDGET`] without an answer
-//! (Tessera routes each key to its primary's own pool, docs/CLUSTER.md; with fred's cluster
-//! client every shard stalled until the promotion, 3.7–4.5 s); the dead shard answers again
+//! (Tessera routes each key to its primary's own pool, docs/CLUSTER.md; fred's cluster client
+//! would stall every shard until the promotion, docs/FRED.md); the dead shard answers again
 //! within [`RECOVERY_BUDGET`] of the promotion; every write acknowledged on a healthy shard is
 //! readable afterwards, and a write lost with the dead primary was acknowledged in the last
 //! moments before the kill, before its replica had it (asynchronous replication: see README

@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use dev_support::http::{Connection, Method, Outgoing};
 pub use dev_support::http::HttpResponse;
+use dev_support::http::{Connection, Method, Outgoing};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

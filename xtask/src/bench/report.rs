@@ -394,8 +394,8 @@ impl Report {
                 1.0,
             ),
             // One round trip: a token's first verification is one EVALSHA; once its user is
-            // known, GET and LPOS are sent together, which costs less (docs/PERFORMANCE.md, "The
-            // miss path without a script"). The round trip itself is asserted by
+            // known, GET and LPOS are sent together, which costs less
+            // (docs/PERFORMANCE.md#known-token-pair). The round trip itself is asserted by
             // `integration::auth_api::a_verification_is_one_round_trip_however_it_is_sent`.
             Budget {
                 name: "Redis commands sent per valid verification (near cache off, standalone), in one round trip"
