@@ -261,95 +261,147 @@ impl Target {
     }
 }
 
+/// What the follower remembers between two events. Each event has one method on
+/// [`Follower`]; the loop only chooses the next event.
+#[derive(Debug)]
+struct FollowerState {
+    /// The next round of reconnections, further apart while rounds fail (a primary that
+    /// answers as a replica must not see a storm of reconnections).
+    next_round: Instant,
+    failed_rounds: u32,
+    /// When the gate was closed for a failover whose end is not announced yet.
+    failover_since: Option<Instant>,
+    /// The primary the pool must reach before the gate opens.
+    target: Option<Target>,
+    /// The primary the pool was last found on: the other sentinels' copies of an announcement
+    /// already followed must not close the gate again.
+    aligned_on: Option<Server>,
+}
+
+impl FollowerState {
+    fn new() -> Self {
+        Self { next_round: Instant::now(), failed_rounds: 0, failover_since: None, target: None, aligned_on: None }
+    }
+
+    /// Whether a `READONLY` reply should make the follower ask the sentinels: only while it
+    /// follows nothing already.
+    fn idle(&self) -> bool {
+        self.failover_since.is_none() && self.target.is_none()
+    }
+
+    /// Whether a round of reconnections is due when `next_round` comes.
+    fn realigning(&self) -> bool {
+        self.target.is_some() && self.failover_since.is_none()
+    }
+}
+
 impl Follower {
     async fn run(self, mut announcements: mpsc::Receiver<Announcement>) {
         let mut check = tokio::time::interval(CHECK_PERIOD);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The next round of reconnections, further apart while rounds fail (a primary that
-        // answers as a replica must not see a storm of reconnections).
-        let mut next_round = Instant::now();
-        let mut failed_rounds = 0_u32;
-        // When the gate was closed for a failover whose end is not announced yet.
-        let mut failover_since: Option<Instant> = None;
-        let mut target: Option<Target> = None;
-        // The primary the pool was last found on: the other sentinels' copies of an
-        // announcement already followed must not close the gate again.
-        let mut aligned_on: Option<Server> = None;
+        let mut state = FollowerState::new();
         loop {
             tokio::select! {
                 announcement = announcements.recv() => match announcement {
                     None => return,
-                    Some(Announcement::FailoverStarted) => {
-                        if failover_since.is_none() {
-                            tracing::warn!("failover started: refusing Redis commands until the new primary is known");
-                        }
-                        self.gate.close(GateClosed::Failover);
-                        failover_since = Some(Instant::now());
-                        target = None;
-                    }
-                    Some(Announcement::SwitchedTo(primary)) => {
-                        let since = failover_since.take().unwrap_or_else(Instant::now);
-                        if aligned_on.as_ref() != Some(&primary) {
-                            self.gate.close(GateClosed::Failover);
-                        }
-                        if target.as_ref().is_none_or(|current| current.primary != primary) {
-                            tracing::info!(primary = %address(&primary), "the sentinels announced a new primary");
-                            target = Some(Target { primary, since, announced: true });
-                        }
-                    }
-                    Some(Announcement::FailoverAborted) | Some(Announcement::Resubscribed) => {
-                        failover_since = None;
-                        if target.as_ref().is_none_or(Target::revisable) {
-                            target = self.agreed_primary().await.map(Target::from_sentinels).or(target);
-                        }
+                    Some(Announcement::FailoverStarted) => self.on_failover_started(&mut state),
+                    Some(Announcement::SwitchedTo(primary)) => self.on_switched_to(&mut state, primary),
+                    Some(Announcement::FailoverAborted | Announcement::Resubscribed) => {
+                        self.on_failover_over_or_missed(&mut state).await;
                     }
                 },
-                () = self.gate.read_only_reported(), if failover_since.is_none() && target.is_none() => {
-                    target = self.agreed_primary().await.map(Target::from_sentinels);
-                    if target.is_none() {
-                        tracing::warn!("no sentinel majority names a primary: Redis commands stay refused");
-                    }
-                }
-                _ = check.tick(), if target.is_none() => {
-                    if failover_since.is_some_and(|since| since.elapsed() >= FAILOVER_BOUND) {
-                        tracing::warn!("a failover announced no result within {FAILOVER_BOUND:?}");
-                        failover_since = None;
-                    }
-                    if failover_since.is_none() {
-                        target = self.agreed_primary().await.map(Target::from_sentinels);
-                    }
-                }
-                () = tokio::time::sleep_until(next_round), if target.is_some() && failover_since.is_none() => {
-                    let Some(mut current) = target.take() else { continue };
-                    let on_primary = self.realign_round(&current.primary).await;
-                    failed_rounds = if on_primary { 0 } else { failed_rounds.saturating_add(1) };
-                    next_round = Instant::now() + (REALIGN_PAUSE * 2_u32.saturating_pow(failed_rounds.min(5))).min(CHECK_PERIOD);
-                    if on_primary {
-                        if self.gate.closed().is_some() {
-                            self.gate.open();
-                            tracing::warn!(
-                                primary = %address(&current.primary),
-                                refused_ms = current.since.elapsed().as_millis() as u64,
-                                "every Redis connection is on the primary: commands resume"
-                            );
-                        }
-                        aligned_on = Some(current.primary);
-                    } else if self.gate.closed().is_some() {
-                        // Still refusing: the sentinels may name another primary by now.
-                        if current.revisable()
-                            && let Some(agreed) = self.agreed_primary().await
-                            && agreed != current.primary
-                        {
-                            tracing::info!(primary = %address(&agreed), "the sentinels name another primary now");
-                            current = Target { primary: agreed, ..current };
-                        }
-                        target = Some(current);
-                    }
-                    // Otherwise nothing was misplaced, only unanswered: an outage, which fred
-                    // rides out by itself.
+                () = self.gate.read_only_reported(), if state.idle() => self.on_read_only(&mut state).await,
+                _ = check.tick(), if state.target.is_none() => self.on_check(&mut state).await,
+                () = tokio::time::sleep_until(state.next_round), if state.realigning() => {
+                    self.on_round(&mut state).await;
                 }
             }
         }
+    }
+
+    /// `+selected-slave`: the primary stops being one any moment; commands are refused.
+    fn on_failover_started(&self, state: &mut FollowerState) {
+        if state.failover_since.is_none() {
+            tracing::warn!("failover started: refusing Redis commands until the new primary is known");
+        }
+        self.gate.close(GateClosed::Failover);
+        state.failover_since = Some(Instant::now());
+        state.target = None;
+    }
+
+    /// `+switch-master`: the pool must move to `primary` before the gate opens.
+    fn on_switched_to(&self, state: &mut FollowerState, primary: Server) {
+        let since = state.failover_since.take().unwrap_or_else(Instant::now);
+        if state.aligned_on.as_ref() != Some(&primary) {
+            self.gate.close(GateClosed::Failover);
+        }
+        if state.target.as_ref().is_none_or(|current| current.primary != primary) {
+            tracing::info!(primary = %address(&primary), "the sentinels announced a new primary");
+            state.target = Some(Target { primary, since, announced: true });
+        }
+    }
+
+    /// A failover was aborted, or a sentinel connection came back (announcements may have
+    /// been missed): follow the primary the sentinels agree on, unless an announced one is
+    /// still trusted.
+    async fn on_failover_over_or_missed(&self, state: &mut FollowerState) {
+        state.failover_since = None;
+        if state.target.as_ref().is_none_or(Target::revisable) {
+            state.target = self.agreed_primary().await.map(Target::from_sentinels).or(state.target.take());
+        }
+    }
+
+    /// A command got `READONLY`: some connection is on a replica.
+    async fn on_read_only(&self, state: &mut FollowerState) {
+        state.target = self.agreed_primary().await.map(Target::from_sentinels);
+        if state.target.is_none() {
+            tracing::warn!("no sentinel majority names a primary: Redis commands stay refused");
+        }
+    }
+
+    /// Every [`CHECK_PERIOD`] while nothing is followed: a failover that never ended is given
+    /// up after [`FAILOVER_BOUND`], and the sentinels are asked where the primary is.
+    async fn on_check(&self, state: &mut FollowerState) {
+        if state.failover_since.is_some_and(|since| since.elapsed() >= FAILOVER_BOUND) {
+            tracing::warn!("a failover announced no result within {FAILOVER_BOUND:?}");
+            state.failover_since = None;
+        }
+        if state.failover_since.is_none() {
+            state.target = self.agreed_primary().await.map(Target::from_sentinels);
+        }
+    }
+
+    /// One round of reconnections towards the target; the gate opens once every connection is
+    /// on it.
+    async fn on_round(&self, state: &mut FollowerState) {
+        let Some(mut current) = state.target.take() else { return };
+        let on_primary = self.realign_round(&current.primary).await;
+        state.failed_rounds = if on_primary { 0 } else { state.failed_rounds.saturating_add(1) };
+        state.next_round =
+            Instant::now() + (REALIGN_PAUSE * 2_u32.saturating_pow(state.failed_rounds.min(5))).min(CHECK_PERIOD);
+        if on_primary {
+            if self.gate.closed().is_some() {
+                self.gate.open();
+                tracing::warn!(
+                    primary = %address(&current.primary),
+                    refused_ms = current.since.elapsed().as_millis() as u64,
+                    "every Redis connection is on the primary: commands resume"
+                );
+            }
+            state.aligned_on = Some(current.primary);
+        } else if self.gate.closed().is_some() {
+            // Still refusing: the sentinels may name another primary by now.
+            if current.revisable()
+                && let Some(agreed) = self.agreed_primary().await
+                && agreed != current.primary
+            {
+                tracing::info!(primary = %address(&agreed), "the sentinels name another primary now");
+                current = Target { primary: agreed, ..current };
+            }
+            state.target = Some(current);
+        }
+        // Otherwise nothing was misplaced, only unanswered: an outage, which fred rides out by
+        // itself.
     }
 
     /// The primary most answering sentinels name, if more than half of them name it.

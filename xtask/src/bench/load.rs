@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::process;
 
@@ -18,13 +19,18 @@ pub(super) const CONNECTIONS: u32 = 64;
 /// Slack on top of a run's own length before it is killed.
 const DEADLINE_SLACK: Duration = Duration::from_secs(60);
 
+/// Starts the line the script's `done()` prints: the run's numbers as JSON.
+const REPORT_MARKER: &str = "xtask-wrk-report ";
+
 /// Writes the wrk script that sends `GET /auth/verify` with a token picked at random (seeded:
 /// 42, plus the thread's number) from `tokens_file`. The requests are formatted once, when
-/// each thread starts, so the script costs wrk little per request.
+/// each thread starts, so the script costs wrk little per request; `done()` prints the
+/// numbers xtask reads as one JSON line after [`REPORT_MARKER`].
 pub(super) fn write_wrk_script(script: &Path, tokens_file: &Path) -> Result<()> {
     let mut text =
         String::from("-- Written by `cargo xtask bench`: GET /auth/verify, a random seeded token per request.\n");
     writeln!(text, "local tokens_file = {}", lua_string(&tokens_file.to_string_lossy())).ok();
+    writeln!(text, "local report_marker = {}", lua_string(REPORT_MARKER)).ok();
     text.push_str(
         r#"local requests = {}
 local threads = 0
@@ -48,6 +54,17 @@ end
 
 function request()
   return requests[math.random(#requests)]
+end
+
+-- The numbers xtask reads, as one JSON line (wrk's own report is for people).
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    '\n%s{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non_2xx":%d,' ..
+    '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d}}\n',
+    report_marker, summary.requests, summary.duration,
+    math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
+    errors.status, errors.connect, errors.read, errors.write, errors.timeout))
 end
 "#,
     );
@@ -83,12 +100,23 @@ pub(super) struct WrkReport {
     pub(super) socket_errors: SocketErrors,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub(super) struct SocketErrors {
     pub(super) connect: u64,
     pub(super) read: u64,
     pub(super) write: u64,
     pub(super) timeout: u64,
+}
+
+/// The JSON line of the script's `done()`: wrk's own counters, times in microseconds.
+#[derive(Debug, Deserialize)]
+struct DoneLine {
+    requests: u64,
+    duration_us: u64,
+    p50_us: u64,
+    p99_us: u64,
+    non_2xx: u64,
+    socket_errors: SocketErrors,
 }
 
 impl SocketErrors {
@@ -118,87 +146,25 @@ pub(super) fn run_wrk(wrk: &Path, port: u16, script: &Path, seconds: u64) -> Res
     })
 }
 
-/// Reads wrk's report: the request count, Requests/sec, the 50% and 99% lines of the
-/// `Latency Distribution` block, the non-2xx/3xx count and the socket errors (both absent when
-/// there were none).
+/// Reads the JSON line the script's `done()` printed among wrk's output.
 pub(super) fn parse_wrk(text: &str) -> Result<WrkReport> {
-    let mut requests = None;
-    let mut requests_per_second = None;
-    let mut p50_ms = None;
-    let mut p99_ms = None;
-    let mut non_2xx = 0;
-    let mut socket_errors = SocketErrors::default();
-    let mut in_distribution = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("Latency Distribution") {
-            in_distribution = true;
-            continue;
-        }
-        if in_distribution {
-            if let Some((percent, value)) = line.split_once('%') {
-                match percent.trim() {
-                    "50" => p50_ms = Some(parse_duration_ms(value.trim())?),
-                    "99" => p99_ms = Some(parse_duration_ms(value.trim())?),
-                    _ => {}
-                }
-                continue;
-            }
-            in_distribution = false;
-        }
-        if let Some(rest) = line.strip_prefix("Requests/sec:") {
-            requests_per_second = Some(rest.trim().parse::<f64>().with_context(|| format!("bad line {line:?}"))?);
-        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            non_2xx = rest.trim().parse().with_context(|| format!("bad line {line:?}"))?;
-        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
-            socket_errors = parse_socket_errors(rest).with_context(|| format!("bad line {line:?}"))?;
-        } else if line.contains(" requests in ") {
-            let count = line.split_whitespace().next().unwrap_or_default();
-            requests = Some(count.parse::<u64>().with_context(|| format!("bad line {line:?}"))?);
-        }
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix(REPORT_MARKER))
+        .context("no report line from the script's done() (was the script given with -s?)")?;
+    let done: DoneLine = serde_json::from_str(line).with_context(|| format!("bad report line {line:?}"))?;
+    if done.duration_us == 0 {
+        bail!("wrk reports a run of 0 µs");
     }
+    let micros_to_ms = |micros: u64| micros as f64 / 1_000.0;
     Ok(WrkReport {
-        requests: requests.context("no `N requests in` line")?,
-        requests_per_second: requests_per_second.context("no `Requests/sec:` line")?,
-        p50_ms: p50_ms.context("no 50% line in the latency distribution (was --latency given?)")?,
-        p99_ms: p99_ms.context("no 99% line in the latency distribution")?,
-        non_2xx,
-        socket_errors,
+        requests: done.requests,
+        requests_per_second: done.requests as f64 / (done.duration_us as f64 / 1_000_000.0),
+        p50_ms: micros_to_ms(done.p50_us),
+        p99_ms: micros_to_ms(done.p99_us),
+        non_2xx: done.non_2xx,
+        socket_errors: done.socket_errors,
     })
-}
-
-/// `512.00us`, `1.23ms`, `2.00s`, `1.50m` → milliseconds.
-pub(super) fn parse_duration_ms(text: &str) -> Result<f64> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).with_context(|| format!("no unit in {text:?}"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.trim().parse().with_context(|| format!("bad number in {text:?}"))?;
-    let factor = match unit {
-        "us" => 0.001,
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
-        _ => bail!("unknown unit in {text:?}"),
-    };
-    Ok(value * factor)
-}
-
-/// ` connect 0, read 12, write 0, timeout 3`
-fn parse_socket_errors(text: &str) -> Result<SocketErrors> {
-    let mut errors = SocketErrors::default();
-    for part in text.split(',') {
-        let mut words = part.split_whitespace();
-        let (Some(kind), Some(count)) = (words.next(), words.next()) else { continue };
-        let count: u64 = count.parse()?;
-        match kind {
-            "connect" => errors.connect = count,
-            "read" => errors.read = count,
-            "write" => errors.write = count,
-            "timeout" => errors.timeout = count,
-            _ => {}
-        }
-    }
-    Ok(errors)
 }
 
 /// What one redis-benchmark run reported.

@@ -11,8 +11,7 @@ use super::revocation;
 use super::servers;
 use super::soak;
 
-const WRK_SAMPLE: &str = "\
-Running 3s test @ http://127.0.0.1:40000/auth/verify
+const WRK_SAMPLE: &str = r#"Running 3s test @ http://127.0.0.1:40000/auth/verify
   2 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency     1.71ms  834.19us  17.20ms   87.62%
@@ -27,52 +26,53 @@ Running 3s test @ http://127.0.0.1:40000/auth/verify
   Non-2xx or 3xx responses: 114676
 Requests/sec:  38208.29
 Transfer/sec:      4.95MB
-";
+
+xtask-wrk-report {"requests":114676,"duration_us":3001391,"p50_us":512,"p99_us":4120,"non_2xx":114676,"socket_errors":{"connect":0,"read":3,"write":0,"timeout":1}}
+"#;
+
+/// [`WRK_SAMPLE`] with no error of any kind.
+fn clean_wrk_sample() -> String {
+    WRK_SAMPLE
+        .replace(r#""non_2xx":114676"#, r#""non_2xx":0"#)
+        .replace(r#""read":3,"write":0,"timeout":1"#, r#""read":0,"write":0,"timeout":0"#)
+}
 
 #[test]
-fn wrk_report_is_read() {
+fn wrk_report_is_read_from_the_done_line() {
     let report = load::parse_wrk(WRK_SAMPLE).expect("the sample parses");
     assert_eq!(report.requests, 114_676);
-    assert!((report.requests_per_second - 38_208.29).abs() < 1e-6);
+    assert!((report.requests_per_second - 114_676.0 / 3.001_391).abs() < 1e-6, "{}", report.requests_per_second);
     assert!((report.p50_ms - 0.512).abs() < 1e-9, "{}", report.p50_ms);
     assert!((report.p99_ms - 4.12).abs() < 1e-9, "{}", report.p99_ms);
     assert_eq!(report.non_2xx, 114_676);
     assert_eq!(report.socket_errors, SocketErrors { connect: 0, read: 3, write: 0, timeout: 1 });
     assert_eq!(report.socket_errors.total(), 4);
+    let clean = load::parse_wrk(&clean_wrk_sample()).expect("the sample parses");
+    assert_eq!((clean.non_2xx, clean.socket_errors.total()), (0, 0));
 }
 
 #[test]
-fn a_clean_wrk_report_has_no_errors() {
-    let clean: String = WRK_SAMPLE
-        .lines()
-        .filter(|line| !line.contains("Socket errors") && !line.contains("Non-2xx"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let report = load::parse_wrk(&clean).expect("the sample parses");
-    assert_eq!(report.non_2xx, 0);
-    assert_eq!(report.socket_errors.total(), 0);
+fn a_wrk_run_without_the_done_line_or_with_a_bad_one_is_refused() {
+    let human_only: String = WRK_SAMPLE.lines().filter(|line| !line.starts_with("xtask-wrk-report")).collect();
+    let error = load::parse_wrk(&human_only).expect_err("no done line");
+    assert!(error.to_string().contains("done()"), "{error}");
+    assert!(load::parse_wrk(&WRK_SAMPLE.replace(r#""p99_us":4120,"#, "")).is_err(), "a field missing");
+    assert!(load::parse_wrk(&WRK_SAMPLE.replace("3001391", "0")).is_err(), "a run of no time");
 }
 
 #[test]
-fn a_wrk_report_without_latency_distribution_is_refused() {
-    let without: String = WRK_SAMPLE
-        .lines()
-        .filter(|line| !line.contains('%') || line.contains("Stdev"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let error = load::parse_wrk(&without).expect_err("no percentiles");
-    assert!(error.to_string().contains("50%"), "{error}");
-}
-
-#[test]
-fn wrk_durations_become_milliseconds() {
-    let cases = [("512.00us", 0.512), ("1.23ms", 1.23), ("2.00s", 2_000.0), ("1.50m", 90_000.0)];
-    for (text, expected) in cases {
-        let parsed = load::parse_duration_ms(text).expect(text);
-        assert!((parsed - expected).abs() < 1e-9, "{text}: {parsed}");
+fn the_wrk_script_reports_through_done() {
+    let dir = std::env::temp_dir().join(format!("xtask-wrk-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let script = dir.join("verify.lua");
+    load::write_wrk_script(&script, &dir.join("tokens.txt")).expect("the script is written");
+    let text = std::fs::read_to_string(&script).expect("the script is readable");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(text.contains("function done(summary, latency, requests)"), "{text}");
+    assert!(text.contains(r#"local report_marker = "xtask-wrk-report ""#), "{text}");
+    for field in ["requests", "duration_us", "p50_us", "p99_us", "non_2xx", "socket_errors"] {
+        assert!(text.contains(&format!(r#""{field}":"#)), "{field} is not printed: {text}");
     }
-    assert!(load::parse_duration_ms("12").is_err());
-    assert!(load::parse_duration_ms("12xs").is_err());
 }
 
 #[test]
@@ -174,12 +174,7 @@ fn metrics_are_read_by_name_and_labels() {
 
 #[test]
 fn the_soak_fails_on_errors_a_growing_index_or_growing_memory() {
-    let clean = load::parse_wrk(
-        &WRK_SAMPLE
-            .replace("  Socket errors: connect 0, read 3, write 0, timeout 1\n", "")
-            .replace("  Non-2xx or 3xx responses: 114676\n", ""),
-    )
-    .expect("the sample parses");
+    let clean = load::parse_wrk(&clean_wrk_sample()).expect("the sample parses");
     let sample = |at_seconds, rss_kib, expiry_index| soak::Sample { at_seconds, rss_kib, keys: 20_000, expiry_index };
     let flat = [sample(5.0, 40_000, 20_000), sample(10.0, 44_000, 20_000), sample(15.0, 43_000, 19_990)];
     assert_eq!(soak::problems(&clean, &flat), Vec::<String>::new());
