@@ -177,6 +177,40 @@ impl From<CacheError> for AuthError {
     }
 }
 
+/// How [`Authenticator::issue`] issues a token.
+///
+/// ```
+/// # use auth_core::{IssueOptions, MetadataObject, MetadataValue};
+/// # use std::time::Duration;
+/// let mut metadata = MetadataObject::new();
+/// metadata.insert("username".to_owned(), MetadataValue::from("alice"));
+/// let options = IssueOptions::with_metadata(metadata).ttl(Duration::from_secs(3600));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct IssueOptions {
+    /// Any JSON object without the fields Tessera sets: `user_id` (from the argument), `iat`
+    /// (the issue time, Unix seconds) and `ttl_seconds` (the lifetime).
+    pub metadata: MetadataObject,
+    /// The token's lifetime, from 1 s to `TESSERA_MAX_SESSION_LIFETIME`; the policy's default
+    /// TTL when `None`.
+    pub ttl: Option<Duration>,
+}
+
+impl IssueOptions {
+    /// These metadata, the default TTL.
+    pub fn with_metadata(metadata: MetadataObject) -> Self {
+        Self { metadata, ttl: None }
+    }
+
+    /// The same options with this lifetime.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
 /// A token just issued.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -276,16 +310,11 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Issues a new token for `user_id` with `metadata` (any JSON object without the fields
-    /// Tessera sets: `user_id` from the argument, `iat` — issue time, Unix seconds — and
-    /// `ttl_seconds`, the lifetime). Caps the user's sessions and prunes dead list entries.
+    /// Issues a new token for `user_id` as `options` say: its metadata and its lifetime (the
+    /// policy's default TTL unless given). Caps the user's sessions and prunes dead list entries.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
-    pub async fn issue(
-        &self,
-        user_id: UserId,
-        metadata: MetadataObject,
-        ttl: Option<Duration>,
-    ) -> Result<IssuedToken, AuthError> {
+    pub async fn issue(&self, user_id: UserId, options: IssueOptions) -> Result<IssuedToken, AuthError> {
+        let IssueOptions { metadata, ttl } = options;
         let ttl = ttl.unwrap_or(self.policy.default_ttl);
         let longest = MAX_TTL.min(self.policy.max_session_lifetime);
         if ttl < Duration::from_secs(1) || ttl > longest {

@@ -11,8 +11,8 @@ mod tests;
 mod token;
 
 pub use authenticator::{
-    AuthError, AuthPolicy, Authenticator, ISSUED_AT_FIELD, InvalidReason, IssuedToken, LIFETIME_FIELD, Principal,
-    Session, Verification,
+    AuthError, AuthPolicy, Authenticator, ISSUED_AT_FIELD, InvalidReason, IssueOptions, IssuedToken, LIFETIME_FIELD,
+    Principal, Session, Verification,
 };
 pub use dao::{CorruptMetadata, MetadataObject, MetadataValue, UserId, UserIdError};
 pub use token::{SessionId, Token, TokenFormat, TokenFormatError};

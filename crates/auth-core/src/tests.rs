@@ -123,7 +123,8 @@ fn session_ids_hide_the_token() {
 #[tokio::test]
 async fn verify_outcomes() {
     let (auth, cache) = authenticator(AuthPolicy::default());
-    let issued = auth.issue(UserId::Integer(42), metadata(&[("username", "alice")]), None).await.unwrap();
+    let issued =
+        auth.issue(UserId::Integer(42), IssueOptions::with_metadata(metadata(&[("username", "alice")]))).await.unwrap();
     let Verification::Valid(principal) = auth.verify(issued.token.expose()).await.unwrap() else { panic!("valid") };
     assert_eq!(principal.user_id(), &UserId::Integer(42));
     assert_eq!(principal.field("username").and_then(|value| value.as_str()), Some("alice"));
@@ -157,7 +158,7 @@ async fn the_session_cap_drops_the_oldest_sessions_and_their_keys() {
         authenticator(AuthPolicy { max_sessions_per_user: std::num::NonZeroU64::new(3), ..AuthPolicy::default() });
     let mut issued = Vec::new();
     for _ in 0..5 {
-        issued.push(auth.issue(UserId::Integer(1), MetadataObject::new(), None).await.unwrap());
+        issued.push(auth.issue(UserId::Integer(1), IssueOptions::default()).await.unwrap());
     }
     for (index, token) in issued.iter().enumerate() {
         let valid = matches!(auth.verify(token.token.expose()).await.unwrap(), Verification::Valid(_));
@@ -170,10 +171,10 @@ async fn the_session_cap_drops_the_oldest_sessions_and_their_keys() {
 async fn issuing_prunes_dead_entries_and_keeps_the_list_alive_as_long_as_its_tokens() {
     let (auth, cache) = authenticator(AuthPolicy { default_ttl: Duration::from_secs(60), ..AuthPolicy::default() });
     let user = UserId::text("u-1").unwrap();
-    auth.issue(user.clone(), MetadataObject::new(), Some(Duration::from_secs(10))).await.unwrap();
+    auth.issue(user.clone(), IssueOptions::default().ttl(Duration::from_secs(10))).await.unwrap();
     cache.push_to_list("token_list:u-1", "gone-token-aaaaaaaaaaaaaaaa", ListEnd::Left).await.unwrap();
     tokio::time::advance(Duration::from_secs(11)).await;
-    let long = auth.issue(user.clone(), MetadataObject::new(), Some(Duration::from_secs(600))).await.unwrap();
+    let long = auth.issue(user.clone(), IssueOptions::default().ttl(Duration::from_secs(600))).await.unwrap();
     assert_eq!(cache.get_list("token_list:u-1").await.unwrap(), [long.token.expose()], "dead entries pruned");
     match cache.get_ttl("token_list:u-1").await.unwrap() {
         cache_toolkit::Ttl::ExpiresIn(left) => assert!(left >= Duration::from_secs(599), "{left:?}"),
@@ -189,8 +190,8 @@ async fn revoke_one_session_or_all_in_every_storage_mode() {
         let policy = AuthPolicy { token_format: TokenFormat::V2, ..AuthPolicy::default() };
         let auth = Authenticator::new(CacheDao::with_storage(cache.clone(), storage), policy);
         let user = UserId::Integer(7);
-        let first = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
-        let second = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
+        let first = auth.issue(user.clone(), IssueOptions::default()).await.unwrap();
+        let second = auth.issue(user.clone(), IssueOptions::default()).await.unwrap();
         assert!(first.token.expose().starts_with("tsr_"));
         let ids: Vec<SessionId> =
             auth.list_sessions(&user).await.unwrap().into_iter().map(|session| session.session_id).collect();
@@ -205,7 +206,7 @@ async fn revoke_one_session_or_all_in_every_storage_mode() {
         assert!(auth.logout(first.token.expose()).await.unwrap(), "{storage:?}");
         assert!(matches!(auth.verify(first.token.expose()).await.unwrap(), Verification::Invalid(_)));
         assert!(cache.get_list("token_list:7").await.unwrap().is_empty(), "{storage:?}");
-        let third = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
+        let third = auth.issue(user.clone(), IssueOptions::default()).await.unwrap();
         let stored = cache.get_list("token_list:7").await.unwrap().remove(0);
         if storage != TokenStorage::Plain {
             assert!(
@@ -231,9 +232,9 @@ async fn principal_of(auth: &Authenticator, token: &Token) -> Principal {
 async fn revoke_one_session_or_all() {
     let (auth, _) = authenticator(AuthPolicy::default());
     let user = UserId::Integer(7);
-    let first = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
-    let second = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
-    let third = auth.issue(user.clone(), MetadataObject::new(), None).await.unwrap();
+    let first = auth.issue(user.clone(), IssueOptions::default()).await.unwrap();
+    let second = auth.issue(user.clone(), IssueOptions::default()).await.unwrap();
+    let third = auth.issue(user.clone(), IssueOptions::default()).await.unwrap();
     let sessions = auth.list_sessions(&user).await.unwrap();
     let ids: Vec<&SessionId> = sessions.iter().map(|session| &session.session_id).collect();
     assert_eq!(ids, [&third.session_id, &second.session_id, &first.session_id], "newest first");
@@ -251,7 +252,7 @@ async fn revoke_one_session_or_all() {
 async fn sliding_expiry_renews_a_used_token() {
     let policy = AuthPolicy { default_ttl: Duration::from_secs(100), sliding_expiry: true, ..AuthPolicy::default() };
     let (auth, _) = authenticator(policy);
-    let issued = auth.issue(UserId::Integer(3), MetadataObject::new(), None).await.unwrap();
+    let issued = auth.issue(UserId::Integer(3), IssueOptions::default()).await.unwrap();
     for _ in 0..5 {
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(matches!(auth.verify(issued.token.expose()).await.unwrap(), Verification::Valid(_)));
@@ -266,7 +267,7 @@ async fn sliding_expiry_renews_a_used_token() {
 async fn sliding_expiry_renews_a_token_to_its_own_lifetime() {
     let policy = AuthPolicy { default_ttl: Duration::from_secs(1800), sliding_expiry: true, ..AuthPolicy::default() };
     let (auth, cache) = authenticator(policy);
-    let issued = auth.issue(UserId::Integer(3), MetadataObject::new(), Some(Duration::from_secs(3))).await.unwrap();
+    let issued = auth.issue(UserId::Integer(3), IssueOptions::default().ttl(Duration::from_secs(3))).await.unwrap();
     tokio::time::advance(Duration::from_secs(2)).await;
     assert!(matches!(auth.verify(issued.token.expose()).await.unwrap(), Verification::Valid(_)));
     let key = format!("token:{}", issued.token.expose());
@@ -325,7 +326,7 @@ async fn sliding_expiry_stops_at_the_absolute_lifetime() {
 async fn inspecting_never_renews() {
     let policy = AuthPolicy { default_ttl: Duration::from_secs(10), sliding_expiry: true, ..AuthPolicy::default() };
     let (auth, _) = authenticator(policy);
-    let issued = auth.issue(UserId::Integer(6), MetadataObject::new(), None).await.unwrap();
+    let issued = auth.issue(UserId::Integer(6), IssueOptions::default()).await.unwrap();
     for _ in 0..3 {
         tokio::time::advance(Duration::from_secs(4)).await;
         let _ = auth.inspect(issued.token.expose()).await.unwrap();
@@ -340,13 +341,14 @@ async fn issue_refuses_reserved_fields_and_lifetimes_past_the_absolute_one() {
     let policy = AuthPolicy { max_session_lifetime: Duration::from_secs(3600), ..AuthPolicy::default() };
     let (auth, cache) = authenticator(policy);
     for field in ["user_id", "iat", "ttl_seconds"] {
-        let refused = auth.issue(UserId::Integer(1), metadata(&[(field, "9999999999")]), None).await;
+        let refused =
+            auth.issue(UserId::Integer(1), IssueOptions::with_metadata(metadata(&[(field, "9999999999")]))).await;
         assert!(matches!(&refused, Err(AuthError::InvalidInput(message)) if message.contains(field)), "{field}");
     }
-    let refused = auth.issue(UserId::Integer(1), MetadataObject::new(), Some(Duration::from_secs(3601))).await;
+    let refused = auth.issue(UserId::Integer(1), IssueOptions::default().ttl(Duration::from_secs(3601))).await;
     assert!(matches!(refused, Err(AuthError::InvalidInput(_))));
     assert_eq!(cache.metrics().snapshot().operations, 0, "refused before any write");
-    let issued = auth.issue(UserId::Integer(1), MetadataObject::new(), Some(Duration::from_secs(3600))).await.unwrap();
+    let issued = auth.issue(UserId::Integer(1), IssueOptions::default().ttl(Duration::from_secs(3600))).await.unwrap();
     let Verification::Valid(principal) = auth.verify(issued.token.expose()).await.unwrap() else { panic!() };
     assert_eq!(principal.field(LIFETIME_FIELD).and_then(|value| value.as_u64()), Some(3600));
     assert!(principal.issued_at().is_some());
@@ -357,7 +359,7 @@ async fn ttl_out_of_range_is_refused_before_any_write() {
     let (auth, cache) = authenticator(AuthPolicy::default());
     for ttl in [Duration::ZERO, Duration::from_millis(500), Duration::from_secs(400 * 24 * 3600)] {
         assert!(matches!(
-            auth.issue(UserId::Integer(1), MetadataObject::new(), Some(ttl)).await,
+            auth.issue(UserId::Integer(1), IssueOptions::default().ttl(ttl)).await,
             Err(AuthError::InvalidInput(_))
         ));
     }

@@ -207,8 +207,11 @@ pub struct HttpSettings {
     pub idle_timeout: Duration,
 }
 
-/// The validated settings. Built only by [`Settings::load`] or [`Settings::from_figment`].
+/// The validated settings, built by [`Settings::load`] (as the server reads them),
+/// [`Settings::from_env_pairs`] (from code) or [`Settings::from_figment`], never field by field:
+/// every value went through validation. Fields may be added in any release.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Settings {
     pub app_env: AppEnv,
     pub listen: SocketAddr,

@@ -12,7 +12,7 @@ use hyper::{
 };
 use simd_json::prelude::ValueAsScalar;
 
-use auth_core::{Principal, SessionId, UserId};
+use auth_core::{IssueOptions, Principal, SessionId, UserId};
 
 use crate::{
     audit,
@@ -130,7 +130,8 @@ pub(crate) async fn issue_session(state: &AppState, request: Request<Incoming>) 
     let body: wire::IssueSessionRequest = read_json(state, request).await?;
     let user_id = body.user_id.0;
     let ttl = body.ttl_seconds.map(|seconds| Duration::from_secs(seconds.0.get()));
-    let issued = state.auth.issue(user_id.clone(), body.metadata.unwrap_or_default(), ttl).await?;
+    let issued =
+        state.auth.issue(user_id.clone(), IssueOptions { metadata: body.metadata.unwrap_or_default(), ttl }).await?;
     audit::issued(&user_id, &issued.session_id);
     Ok(response::json(StatusCode::CREATED, &wire::IssuedSession::of(&issued)))
 }

@@ -34,7 +34,7 @@ mod state;
 pub mod telemetry;
 mod wire;
 
-pub use embed::{Tessera, TesseraError};
+pub use embed::{Tessera, TesseraBuilder, TesseraError};
 pub use lifecycle::Lifecycle;
 pub use middleware::{AuthLayer, AuthService, InternalCaller, Rejection, VerifyOutcome};
 pub use shutdown::shutdown_signal;

@@ -196,7 +196,7 @@ type OnRejection = dyn Fn(Rejection) -> Response<Bytes> + Send + Sync;
 ///     Ok::<_, Infallible>(Response::new(Bytes::from(format!("hello {user:?}"))))
 /// }));
 ///
-/// let issued = tessera.authenticator().issue(UserId::Integer(7), MetadataObject::new(), None).await?;
+/// let issued = tessera.authenticator().issue(UserId::Integer(7), IssueOptions::default()).await?;
 /// let request = hyper::Request::get("/orders")
 ///     .header("authorization", format!("Bearer {}", issued.token.expose()))
 ///     .body(())?;
@@ -585,7 +585,7 @@ mod tests {
     use hyper::StatusCode;
     use tower::ServiceExt;
 
-    use auth_core::{AuthPolicy, MetadataObject, UserId};
+    use auth_core::{AuthPolicy, IssueOptions, UserId};
     use cache_toolkit::CacheClient;
     use dao::CacheDao;
 
@@ -622,7 +622,7 @@ mod tests {
     #[tokio::test]
     async fn wraps_another_services_routes() {
         let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
-        let issued = authenticator.issue(UserId::Integer(5), MetadataObject::new(), None).await.unwrap();
+        let issued = authenticator.issue(UserId::Integer(5), IssueOptions::default()).await.unwrap();
         let layer = AuthLayer::new(authenticator)
             .public_paths(["/status"])
             .internal(vec![Secret::new("admin-key-0123456789")], |path| path.starts_with("/admin/"));
@@ -701,7 +701,7 @@ mod tests {
     #[tokio::test]
     async fn a_token_cookie_stands_in_for_a_missing_authorization_header() {
         let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
-        let issued = authenticator.issue(UserId::Integer(9), MetadataObject::new(), None).await.unwrap();
+        let issued = authenticator.issue(UserId::Integer(9), IssueOptions::default()).await.unwrap();
         let token = issued.token.expose().to_owned();
         let layer = AuthLayer::new(authenticator)
             .internal(vec![Secret::new("admin-key-0123456789")], |path| path.starts_with("/admin/"))
@@ -764,7 +764,7 @@ mod tests {
     #[tokio::test]
     async fn on_rejection_answers_in_the_services_shape() {
         let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
-        let issued = authenticator.issue(UserId::Integer(7), MetadataObject::new(), None).await.unwrap();
+        let issued = authenticator.issue(UserId::Integer(7), IssueOptions::default()).await.unwrap();
         let admin_prefix = String::from("/admin/");
         let respond = |rejection: Rejection| {
             let status = match &rejection {

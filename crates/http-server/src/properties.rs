@@ -25,7 +25,7 @@ use proptest::{
 };
 use tower::{Layer, ServiceExt};
 
-use auth_core::{AuthPolicy, Authenticator, MetadataObject, UserId};
+use auth_core::{AuthPolicy, Authenticator, IssueOptions, UserId};
 use cache_toolkit::CacheClient;
 use config::{Secret, is_internal_path};
 use dao::CacheDao;
@@ -86,7 +86,7 @@ impl Stack {
     fn new() -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let authenticator = Authenticator::new(CacheDao::new(CacheClient::embedded()), AuthPolicy::default());
-        let issued = runtime.block_on(authenticator.issue(UserId::Integer(7), MetadataObject::new(), None)).unwrap();
+        let issued = runtime.block_on(authenticator.issue(UserId::Integer(7), IssueOptions::default())).unwrap();
         let layer = AuthLayer::new(authenticator)
             .public_paths(["/healthz", "/readyz"])
             .internal(vec![Secret::new(INTERNAL_KEY)], is_internal_path);

@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use auth_core::{AuthPolicy, Authenticator, MetadataValue, UserId};
+use auth_core::{AuthPolicy, Authenticator, IssueOptions, MetadataValue, UserId};
 use cache_toolkit::CacheOptions;
 use config::{AppEnv, Settings};
 use dao::CacheDao;
@@ -70,7 +70,7 @@ async fn seed_redis(url: &str, users: u64) -> Result<Vec<String>> {
             let mut issued = Vec::new();
             for user in lane_users(lane, users) {
                 let token = authenticator
-                    .issue(UserId::Integer(i128::from(user)), bench::user_metadata(user), None)
+                    .issue(UserId::Integer(i128::from(user)), IssueOptions::with_metadata(bench::user_metadata(user)))
                     .await
                     .with_context(|| format!("issuing the token of user {user}"))?;
                 issued.push((user, token.token.expose().to_owned()));

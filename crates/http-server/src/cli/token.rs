@@ -10,7 +10,7 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
-use auth_core::{AuthError, Authenticator};
+use auth_core::{AuthError, Authenticator, IssueOptions};
 use config::{NearCacheMode, Settings, StoreKind};
 
 use super::{CommandError, TokenCommand};
@@ -67,7 +67,10 @@ pub(super) fn run(command: TokenCommand) -> Result<(), CommandError> {
 async fn execute(auth: &Authenticator, command: TokenCommand, presented: Option<&str>) -> Result<String, CommandError> {
     match command {
         TokenCommand::Issue { user_id, metadata, ttl } => {
-            let issued = auth.issue(user_id.clone(), metadata.unwrap_or_default(), ttl).await.map_err(failure)?;
+            let issued = auth
+                .issue(user_id.clone(), IssueOptions { metadata: metadata.unwrap_or_default(), ttl })
+                .await
+                .map_err(failure)?;
             audit::issued(&user_id, &issued.session_id);
             json(&wire::IssuedSession::of(&issued))
         }

@@ -2,17 +2,17 @@
 //! the caller's `Principal` as an `Extension`, and a cache-aside read with `get_or_load`.
 //!
 //! ```sh
-//! cargo run -p http-server --example axum               # the embedded store
-//! REDIS_URL=redis://127.0.0.1:6379/0 cargo run -p http-server --example axum
+//! cargo run -p tessera --example axum               # the embedded store
+//! REDIS_URL=redis://127.0.0.1:6379/0 cargo run -p tessera --example axum
 //! curl -s http://127.0.0.1:3000/me -H "Authorization: Bearer $TOKEN"   # TOKEN: printed at start
 //! ```
 //!
-//! Its test (`cargo test -p http-server --example axum`) drives the same router in-process.
+//! Its test (`cargo test -p tessera --example axum`) drives the same router in-process.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{Extension, Router, extract::State, http::StatusCode, routing::get};
-use http_server::prelude::*;
+use tessera::prelude::*;
 
 /// What the handlers share: the cache and the one `LoadPolicy` of the profiles.
 #[derive(Clone, Debug)]
@@ -64,10 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => Tessera::embedded().await?,
     };
     // A login service would do this; here it gives a token to try the route with.
-    let issued = tessera.authenticator().issue(UserId::Integer(42), MetadataObject::new(), None).await?;
+    let issued = tessera.authenticator().issue(UserId::Integer(42), IssueOptions::default()).await?;
     println!("store: {}; token for user 42: {}", tessera.describe_store(), issued.token.expose());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    axum::serve(listener, app(&tessera)?).with_graceful_shutdown(http_server::shutdown_signal()).await?;
+    axum::serve(listener, app(&tessera)?).with_graceful_shutdown(tessera::shutdown_signal()).await?;
     tessera.close().await;
     Ok(())
 }
@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(get(&app, "/me", Some("unknown-token-unknown-token")).await.0, StatusCode::UNAUTHORIZED);
         assert_eq!(get(&app, "/healthz", None).await, (StatusCode::OK, "ok".to_owned()));
 
-        let issued = tessera.authenticator().issue(UserId::Integer(42), MetadataObject::new(), None).await.unwrap();
+        let issued = tessera.authenticator().issue(UserId::Integer(42), IssueOptions::default()).await.unwrap();
         let (status, body) = get(&app, "/me", Some(issued.token.expose())).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "user 42 on the free plan"));
         // `get_or_load` cached the profile on the store.
