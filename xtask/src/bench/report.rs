@@ -7,9 +7,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use self::json::{BudgetJson, ReportJson, RevocationJson, RowJson};
+
 use super::redis_stats::CommandCounts;
 
 /// The keys of the rows the budgets read.
+mod json;
+
 pub(super) const CEILING: &str = "ceiling";
 pub(super) const NAIVE_DEFAULTS: &str = "naive-defaults";
 pub(super) const NAIVE_TIMEOUT: &str = "naive-timeout";
@@ -602,173 +606,6 @@ impl Report {
             .unwrap_or_else(|_| unreachable!("the report's types have string keys and finite-or-null numbers"));
         text.push('\n');
         text
-    }
-}
-
-/// The JSON report: the run's numbers and what is derived from them.
-#[derive(Serialize)]
-struct ReportJson<'a> {
-    quick: bool,
-    wall_seconds: f64,
-    setup: &'a Setup,
-    machine: &'a Machine,
-    rows: Vec<RowJson<'a>>,
-    stronger_naive: Option<&'static str>,
-    revocation: Option<RevocationJson<'a>>,
-    budgets: Vec<BudgetJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct BudgetJson<'a> {
-    name: &'a str,
-    measured: Option<f64>,
-    threshold: f64,
-    relation: Relation,
-    met: bool,
-}
-
-impl<'a> BudgetJson<'a> {
-    fn of(budget: &'a Budget) -> Self {
-        Self {
-            name: &budget.name,
-            measured: budget.measured,
-            threshold: budget.threshold,
-            relation: budget.relation,
-            met: budget.met(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct RevocationJson<'a> {
-    tokens: u64,
-    deadline_ms: f64,
-    not_refused: u64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    max_ms: Option<f64>,
-    samples_ms: &'a [f64],
-}
-
-impl<'a> RevocationJson<'a> {
-    fn of(revocation: &'a Revocation) -> Self {
-        Self {
-            tokens: revocation.tokens,
-            deadline_ms: revocation.deadline_ms,
-            not_refused: revocation.not_refused,
-            p50_ms: revocation.percentile_ms(50.0),
-            p99_ms: revocation.percentile_ms(99.0),
-            max_ms: revocation.percentile_ms(100.0),
-            samples_ms: &revocation.samples_ms,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct RowJson<'a> {
-    key: &'static str,
-    title: &'static str,
-    load: &'static str,
-    pipeline: Option<u32>,
-    requests_per_second_median: Option<f64>,
-    p50_ms_median: Option<f64>,
-    p99_ms_median: Option<f64>,
-    ratio_to_ceiling_median: Option<f64>,
-    redis_commands_per_request: Option<f64>,
-    server_cpu_ms_per_1k_requests_median: Option<f64>,
-    redis_cpu_ms_per_1k_requests_median: Option<f64>,
-    peak_rss_kib: Option<u64>,
-    round_trip_probe: Option<RoundTripsJson<'a>>,
-    rounds: Vec<RoundJson<'a>>,
-}
-
-impl<'a> RowJson<'a> {
-    fn of(row: &'a Row) -> Self {
-        let (load, pipeline) = match row.load {
-            Load::Wrk { valid: true } => ("wrk, valid tokens", None),
-            Load::Wrk { valid: false } => ("wrk, tokens that must be refused", None),
-            Load::RedisBenchmark { pipeline } => ("redis-benchmark GET", Some(pipeline)),
-        };
-        Self {
-            key: row.key,
-            title: row.title,
-            load,
-            pipeline,
-            requests_per_second_median: row.median_rps(),
-            p50_ms_median: row.median_p50_ms(),
-            p99_ms_median: row.median_p99_ms(),
-            ratio_to_ceiling_median: row.median_ratio_to_ceiling(),
-            redis_commands_per_request: row.commands_per_request(),
-            server_cpu_ms_per_1k_requests_median: row.median_server_cpu(),
-            redis_cpu_ms_per_1k_requests_median: row.median_redis_cpu(),
-            peak_rss_kib: row.peak_rss_kib,
-            round_trip_probe: row.round_trips.as_ref().map(RoundTripsJson::of),
-            rounds: row.rounds.iter().map(RoundJson::of).collect(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct RoundJson<'a> {
-    requests: u64,
-    requests_per_second: f64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    non_2xx: u64,
-    socket_errors: u64,
-    ratio_to_ceiling: Option<f64>,
-    redis_commands_executed_per_request: f64,
-    redis_commands_executed: &'a BTreeMap<String, u64>,
-    server_cpu_ms_per_1k_requests: Option<f64>,
-    redis_cpu_ms_per_1k_requests: f64,
-    near_cache_hits: Option<u64>,
-    near_cache_misses: Option<u64>,
-}
-
-impl<'a> RoundJson<'a> {
-    fn of(round: &'a Round) -> Self {
-        Self {
-            requests: round.requests,
-            requests_per_second: round.requests_per_second,
-            p50_ms: round.p50_ms,
-            p99_ms: round.p99_ms,
-            non_2xx: round.non_2xx,
-            socket_errors: round.socket_errors,
-            ratio_to_ceiling: round.ratio_to_ceiling,
-            redis_commands_executed_per_request: round.executed_commands_per_request(),
-            redis_commands_executed: &round.executed_commands,
-            server_cpu_ms_per_1k_requests: round.server_cpu_ms_per_1k,
-            redis_cpu_ms_per_1k_requests: round.redis_cpu_ms_per_1k,
-            near_cache_hits: round.near_cache.map(|near| near.hits),
-            near_cache_misses: round.near_cache.map(|near| near.misses),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct RoundTripsJson<'a> {
-    requests: u64,
-    seconds: f64,
-    statuses: &'a BTreeMap<u16, u64>,
-    commands_sent_per_request: f64,
-    commands_sent: &'a BTreeMap<String, u64>,
-    commands_run_by_scripts: &'a BTreeMap<String, u64>,
-    background_commands: &'a BTreeMap<String, u64>,
-    background_commands_per_second: f64,
-}
-
-impl<'a> RoundTripsJson<'a> {
-    fn of(trips: &'a RoundTrips) -> Self {
-        Self {
-            requests: trips.requests,
-            seconds: trips.seconds,
-            statuses: &trips.statuses,
-            commands_sent_per_request: trips.sent_per_request(),
-            commands_sent: &trips.commands.sent,
-            commands_run_by_scripts: &trips.commands.in_scripts,
-            background_commands: &trips.commands.background,
-            background_commands_per_second: trips.background_per_second(),
-        }
     }
 }
 
