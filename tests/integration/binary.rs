@@ -118,17 +118,21 @@ async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline()
 async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_says_so() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = tessera(&[("TESSERA_LISTEN", &listen)]).spawn().unwrap();
+    let home = tests::fresh_home();
+    let home_text = home.display().to_string();
+    let mut child = tessera(&[("TESSERA_LISTEN", &listen), ("HOME", &home_text)]).spawn().unwrap();
     let address: std::net::SocketAddr = listen.parse().unwrap();
     wait_until_listening(address).await;
     let response = get(address, "/readyz").await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     let stdout = stop_cleanly(&mut child).await;
-    assert!(
-        stdout.contains("embedded in-process store") && stdout.contains("not shared between processes"),
-        "{stdout}"
-    );
+    // Kept in the XDG default data directory under the home, which the start-up line names.
+    let data = home.join(".local").join("share").join("tessera");
+    assert!(data.join("journal").is_file(), "no journal in {}", data.display());
+    assert!(stdout.contains("embedded store loaded from its data directory"), "{stdout}");
+    assert!(stdout.contains(&data.display().to_string()), "{stdout}");
     assert!(stdout.contains("store=embedded"), "the start-up line names the store: {stdout}");
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[tokio::test]
@@ -230,7 +234,11 @@ async fn an_open_file_limit_below_the_connection_cap_is_warned_about() {
         command
             .args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), &binary])
             .env_clear()
-            .envs([("TESSERA_LISTEN", listen.as_str()), ("TESSERA_MAX_CONNECTIONS", max_connections)])
+            .envs([
+                ("TESSERA_LISTEN", listen.as_str()),
+                ("TESSERA_MAX_CONNECTIONS", max_connections),
+                ("TESSERA_DATA_DIR", "none"),
+            ])
             .current_dir(std::env::temp_dir())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -9,6 +9,7 @@ mod binary;
 mod cli;
 mod cluster_failover;
 mod connection_limits;
+mod durable_store;
 mod embed;
 mod failover;
 mod fastapi;

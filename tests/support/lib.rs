@@ -13,7 +13,7 @@
 mod backend;
 mod http;
 
-pub use backend::{Backend, tessera_command};
+pub use backend::{Backend, fresh_home, tessera_command};
 pub use dev_support::{
     CertificateFiles, ClientCertificates, LaggingLink, PrivateCluster, PrivateRedis, RespReply, ServerProcess,
     ServerTls, TestCertificates, Topology, env::required as required_env, free_port,

@@ -136,11 +136,10 @@ const SERVERS: usize = 6;
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TesseraStore<'a> {
     /// The benchmark's Redis at `url`, with the near cache on or off (`TESSERA_NEAR_CACHE`).
-    Redis {
-        url: &'a str,
-        near_cache: bool,
-    },
-    Embedded,
+    Redis { url: &'a str, near_cache: bool },
+    /// The embedded store in `data_dir` (a fresh one: emptied first) with this fsync policy,
+    /// or in memory only (`None`).
+    Embedded { data_dir: Option<&'a Path>, fsync: &'a str },
 }
 
 fn run(plan: Plan) -> Result<()> {
@@ -270,13 +269,18 @@ fn start_servers(
     let mut naive_timeout = Command::new(&binaries.naive);
     naive_timeout.args(["--listen", &listen(ports[NAIVE_TIMEOUT]), "--redis", url, "--command-timeout-ms", "1000"]);
     let tessera = |port: usize, store| tessera_command(&binaries.tessera, ports[port], store, internal_key);
+    // The embedded row keeps its data as a production instance does (the default policy).
+    let embedded_data = logs.join("data-embedded");
     let commands = [
         ("ceiling", ceiling),
         ("naive-defaults", naive_defaults),
         ("naive-timeout", naive_timeout),
         ("tessera-redis-near-off", tessera(TESSERA_NEAR_OFF, TesseraStore::Redis { url, near_cache: false })),
         ("tessera-redis-near-on", tessera(TESSERA_NEAR_ON, TesseraStore::Redis { url, near_cache: true })),
-        ("tessera-embedded", tessera(TESSERA_EMBEDDED, TesseraStore::Embedded)),
+        (
+            "tessera-embedded",
+            tessera(TESSERA_EMBEDDED, TesseraStore::Embedded { data_dir: Some(&embedded_data), fsync: "everysec" }),
+        ),
     ];
     let mut servers = Vec::new();
     for ((name, mut command), port) in commands.into_iter().zip(ports) {
@@ -467,7 +471,13 @@ pub(crate) fn tessera_command(binary: &Path, port: u16, store: TesseraStore<'_>,
             .env("TESSERA_STORE", "redis")
             .env("REDIS_URL", url)
             .env("TESSERA_NEAR_CACHE", if near_cache { "on" } else { "off" }),
-        TesseraStore::Embedded => command.env("TESSERA_STORE", "embedded"),
+        TesseraStore::Embedded { data_dir, fsync } => {
+            if let Some(dir) = data_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let data_dir = data_dir.map_or_else(|| "none".into(), |dir| dir.as_os_str().to_owned());
+            command.env("TESSERA_STORE", "embedded").env("TESSERA_DATA_DIR", data_dir).env("TESSERA_FSYNC", fsync)
+        }
     };
     command
 }

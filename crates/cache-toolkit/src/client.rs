@@ -228,7 +228,7 @@ impl CacheClient {
         on_embedded: impl AsyncFnOnce(&EmbeddedStore) -> Result<T, Refusal>,
     ) -> Result<T, CacheError> {
         let started = Instant::now();
-        let outcome = self.inner.store.run(on_redis, on_embedded).await;
+        let outcome = self.inner.store.run(operation, on_redis, on_embedded).await;
         if let Some(near) = &self.inner.near
             && !operation.is_read_only()
         {

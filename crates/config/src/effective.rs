@@ -1,6 +1,6 @@
 //! Each setting's effective value and where it came from (`default`, a file, `environment`),
 //! for `tessera check-config`. Secrets are reported as set or not, never shown. A default
-//! worked out at load (the store, the pool size, the per-peer connection cap) is reported as the
+//! worked out at load (the store, its data directory, the pool size, the per-peer connection cap) is reported as the
 //! value the server runs with, not as unset.
 
 use figment::value::{Empty, Value};
@@ -71,6 +71,10 @@ fn worked_out_default(key: &str, settings: &Settings) -> Option<String> {
         "store" => Some(settings.store.as_str().to_owned()),
         "redis_pool_size" => Some(settings.redis.pool_size.to_string()),
         "max_connections_per_ip" => Some(settings.http.max_connections_per_ip.to_string()),
+        "data_dir" => Some(match &settings.data.dir {
+            Some(dir) => dir.display().to_string(),
+            None => "none (memory only)".to_owned(),
+        }),
         "near_cache" if settings.near_cache.mode == NearCacheMode::Auto => {
             Some("auto (on for Redis 7.0 and newer)".to_owned())
         }

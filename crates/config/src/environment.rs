@@ -55,6 +55,8 @@ pub const SETTINGS: &[SettingName] = &[
     setting("access_token_expire_minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", ValueKind::Number),
     setting("listen", "TESSERA_LISTEN", ValueKind::Text),
     setting("store", "TESSERA_STORE", ValueKind::Text),
+    setting("data_dir", "TESSERA_DATA_DIR", ValueKind::Text),
+    setting("fsync", "TESSERA_FSYNC", ValueKind::Text),
     setting("internal_key", "TESSERA_INTERNAL_KEY", ValueKind::Secret),
     setting("introspection_key", "TESSERA_INTROSPECTION_KEY", ValueKind::Secret),
     setting("metrics_key", "TESSERA_METRICS_KEY", ValueKind::Secret),

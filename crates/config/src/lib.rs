@@ -77,8 +77,36 @@ impl AppEnv {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     Redis,
-    /// In-process: not shared between processes, lost on restart. For development and trials.
+    /// In-process: not shared between processes; kept in [`DataSettings::dir`] across restarts.
     Embedded,
+}
+
+/// Where the embedded store keeps its data (`TESSERA_DATA_DIR`) and when a write reaches the
+/// disk (`TESSERA_FSYNC`). Unused with Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataSettings {
+    /// `None`: memory only (`TESSERA_DATA_DIR=none`, and the test profile's default), lost on
+    /// restart. Default: `$XDG_DATA_HOME/tessera`, else `$HOME/.local/share/tessera`.
+    pub dir: Option<std::path::PathBuf>,
+    pub fsync: FsyncPolicy,
+}
+
+/// `TESSERA_FSYNC`, as Redis's `appendfsync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `always`: a write is acknowledged once it is on disk.
+    Always,
+    /// `everysec` (the default): on disk within about a second.
+    EverySecond,
+}
+
+impl FsyncPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::EverySecond => "everysec",
+        }
+    }
 }
 
 impl StoreKind {
@@ -216,6 +244,8 @@ pub struct Settings {
     pub app_env: AppEnv,
     pub listen: SocketAddr,
     pub store: StoreKind,
+    /// The embedded store's data directory and fsync policy.
+    pub data: DataSettings,
     pub redis: RedisSettings,
     pub near_cache: NearCacheConfig,
     pub access_token_ttl: Duration,

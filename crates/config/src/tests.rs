@@ -14,6 +14,9 @@ fn load_in(jail: &mut Jail, env: &[(&str, &str)]) -> Result<Settings, ConfigErro
 
 fn try_load_in(jail: &mut Jail, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     jail.clear_env();
+    // A home, as every login has: the embedded store's default data directory is under it.
+    let home = jail.directory().display().to_string();
+    jail.set_env("HOME", home);
     for (name, value) in env {
         jail.set_env(name, value);
     }
@@ -463,9 +466,14 @@ fn effective_settings_name_each_value_s_origin_and_hide_secrets() {
 fn defaults_worked_out_at_load_are_reported_as_loaded() {
     Jail::expect_with(|jail| {
         jail.clear_env();
+        jail.set_env("XDG_DATA_HOME", "/var/lib/data-home");
         let (settings, sources) = Settings::load_with_sources().map_err(|error| error.to_string())?;
         let rows = sources.effective(&settings);
         assert_eq!(effective_row(&rows, "TESSERA_STORE"), ("embedded".to_owned(), "default".to_owned()));
+        assert_eq!(
+            effective_row(&rows, "TESSERA_DATA_DIR"),
+            ("/var/lib/data-home/tessera".to_owned(), "default".to_owned())
+        );
         assert_eq!(effective_row(&rows, "TESSERA_REDIS_POOL_SIZE").0, settings.redis.pool_size.to_string());
         assert!(effective_row(&rows, "TESSERA_NEAR_CACHE").0.starts_with("auto"));
         assert_eq!(effective_row(&rows, "REDIS_PASSWORD"), (NOT_SET.to_owned(), "default".to_owned()));
@@ -678,6 +686,42 @@ fn session_lifetime_and_per_ip_cap() {
         let error = load_in(jail, &[("TESSERA_MAX_CONNECTIONS", "10"), ("TESSERA_MAX_CONNECTIONS_PER_IP", "11")])
             .expect_err("above the global cap");
         assert_eq!(error.setting, "TESSERA_MAX_CONNECTIONS_PER_IP", "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_data_directory_and_the_fsync_policy() {
+    Jail::expect_with(|jail| {
+        let settings = load_in(jail, &[]).expect("dev defaults");
+        let home = jail.directory().join(".local").join("share").join("tessera");
+        assert_eq!(settings.data, DataSettings { dir: Some(home), fsync: FsyncPolicy::EverySecond });
+        let settings = load_in(jail, &[("XDG_DATA_HOME", "/srv/data"), ("TESSERA_FSYNC", "always")]).expect("xdg");
+        assert_eq!(settings.data.dir.as_deref(), Some(std::path::Path::new("/srv/data/tessera")));
+        assert_eq!(settings.data.fsync, FsyncPolicy::Always);
+        // A relative XDG_DATA_HOME is ignored, as the XDG rule says.
+        let settings = load_in(jail, &[("XDG_DATA_HOME", "relative")]).expect("relative xdg");
+        assert!(settings.data.dir.as_deref().is_some_and(|dir| dir.starts_with(jail.directory())));
+        let settings = load_in(jail, &[("TESSERA_DATA_DIR", "none")]).expect("memory only");
+        assert_eq!(settings.data.dir, None);
+        let settings = load_in(jail, &[("TESSERA_DATA_DIR", "sessions")]).expect("relative dir");
+        assert!(settings.data.dir.as_deref().is_some_and(|dir| dir.is_absolute() && dir.ends_with("sessions")));
+        // The test profile keeps nothing unless told to; Redis needs no directory.
+        let settings = load_in(jail, &[("APP_ENV", "test"), ("TESSERA_STORE", "embedded")]).expect("test profile");
+        assert_eq!(settings.data.dir, None);
+        let settings = load_in(jail, &[("REDIS_URL", "redis://127.0.0.1:7000")]).expect("redis");
+        assert_eq!(settings.data.dir, None);
+        for (name, value, problem) in
+            [("TESSERA_FSYNC", "sometimes", "expected `always` or `everysec`"), ("TESSERA_DATA_DIR", " ", "is empty")]
+        {
+            let error = load_in(jail, &[(name, value)]).expect_err(value);
+            assert_eq!(error.setting, name, "{error}");
+            assert!(error.problem.contains(problem), "{error}");
+        }
+        jail.clear_env();
+        let error = Settings::load().expect_err("no home");
+        assert_eq!(error.setting, "TESSERA_DATA_DIR", "{error}");
+        assert!(error.problem.contains("neither XDG_DATA_HOME nor HOME"), "{error}");
         Ok(())
     });
 }

@@ -6,10 +6,10 @@ use std::{net::SocketAddr, num::NonZeroU64, path::PathBuf, time::Duration};
 use figment::Figment;
 
 use crate::{
-    AppEnv, AuthSettings, ClientIdentity, ConfigError, HostPort, HttpSettings, InternalKeys, LogFormat,
-    NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, RedisTls, Secret, Settings, StoreKind, TokenFormat,
-    TokenStorage, TrustedRoots, access, duration, environment, escape_control_characters, is_internal_path, origin,
-    raw::RawSettings, redis_target, redis_tls,
+    AppEnv, AuthSettings, ClientIdentity, ConfigError, DataSettings, FsyncPolicy, HostPort, HttpSettings, InternalKeys,
+    LogFormat, NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, RedisTls, Secret, Settings, StoreKind,
+    TokenFormat, TokenStorage, TrustedRoots, access, duration, environment, escape_control_characters,
+    is_internal_path, origin, raw::RawSettings, redis_target, redis_tls,
 };
 
 const MAX_POOL_SIZE: usize = 256;
@@ -94,6 +94,7 @@ impl Validator<'_> {
             app_env,
             listen,
             store,
+            data: self.data(app_env, store, &raw)?,
             redis,
             near_cache: self.near_cache(&raw)?,
             access_token_ttl: Duration::from_secs(u64::from(raw.access_token_expire_minutes) * 60),
@@ -114,6 +115,36 @@ impl Validator<'_> {
             log_format,
             log_filter: raw.log,
         })
+    }
+
+    /// `TESSERA_DATA_DIR` (a path, or `none`) and `TESSERA_FSYNC`.
+    /// The default directory is only looked for when the store is the embedded one (outside
+    /// the test profile, whose default is memory only).
+    fn data(&self, app_env: AppEnv, store: StoreKind, raw: &RawSettings) -> Result<DataSettings, ConfigError> {
+        let fsync = match raw.fsync.trim().to_ascii_lowercase().as_str() {
+            "always" => FsyncPolicy::Always,
+            "everysec" => FsyncPolicy::EverySecond,
+            other => {
+                return Err(self.error("fsync", format!("unknown policy `{other}`, expected `always` or `everysec`")));
+            }
+        };
+        let dir = match raw.data_dir.as_deref().map(str::trim) {
+            Some(text) if text.eq_ignore_ascii_case("none") => None,
+            Some("") => {
+                return Err(self.error("data_dir", "is empty: name a directory, or `none` for memory only".to_owned()));
+            }
+            Some(text) => Some(absolute(std::path::Path::new(text))),
+            None if app_env == AppEnv::Test || store != StoreKind::Embedded => None,
+            None => Some(default_data_dir().ok_or_else(|| {
+                self.error(
+                    "data_dir",
+                    "has no default: neither XDG_DATA_HOME nor HOME is set; name a directory, or `none` for \
+                     memory only"
+                        .to_owned(),
+                )
+            })?),
+        };
+        Ok(DataSettings { dir, fsync })
     }
 
     fn redis(&self, raw: &RawSettings) -> Result<RedisSettings, ConfigError> {
@@ -552,4 +583,22 @@ fn reaches_internal_path(path: &str) -> bool {
 
 fn comma_list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// `$XDG_DATA_HOME/tessera`, else `$HOME/.local/share/tessera` (the XDG base directory rule);
+/// an empty or relative `XDG_DATA_HOME` is ignored, as the specification says.
+fn default_data_dir() -> Option<std::path::PathBuf> {
+    let from = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from).filter(|path| path.is_absolute());
+    from("XDG_DATA_HOME")
+        .map(|data| data.join("tessera"))
+        .or_else(|| from("HOME").map(|home| home.join(".local").join("share").join("tessera")))
+}
+
+/// `path` against the working directory when it is relative, so logs and lock errors name
+/// the directory whatever the process's directory is later.
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    std::env::current_dir().map_or_else(|_| path.to_owned(), |current| current.join(path))
 }

@@ -66,6 +66,23 @@ impl ServerProcess {
         }
     }
 
+    /// Sends `signal` to the server (SIGKILL: a crash; SIGTERM: a clean stop).
+    pub fn signal(&self, signal: Signal) {
+        signal::send(self.child.id(), signal).unwrap_or_else(|error| panic!("cannot signal {}: {error}", self.name));
+    }
+
+    /// Waits (at most `timeout`) for the server to exit; its exit status.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}\n{}", self.name, self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every log file's contents under its path, for a failing assertion's message.
     pub fn logs(&self) -> String {
         self.logs

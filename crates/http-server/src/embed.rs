@@ -105,6 +105,18 @@ impl TesseraBuilder {
         self.setting("TESSERA_MAX_SESSION_LIFETIME", &format!("{}s", lifetime.as_secs()))
     }
 
+    /// Keeps the embedded store's data in `dir` across restarts (`TESSERA_DATA_DIR`; locked
+    /// while this process runs).
+    pub fn data_dir(self, dir: &std::path::Path) -> Self {
+        self.setting("TESSERA_DATA_DIR", &dir.to_string_lossy())
+    }
+
+    /// Whether a write to the embedded store is acknowledged only once it is on disk
+    /// (`TESSERA_FSYNC=always`) rather than synced every second (`everysec`, the default).
+    pub fn fsync_always(self, always: bool) -> Self {
+        self.setting("TESSERA_FSYNC", if always { "always" } else { "everysec" })
+    }
+
     /// Validates the settings and starts the store (bounded by the connect timeout).
     pub async fn connect(self) -> Result<Tessera, TesseraError> {
         let pairs: Vec<(&str, &str)> = self.pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
@@ -148,8 +160,9 @@ impl Tessera {
         Self::builder(url).connect().await
     }
 
-    /// An in-process store with every other setting at its default (tests, examples, one
-    /// process alone: nothing is shared with another process).
+    /// An in-process store, in memory only, with every other setting at its default (tests,
+    /// examples, one process alone: nothing is shared with another process or kept across a
+    /// restart; [`TesseraBuilder::data_dir`] keeps it).
     pub async fn embedded() -> Result<Self, TesseraError> {
         Self::embedded_builder().connect().await
     }
@@ -159,9 +172,10 @@ impl Tessera {
         TesseraBuilder::new(("REDIS_URL", url))
     }
 
-    /// A [`TesseraBuilder`] on an in-process store.
+    /// A [`TesseraBuilder`] on an in-process store, in memory only until
+    /// [`TesseraBuilder::data_dir`] names a directory.
     pub fn embedded_builder() -> TesseraBuilder {
-        TesseraBuilder::new(("TESSERA_STORE", "embedded"))
+        TesseraBuilder::new(("TESSERA_STORE", "embedded")).setting("TESSERA_DATA_DIR", "none")
     }
 
     /// Starts the store the settings name ([`Settings::load`] reads them as the server does;

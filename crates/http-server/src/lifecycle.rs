@@ -19,9 +19,9 @@ impl Lifecycle {
     /// Initializes the store named by the settings (bounded by the connect timeout).
     pub async fn start(settings: &Settings) -> Result<Self, InfraError> {
         let backend = Backend::start(settings).await?;
-        if backend.is_embedded() {
+        if backend.is_embedded() && backend.data_dir().is_none() {
             tracing::warn!(
-                "using the embedded in-process store: sessions are not shared between processes and do not survive a restart; set REDIS_URL or REDIS_HOST (or TESSERA_STORE=redis) for Redis"
+                "using the embedded in-process store in memory only: sessions are not shared between processes and do not survive a restart; set TESSERA_DATA_DIR to keep them, or REDIS_URL or REDIS_HOST (or TESSERA_STORE=redis) for Redis"
             );
         }
         Ok(Self { backend })

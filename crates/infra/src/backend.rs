@@ -26,7 +26,10 @@ use cache_toolkit::{
     CacheClient, CacheError, CacheOptions, CacheStore, EmbeddedStore, KeyPrefix, NearCacheSettings, PrimaryGate,
     RedisPool,
 };
-use config::{NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, Settings, StoreKind};
+use config::{
+    DataSettings, FsyncPolicy, NearCacheConfig, NearCacheMode, RedisSettings, RedisTarget, Settings, StoreKind,
+};
+use store::embedded::{Durability, Fsync};
 
 use crate::error::InfraError;
 
@@ -40,7 +43,14 @@ pub struct Backend {
 #[derive(Debug)]
 enum Store {
     Redis(RedisConnection),
-    Embedded,
+    /// The in-process store; with its data directory when it keeps its data there.
+    Embedded(Option<DurableStore>),
+}
+
+#[derive(Debug)]
+struct DurableStore {
+    store: EmbeddedStore,
+    dir: std::path::PathBuf,
 }
 
 /// A connected Redis store, the fred pool it was built from and the task that drives that pool,
@@ -76,8 +86,31 @@ impl Backend {
                 }
                 Ok(backend)
             }
-            StoreKind::Embedded => Ok(Self::embedded(options)),
+            StoreKind::Embedded => Self::open_embedded(&settings.data, options),
         }
+    }
+
+    /// The embedded store in the settings' data directory (its journal replayed, the
+    /// directory locked), or in memory only when there is none.
+    pub fn open_embedded(data: &DataSettings, options: CacheOptions) -> Result<Self, InfraError> {
+        let Some(dir) = &data.dir else { return Ok(Self::embedded(options)) };
+        let fsync = match data.fsync {
+            FsyncPolicy::Always => Fsync::Always,
+            FsyncPolicy::EverySecond => Fsync::EverySecond,
+        };
+        let started = Instant::now();
+        let (store, loaded) = EmbeddedStore::open(&Durability::new(dir, fsync))?;
+        tracing::info!(
+            dir = %dir.display(),
+            fsync = data.fsync.as_str(),
+            keys = loaded.keys,
+            records = loaded.records,
+            bytes = loaded.bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "embedded store loaded from its data directory"
+        );
+        let cache = CacheClient::new(CacheStore::Embedded(store.clone()), options);
+        Ok(Self { cache, store: Store::Embedded(Some(DurableStore { store, dir: dir.clone() })) })
     }
 
     /// Puts the near cache in front of Redis as `TESSERA_NEAR_CACHE` asks: `auto` turns it on
@@ -101,9 +134,12 @@ impl Backend {
         Ok(())
     }
 
-    /// A fresh in-process store.
+    /// A fresh in-process store, in memory only.
     pub fn embedded(options: CacheOptions) -> Self {
-        Self { cache: CacheClient::new(CacheStore::Embedded(EmbeddedStore::new()), options), store: Store::Embedded }
+        Self {
+            cache: CacheClient::new(CacheStore::Embedded(EmbeddedStore::new()), options),
+            store: Store::Embedded(None),
+        }
     }
 
     /// Connects and waits (at most the connect timeout) for every pooled connection to be ready.
@@ -175,7 +211,15 @@ impl Backend {
     }
 
     pub fn is_embedded(&self) -> bool {
-        matches!(self.store, Store::Embedded)
+        matches!(self.store, Store::Embedded(_))
+    }
+
+    /// The embedded store's data directory, when it keeps its data in one.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        match &self.store {
+            Store::Embedded(Some(durable)) => Some(&durable.dir),
+            _ => None,
+        }
     }
 
     /// `redis standalone 127.0.0.1:6379`, `redis cluster h1:7000,h2:7000 over TLS` or
@@ -186,7 +230,8 @@ impl Backend {
                 let over_tls = if redis.tls { " over TLS" } else { "" };
                 format!("redis {} {}{over_tls}", redis.topology, redis.addresses)
             }
-            Store::Embedded => "embedded (in-process)".to_owned(),
+            Store::Embedded(None) => "embedded (in-process, memory only)".to_owned(),
+            Store::Embedded(Some(durable)) => format!("embedded (in-process, data in {})", durable.dir.display()),
         }
     }
 
@@ -209,9 +254,24 @@ impl Backend {
 
     /// Sends QUIT on every connection and waits (bounded) for the connection task to end.
     pub async fn close(self) {
-        let Store::Redis(redis) = self.store else {
-            tracing::info!("embedded store dropped");
-            return;
+        let redis = match self.store {
+            Store::Redis(redis) => redis,
+            Store::Embedded(None) => {
+                tracing::info!("embedded store dropped (memory only)");
+                return;
+            }
+            Store::Embedded(Some(durable)) => {
+                // Everything acknowledged so far on disk before the process goes.
+                match durable.store.settle(true).await {
+                    Ok(()) => {
+                        tracing::info!(dir = %durable.dir.display(), "embedded store synced to its data directory")
+                    }
+                    Err(error) => {
+                        tracing::error!(dir = %durable.dir.display(), %error, "embedded store: the last writes may not be on disk")
+                    }
+                }
+                return;
+            }
         };
         if let Some(watch) = redis.sentinel_watch {
             watch.stop(redis.close_timeout).await;

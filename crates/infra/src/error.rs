@@ -26,4 +26,8 @@ pub enum InfraError {
         "invalid setting TESSERA_NEAR_CACHE: `on`, but the store ({store}) cannot run a near cache (it needs Redis 7.0 or newer)"
     )]
     NearCacheUnsupported { store: String },
+    /// The embedded store's data directory cannot be used: another process holds it, it
+    /// cannot be read or written, or its journal is corrupt.
+    #[error(transparent)]
+    DataDir(#[from] store::embedded::DataDirError),
 }

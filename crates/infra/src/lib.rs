@@ -12,3 +12,4 @@ mod tls;
 
 pub use backend::Backend;
 pub use error::InfraError;
+pub use store::embedded::{DataDirError, Recovered, recover as recover_data_dir};

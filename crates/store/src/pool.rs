@@ -148,6 +148,8 @@ pub enum StoreFailure {
     Refused(&'static str),
     /// Not sent: the primary is changing ([`PrimaryGate`]).
     PrimaryChanging(GateClosed),
+    /// The embedded store cannot keep writes in its data directory (a full disk, an I/O error).
+    NotDurable,
 }
 
 impl From<fred::error::Error> for StoreFailure {
@@ -197,6 +199,7 @@ impl CacheStore {
     #[doc(hidden)]
     pub async fn run<T, Refusal: Into<StoreFailure>>(
         &self,
+        operation: Op,
         on_redis: impl AsyncFnOnce(&Route) -> Result<T, fred::error::Error>,
         on_embedded: impl AsyncFnOnce(&EmbeddedStore) -> Result<T, Refusal>,
     ) -> Result<T, StoreFailure> {
@@ -215,7 +218,21 @@ impl CacheStore {
                     StoreFailure::from(error)
                 })
             }
-            Self::Embedded(store) => on_embedded(store).await.map_err(Into::into),
+            Self::Embedded(store) => {
+                let writes = !operation.is_read_only();
+                // A write the journal could not keep is refused before it is applied.
+                if writes && store.write_failure().is_some() {
+                    return Err(StoreFailure::NotDurable);
+                }
+                let outcome = on_embedded(store).await.map_err(Into::into)?;
+                if writes {
+                    // A lock's fencing counter must never go back after a crash: on disk before
+                    // the lock is handed out, whatever the fsync policy.
+                    let force = operation == Op::AcquireLock;
+                    store.settle(force).await.map_err(|_| StoreFailure::NotDurable)?;
+                }
+                Ok(outcome)
+            }
         }
     }
 
@@ -252,6 +269,9 @@ impl StoreFailure {
             Self::NotUtf8 => CacheError::bad_data(operation, key, "Could not convert to string."),
             Self::Refused(reply) => CacheError::rejected(operation, key, reply),
             Self::PrimaryChanging(why) => CacheError::unavailable(operation, Some(key), why.as_str()),
+            Self::NotDurable => {
+                CacheError::unavailable(operation, Some(key), "the embedded store cannot write its data directory")
+            }
         }
     }
 }

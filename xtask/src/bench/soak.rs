@@ -55,7 +55,9 @@ pub(super) fn run(seconds: u64) -> Result<()> {
 
     let port = process::free_port(&[], false)?;
     let internal_key = format!("soak-{}", probe::unknown_tokens(1)?.concat());
-    let mut command = super::tessera_command(&binaries.tessera, port, TesseraStore::Embedded, &internal_key);
+    let data_dir = dir.join("data-soak");
+    let store = TesseraStore::Embedded { data_dir: Some(&data_dir), fsync: "everysec" };
+    let mut command = super::tessera_command(&binaries.tessera, port, store, &internal_key);
     command.env("TESSERA_SLIDING_EXPIRY", "true");
     let mut server = ServerProcess::start("tessera-soak", &mut command, port, &logs, &registry)?;
     let tokens = dir.join("tokens.txt");

@@ -30,7 +30,14 @@ fn report(settings: &Settings, sources: &config::Sources) -> String {
 /// The store the settings select, by topology and `host:port` only (never the URL).
 fn describe_store(settings: &Settings) -> String {
     match settings.store {
-        StoreKind::Embedded => "embedded (in-process: not shared between processes, lost on restart)".to_owned(),
+        StoreKind::Embedded => match &settings.data.dir {
+            Some(dir) => format!(
+                "embedded (in-process, not shared between processes; data in {}, fsync {})",
+                dir.display(),
+                settings.data.fsync.as_str()
+            ),
+            None => "embedded (in-process, not shared between processes; memory only, lost on restart)".to_owned(),
+        },
         StoreKind::Redis => {
             let target = &settings.redis.target;
             let tls = if settings.redis.tls.is_some() { " over TLS" } else { "" };

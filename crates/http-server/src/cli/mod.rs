@@ -1,6 +1,7 @@
 //! The `tessera` command line (clap): `tessera` or `tessera serve` runs the server,
 //! `check-config` reports the effective settings, `token issue|list|revoke|inspect` work on the
-//! sessions in the configured Redis through the same authenticator as the server.
+//! sessions in the configured Redis through the same authenticator as the server, and `data
+//! recover` repairs the embedded store's journal.
 //!
 //! Exit codes: 0 success, 2 a usage or settings error, 1 a runtime failure (Redis unreachable,
 //! no such session). Every failure is one line on stderr, `tessera: …`; command results go to
@@ -9,6 +10,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line reports on stdout and stderr")]
 
 mod check_config;
+mod data;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -48,6 +50,20 @@ enum Command {
     /// which lives only inside a running server).
     #[command(subcommand, arg_required_else_help = false)]
     Token(TokenCommand),
+    /// Work on the embedded store's data directory (TESSERA_DATA_DIR) while no server uses it.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Cut a corrupt journal back to its last whole record before the damage, keeping the
+    /// journal as it was beside it (journal.corrupt-<time>); the start-up error names the byte.
+    Recover {
+        /// The data directory (default: TESSERA_DATA_DIR as the server reads it).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +162,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Serve => serve::run(),
         Command::CheckConfig => check_config::run(),
         Command::Token(command) => token::run(command),
+        Command::Data(command) => data::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -725,3 +725,89 @@ fn resolve_range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
     }
     Some((usize::try_from(start).ok()?, usize::try_from(stop).ok()?))
 }
+
+/// A key's value as the journal writes it, borrowed from the keyspace.
+#[derive(Debug)]
+pub(super) enum ValueRef<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    List(&'a VecDeque<String>),
+    Hash(&'a HashMap<String, String>),
+}
+
+/// A key's value as the journal reads it back.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StoredValue {
+    Text(String),
+    Bytes(Vec<u8>),
+    List(Vec<String>),
+    Hash(Vec<(String, String)>),
+}
+
+/// What persistence reads and writes, apart from the operations: a key's whole state, and the
+/// state a replayed record sets. Replay sets what a record says whatever the clock says now
+/// (expired keys are swept once replay is done), so a record applies the same at any time.
+impl Keyspace {
+    /// `key`'s value and deadline when it is live at `now`.
+    pub(super) fn state_of(&self, key: &str, now: Instant) -> Option<(ValueRef<'_>, Option<Instant>)> {
+        let entry = self.peek(key, now)?;
+        let value = match &entry.value {
+            Value::String(text) => ValueRef::Text(&text.text),
+            Value::Bytes(bytes) => ValueRef::Bytes(bytes),
+            Value::List(list) => ValueRef::List(&list.items),
+            Value::Hash(hash) => ValueRef::Hash(hash),
+        };
+        Some((value, entry.expires_at))
+    }
+
+    /// Whether `key` holds a live value at `now`.
+    pub(super) fn is_live(&self, key: &str, now: Instant) -> bool {
+        self.peek(key, now).is_some()
+    }
+
+    /// Up to `count` keys after `after` in key order (a snapshot's next chunk), and whether
+    /// they are the last.
+    pub(super) fn names_after(&self, after: Option<&str>, count: usize) -> (Vec<Arc<str>>, bool) {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let names: Vec<Arc<str>> = self.names.range::<str, _>((start, Bound::Unbounded)).take(count).cloned().collect();
+        let last = names.len() < count;
+        (names, last)
+    }
+
+    /// Sets `key` to `value` with `expires_at`, replacing whatever it held.
+    pub(super) fn restore(&mut self, key: &str, value: StoredValue, expires_at: Option<Instant>) {
+        self.remove(key);
+        let value = match value {
+            StoredValue::Text(text) => Value::String(Text::new(text)),
+            StoredValue::Bytes(bytes) => Value::Bytes(bytes),
+            StoredValue::List(items) => Value::List(List { items: items.into(), witness: Arc::default() }),
+            StoredValue::Hash(fields) => Value::Hash(fields.into_iter().collect()),
+        };
+        self.insert_new(key, Entry { value, expires_at: None });
+        self.set_expiry(key, expires_at);
+        self.drop_if_empty(key);
+    }
+
+    /// Sets bits of `key` as `set_bits` did: on a new bitmap when `fresh`, else on what the key
+    /// holds; then gives the key `expires_at`.
+    pub(super) fn restore_bits(&mut self, key: &str, offsets: &[u64], fresh: bool, expires_at: Option<Instant>) {
+        if fresh {
+            self.remove(key);
+        }
+        // Replay sets what the record says: the key counts as live for the operation, and a
+        // wrong type (which the original operation refused, so no record) cannot occur.
+        self.set_expiry(key, None);
+        let _ = self.set_bits(key, offsets, Instant::now());
+        self.set_expiry(key, expires_at);
+    }
+
+    /// Gives `key`, if it is held, `expires_at`.
+    pub(super) fn restore_expiry(&mut self, key: &str, expires_at: Option<Instant>) {
+        self.set_expiry(key, expires_at);
+    }
+
+    /// Removes `key`.
+    pub(super) fn restore_deletion(&mut self, key: &str) {
+        self.remove(key);
+    }
+}

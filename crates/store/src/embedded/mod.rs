@@ -8,7 +8,9 @@
 //! background sweeper that stops when the last handle is dropped.
 
 mod glob;
+mod journal;
 mod keyspace;
+mod record;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +23,10 @@ use std::{
 use tokio::time::Instant;
 
 pub use glob::glob_escape;
+use journal::Journal;
+pub use journal::{
+    DataDirError, Durability, Fsync, JOURNAL_FILE, LOCK_FILE, REWRITE_MIN_BYTES, Recovered, Replayed, recover,
+};
 use keyspace::Keyspace;
 pub use keyspace::{EmbeddedStats, ScanPage};
 pub use keyspace::{EmbeddedVerdict, IncrementFailure, TextReadFailure, WrongType};
@@ -33,10 +39,12 @@ const SWEEP_BATCH: usize = 1_000;
 /// Keys one SCAN step examines (Redis's COUNT, as the Redis side sends it).
 const SCAN_PAGE: usize = 500;
 
-/// A handle on one in-process keyspace; clones share it.
+/// A handle on one in-process keyspace; clones share it. Opened on a data directory
+/// ([`EmbeddedStore::open`]), every write is journaled there and the keyspace survives restarts.
 #[derive(Clone, Debug)]
 pub struct EmbeddedStore {
     keyspace: Arc<Mutex<Keyspace>>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl Default for EmbeddedStore {
@@ -49,11 +57,88 @@ impl EmbeddedStore {
     /// An empty keyspace. Inside a tokio runtime this also starts the sweeper that reclaims
     /// expired keys; outside one, expired keys are still never returned, and go when touched.
     pub fn new() -> Self {
-        let keyspace = Arc::new(Mutex::new(Keyspace::default()));
+        Self::with(Keyspace::default(), None)
+    }
+
+    /// The keyspace kept in `durability.dir`: its journal replayed, its directory locked, every
+    /// write journaled from now on (`journal.rs`). Fails when another process holds the
+    /// directory, or when the journal is corrupt before its end (a torn last record, which a
+    /// crash leaves, is cut off with a warning and reported in [`Replayed`]).
+    pub fn open(durability: &Durability) -> Result<(Self, Replayed), DataDirError> {
+        let (journal, keyspace, loaded) = Journal::open(durability)?;
+        let store = Self::with(keyspace, Some(Arc::new(journal)));
+        if let Some(journal) = &store.journal {
+            journal.follow(&store.keyspace);
+        }
+        Ok((store, loaded))
+    }
+
+    fn with(keyspace: Keyspace, journal: Option<Arc<Journal>>) -> Self {
+        let keyspace = Arc::new(Mutex::new(keyspace));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep_until_dropped(Arc::downgrade(&keyspace)));
         }
-        Self { keyspace }
+        Self { keyspace, journal }
+    }
+
+    /// Whether writes are journaled (opened on a data directory).
+    pub fn is_durable(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Why writes cannot be kept any more, when the journal failed (a full disk).
+    pub fn write_failure(&self) -> Option<Arc<str>> {
+        self.journal.as_ref()?.failure()
+    }
+
+    /// Waits until the writes made so far are as durable as the policy promises before an
+    /// acknowledgement (on disk with [`Fsync::Always`]); `force`: on disk whatever the policy.
+    pub async fn settle(&self, force: bool) -> Result<(), Arc<str>> {
+        match &self.journal {
+            Some(journal) => journal.settle(force).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Rewrites the journal now (compaction; it also happens by itself as the journal grows).
+    #[doc(hidden)]
+    pub fn rewrite_journal(&self) -> std::io::Result<()> {
+        self.journal.as_ref().map_or(Ok(()), |journal| journal.rewrite_now())
+    }
+
+    /// The journal's length in bytes as written so far (0 without one).
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |journal| journal.written_bytes())
+    }
+
+    /// Runs a write under the lock and, with a journal, `record`s what it left while the lock
+    /// is still held, so the journal has writes in the order they were applied.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&mut Keyspace, Instant) -> T,
+        record: impl FnOnce(&T, &Keyspace, &Journal, Instant),
+    ) -> T {
+        let now = Instant::now();
+        let mut keyspace = self.lock();
+        let outcome = write(&mut keyspace, now);
+        if let Some(journal) = &self.journal {
+            record(&outcome, &keyspace, journal, now);
+        }
+        outcome
+    }
+
+    /// [`Self::write`] of one key whose whole state is recorded when `changed` says so.
+    fn write_key<T>(
+        &self,
+        key: &str,
+        write: impl FnOnce(&mut Keyspace, Instant) -> T,
+        changed: impl FnOnce(&T) -> bool,
+    ) -> T {
+        self.write(write, |outcome, keyspace, journal, now| {
+            if changed(outcome) {
+                journal.record_state(keyspace, key, now);
+            }
+        })
     }
 
     /// Number of live keys (expired ones are not counted).
@@ -90,17 +175,26 @@ impl EmbeddedStore {
     }
 
     pub fn set(&self, key: &str, value: &str, ttl: Option<Duration>, only_if_absent: bool) -> bool {
-        self.lock().set_string(key, value, ttl, only_if_absent, Instant::now())
+        self.write_key(key, |keyspace, now| keyspace.set_string(key, value, ttl, only_if_absent, now), |set| *set)
     }
 
     pub fn delete(&self, keys: &[&str]) -> u64 {
-        let now = Instant::now();
-        let mut keyspace = self.lock();
-        keys.iter().filter(|key| keyspace.remove_live(key, now)).count() as u64
+        let removed = self.write(
+            |keyspace, now| keys.iter().filter(|key| keyspace.remove_live(key, now)).copied().collect::<Vec<&str>>(),
+            |removed, _, journal, _| removed.iter().for_each(|key| journal.record_deletion(key)),
+        );
+        removed.len() as u64
     }
 
     pub fn expire(&self, key: &str, ttl: Duration) -> bool {
-        self.lock().expire(key, ttl, Instant::now())
+        self.write(
+            |keyspace, now| keyspace.expire(key, ttl, now),
+            |expired, keyspace, journal, now| {
+                if *expired {
+                    record_deadline(keyspace, journal, key, now);
+                }
+            },
+        )
     }
 
     pub fn exists(&self, key: &str) -> bool {
@@ -112,7 +206,7 @@ impl EmbeddedStore {
     }
 
     pub fn hash_set(&self, name: &str, field: &str, value: &str) -> Result<bool, WrongType> {
-        self.lock().hash_set(name, field, value, Instant::now())
+        self.write_key(name, |keyspace, now| keyspace.hash_set(name, field, value, now), Result::is_ok)
     }
 
     pub fn hash_get(&self, name: &str, field: &str) -> Result<Option<String>, WrongType> {
@@ -124,11 +218,11 @@ impl EmbeddedStore {
     }
 
     pub fn hash_delete(&self, name: &str, field: &str) -> Result<bool, WrongType> {
-        self.lock().hash_delete(name, field, Instant::now())
+        self.write_key(name, |keyspace, now| keyspace.hash_delete(name, field, now), |deleted| deleted == &Ok(true))
     }
 
     pub fn list_push(&self, name: &str, values: &[&str], end: ListEnd) -> Result<u64, WrongType> {
-        self.lock().list_push(name, values, end, Instant::now())
+        self.write_key(name, |keyspace, now| keyspace.list_push(name, values, end, now), Result::is_ok)
     }
 
     pub fn list_range(&self, name: &str, start: i64, stop: i64) -> Result<Vec<String>, WrongType> {
@@ -136,7 +230,7 @@ impl EmbeddedStore {
     }
 
     pub fn list_pop(&self, name: &str, end: ListEnd) -> Result<Option<String>, WrongType> {
-        self.lock().list_pop(name, end, Instant::now())
+        self.write_key(name, |keyspace, now| keyspace.list_pop(name, end, now), |popped| matches!(popped, Ok(Some(_))))
     }
 
     pub fn list_position(&self, name: &str, value: &str) -> Result<Option<u64>, WrongType> {
@@ -150,16 +244,20 @@ impl EmbeddedStore {
     }
 
     pub fn list_remove(&self, name: &str, count: i64, value: &str) -> Result<u64, WrongType> {
-        self.lock().list_remove(name, count, value, Instant::now())
+        self.write_key(
+            name,
+            |keyspace, now| keyspace.list_remove(name, count, value, now),
+            |removed| matches!(removed, Ok(count) if *count > 0),
+        )
     }
 
     pub fn list_trim(&self, name: &str, start: i64, stop: i64) -> Result<(), WrongType> {
-        self.lock().list_trim(name, start, stop, Instant::now())
+        self.write_key(name, |keyspace, now| keyspace.list_trim(name, start, stop, now), Result::is_ok)
     }
 
     /// LPUSH then trim to `max_len`, in one critical section (the Redis side is one script).
     pub fn list_push_capped(&self, name: &str, values: &[&str], max_len: u64) -> Result<(u64, Vec<String>), WrongType> {
-        self.lock().list_push_capped(name, values, max_len, Instant::now())
+        self.write_key(name, |keyspace, now| keyspace.list_push_capped(name, values, max_len, now), Result::is_ok)
     }
 
     pub fn list_len(&self, name: &str) -> Result<u64, WrongType> {
@@ -168,17 +266,42 @@ impl EmbeddedStore {
 
     /// Deletes `key` only while it holds `expected` (a lock's compare-and-delete).
     pub fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool, WrongType> {
-        self.lock().delete_if_equals(key, expected, Instant::now())
+        self.write(
+            |keyspace, now| keyspace.delete_if_equals(key, expected, now),
+            |deleted, _, journal, _| {
+                if deleted == &Ok(true) {
+                    journal.record_deletion(key);
+                }
+            },
+        )
     }
 
     /// Sets a new TTL on `key` only while it holds `expected` (a lock's compare-and-pexpire).
     pub fn expire_if_equals(&self, key: &str, expected: &str, ttl: Duration) -> Result<bool, WrongType> {
-        self.lock().expire_if_equals(key, expected, ttl, Instant::now())
+        self.write(
+            |keyspace, now| keyspace.expire_if_equals(key, expected, ttl, now),
+            |expired, keyspace, journal, now| {
+                if expired == &Ok(true) {
+                    record_deadline(keyspace, journal, key, now);
+                }
+            },
+        )
     }
 
     /// SETBIT to 1 at each offset (Redis's bit layout; see `Keyspace::set_bits` in `keyspace.rs`).
     pub fn set_bits(&self, key: &str, offsets: &[u64]) -> Result<(), WrongType> {
-        self.lock().set_bits(key, offsets, Instant::now())
+        let now = Instant::now();
+        let mut keyspace = self.lock();
+        let fresh = !keyspace.is_live(key, now);
+        let outcome = keyspace.set_bits(key, offsets, now);
+        if let Some(journal) = &self.journal
+            && outcome.is_ok()
+            && !offsets.is_empty()
+        {
+            let deadline = keyspace.state_of(key, now).and_then(|(_, at)| at);
+            journal.record_bits(key, offsets, fresh, deadline, now);
+        }
+        outcome
     }
 
     /// GETBIT at each offset, in order; 0 past the end or when the key is missing.
@@ -195,10 +318,18 @@ impl EmbeddedStore {
         identifier: &str,
         lease: Duration,
     ) -> Result<Option<u64>, IncrementFailure> {
-        self.lock().acquire_fenced(key, counter, identifier, lease, Instant::now())
+        self.write(
+            |keyspace, now| keyspace.acquire_fenced(key, counter, identifier, lease, now),
+            |acquired, keyspace, journal, now| {
+                if matches!(acquired, Ok(Some(_))) {
+                    journal.record_state(keyspace, counter, now);
+                    journal.record_state(keyspace, key, now);
+                }
+            },
+        )
     }
 
-    /// One SCAN step (see [`Keyspace::scan`]): at most `count` keys examined under the lock.
+    /// One SCAN step (see `Keyspace::scan`): at most `count` keys examined under the lock.
     #[cfg(test)]
     pub fn scan(&self, after: Option<&str>, pattern: &str, count: usize) -> keyspace::ScanPage {
         self.lock().scan(after, pattern, count, Instant::now())
@@ -216,7 +347,14 @@ impl EmbeddedStore {
                 let now = Instant::now();
                 let mut keyspace = self.lock();
                 let page = keyspace.scan(after.as_deref(), pattern, SCAN_PAGE, now);
-                deleted += page.keys.iter().filter(|key| keyspace.remove_live(key, now)).count() as u64;
+                for key in &page.keys {
+                    if keyspace.remove_live(key, now) {
+                        deleted += 1;
+                        if let Some(journal) = &self.journal {
+                            journal.record_deletion(key);
+                        }
+                    }
+                }
                 page.next
             };
             let Some(next) = next else { return deleted };
@@ -233,6 +371,15 @@ impl EmbeddedStore {
     #[cfg(test)]
     pub fn sweep_now(&self) -> usize {
         self.lock().sweep(Instant::now(), usize::MAX)
+    }
+}
+
+/// Records `key`'s deadline as the keyspace now holds it (its deletion when an expiry of 0
+/// removed it).
+fn record_deadline(keyspace: &Keyspace, journal: &Journal, key: &str, now: Instant) {
+    match keyspace.state_of(key, now) {
+        Some((_, at)) => journal.record_deadline(key, at, now),
+        None => journal.record_deletion(key),
     }
 }
 
