@@ -132,6 +132,15 @@ async fn a_clean_restart_keeps_sessions_revocations_and_expiry_times() {
     assert!(stop(&mut first, Signal::Terminate).success(), "{}", first.process.logs());
     let logs = first.process.logs();
     assert!(logs.contains("synced to its data directory"), "{logs}");
+    // Compacted between the two runs: the snapshot holds the same sessions.
+    let compact = Command::new(required_env("TESSERA_TEST_BIN"))
+        .env_clear()
+        .env("HOME", fresh_home())
+        .args(["data", "compact", "--dir", &dir.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(compact.status.success(), "{compact:?}");
+    assert!(String::from_utf8_lossy(&compact.stdout).contains("the journal went from"), "{compact:?}");
 
     let second = start(&dir, "everysec", 2).await;
     for token in kept {

@@ -16,6 +16,7 @@
 //! `--soak [SECONDS]` runs the soak instead (`soak.rs`): one tessera under full load for a
 //! fixed time, its memory and its embedded store's sizes sampled.
 
+mod durability;
 mod load;
 mod probe;
 mod redis_stats;
@@ -201,6 +202,8 @@ fn run(plan: Plan) -> Result<()> {
     }
     measure_rounds(&bench, &mut servers, &mut rows)?;
     let revocation = measure_revocation(&bench, &binaries, &url, &internal_key, &mut servers, &logs, &registry)?;
+    drop(servers);
+    let durability = durability::measure(&binaries, &bench.wrk, &internal_key, &dir, &logs, &registry, plan.quick)?;
 
     let report = Report {
         setup: Setup {
@@ -219,9 +222,9 @@ fn run(plan: Plan) -> Result<()> {
         rows: rows.into_iter().map(|(row, _)| row).collect(),
         toolkit,
         revocation: Some(revocation),
+        durability: Some(durability),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
-    drop(servers);
     let markdown = report.markdown();
     println!("{markdown}");
     write(&dir.join("latest.md"), &markdown)?;

@@ -28,7 +28,7 @@ pub use key::{KeyPrefix, KeyPrefixError};
 pub use lock::{LockGuard, LockLoss, LockOptions, LockRelease};
 pub use near_cache::{ListVerdict, NearCacheError, NearCacheSettings};
 pub use replication::{ReplicaWait, Replication};
-pub use store::embedded::{DataDirError, Durability, Fsync, Recovered, Replayed};
+pub use store::embedded::{DataDirError, Durability, Fsync, JOURNAL_FILE, Recovered, Replayed};
 pub use store::{
     CacheError, CacheErrorKind, CacheEvent, CacheMetrics, CacheScript, CacheStore, EmbeddedStats, EmbeddedStore,
     FlushCause, GateClosed, LATENCY_BUCKETS_SECONDS, ListEnd, MAX_TTL, MetricsSnapshot, Op, PrimaryGate, RedactedKey,

@@ -56,7 +56,15 @@ function request()
   return requests[math.random(#requests)]
 end
 
--- The numbers xtask reads, as one JSON line (wrk's own report is for people).
+"#,
+    );
+    text.push_str(DONE_HOOK);
+    std::fs::write(script, text).with_context(|| format!("cannot write {}", script.display()))
+}
+
+/// The scripts' `done()`: the numbers xtask reads, as one JSON line after `report_marker`
+/// (wrk's own report is for people).
+const DONE_HOOK: &str = r#"
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
@@ -66,8 +74,34 @@ function done(summary, latency, requests)
     math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
     errors.status, errors.connect, errors.read, errors.write, errors.timeout))
 end
+"#;
+
+/// Writes the wrk script that issues a session per request (`POST /internal/sessions`, a new
+/// user each time: the thread's number and a counter), with the same `done()` report.
+pub(super) fn write_issue_script(script: &Path, internal_key: &str) -> Result<()> {
+    let mut text =
+        String::from("-- Written by `cargo xtask bench`: POST /internal/sessions, a new user per request.\n");
+    writeln!(text, "local internal_key = {}", lua_string(internal_key)).ok();
+    writeln!(text, "local report_marker = {}", lua_string(REPORT_MARKER)).ok();
+    text.push_str(
+        r#"local threads = 0
+local issued = 0
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+
+function request()
+  issued = issued + 1
+  local user = (thread_number or 0) * 1000000000 + issued
+  local body = '{"user_id": ' .. user .. ', "metadata": {"purpose": "durability benchmark"}}'
+  return wrk.format("POST", "/internal/sessions",
+    { ["X-Internal-Key"] = internal_key, ["Content-Type"] = "application/json" }, body)
+end
 "#,
     );
+    text.push_str(DONE_HOOK);
     std::fs::write(script, text).with_context(|| format!("cannot write {}", script.display()))
 }
 
@@ -127,6 +161,11 @@ impl SocketErrors {
 
 /// `wrk -t2 -c64 -dSECONDSs --latency -s SCRIPT http://127.0.0.1:PORT/auth/verify`.
 pub(super) fn run_wrk(wrk: &Path, port: u16, script: &Path, seconds: u64) -> Result<WrkReport> {
+    run_wrk_path(wrk, port, script, seconds, "/auth/verify")
+}
+
+/// [`run_wrk`] on another path (the script decides what each request is).
+pub(super) fn run_wrk_path(wrk: &Path, port: u16, script: &Path, seconds: u64, path: &str) -> Result<WrkReport> {
     let mut command = Command::new(wrk);
     command
         .arg(format!("-t{WRK_THREADS}"))
@@ -135,7 +174,7 @@ pub(super) fn run_wrk(wrk: &Path, port: u16, script: &Path, seconds: u64) -> Res
         .arg("--latency")
         .arg("-s")
         .arg(script)
-        .arg(format!("http://127.0.0.1:{port}/auth/verify"));
+        .arg(format!("http://127.0.0.1:{port}{path}"));
     let output = process::output_within(&mut command, Duration::from_secs(seconds) + DEADLINE_SLACK)?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {

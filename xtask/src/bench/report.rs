@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use self::json::{BudgetJson, ReportJson, RevocationJson, RowJson};
 
+use super::durability::DurabilityReport;
 use super::redis_stats::CommandCounts;
 
 /// The keys of the rows the budgets read.
@@ -194,6 +195,8 @@ pub(super) struct Report {
     pub(super) toolkit: Option<String>,
     /// Absent when the run stopped before it (never in a finished run).
     pub(super) revocation: Option<Revocation>,
+    /// The embedded store's durability section (absent in reports built by tests).
+    pub(super) durability: Option<DurabilityReport>,
     pub(super) wall_seconds: f64,
 }
 
@@ -446,6 +449,26 @@ impl Report {
                 derivation: p99_derivation,
             },
             Budget {
+                name: "restart of the embedded store with 1 million sessions until /readyz (scaled to the sessions loaded)"
+                    .to_owned(),
+                measured: self.durability.as_ref().map(|durability| durability.restart_ms),
+                threshold: self.durability.as_ref().map_or(5_000.0, |durability| {
+                    5_000.0 * durability.sessions as f64 / 1_000_000.0
+                }),
+                relation: Relation::AtMost,
+                unit: " ms",
+                derivation: None,
+            },
+            Budget {
+                name: "resident memory of the embedded store loaded from disk ÷ the same sessions in memory only"
+                    .to_owned(),
+                measured: self.durability.as_ref().map(DurabilityReport::rss_ratio),
+                threshold: 2.0,
+                relation: Relation::AtMost,
+                unit: "×",
+                derivation: None,
+            },
+            Budget {
                 name: "peak RSS of tessera under the load (the largest of Redis near cache off, on, and embedded)"
                     .to_owned(),
                 measured: peak_rss_mib,
@@ -578,6 +601,9 @@ impl Report {
             .ok();
         }
         text.push_str("\nA missed budget is reported, not a failure: the run measured what it measured.\n");
+        if let Some(durability) = &self.durability {
+            text.push_str(&durability.markdown());
+        }
         if let Some(toolkit) = &self.toolkit {
             writeln!(
                 text,
@@ -601,6 +627,7 @@ impl Report {
             stronger_naive: self.stronger_naive().map(|row| row.key),
             revocation: self.revocation.as_ref().map(RevocationJson::of),
             budgets: budgets.iter().map(BudgetJson::of).collect(),
+            durability: self.durability.as_ref(),
         };
         let mut text = serde_json::to_string_pretty(&report)
             .unwrap_or_else(|_| unreachable!("the report's types have string keys and finite-or-null numbers"));

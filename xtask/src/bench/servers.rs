@@ -114,6 +114,26 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// SIGTERM, then waits (at most `timeout`) for an exit with status 0: a clean stop.
+    pub(super) fn terminate(&mut self, timeout: Duration) -> Result<()> {
+        signal::send(self.pid(), Signal::Terminate).with_context(|| format!("cannot signal {}", self.name))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().with_context(|| format!("waiting for {}", self.name))? {
+                if !status.success() {
+                    bail!("{} exited with {status} after SIGTERM{}", self.name, process::log_tail(&self.log));
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not exit within {} s of SIGTERM", self.name, timeout.as_secs());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {

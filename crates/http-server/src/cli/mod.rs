@@ -64,6 +64,13 @@ enum DataCommand {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Rewrite the journal as a snapshot of what it holds (what a running server does by
+    /// itself as the journal grows); prints its size before and after.
+    Compact {
+        /// The data directory (default: TESSERA_DATA_DIR as the server reads it).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

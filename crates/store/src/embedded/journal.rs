@@ -205,7 +205,7 @@ impl Journal {
     pub(super) fn open(durability: &Durability) -> Result<(Journal, Keyspace, Replayed), DataDirError> {
         let dir = durability.dir.clone();
         let io_error = |source| DataDirError::Io { dir: dir.clone(), source };
-        fs::create_dir_all(&dir).map_err(io_error)?;
+        create_private_dir(&dir).map_err(io_error)?;
         let lock = lock_directory(&dir)?;
         let path = dir.join(JOURNAL_FILE);
         let mut keyspace = Keyspace::default();
@@ -335,8 +335,11 @@ impl Drop for Journal {
 fn lock_directory(dir: &Path) -> Result<File, DataDirError> {
     let path = dir.join(LOCK_FILE);
     let io_error = |source| DataDirError::Io { dir: dir.to_owned(), source };
-    let mut file =
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_error)?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)
+    }
+    .map_err(io_error)?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(error) if error == rustix::io::Errno::WOULDBLOCK => {
@@ -425,9 +428,25 @@ fn apply(keyspace: &mut Keyspace, record: Record, now: Instant, now_ms: u64) {
     }
 }
 
+/// Creates `dir` (and its parents) readable by this user alone: the journal holds tokens
+/// (in plain storage, the tokens themselves).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// A new file readable and writable by this user alone.
+fn create_private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
 /// Writes an empty journal at `path` (its header), durably.
 fn write_new_journal(path: &Path) -> io::Result<()> {
-    let mut file = File::create(path)?;
+    let mut file = create_private_file(path)?;
     file.write_all(MAGIC)?;
     file.sync_all()?;
     sync_directory(path)
@@ -533,7 +552,7 @@ fn rewrite_into(shared: &Arc<Shared>, keyspace: &Mutex<Keyspace>, path: &Path) -
         }
         pending.rewrite = Some(Rewrite::default());
     }
-    let mut file = File::create(path)?;
+    let mut file = create_private_file(path)?;
     file.write_all(MAGIC)?;
     let mut after: Option<Arc<str>> = None;
     loop {

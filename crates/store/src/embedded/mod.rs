@@ -100,8 +100,8 @@ impl EmbeddedStore {
         }
     }
 
-    /// Rewrites the journal now (compaction; it also happens by itself as the journal grows).
-    #[doc(hidden)]
+    /// Rewrites the journal now as a snapshot (compaction; it also happens by itself as the
+    /// journal grows; `tessera data compact` runs it on a directory no server uses).
     pub fn rewrite_journal(&self) -> std::io::Result<()> {
         self.journal.as_ref().map_or(Ok(()), |journal| journal.rewrite_now())
     }

@@ -19,6 +19,7 @@ pub(super) struct ReportJson<'a> {
     pub(super) stronger_naive: Option<&'static str>,
     pub(super) revocation: Option<RevocationJson<'a>>,
     pub(super) budgets: Vec<BudgetJson<'a>>,
+    pub(super) durability: Option<&'a super::DurabilityReport>,
 }
 
 #[derive(Serialize)]

@@ -103,6 +103,20 @@ fn a_restart_brings_back_every_type_with_its_deadline() {
 }
 
 #[test]
+fn the_directory_and_the_journal_are_this_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let store = open(&dir);
+    assert!(store.set("token:secret", "{}", None, false));
+    store.rewrite_journal().unwrap();
+    drop(store);
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.0), 0o700);
+    assert_eq!(mode(&dir.journal()), 0o600, "the rewritten journal too");
+    assert_eq!(mode(&dir.0.join(super::LOCK_FILE)), 0o600);
+}
+
+#[test]
 fn a_key_that_expired_while_the_process_was_down_stays_gone() {
     let dir = TempDir::new();
     let store = open(&dir);
