@@ -1,12 +1,16 @@
 //! The embedded store: an in-process keyspace with Redis's semantics for what the toolkit uses
 //! (strings with EX/PX/NX, bitmaps, lists, hashes, TTLs, compare-and-delete), so `tessera` runs on a
-//! machine with no Redis. Data is neither shared between processes nor kept across restarts.
+//! machine with no Redis; opened on a data directory, it keeps its data there across restarts
+//! and crashes (`journal.rs`, docs/DURABILITY.md). Nothing is shared between processes. It also
+//! holds the value vocabulary both stores share ([`Ttl`], [`ListEnd`], [`MAX_TTL`]), which the
+//! `store` crate re-exports; it depends on no other Tessera crate.
 //!
 //! One `std::sync::Mutex` guards the keyspace; it is never held across an `.await`, and no
 //! operation holds it for work that grows with the keyspace: pattern deletes go by SCAN steps,
 //! sweeps by batches. Expired keys are invisible at once and their memory is reclaimed by a
 //! background sweeper that stops when the last handle is dropped.
 
+pub mod decoded;
 mod glob;
 mod journal;
 mod keyspace;
@@ -30,8 +34,6 @@ pub use journal::{
 use keyspace::Keyspace;
 pub use keyspace::{EmbeddedStats, ScanPage};
 pub use keyspace::{EmbeddedVerdict, IncrementFailure, TextReadFailure, WrongType};
-
-use crate::{ListEnd, Ttl};
 
 /// How often expired keys are swept, and how many one sweep may remove before yielding the lock.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -398,4 +400,41 @@ async fn sweep_until_dropped(keyspace: Weak<Mutex<Keyspace>>) {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Which end of a list an operation works on (the seed's `direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEnd {
+    /// The head: LPUSH, LPOP. Index 0.
+    Left,
+    /// The tail: RPUSH, RPOP. Index -1.
+    Right,
+}
+
+/// How long a key has left to live: Redis's -2 / -1 / n, as a type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key does not exist.
+    Missing,
+    /// The key exists and never expires.
+    NoExpiry,
+    /// The key expires after this long (millisecond precision on Redis).
+    ExpiresIn(Duration),
+}
+
+/// The longest TTL any operation accepts: 2^62 ms, about 146 million years.
+///
+/// Redis refuses an expiry whose deadline, in Unix milliseconds, does not fit a signed 64-bit
+/// integer ("invalid expire time"), a bound that moves with the clock. This one stays below
+/// it for the next 146 million years, so every store refuses the same TTLs, and refuses them
+/// before any I/O as `CacheErrorKind::InvalidInput` (the `store` crate's).
+pub const MAX_TTL: Duration = Duration::from_millis(1 << 62);
+
+/// `from + after`, saturating: when the sum cannot be represented (a "wait forever" such as
+/// `Duration::MAX`), about 30 years from `from`, as tokio's own timers do — no process waits
+/// that long, and no addition panics. Every deadline built from a caller's duration in the
+/// cache stack uses it: lock waits and leases, `get_or_load`'s wait, embedded TTLs.
+pub fn saturating_deadline(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    from.checked_add(after).unwrap_or_else(|| from + FAR_FUTURE)
 }

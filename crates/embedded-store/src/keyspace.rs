@@ -31,7 +31,7 @@ pub struct WrongType;
 
 /// A string value that is not UTF-8 (a Bloom bitmap, say) read as text. Through fred, Redis's
 /// GET of such bytes fails to convert to a `String` (a parse error, which the toolkit reports as
-/// [`crate::CacheErrorKind::BadData`]); the embedded store answers the same.
+/// `store::CacheErrorKind::BadData`); the embedded store answers the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextReadFailure {
     WrongType,
