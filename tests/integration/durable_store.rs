@@ -51,11 +51,9 @@ fn command(dir: &Path, fsync: &str, address: SocketAddr) -> Command {
     command
 }
 
-/// A data directory of its own (removed first if a killed run left it).
+/// A data directory of its own, not created yet (tessera creates it).
 fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tessera-durable-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    fresh_home().join(name)
 }
 
 async fn request(
@@ -128,7 +126,10 @@ async fn a_clean_restart_keeps_sessions_revocations_and_expiry_times() {
     for token in revoked {
         assert!(revoke(first.address, token).await);
     }
-    let expiries: Vec<u64> = futures_join(kept.iter().take(6).map(|token| expiry(first.address, token))).await;
+    let mut expiries = Vec::new();
+    for token in kept.iter().take(6) {
+        expiries.push(expiry(first.address, token).await);
+    }
     assert!(stop(&mut first, Signal::Terminate).success(), "{}", first.process.logs());
     let logs = first.process.logs();
     assert!(logs.contains("synced to its data directory"), "{logs}");
@@ -149,21 +150,16 @@ async fn a_clean_restart_keeps_sessions_revocations_and_expiry_times() {
     for token in revoked {
         assert_eq!(verify(second.address, token).await, StatusCode::UNAUTHORIZED, "a revocation survives the restart");
     }
-    let after: Vec<u64> = futures_join(kept.iter().take(6).map(|token| expiry(second.address, token))).await;
+    let mut after = Vec::new();
+    for token in kept.iter().take(6) {
+        after.push(expiry(second.address, token).await);
+    }
     assert_eq!(after, expiries, "each session expires at the same second as before the restart");
     let logs = second.process.logs();
     assert!(logs.contains("embedded store loaded from its data directory"), "{logs}");
     assert!(!logs.contains("memory only"), "{logs}");
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn futures_join<T>(futures: impl Iterator<Item = impl Future<Output = T>>) -> Vec<T> {
-    let mut out = Vec::new();
-    for future in futures {
-        out.push(future.await);
-    }
-    out
 }
 
 /// What the load saw acknowledged before the kill.
@@ -210,21 +206,29 @@ async fn load(address: SocketAddr, seen: Arc<Mutex<Acknowledged>>, stop: Arc<std
     }
 }
 
-#[tokio::test]
-async fn with_fsync_always_a_kill_under_load_loses_no_acknowledged_issue_or_revocation() {
-    let dir = data_dir("kill-always");
-    let mut first = start(&dir, "always", 1).await;
+/// Runs the load against a tessera on `dir` with `fsync`, kills it (SIGKILL) after `for_how_long`,
+/// and starts it again on the same directory: the new instance, what the load saw
+/// acknowledged, and when the kill came.
+async fn kill_under_load(dir: &Path, fsync: &str, for_how_long: Duration) -> (Instance, Acknowledged, Instant) {
+    let mut first = start(dir, fsync, 1).await;
     let seen = Arc::new(Mutex::new(Acknowledged::default()));
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let running = tokio::spawn(load(first.address, Arc::clone(&seen), Arc::clone(&stopping)));
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(for_how_long).await;
     // Killed in the middle of the load: requests in flight get no answer.
+    let killed_at = Instant::now();
     stop(&mut first, Signal::Kill);
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     running.await.unwrap();
-
-    let second = start(&dir, "always", 2).await;
+    let second = start(dir, fsync, 2).await;
     let seen = std::mem::take(&mut *seen.lock().unwrap());
+    (second, seen, killed_at)
+}
+
+#[tokio::test]
+async fn with_fsync_always_a_kill_under_load_loses_no_acknowledged_issue_or_revocation() {
+    let dir = data_dir("kill-always");
+    let (second, seen, _) = kill_under_load(&dir, "always", Duration::from_millis(1_500)).await;
     assert!(
         seen.live.len() > 50 && seen.revoked.len() > 20,
         "too little load: {} / {}",
@@ -248,18 +252,7 @@ async fn with_fsync_always_a_kill_under_load_loses_no_acknowledged_issue_or_revo
 #[tokio::test]
 async fn with_fsync_everysec_a_kill_loses_at_most_the_last_second() {
     let dir = data_dir("kill-everysec");
-    let mut first = start(&dir, "everysec", 1).await;
-    let seen = Arc::new(Mutex::new(Acknowledged::default()));
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let running = tokio::spawn(load(first.address, Arc::clone(&seen), Arc::clone(&stopping)));
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let killed_at = Instant::now();
-    stop(&mut first, Signal::Kill);
-    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-    running.await.unwrap();
-
-    let second = start(&dir, "everysec", 2).await;
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let (second, seen, killed_at) = kill_under_load(&dir, "everysec", Duration::from_millis(2_500)).await;
     let older: Vec<&String> = seen
         .issued_at
         .iter()
