@@ -8,6 +8,7 @@ mod auth_api;
 mod binary;
 mod cli;
 mod cluster_failover;
+mod cluster_reshard;
 mod connection_limits;
 mod durable_store;
 mod embed;

@@ -100,7 +100,14 @@ impl CacheClient {
         if self.inner.near.is_some() {
             return Ok(self.clone());
         }
-        let near = match NearCache::start(pool.route(), settings, Arc::clone(&self.inner.metrics)).await {
+        let near = match NearCache::start(
+            pool.route(),
+            pool.primary_gate().cloned(),
+            settings,
+            Arc::clone(&self.inner.metrics),
+        )
+        .await
+        {
             Ok(near) => near,
             Err(NearCacheError::RedisTooOld { version }) => {
                 tracing::warn!(%version, "near cache off: Redis is older than 7.0");

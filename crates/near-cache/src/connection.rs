@@ -29,7 +29,8 @@ pub(crate) struct ConnectionState {
     pub(crate) client: Client,
     /// The slot ranges of the primary it reaches, where Tessera routes a cluster itself: its
     /// canary key must live in one of them.
-    pub(crate) slots: Option<Vec<(u16, u16)>>,
+    /// Replaced when the primary's slots change (a reshard).
+    pub(crate) slots: Mutex<Option<Vec<(u16, u16)>>>,
     /// Its invalidation listener and heartbeat.
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Bumped by every flush of this connection; entries of an older epoch are misses.
@@ -220,7 +221,7 @@ impl NearCache {
             let state = Arc::new(ConnectionState {
                 id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
                 client: client.clone(),
-                slots: slots.map(<[(u16, u16)]>::to_vec),
+                slots: Mutex::new(slots.map(<[(u16, u16)]>::to_vec)),
                 tasks: Mutex::new(Vec::new()),
                 epoch: AtomicU64::new(0),
                 trusted: AtomicBool::new(false),
@@ -258,6 +259,20 @@ impl NearCache {
         }
     }
 
+    /// The primary of `pool` serves `slots` now, fewer or others than before: what its
+    /// connections vouched for is dropped (a key of a slot that moved away may be written on
+    /// its new owner, which never tells these connections), and each connection is trusted
+    /// again only once its heartbeat has placed canaries in the slots it serves now.
+    pub(crate) fn slots_changed(&self, pool: &Pool, slots: &[(u16, u16)]) {
+        for client in pool.clients() {
+            let state = self.lock_connections().get(client.id()).cloned();
+            if let Some(state) = state {
+                *state.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(slots.to_vec());
+                self.flush_connection(&state, FlushCause::SlotsMoved, true);
+            }
+        }
+    }
+
     async fn enable_tracking(&self, state: &ConnectionState) -> Result<(), NearCacheError> {
         let connection = state.id;
         let failed = |error: FredError| NearCacheError::Tracking { connection, reason: error.details().to_owned() };
@@ -265,7 +280,8 @@ impl NearCache {
         state.trusted.store(false, Ordering::Release);
         let sent_at = self.now_ms();
         client.start_tracking(Vec::<String>::new(), false, false, false, false).await.map_err(failed)?;
-        let canaries = canary_keys(client, &self.instance, connection, state.slots.as_deref());
+        let slots = state.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let canaries = canary_keys(client, &self.instance, connection, slots.as_deref());
         for canary in &canaries {
             let () = client
                 .set(canary.as_str(), "1", Some(fred::types::Expiration::PX(millis_i64(CANARY_TTL))), None, false)

@@ -55,7 +55,9 @@ use fred::{
 };
 use tokio::time::Instant;
 
-use store::{CacheEvent, CacheMetrics, FlushCause, PrimaryWatcher, Route, WatcherReply, decoded::DecodedSlot};
+use store::{
+    CacheEvent, CacheMetrics, FlushCause, PrimaryGate, PrimaryWatcher, Route, WatcherReply, decoded::DecodedSlot,
+};
 
 use self::{
     connection::ConnectionState,
@@ -115,6 +117,9 @@ pub struct InsertTicket {
     connection: Arc<ConnectionState>,
     epoch: u64,
     generation: u64,
+    /// When the read was sent: the entry's lifetime (the PTTL it reads) counts from here, so
+    /// it never outlives its key by the reply's latency.
+    sent_ms: u64,
 }
 
 pub struct NearCache {
@@ -125,6 +130,9 @@ pub struct NearCache {
     connections: RwLock<HashMap<Arc<str>, Arc<ConnectionState>>>,
     next_connection_id: AtomicUsize,
     settings: NearCacheSettings,
+    /// The Sentinel primary gate: while a failover is under way nothing is served or cached
+    /// (entries were vouched for by a primary that may be on its way out).
+    gate: Option<Arc<PrimaryGate>>,
     metrics: Arc<CacheMetrics>,
     origin: Instant,
     instance: String,
@@ -160,6 +168,7 @@ impl NearCache {
     /// come, and those that go are forgotten (`attach`, `detach`).
     pub async fn start(
         route: &Route,
+        gate: Option<Arc<PrimaryGate>>,
         settings: NearCacheSettings,
         metrics: Arc<CacheMetrics>,
     ) -> Result<Arc<Self>, NearCacheError> {
@@ -174,6 +183,7 @@ impl NearCache {
             connections: RwLock::new(HashMap::new()),
             next_connection_id: AtomicUsize::new(0),
             settings,
+            gate,
             metrics,
             origin: Instant::now(),
             instance: format!("{:016x}", rand::random::<u64>()),
@@ -215,7 +225,9 @@ impl NearCache {
 
     fn serves(&self, state: &ConnectionState, now_ms: u64) -> bool {
         let silence = now_ms.saturating_sub(state.last_alive_ms.load(Ordering::Acquire));
-        state.trusted.load(Ordering::Acquire) && silence <= millis(self.settings.max_silence)
+        state.trusted.load(Ordering::Acquire)
+            && silence <= millis(self.settings.max_silence)
+            && self.gate.as_deref().is_none_or(|gate| gate.closed().is_none())
     }
 
     /// What L1 may serve for the string key `key` now, without counting.
@@ -294,11 +306,12 @@ impl NearCache {
     fn ticket(&self, connection: Option<&Arc<ConnectionState>>, key: &str) -> Option<InsertTicket> {
         let state = connection?;
         let epoch = state.epoch.load(Ordering::Acquire);
-        if !self.serves(state, self.now_ms()) {
+        let sent_ms = self.now_ms();
+        if !self.serves(state, sent_ms) {
             return None;
         }
         let generation = *self.stripe(key);
-        Some(InsertTicket { connection: Arc::clone(state), epoch, generation })
+        Some(InsertTicket { connection: Arc::clone(state), epoch, generation, sent_ms })
     }
 
     /// GET + PTTL on the connection that tracks `key`, pipelined (one round trip), and the
@@ -306,10 +319,11 @@ impl NearCache {
     pub async fn read_through(&self, route: &Route, key: &str) -> Result<Option<String>, FredError> {
         let (client, connection) = self.connection(route, key)?;
         let ticket = self.ticket(connection.as_ref(), key);
-        let pipeline = client.pipeline();
-        let () = pipeline.get(key).await?;
-        let () = pipeline.pttl(key).await?;
-        let (value, pttl): (Option<String>, i64) = pipeline.all().await?;
+        let (value, pttl) = match read_text(&client, key).await {
+            Ok(answer) => answer,
+            Err(error) if redirected(route, &error) => return store::redis::get(route, key).await,
+            Err(error) => return Err(error),
+        };
         self.delay_insert().await;
         self.insert(ticket, key, NearValue::Text(value.as_deref().map(Arc::from)), pttl);
         Ok(value)
@@ -319,7 +333,13 @@ impl NearCache {
     pub async fn read_list_through(&self, route: &Route, key: &str) -> Result<Arc<[String]>, FredError> {
         let (client, connection) = self.connection(route, key)?;
         let ticket = self.ticket(connection.as_ref(), key);
-        let (items, pttl) = read_list(&client, key).await?;
+        let (items, pttl) = match read_list(&client, key).await {
+            Ok(answer) => answer,
+            Err(error) if redirected(route, &error) => {
+                return store::redis::list_range(route, key, 0, -1).await.map(Into::into);
+            }
+            Err(error) => return Err(error),
+        };
         let items: Arc<[String]> = items.into();
         self.delay_insert().await;
         self.insert(ticket, key, NearValue::List(Arc::clone(&items)), pttl);
@@ -343,7 +363,7 @@ impl NearCache {
         };
         let text_ticket = self.ticket(connection.as_ref(), key);
         let list_ticket = self.ticket(list_connection.as_ref(), list);
-        let ((value, value_pttl), (items, list_pttl)): ((Option<String>, i64), (Vec<String>, i64)) =
+        let read = async {
             if client.id() == list_client.id() {
                 let pipeline = client.pipeline();
                 let () = pipeline.get(key).await?;
@@ -351,10 +371,23 @@ impl NearCache {
                 let () = pipeline.lrange(list, 0, -1).await?;
                 let () = pipeline.pttl(list).await?;
                 let (value, value_pttl, items, list_pttl) = pipeline.all().await?;
-                ((value, value_pttl), (items, list_pttl))
+                Ok(((value, value_pttl), (items, list_pttl)))
             } else {
-                futures::future::try_join(read_text(&client, key), read_list(&list_client, list)).await?
-            };
+                futures::future::try_join(read_text(&client, key), read_list(&list_client, list)).await
+            }
+        };
+        let ((value, value_pttl), (items, list_pttl)): ((Option<String>, i64), (Vec<String>, i64)) = match read.await {
+            Ok(answer) => answer,
+            Err(error) if redirected(route, &error) => {
+                let (value, items) = futures::future::try_join(
+                    store::redis::get(route, key),
+                    store::redis::list_range(route, list, 0, -1),
+                )
+                .await?;
+                return Ok((value, items.into()));
+            }
+            Err(error) => return Err(error),
+        };
         let items: Arc<[String]> = items.into();
         self.delay_insert().await;
         self.insert(text_ticket, key, NearValue::Text(value.as_deref().map(Arc::from)), value_pttl);
@@ -381,6 +414,10 @@ impl NearCache {
         let weight = key.len() + value.bytes() + ENTRY_OVERHEAD_BYTES;
         let Ok(weight) = u32::try_from(weight) else { return };
         let now_ms = self.now_ms();
+        let Some(lifetime_ms) = ticket.sent_ms.saturating_add(lifetime_ms).checked_sub(now_ms).filter(|left| *left > 0)
+        else {
+            return;
+        };
         let generation = self.stripe(key);
         let state = &ticket.connection;
         if *generation != ticket.generation
@@ -468,6 +505,13 @@ impl NearCache {
     }
 }
 
+/// Whether a read on a tracked connection was refused because its slot moved or is moving: it
+/// is then read through the route, which follows the redirect, and not cached (the connection
+/// that would vouch for it is not the one that answered).
+fn redirected(route: &Route, error: &FredError) -> bool {
+    matches!(route, Route::Cluster(_)) && store::Redirect::of(error).is_some()
+}
+
 /// GET + PTTL of `key`, pipelined on `client`.
 async fn read_text(client: &Client, key: &str) -> Result<(Option<String>, i64), FredError> {
     let pipeline = client.pipeline();
@@ -506,6 +550,10 @@ impl PrimaryWatcher for NearCache {
 
     fn left(&self, pool: &fred::clients::Pool) {
         self.detach(pool);
+    }
+
+    fn slots_changed(&self, pool: &fred::clients::Pool, slots: Vec<(u16, u16)>) {
+        NearCache::slots_changed(self, pool, &slots);
     }
 }
 

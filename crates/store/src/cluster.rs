@@ -15,23 +15,29 @@
 //! appears is handed to the near cache ([`PrimaryWatcher::joined`]) to track its connections; one
 //! that leaves is reported to it ([`PrimaryWatcher::left`]: its entries are flushed) and closed.
 
+mod map;
+mod redirect;
+
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock, Weak},
+    sync::{Arc, Mutex, PoisonError, RwLock, Weak},
     time::Duration,
 };
 
 use fred::{
-    clients::Pool,
+    clients::{Client, Pool},
     error::{Error as FredError, ErrorKind as FredErrorKind},
     interfaces::{ClientLike, ClusterInterface},
     types::{
-        Builder, Value,
-        cluster::{ClusterRouting, SlotRange},
+        Builder, ClusterHash, ConnectHandle, CustomCommand, Value,
+        cluster::ClusterRouting,
         config::{Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, Server, ServerConfig},
     },
 };
-use tokio::{sync::Notify, task::JoinHandle};
+use tokio::{sync::Notify, task::JoinHandle, time::Instant};
+
+use self::map::{PoolAction, PoolSet, SlotMap};
+pub use self::redirect::Redirect;
 
 /// What [`PrimaryWatcher::joined`] answers: done, or why the new primary is not followed yet.
 pub type WatcherReply =
@@ -44,12 +50,14 @@ pub trait PrimaryWatcher: Send + Sync {
     fn joined(self: Arc<Self>, pool: Pool, slots: Vec<(u16, u16)>) -> WatcherReply;
     /// A server that is no longer a primary: forget its connections.
     fn left(&self, pool: &Pool);
+    /// A primary that lost slots: what its connections vouched for may be stale (a key of a
+    /// moved slot can be written on its new owner, which never tells these connections), and
+    /// its canary keys must live in `slots`, the ranges it serves now.
+    fn slots_changed(&self, pool: &Pool, slots: Vec<(u16, u16)>);
 }
 
 /// Redis Cluster's hash slots.
 const SLOTS: usize = 16_384;
-/// Marks a slot no primary serves in [`Topology::owners`].
-const NO_OWNER: u16 = u16::MAX;
 /// How often the slot map is read while every primary is connected.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often it is read while a primary is not connected (dead, or its replica about to take
@@ -61,11 +69,29 @@ const REFRESH_SPACING: Duration = Duration::from_millis(100);
 const QUESTION_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a pool being closed may take to send its QUITs.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Redirects followed for one command before its last refusal is returned: a slot moves once
+/// per migration, so more than a few in a row means the cluster disagrees with itself.
+const MOST_REDIRECTS: usize = 5;
+/// The first pause before a command refused with `TRYAGAIN` or `CLUSTERDOWN` is sent again;
+/// it doubles per refusal, within the command's timeout.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// The primaries of one cluster, each with its own pool, and the slot map that routes to them.
 pub struct ClusterNodes {
     topology: RwLock<Arc<Topology>>,
     template: NodeTemplate,
+    /// The addresses the cluster was configured with, asked for the map when no primary known
+    /// answers (every one of them replaced since, say).
+    seeds: Vec<Server>,
+    /// The replicas the last map named: asked for the map before the seeds.
+    replicas: Mutex<Vec<Server>>,
+    /// Each primary pool's health, and the connection task of each of its clients (a finished
+    /// task is a client fred gave up on).
+    pools: Mutex<PoolSet>,
+    connection_tasks: Mutex<HashMap<Server, Vec<ConnectHandle>>>,
+    /// One connection per primary for commands redirected with `ASK`: `ASKING` and the command
+    /// must follow each other on one connection, so each use holds it alone.
+    asking: Mutex<HashMap<Server, Arc<tokio::sync::Mutex<Client>>>>,
     /// Woken when a command failed in a way that may mean the slot map changed.
     suspicion: Arc<Notify>,
     /// The near cache, which tracks every node's connections: told about nodes that come and go.
@@ -83,28 +109,37 @@ impl std::fmt::Debug for ClusterNodes {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The last handle gone without [`ClusterNodes::close`]: the pools per primary are closed in the
 /// background (fred's connection tasks would otherwise keep reconnecting for good).
 impl Drop for ClusterNodes {
     fn drop(&mut self) {
-        if let Some(task) = self.refresher.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(task) = self.refresher.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             task.abort();
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let topology = self.topology.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for node in &topology.nodes {
-            let pool = node.pool.clone();
+        let topology = self.topology.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let asking = self.asking.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for pool in topology.nodes.iter().map(|node| node.pool.clone()) {
             runtime.spawn(async move {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, pool.quit()).await;
+            });
+        }
+        for client in asking.drain().map(|(_, client)| client) {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.lock().await.quit()).await;
             });
         }
     }
 }
 
-/// Which primary serves each slot.
+/// Which primary serves each slot, and the pool of each.
 struct Topology {
-    /// Index into `nodes` per slot, [`NO_OWNER`] where none serves it.
-    owners: Box<[u16]>,
+    map: SlotMap,
+    /// In the order of `map.primaries()`.
     nodes: Vec<Node>,
 }
 
@@ -127,19 +162,54 @@ struct NodeTemplate {
 }
 
 impl NodeTemplate {
-    /// A pool on `server`, connecting in the background (commands wait for it, up to their
-    /// timeout).
-    fn connect(&self, server: &Server) -> Result<Pool, FredError> {
+    fn config_for(&self, server: &Server) -> Config {
         let mut config = self.config.clone();
         config.server = ServerConfig::Centralized { server: server.clone() };
-        let mut builder = Builder::from_config(config);
+        // With `fail_fast`, fred ends a client's connection task for good when its first
+        // connection fails (docs/CLUSTER.md#pools-that-heal): a new primary that refuses its
+        // first connection would stay unreachable. Without it, the reconnect policy retries.
+        config.fail_fast = false;
+        config
+    }
+
+    fn builder(&self, server: &Server) -> Builder {
+        let mut builder = Builder::from_config(self.config_for(server));
         builder.set_connection_config(self.connection.clone()).set_performance_config(self.performance.clone());
         if let Some(policy) = &self.policy {
             builder.set_policy(policy.clone());
         }
-        let pool = builder.build_pool(self.size)?;
-        drop(pool.connect());
-        Ok(pool)
+        builder
+    }
+
+    /// A pool on `server`, connecting in the background (commands wait for it, up to their
+    /// timeout), and its clients' connection tasks.
+    fn connect(&self, server: &Server) -> Result<(Pool, Vec<ConnectHandle>), FredError> {
+        let pool = self.builder(server).build_pool(self.size)?;
+        let tasks = pool.clients().iter().map(ClientLike::connect).collect();
+        Ok((pool, tasks))
+    }
+
+    /// One client on `server`, connected within `timeout`.
+    async fn client(&self, server: &Server, timeout: Duration) -> Result<Client, FredError> {
+        let client = self.builder(server).build()?;
+        drop(client.connect());
+        match tokio::time::timeout(timeout, client.wait_for_connect()).await {
+            Ok(Ok(())) => Ok(client),
+            outcome => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.quit()).await;
+                Err(match outcome {
+                    Ok(Err(error)) => error,
+                    _ => FredError::new(FredErrorKind::Timeout, format!("no connection to {server} in time")),
+                })
+            }
+        }
+    }
+
+    fn command_timeout(&self) -> Duration {
+        match self.performance.default_command_timeout {
+            Duration::ZERO => self.connection.connection_timeout.max(Duration::from_secs(1)),
+            timeout => timeout,
+        }
     }
 }
 
@@ -151,30 +221,36 @@ impl ClusterNodes {
     pub fn from_cluster_pool(cluster: &Pool) -> Result<Option<Arc<Self>>, FredError> {
         let client = cluster.next();
         let Some(routing) = client.cached_cluster_state() else { return Ok(None) };
+        let config = client.client_config();
         let template = NodeTemplate {
-            config: client.client_config(),
+            config: config.clone(),
             connection: client.connection_config().clone(),
             performance: client.perf_config(),
             policy: client.client_reconnect_policy(),
             size: cluster.size(),
         };
-        let topology = Topology::build(routing.slots(), &[], &template)?;
         let suspicion = Arc::new(Notify::new());
         let nodes = Arc::new(Self {
-            topology: RwLock::new(Arc::new(topology)),
+            topology: RwLock::new(Arc::new(Topology { map: SlotMap::from_ranges(&[]), nodes: Vec::new() })),
             template,
+            seeds: config.server.hosts(),
+            replicas: Mutex::new(Vec::new()),
+            pools: Mutex::new(PoolSet::default()),
+            connection_tasks: Mutex::new(HashMap::new()),
+            asking: Mutex::new(HashMap::new()),
             suspicion: Arc::clone(&suspicion),
             near: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             refresher: Mutex::new(None),
         });
+        nodes.follow_map(SlotMap::from_ranges(routing.slots()))?;
         let task = tokio::spawn(keep_refreshing(Arc::downgrade(&nodes), suspicion));
-        *nodes.refresher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+        *lock(&nodes.refresher) = Some(task);
         Ok(Some(nodes))
     }
 
     fn current(&self) -> Arc<Topology> {
-        Arc::clone(&self.topology.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::clone(&self.topology.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The pool of the primary serving `key`'s slot.
@@ -183,10 +259,10 @@ impl ClusterNodes {
     }
 
     pub fn pool_for_slot(&self, slot: u16) -> Result<Pool, FredError> {
-        let topology = self.topology.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match topology.owners.get(usize::from(slot)) {
-            Some(&owner) if owner != NO_OWNER => Ok(topology.nodes[usize::from(owner)].pool.clone()),
-            _ => {
+        let topology = self.topology.read().unwrap_or_else(PoisonError::into_inner);
+        match topology.map.owner(slot) {
+            Some((index, _)) => Ok(topology.nodes[index].pool.clone()),
+            None => {
                 drop(topology);
                 self.suspicion.notify_one();
                 Err(FredError::new(FredErrorKind::Cluster, format!("no primary serves hash slot {slot}")))
@@ -194,23 +270,131 @@ impl ClusterNodes {
         }
     }
 
+    /// Runs `command` on a connection of the primary serving `slot`, and follows the cluster's
+    /// redirects ([`Redirect`]): `MOVED` is sent again at once to the named node (and the map
+    /// read again), `ASK` as `ASKING` plus the command on the named node, `TRYAGAIN` and
+    /// `CLUSTERDOWN` after a pause, all within the command timeout and at most
+    /// [`MOST_REDIRECTS`] times. Each of those refusals means the command was not executed, so
+    /// a write is sent again too; any other error is returned as it is.
+    pub async fn on_slot<T, Sent: Future<Output = Result<T, FredError>>>(
+        &self,
+        slot: u16,
+        command: impl Fn(Client) -> Sent,
+    ) -> Result<T, FredError> {
+        let pool = self.pool_for_slot(slot)?;
+        match command(pool.next().clone()).await {
+            Ok(answer) => Ok(answer),
+            Err(error) => self.follow_redirects(slot, error, command).await,
+        }
+    }
+
+    async fn follow_redirects<T, Sent: Future<Output = Result<T, FredError>>>(
+        &self,
+        slot: u16,
+        mut error: FredError,
+        command: impl Fn(Client) -> Sent,
+    ) -> Result<T, FredError> {
+        let deadline = Instant::now() + self.template.command_timeout();
+        let mut pause = FIRST_RETRY_PAUSE;
+        for _ in 0..MOST_REDIRECTS {
+            let Some(redirect) = Redirect::of(&error) else { return Err(error) };
+            let attempt = match redirect {
+                Redirect::Moved { server, .. } => {
+                    self.suspicion.notify_one();
+                    let pool = self.pool_of(&server, deadline).await?;
+                    command(pool.next().clone()).await
+                }
+                Redirect::Ask { server, .. } => {
+                    let connection = self.asking_connection(&server, deadline).await?;
+                    let client = connection.lock().await;
+                    let asking = CustomCommand::new_static("ASKING", ClusterHash::Random, false);
+                    match client.custom::<Value, Value>(asking, Vec::new()).await {
+                        Ok(_) => command(client.clone()).await,
+                        Err(refused) => Err(refused),
+                    }
+                }
+                Redirect::TryAgain | Redirect::ClusterDown => {
+                    if Instant::now() + pause >= deadline {
+                        return Err(error);
+                    }
+                    if redirect == Redirect::ClusterDown {
+                        self.suspicion.notify_one();
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                    command(self.pool_for_slot(slot)?.next().clone()).await
+                }
+            };
+            match attempt {
+                Ok(answer) => return Ok(answer),
+                Err(next) => error = next,
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(error)
+    }
+
+    /// The pool of the primary `server`; when the map does not name it yet (a `MOVED` to a
+    /// node that just got slots), the map is read again first, before `deadline`.
+    async fn pool_of(&self, server: &Server, deadline: Instant) -> Result<Pool, FredError> {
+        let known = |topology: &Topology| {
+            topology.nodes.iter().find(|node| node.server == *server).map(|node| node.pool.clone())
+        };
+        if let Some(pool) = known(&self.current()) {
+            return Ok(pool);
+        }
+        let _ = tokio::time::timeout_at(deadline, self.refresh()).await;
+        known(&self.current()).ok_or_else(|| {
+            FredError::new(FredErrorKind::Cluster, format!("redirected to {server}, which the slot map does not name"))
+        })
+    }
+
+    /// The connection for `ASK` redirects to `server`, opened on first use.
+    async fn asking_connection(
+        &self,
+        server: &Server,
+        deadline: Instant,
+    ) -> Result<Arc<tokio::sync::Mutex<Client>>, FredError> {
+        if let Some(connection) = lock(&self.asking).get(server) {
+            return Ok(Arc::clone(connection));
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let client = self.template.client(server, timeout).await?;
+        let mut asking = lock(&self.asking);
+        if let Some(raced) = asking.get(server) {
+            let raced = Arc::clone(raced);
+            drop(asking);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.quit()).await;
+            });
+            return Ok(raced);
+        }
+        let connection = Arc::new(tokio::sync::Mutex::new(client));
+        asking.insert(server.clone(), Arc::clone(&connection));
+        Ok(connection)
+    }
+
     /// Every primary now, with its pool.
     pub fn nodes(&self) -> Vec<Node> {
         self.current().nodes.clone()
     }
 
-    /// Whether every primary's pool has a connection up.
-    fn every_primary_connected(&self) -> bool {
-        self.current()
-            .nodes
-            .iter()
-            .all(|node| node.pool.clients().iter().any(|client| client.state() == fred::types::ClientState::Connected))
+    /// How many primary pools have a connection up, and how many are connecting or waiting to
+    /// be rebuilt.
+    pub fn pool_counts(&self) -> (usize, usize) {
+        lock(&self.pools).counts()
     }
 
     /// The near cache to tell about primaries that come and go (their connections need
     /// tracking, and a gone primary's entries must go).
     pub fn follow_with(&self, near: Weak<dyn PrimaryWatcher>) {
-        *self.near.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(near);
+        *lock(&self.near) = Some(near);
+    }
+
+    fn watcher(&self) -> Option<Arc<dyn PrimaryWatcher>> {
+        lock(&self.near).as_ref().and_then(Weak::upgrade)
     }
 
     /// A command failed with `error`: if it may mean a primary died or slots moved, the slot
@@ -221,140 +405,248 @@ impl ClusterNodes {
         }
     }
 
-    /// Reads the slot map from the first primary to answer, connects to any primary it names
-    /// that has no pool yet, routes by it, and closes the pools of servers no longer primaries.
+    /// Reads the slot map (from the first primary to answer; from the replicas and then the
+    /// configured addresses when none does), opens a pool for any primary it names that has
+    /// none, routes by it, and closes the pools of servers no longer primaries.
     pub async fn refresh(&self) -> Result<(), FredError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self.current();
-        let routing = ask_for_slots(&current.nodes).await?;
-        if current.matches(routing.slots()) {
+        let (routing, replicas) = self.ask_for_slots(&current.nodes).await?;
+        *lock(&self.replicas) = replicas;
+        let next = SlotMap::from_ranges(routing.slots());
+        if current.map.routes_like(&next) {
             return Ok(());
         }
-        let topology = Topology::build(routing.slots(), &current.nodes, &self.template)?;
-        let near = self.near.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().and_then(Weak::upgrade);
-        for node in &topology.nodes {
-            if current.nodes.iter().any(|known| known.server == node.server) {
-                continue;
-            }
-            let connected =
-                tokio::time::timeout(self.template.connection.connection_timeout, node.pool.wait_for_connect()).await;
-            if !matches!(connected, Ok(Ok(()))) {
-                tracing::warn!(primary = %node.server, "redis cluster: a new primary is not connected yet");
-            }
-            if let Some(near) = &near
-                && let Err(error) = Arc::clone(near).joined(node.pool.clone(), node.slots.clone()).await
-            {
-                tracing::warn!(primary = %node.server, %error, "near cache: tracking not on yet for a new primary");
-            }
-        }
-        let gone: Vec<Node> = current
-            .nodes
-            .iter()
-            .filter(|node| !topology.nodes.iter().any(|kept| kept.server == node.server))
-            .cloned()
-            .collect();
+        let change = current.map.change_to(&next);
+        // No await between opening pools and storing them: a refresh cancelled at any await
+        // leaves no pool behind that nothing closes.
+        let closed = self.follow_map(next)?;
+        let topology = self.current();
         let primaries: Vec<String> = topology.nodes.iter().map(|node| node.server.to_string()).collect();
         tracing::info!(primaries = ?primaries, "redis cluster: slot map changed");
-        *self.topology.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(topology);
-        for node in gone {
+        let near = self.watcher();
+        for node in &topology.nodes {
+            if let Some(near) = &near {
+                if change.joined.contains(&node.server) {
+                    if let Err(error) = Arc::clone(near).joined(node.pool.clone(), node.slots.clone()).await {
+                        tracing::warn!(primary = %node.server, %error, "near cache: tracking not on yet for a new primary");
+                    }
+                } else if change.shrunk.contains(&node.server) {
+                    near.slots_changed(&node.pool, node.slots.clone());
+                }
+            }
+        }
+        for node in closed {
             if let Some(near) = &near {
                 near.left(&node.pool);
             }
             tracing::info!(server = %node.server, "redis cluster: no longer a primary; its connections are closed");
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, node.pool.quit()).await;
-            });
+            self.close_node(node);
         }
         Ok(())
     }
 
+    /// Routes by `map`: opens the pools it needs (synchronously), stores the new topology, and
+    /// returns the nodes no longer primaries, for the caller to close.
+    fn follow_map(&self, map: SlotMap) -> Result<Vec<Node>, FredError> {
+        let current = self.current();
+        let actions = lock(&self.pools).follow(&map);
+        let mut opened: HashMap<Server, Pool> = HashMap::new();
+        for action in &actions {
+            if let PoolAction::Open(server) = action {
+                let (pool, tasks) = self.template.connect(server)?;
+                lock(&self.connection_tasks).insert(server.clone(), tasks);
+                opened.insert(server.clone(), pool);
+            }
+        }
+        let nodes = map
+            .primaries()
+            .iter()
+            .filter_map(|primary| {
+                let pool = opened.remove(&primary.server).or_else(|| {
+                    current.nodes.iter().find(|node| node.server == primary.server).map(|node| node.pool.clone())
+                })?;
+                Some(Node { server: primary.server.clone(), pool, slots: primary.slots.clone() })
+            })
+            .collect();
+        *self.topology.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Topology { map, nodes });
+        let closed = current
+            .nodes
+            .iter()
+            .filter(|node| actions.contains(&PoolAction::Close(node.server.clone())))
+            .cloned()
+            .collect();
+        Ok(closed)
+    }
+
+    /// Closes a node's pool and its `ASK` connection, in the background.
+    fn close_node(&self, node: Node) {
+        lock(&self.connection_tasks).remove(&node.server);
+        let asking = lock(&self.asking).remove(&node.server);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, node.pool.quit()).await;
+            if let Some(client) = asking {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.lock().await.quit()).await;
+            }
+        });
+    }
+
+    /// Notes which pools are connected and which lost their connection task for good, and
+    /// rebuilds those due (`PoolSet`): every primary the map names keeps a pool that connects
+    /// or is being rebuilt.
+    async fn heal_pools(&self) {
+        let now = std::time::Instant::now();
+        let topology = self.current();
+        {
+            let tasks = lock(&self.connection_tasks);
+            let mut pools = lock(&self.pools);
+            for node in &topology.nodes {
+                if node.pool.clients().iter().any(|client| client.state() == fred::types::ClientState::Connected) {
+                    pools.connected(&node.server);
+                } else if tasks.get(&node.server).is_some_and(|tasks| tasks.iter().any(JoinHandle::is_finished)) {
+                    pools.failed(&node.server, now);
+                }
+            }
+        }
+        let due = lock(&self.pools).tick(now);
+        for action in due {
+            let PoolAction::Rebuild(server) = action else { continue };
+            let Some(old) = topology.nodes.iter().find(|node| node.server == server).cloned() else { continue };
+            let (pool, tasks) = match self.template.connect(&server) {
+                Ok(built) => built,
+                Err(error) => {
+                    tracing::warn!(primary = %server, %error, "redis cluster: cannot rebuild a primary's pool");
+                    continue;
+                }
+            };
+            tracing::warn!(primary = %server, "redis cluster: a primary's pool lost its connection for good; rebuilt");
+            lock(&self.connection_tasks).insert(server.clone(), tasks);
+            lock(&self.pools).rebuilt(&server, now);
+            let nodes = topology
+                .nodes
+                .iter()
+                .map(
+                    |node| {
+                        if node.server == server { Node { pool: pool.clone(), ..node.clone() } } else { node.clone() }
+                    },
+                )
+                .collect();
+            *self.topology.write().unwrap_or_else(PoisonError::into_inner) =
+                Arc::new(Topology { map: topology.map.clone(), nodes });
+            if let Some(near) = self.watcher() {
+                near.left(&old.pool);
+                if let Err(error) = near.joined(pool, old.slots.clone()).await {
+                    tracing::warn!(primary = %server, %error, "near cache: tracking not on yet for a rebuilt pool");
+                }
+            }
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, old.pool.quit()).await;
+        }
+    }
+
     /// Stops following the cluster and closes every primary's pool.
     pub async fn close(&self) {
-        if let Some(task) = self.refresher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(task) = lock(&self.refresher).take() {
             task.abort();
         }
         let nodes = self.nodes();
+        let asking: Vec<_> = lock(&self.asking).drain().map(|(_, client)| client).collect();
         futures::future::join_all(
             nodes.iter().map(|node| async { tokio::time::timeout(CLOSE_TIMEOUT, node.pool.quit()).await }),
         )
         .await;
+        for client in asking {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.lock().await.quit()).await;
+        }
+    }
+
+    /// `CLUSTER SLOTS` asked of every primary at once, the first answer parsed, with the
+    /// replicas it names. When no primary answers (all replaced, or the map is empty), the
+    /// replicas of the last map and then the configured addresses are asked, one connection
+    /// each, opened for the question.
+    async fn ask_for_slots(&self, nodes: &[Node]) -> Result<(ClusterRouting, Vec<Server>), FredError> {
+        let primaries = nodes.iter().map(|node| {
+            Box::pin(async move {
+                let reply = tokio::time::timeout(QUESTION_TIMEOUT, node.pool.next().cluster_slots::<Value>())
+                    .await
+                    .map_err(|_| FredError::new(FredErrorKind::Timeout, "CLUSTER SLOTS timed out"))??;
+                parse_slots(reply, &node.server)
+            })
+        });
+        let error = match futures::future::select_ok(primaries).await {
+            Ok((answer, _)) => return Ok(answer),
+            Err(error) => error,
+        };
+        let mut others = lock(&self.replicas).clone();
+        for seed in &self.seeds {
+            if !others.contains(seed) {
+                others.push(seed.clone());
+            }
+        }
+        let others = others.into_iter().filter(|server| !nodes.iter().any(|node| node.server == *server));
+        let questions = others.map(|server| {
+            Box::pin(async move {
+                let client = self.template.client(&server, QUESTION_TIMEOUT).await?;
+                let reply = tokio::time::timeout(QUESTION_TIMEOUT, client.cluster_slots::<Value>()).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.quit()).await;
+                let reply = reply.map_err(|_| FredError::new(FredErrorKind::Timeout, "CLUSTER SLOTS timed out"))??;
+                parse_slots(reply, &server)
+            })
+        });
+        let questions: Vec<_> = questions.collect();
+        if questions.is_empty() {
+            return Err(error);
+        }
+        let (answer, _) = futures::future::select_ok(questions).await?;
+        tracing::info!(
+            "redis cluster: no primary known answered; the map was read from a replica or a configured address"
+        );
+        Ok(answer)
     }
 }
 
-impl Topology {
-    /// The routing of `ranges`, reusing the pools of `known` primaries and connecting new ones.
-    fn build(ranges: &[SlotRange], known: &[Node], template: &NodeTemplate) -> Result<Self, FredError> {
-        let mut owners = vec![NO_OWNER; SLOTS].into_boxed_slice();
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut index_of: HashMap<Server, u16> = HashMap::new();
-        for range in ranges {
-            let index = match index_of.get(&range.primary) {
-                Some(&index) => index,
-                None => {
-                    let pool = match known.iter().find(|node| node.server == range.primary) {
-                        Some(node) => node.pool.clone(),
-                        None => template.connect(&range.primary)?,
-                    };
-                    let index = u16::try_from(nodes.len()).unwrap_or(NO_OWNER - 1);
-                    nodes.push(Node { server: range.primary.clone(), pool, slots: Vec::new() });
-                    index_of.insert(range.primary.clone(), index);
-                    index
-                }
+/// A `CLUSTER SLOTS` answer of `server`: the ranges (fred's reading) and the replicas named.
+fn parse_slots(reply: Value, server: &Server) -> Result<(ClusterRouting, Vec<Server>), FredError> {
+    let replicas = replicas_named(&reply, &server.host);
+    let routing = ClusterRouting::from_cluster_slots(reply, server.host.clone())?;
+    Ok((routing, replicas))
+}
+
+/// The replicas a `CLUSTER SLOTS` answer names: each range is `[start, end, primary,
+/// replica…]`, each node `[host, port, id, …]` (an empty host means the host asked).
+fn replicas_named(reply: &Value, asked_host: &str) -> Vec<Server> {
+    let mut replicas: Vec<Server> = Vec::new();
+    let Value::Array(ranges) = reply else { return replicas };
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        for node in parts.iter().skip(3) {
+            let Value::Array(fields) = node else { continue };
+            let (Some(host), Some(port)) =
+                (fields.first().and_then(Value::as_str), fields.get(1).and_then(Value::as_i64))
+            else {
+                continue;
             };
-            nodes[usize::from(index)].slots.push((range.start, range.end));
-            let (start, end) = (usize::from(range.start), usize::from(range.end).min(SLOTS - 1));
-            if start <= end {
-                owners[start..=end].fill(index);
+            let host = if host.is_empty() { asked_host.to_owned() } else { host.into_owned() };
+            let (Ok(port), false) = (u16::try_from(port), host == "?") else { continue };
+            let replica = Server::new(host, port);
+            if !replicas.contains(&replica) {
+                replicas.push(replica);
             }
         }
-        Ok(Self { owners, nodes })
     }
-
-    /// Whether `ranges` route every slot as this topology does.
-    fn matches(&self, ranges: &[SlotRange]) -> bool {
-        let mut seen = 0_usize;
-        for range in ranges {
-            let Some(owner) = self.owners.get(usize::from(range.start)) else { return false };
-            let Some(node) = self.nodes.get(usize::from(*owner)) else { return false };
-            if node.server != range.primary || !node.slots.contains(&(range.start, range.end)) {
-                return false;
-            }
-            seen += 1;
-        }
-        seen == self.nodes.iter().map(|node| node.slots.len()).sum::<usize>()
-    }
-}
-
-/// `CLUSTER SLOTS` asked of every primary at once; the first answer, parsed. A dead primary
-/// does not delay it (each question is bounded by [`QUESTION_TIMEOUT`]).
-async fn ask_for_slots(nodes: &[Node]) -> Result<ClusterRouting, FredError> {
-    let questions = nodes.iter().map(|node| {
-        Box::pin(async move {
-            let reply = tokio::time::timeout(QUESTION_TIMEOUT, node.pool.next().cluster_slots::<Value>())
-                .await
-                .map_err(|_| FredError::new(FredErrorKind::Timeout, "CLUSTER SLOTS timed out"))??;
-            ClusterRouting::from_cluster_slots(reply, node.server.host.clone())
-        })
-    });
-    if nodes.is_empty() {
-        return Err(FredError::new(FredErrorKind::Cluster, "no primary is known to ask for the slot map"));
-    }
-    let (routing, _) = futures::future::select_ok(questions).await?;
-    Ok(routing)
+    replicas
 }
 
 /// Errors after which the slot map may be stale: a redirection, a cluster refusing, or a node
 /// that did not answer.
 fn may_mean_the_map_changed(error: &FredError) -> bool {
-    let details = error.details();
     matches!(
         error.kind(),
         FredErrorKind::IO | FredErrorKind::Timeout | FredErrorKind::Canceled | FredErrorKind::Cluster
-    ) || ["MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"].iter().any(|reply| details.starts_with(reply))
+    ) || Redirect::of(error).is_some()
 }
 
 /// Reads the slot map every [`REFRESH_INTERVAL`] ([`DEGRADED_REFRESH_INTERVAL`] while a primary
-/// is not connected), and soon after a suspicion; ends with the nodes.
+/// is not connected), and soon after a suspicion; heals the pools; ends with the nodes.
 async fn keep_refreshing(nodes: Weak<ClusterNodes>, suspicion: Arc<Notify>) {
     let mut interval = REFRESH_INTERVAL;
     loop {
@@ -366,7 +658,9 @@ async fn keep_refreshing(nodes: Weak<ClusterNodes>, suspicion: Arc<Notify>) {
         if let Err(error) = nodes.refresh().await {
             tracing::debug!(%error, "redis cluster: the slot map could not be read");
         }
-        interval = if nodes.every_primary_connected() { REFRESH_INTERVAL } else { DEGRADED_REFRESH_INTERVAL };
+        nodes.heal_pools().await;
+        let (_, not_connected) = nodes.pool_counts();
+        interval = if not_connected == 0 { REFRESH_INTERVAL } else { DEGRADED_REFRESH_INTERVAL };
         drop(nodes);
         tokio::time::sleep(REFRESH_SPACING).await;
     }
@@ -376,14 +670,10 @@ async fn keep_refreshing(nodes: Weak<ClusterNodes>, suspicion: Arc<Notify>) {
 mod tests {
     use fred::{
         error::{Error as FredError, ErrorKind as FredErrorKind},
-        types::config::Server,
+        types::{Value, config::Server},
     };
 
-    use super::{SlotRange, may_mean_the_map_changed};
-
-    fn range(start: u16, end: u16, port: u16) -> SlotRange {
-        SlotRange { start, end, primary: Server::new("127.0.0.1", port), id: "id".into() }
-    }
+    use super::{may_mean_the_map_changed, replicas_named};
 
     #[test]
     fn redirections_refusals_and_silence_ask_for_the_map_again() {
@@ -391,6 +681,7 @@ mod tests {
             (FredErrorKind::Unknown, "MOVED 3999 127.0.0.1:7001"),
             (FredErrorKind::Unknown, "ASK 3999 127.0.0.1:7001"),
             (FredErrorKind::Unknown, "CLUSTERDOWN The cluster is down"),
+            (FredErrorKind::Unknown, "TRYAGAIN Multiple keys request during rehashing of slot"),
             (FredErrorKind::Timeout, "Request timed out."),
             (FredErrorKind::IO, "Connection closed."),
         ] {
@@ -404,28 +695,25 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_topology_matches_only_the_ranges_it_was_built_from() {
-        let template = super::NodeTemplate {
-            config: fred::types::config::Config::default(),
-            connection: Default::default(),
-            performance: Default::default(),
-            policy: None,
-            size: 1,
-        };
-        let ranges = [range(0, 5_460, 7000), range(5_461, 10_922, 7001), range(10_923, 16_383, 7002)];
-        let built = super::Topology::build(&ranges, &[], &template).unwrap();
-        assert!(built.matches(&ranges));
-        assert_eq!(built.owners[0], 0);
-        assert_eq!(built.owners[5_461], 1);
-        assert_eq!(built.owners[16_383], 2);
-        let promoted = [range(0, 5_460, 7000), range(5_461, 10_922, 7004), range(10_923, 16_383, 7002)];
-        assert!(!built.matches(&promoted));
-        let rebuilt = super::Topology::build(&promoted, &built.nodes, &template).unwrap();
-        assert_eq!(rebuilt.nodes[1].server, Server::new("127.0.0.1", 7004));
-        let unserved = [range(0, 5_460, 7000), range(10_923, 16_383, 7002)];
-        assert!(!built.matches(&unserved));
-        let partial = super::Topology::build(&unserved, &built.nodes, &template).unwrap();
-        assert_eq!(partial.owners[6_000], super::NO_OWNER);
+    #[test]
+    fn the_replicas_of_a_slot_answer_are_remembered_to_ask_for_the_map() {
+        let node =
+            |host: &str, port: i64| Value::Array(vec![Value::from(host), Value::Integer(port), Value::from("id")]);
+        let reply = Value::Array(vec![
+            Value::Array(vec![Value::Integer(0), Value::Integer(8_191), node("127.0.0.1", 7000), node("", 7003)]),
+            Value::Array(vec![
+                Value::Integer(8_192),
+                Value::Integer(16_383),
+                node("127.0.0.1", 7001),
+                node("127.0.0.1", 7004),
+                node("?", 7005),
+                node("127.0.0.1", 7003),
+            ]),
+        ]);
+        assert_eq!(
+            replicas_named(&reply, "127.0.0.1"),
+            vec![Server::new("127.0.0.1", 7003), Server::new("127.0.0.1", 7004)]
+        );
+        assert!(replicas_named(&Value::Null, "127.0.0.1").is_empty());
     }
 }

@@ -128,16 +128,20 @@ pub enum FlushCause {
     Unresponsive,
     /// The application asked for it.
     Requested,
+    /// The connection's primary lost hash slots (a reshard): keys of a moved slot may be
+    /// written on their new owner, which never tells this connection.
+    SlotsMoved,
 }
 
 impl FlushCause {
-    pub const ALL: [FlushCause; 6] = [
+    pub const ALL: [FlushCause; 7] = [
         FlushCause::Disconnect,
         FlushCause::Reconnect,
         FlushCause::Lagged,
         FlushCause::Flushed,
         FlushCause::Unresponsive,
         FlushCause::Requested,
+        FlushCause::SlotsMoved,
     ];
 
     pub fn name(self) -> &'static str {
@@ -148,6 +152,7 @@ impl FlushCause {
             FlushCause::Flushed => "flushed",
             FlushCause::Unresponsive => "unresponsive",
             FlushCause::Requested => "requested",
+            FlushCause::SlotsMoved => "slots_moved",
         }
     }
 

@@ -98,6 +98,13 @@ impl RedisPool {
         &self.route
     }
 
+    /// The Sentinel primary gate commands ask, for the near cache one layer up: while it is
+    /// closed, entries vouched for by the old primary are not served either.
+    #[doc(hidden)]
+    pub fn primary_gate(&self) -> Option<&Arc<PrimaryGate>> {
+        self.gate.as_ref()
+    }
+
     /// Whether this crate opened connections of its own (one pool per cluster primary) and
     /// routes commands itself; the fred pool it was built from is then not used.
     pub fn routes_itself(&self) -> bool {

@@ -21,7 +21,7 @@ use std::{
 };
 
 use fred::{
-    clients::Pool,
+    clients::{Client, Pool},
     error::{Error as FredError, ErrorKind as FredErrorKind},
     interfaces::{ClientLike, HashesInterface, KeysInterface, ListInterface},
     types::{
@@ -87,8 +87,7 @@ pub fn millis(duration: Duration) -> i64 {
 }
 
 pub async fn get(route: &Route, key: &str) -> Result<Option<String>, FredError> {
-    let pool = &route.pool_for(key)?;
-    pool.get(key).await
+    route.on_key(key, |client: Client| async move { client.get(key).await }).await
 }
 
 /// SET with PX and, for locks, NX. Returns whether the value was written.
@@ -99,23 +98,28 @@ pub async fn set(
     ttl: Option<Duration>,
     only_if_absent: bool,
 ) -> Result<bool, FredError> {
-    let pool = &route.pool_for(key)?;
-    let expire = ttl.map(|ttl| Expiration::PX(millis(ttl)));
-    let options = only_if_absent.then_some(SetOptions::NX);
-    // NX that did not write answers nil, which fred refuses to read as a bool (docs/FRED.md).
-    let reply: Option<String> = pool.set(key, value, expire, options, false).await?;
-    Ok(reply.is_some())
+    route
+        .on_key(key, |client: Client| async move {
+            let expire = ttl.map(|ttl| Expiration::PX(millis(ttl)));
+            let options = only_if_absent.then_some(SetOptions::NX);
+            // NX that did not write answers nil, which fred refuses to read as a bool (docs/FRED.md).
+            let reply: Option<String> = client.set(key, value, expire, options, false).await?;
+            Ok(reply.is_some())
+        })
+        .await
 }
 
 pub async fn expire(route: &Route, key: &str, ttl: Duration) -> Result<bool, FredError> {
-    let pool = &route.pool_for(key)?;
-    pool.pexpire(key, millis(ttl), None).await
+    route.on_key(key, |client: Client| async move { client.pexpire(key, millis(ttl), None).await }).await
 }
 
 pub async fn exists(route: &Route, key: &str) -> Result<bool, FredError> {
-    let pool = &route.pool_for(key)?;
-    let count: i64 = pool.exists(key).await?;
-    Ok(count > 0)
+    route
+        .on_key(key, |client: Client| async move {
+            let count: i64 = client.exists(key).await?;
+            Ok(count > 0)
+        })
+        .await
 }
 
 /// One EXISTS per key: a cluster refuses multi-key EXISTS across slots. Pipelined on one
@@ -130,80 +134,109 @@ pub async fn existing(route: &Route, keys: &[String]) -> Result<Vec<bool>, FredE
             pipeline.all().await?
         }
         Route::Cluster(_) => {
-            futures::future::try_join_all(keys.iter().map(async |key| route.pool_for(key)?.exists(key.as_str()).await))
-                .await?
+            futures::future::try_join_all(keys.iter().map(async |key| {
+                route.on_key(key, |client: Client| async move { client.exists(key.as_str()).await }).await
+            }))
+            .await?
         }
     };
     Ok(counts.into_iter().map(|count| count > 0).collect())
 }
 
 pub async fn ttl(route: &Route, key: &str) -> Result<Ttl, FredError> {
-    let pool = &route.pool_for(key)?;
-    let millis: i64 = pool.pttl(key).await?;
-    Ok(match millis {
-        -2 => Ttl::Missing,
-        -1 => Ttl::NoExpiry,
-        left => Ttl::ExpiresIn(Duration::from_millis(u64::try_from(left).unwrap_or(0))),
-    })
+    route
+        .on_key(key, |client: Client| async move {
+            let millis: i64 = client.pttl(key).await?;
+            Ok(match millis {
+                -2 => Ttl::Missing,
+                -1 => Ttl::NoExpiry,
+                left => Ttl::ExpiresIn(Duration::from_millis(u64::try_from(left).unwrap_or(0))),
+            })
+        })
+        .await
 }
 
 pub async fn hash_set(route: &Route, name: &str, field: &str, value: &str) -> Result<bool, FredError> {
-    let pool = &route.pool_for(name)?;
-    let added: i64 = pool.hset(name, (field, value)).await?;
-    Ok(added > 0)
+    route
+        .on_key(name, |client: Client| async move {
+            let added: i64 = client.hset(name, (field, value)).await?;
+            Ok(added > 0)
+        })
+        .await
 }
 
 pub async fn hash_get(route: &Route, name: &str, field: &str) -> Result<Option<String>, FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.hget(name, field).await
+    route.on_key(name, |client: Client| async move { client.hget(name, field).await }).await
 }
 
 pub async fn hash_get_all(route: &Route, name: &str) -> Result<HashMap<String, String>, FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.hgetall(name).await
+    route.on_key(name, |client: Client| async move { client.hgetall(name).await }).await
 }
 
 pub async fn hash_delete(route: &Route, name: &str, field: &str) -> Result<bool, FredError> {
-    let pool = &route.pool_for(name)?;
-    let removed: i64 = pool.hdel(name, field).await?;
-    Ok(removed > 0)
+    route
+        .on_key(name, |client: Client| async move {
+            let removed: i64 = client.hdel(name, field).await?;
+            Ok(removed > 0)
+        })
+        .await
 }
 
 pub async fn list_push(route: &Route, name: &str, values: Vec<String>, end: ListEnd) -> Result<u64, FredError> {
-    let pool = &route.pool_for(name)?;
-    match end {
-        ListEnd::Left => pool.lpush(name, values).await,
-        ListEnd::Right => pool.rpush(name, values).await,
-    }
+    let values = &values;
+    route
+        .on_key(name, |client: Client| async move {
+            // Cloned per attempt: a redirected push is sent again.
+            match end {
+                ListEnd::Left => client.lpush(name, values.clone()).await,
+                ListEnd::Right => client.rpush(name, values.clone()).await,
+            }
+        })
+        .await
 }
 
 pub async fn list_len(route: &Route, name: &str) -> Result<u64, FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.llen(name).await
+    route.on_key(name, |client: Client| async move { client.llen(name).await }).await
 }
 
 pub async fn list_range(route: &Route, name: &str, start: i64, stop: i64) -> Result<Vec<String>, FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.lrange(name, start, stop).await
+    route.on_key(name, |client: Client| async move { client.lrange(name, start, stop).await }).await
 }
 
 pub async fn list_pop(route: &Route, name: &str, end: ListEnd) -> Result<Option<String>, FredError> {
-    let pool = &route.pool_for(name)?;
-    match end {
-        ListEnd::Left => pool.lpop(name, None).await,
-        ListEnd::Right => pool.rpop(name, None).await,
-    }
+    route
+        .on_key(name, |client: Client| async move {
+            match end {
+                ListEnd::Left => client.lpop(name, None).await,
+                ListEnd::Right => client.rpop(name, None).await,
+            }
+        })
+        .await
 }
 
 pub async fn list_position(route: &Route, name: &str, value: &str) -> Result<Option<u64>, FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.lpos(name, value, None, None, None).await
+    route.on_key(name, |client: Client| async move { client.lpos(name, value, None, None, None).await }).await
 }
 
 /// GET `key` and LPOS `list` `element` in one round trip without a script: sent together on
 /// one connection, or, when the two keys live on two primaries of a cluster Tessera routes
 /// itself, to both at once.
 pub async fn get_and_list_position(
+    route: &Route,
+    key: &str,
+    list: &str,
+    element: &str,
+) -> Result<(Option<String>, Option<u64>), FredError> {
+    match send_get_and_list_position(route, key, list, element).await {
+        // A slot moving (or moved): each command on its own, redirects followed.
+        Err(error) if matches!(route, Route::Cluster(_)) && crate::Redirect::of(&error).is_some() => {
+            futures::future::try_join(get(route, key), list_position(route, list, element)).await
+        }
+        answer => answer,
+    }
+}
+
+async fn send_get_and_list_position(
     route: &Route,
     key: &str,
     list: &str,
@@ -266,13 +299,11 @@ pub async fn get_and_list_position(
 }
 
 pub async fn list_remove(route: &Route, name: &str, count: i64, value: &str) -> Result<u64, FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.lrem(name, count, value).await
+    route.on_key(name, |client: Client| async move { client.lrem(name, count, value).await }).await
 }
 
 pub async fn list_trim(route: &Route, name: &str, start: i64, stop: i64) -> Result<(), FredError> {
-    let pool = &route.pool_for(name)?;
-    pool.ltrim(name, start, stop).await
+    route.on_key(name, |client: Client| async move { client.ltrim(name, start, stop).await }).await
 }
 
 /// LPUSH `values` then trim to `max_len` elements, atomically (see `PUSH_CAPPED`); returns
@@ -283,34 +314,47 @@ pub async fn push_capped(
     values: &[String],
     max_len: u64,
 ) -> Result<(u64, Vec<String>), FredError> {
-    let pool = &route.pool_for(name)?;
-    let mut args = Vec::with_capacity(1 + values.len());
-    args.push(max_len.to_string());
-    args.extend_from_slice(values);
-    let reply: Value = PUSH_CAPPED.evalsha_with_reload(pool.next(), name, args).await?;
-    let malformed =
-        || FredError::new(FredErrorKind::Parse, "the capped push answered something else than {length, evicted}");
-    let Value::Array(mut parts) = reply else { return Err(malformed()) };
-    let (Some(Value::Array(evicted)), Some(Value::Integer(len)), None) = (parts.pop(), parts.pop(), parts.pop()) else {
-        return Err(malformed());
-    };
-    let evicted = evicted.into_iter().map(|item| item.into_string().ok_or_else(malformed)).collect::<Result<_, _>>()?;
-    Ok((u64::try_from(len).map_err(|_| malformed())?, evicted))
+    route
+        .on_key(name, |client: Client| async move {
+            let mut args = Vec::with_capacity(1 + values.len());
+            args.push(max_len.to_string());
+            args.extend_from_slice(values);
+            let reply: Value = PUSH_CAPPED.evalsha_with_reload(&client, name, args).await?;
+            let malformed = || {
+                FredError::new(FredErrorKind::Parse, "the capped push answered something else than {length, evicted}")
+            };
+            let Value::Array(mut parts) = reply else { return Err(malformed()) };
+            let (Some(Value::Array(evicted)), Some(Value::Integer(len)), None) =
+                (parts.pop(), parts.pop(), parts.pop())
+            else {
+                return Err(malformed());
+            };
+            let evicted =
+                evicted.into_iter().map(|item| item.into_string().ok_or_else(malformed)).collect::<Result<_, _>>()?;
+            Ok((u64::try_from(len).map_err(|_| malformed())?, evicted))
+        })
+        .await
 }
 
 /// Compare-and-delete in one atomic script (EVALSHA, reloaded on NOSCRIPT).
 pub async fn delete_if_equals(route: &Route, key: &str, expected: &str) -> Result<bool, FredError> {
-    let pool = &route.pool_for(key)?;
-    let deleted: i64 = RELEASE_IF_EQUALS.evalsha_with_reload(pool.next(), key, expected).await?;
-    Ok(deleted > 0)
+    route
+        .on_key(key, |client: Client| async move {
+            let deleted: i64 = RELEASE_IF_EQUALS.evalsha_with_reload(&client, key, expected).await?;
+            Ok(deleted > 0)
+        })
+        .await
 }
 
 /// Compare-and-pexpire in one atomic script (EVALSHA, reloaded on NOSCRIPT).
 pub async fn expire_if_equals(route: &Route, key: &str, expected: &str, ttl: Duration) -> Result<bool, FredError> {
-    let pool = &route.pool_for(key)?;
-    let args = vec![expected.to_owned(), millis(ttl).to_string()];
-    let extended: i64 = PEXPIRE_IF_EQUALS.evalsha_with_reload(pool.next(), key, args).await?;
-    Ok(extended > 0)
+    route
+        .on_key(key, |client: Client| async move {
+            let args = vec![expected.to_owned(), millis(ttl).to_string()];
+            let extended: i64 = PEXPIRE_IF_EQUALS.evalsha_with_reload(&client, key, args).await?;
+            Ok(extended > 0)
+        })
+        .await
 }
 
 /// Takes a lock and its fencing token in one atomic script (EVALSHA, reloaded on NOSCRIPT);
@@ -322,13 +366,16 @@ pub async fn acquire_fenced(
     identifier: &str,
     lease: Duration,
 ) -> Result<Option<u64>, FredError> {
-    let pool = &route.pool_for(key)?;
-    let keys = vec![key.to_owned(), counter.to_owned()];
-    let args = vec![identifier.to_owned(), millis(lease).to_string()];
-    let token: Option<i64> = ACQUIRE_FENCED.evalsha_with_reload(pool.next(), keys, args).await?;
-    // Counters only this module writes start at 1; a negative one (written by someone else)
-    // still means "acquired" and reads as 0.
-    Ok(token.map(|token| u64::try_from(token).unwrap_or(0)))
+    route
+        .on_key(key, |client: Client| async move {
+            let keys = vec![key.to_owned(), counter.to_owned()];
+            let args = vec![identifier.to_owned(), millis(lease).to_string()];
+            let token: Option<i64> = ACQUIRE_FENCED.evalsha_with_reload(&client, keys, args).await?;
+            // Counters only this module writes start at 1; a negative one (written by someone else)
+            // still means "acquired" and reads as 0.
+            Ok(token.map(|token| u64::try_from(token).unwrap_or(0)))
+        })
+        .await
 }
 
 /// UNLINKs stored keys. In a cluster a multi-key command must stay inside one hash slot, so the
@@ -348,11 +395,14 @@ pub async fn unlink(route: &Route, keys: &[String]) -> Result<u64, FredError> {
     let pool = match route {
         Route::Pool(pool) => pool,
         Route::Cluster(nodes) => {
-            let counts = futures::future::try_join_all(
-                by_slot()
-                    .into_iter()
-                    .map(async |(slot, group)| nodes.pool_for_slot(slot)?.unlink::<u64, _>(group).await),
-            )
+            let counts = futures::future::try_join_all(by_slot().into_iter().map(async |(slot, group)| {
+                nodes
+                    .on_slot(slot, |client: Client| {
+                        let group = group.clone();
+                        async move { client.unlink::<u64, _>(group).await }
+                    })
+                    .await
+            }))
             .await?;
             return Ok(counts.into_iter().sum());
         }
@@ -437,49 +487,55 @@ async fn bitfield(
     operation: &'static str,
     value: Option<i64>,
 ) -> Result<Vec<bool>, FredError> {
-    let pool = &route.pool_for(key)?;
-    if offsets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let custom = || CustomCommand::new_static(command, ClusterHash::FirstKey, false);
-    let arguments = |chunk: &[u64]| -> Result<Vec<Value>, FredError> {
-        let mut arguments = Vec::with_capacity(1 + chunk.len() * 4);
-        arguments.push(Value::from(key));
-        for &offset in chunk {
-            let offset = i64::try_from(offset)
-                .map_err(|_| FredError::new(FredErrorKind::InvalidArgument, "bit offset out of range"))?;
-            arguments.extend([Value::from(operation), Value::from("u1"), Value::Integer(offset)]);
-            arguments.extend(value.map(Value::Integer));
-        }
-        Ok(arguments)
-    };
-    let client = pool.next();
-    let replies: Vec<Value> = if offsets.len() <= BITFIELD_CHUNK {
-        vec![client.custom(custom(), arguments(offsets)?).await?]
-    } else {
-        let pipeline = client.pipeline();
-        for chunk in offsets.chunks(BITFIELD_CHUNK) {
-            let () = pipeline.custom(custom(), arguments(chunk)?).await?;
-        }
-        pipeline.try_all::<Value>().await.into_iter().collect::<Result<_, _>>()?
-    };
-    let mut bits = Vec::with_capacity(offsets.len());
-    for reply in replies {
-        let Value::Array(items) = reply else {
-            return Err(FredError::new(FredErrorKind::Parse, format!("{command} answered {reply:?}, not an array")));
-        };
-        for item in items {
-            let bit = item
-                .as_i64()
-                .ok_or_else(|| FredError::new(FredErrorKind::Parse, format!("{command} answered {item:?}")))?;
-            bits.push(bit != 0);
-        }
-    }
-    if bits.len() != offsets.len() {
-        return Err(FredError::new(
-            FredErrorKind::Parse,
-            format!("{command} answered {} bits for {} offsets", bits.len(), offsets.len()),
-        ));
-    }
-    Ok(bits)
+    route
+        .on_key(key, |client: Client| async move {
+            if offsets.is_empty() {
+                return Ok(Vec::new());
+            }
+            let custom = || CustomCommand::new_static(command, ClusterHash::FirstKey, false);
+            let arguments = |chunk: &[u64]| -> Result<Vec<Value>, FredError> {
+                let mut arguments = Vec::with_capacity(1 + chunk.len() * 4);
+                arguments.push(Value::from(key));
+                for &offset in chunk {
+                    let offset = i64::try_from(offset)
+                        .map_err(|_| FredError::new(FredErrorKind::InvalidArgument, "bit offset out of range"))?;
+                    arguments.extend([Value::from(operation), Value::from("u1"), Value::Integer(offset)]);
+                    arguments.extend(value.map(Value::Integer));
+                }
+                Ok(arguments)
+            };
+            let client = client;
+            let replies: Vec<Value> = if offsets.len() <= BITFIELD_CHUNK {
+                vec![client.custom(custom(), arguments(offsets)?).await?]
+            } else {
+                let pipeline = client.pipeline();
+                for chunk in offsets.chunks(BITFIELD_CHUNK) {
+                    let () = pipeline.custom(custom(), arguments(chunk)?).await?;
+                }
+                pipeline.try_all::<Value>().await.into_iter().collect::<Result<_, _>>()?
+            };
+            let mut bits = Vec::with_capacity(offsets.len());
+            for reply in replies {
+                let Value::Array(items) = reply else {
+                    return Err(FredError::new(
+                        FredErrorKind::Parse,
+                        format!("{command} answered {reply:?}, not an array"),
+                    ));
+                };
+                for item in items {
+                    let bit = item
+                        .as_i64()
+                        .ok_or_else(|| FredError::new(FredErrorKind::Parse, format!("{command} answered {item:?}")))?;
+                    bits.push(bit != 0);
+                }
+            }
+            if bits.len() != offsets.len() {
+                return Err(FredError::new(
+                    FredErrorKind::Parse,
+                    format!("{command} answered {} bits for {} offsets", bits.len(), offsets.len()),
+                ));
+            }
+            Ok(bits)
+        })
+        .await
 }

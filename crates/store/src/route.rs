@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use fred::{clients::Pool, error::Error as FredError, interfaces::ClientLike};
+use fred::{
+    clients::{Client, Pool},
+    error::Error as FredError,
+    interfaces::ClientLike,
+};
 
 use crate::cluster::ClusterNodes;
 
@@ -32,6 +36,19 @@ impl Route {
         match self {
             Self::Pool(pool) => Ok(pool.clone()),
             Self::Cluster(nodes) => nodes.pool_for(key),
+        }
+    }
+
+    /// Runs `command` on a connection that serves `key`: where Tessera routes a cluster, the
+    /// primary of its slot, with the cluster's redirects followed ([`ClusterNodes::on_slot`]).
+    pub async fn on_key<T, Sent: Future<Output = Result<T, FredError>>>(
+        &self,
+        key: &str,
+        command: impl Fn(Client) -> Sent,
+    ) -> Result<T, FredError> {
+        match self {
+            Self::Pool(pool) => command(pool.next().clone()).await,
+            Self::Cluster(nodes) => nodes.on_slot(fred::util::redis_keyslot(key.as_bytes()), command).await,
         }
     }
 

@@ -1,0 +1,192 @@
+//! Resharding under load is invisible: a private six-node cluster, two tessera instances with
+//! the near cache on, tasks verifying seeded tokens and issuing new ones (each new token
+//! verified at once on the *other* instance) while `redis-cli --cluster reshard` moves 2,000
+//! slots from one primary to another. While a slot migrates, Redis answers `ASK` for keys
+//! already moved and for new keys, and `MOVED` once it has moved; Tessera follows both
+//! (docs/CLUSTER.md), so no request may fail. Afterwards a token whose slot moved is deleted
+//! on its new owner and must be refused at once by both instances, whose near caches had
+//! vouched for it.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hyper::{Method, StatusCode};
+
+use crate::auth_api::{INTERNAL_KEY, bearer, issue, json_field, raw_cache, unique_user, verify};
+use tests::{PrivateCluster, TestApp, send, spawn_app};
+
+const SEEDED_TOKENS: usize = 300;
+const SLOTS_MOVED: &str = "2000";
+const LOAD_TASKS: usize = 4;
+/// The load never runs longer than this, whatever happens.
+const LOAD_LIMIT: Duration = Duration::from_secs(60);
+const LOAD_AFTER_RESHARD: Duration = Duration::from_secs(1);
+/// A deleted token is refused within this (the outside check's bound).
+const REFUSAL_BOUND: Duration = Duration::from_millis(50);
+
+async fn instance(url: &str) -> TestApp {
+    spawn_app(&[
+        ("REDIS_URL", url),
+        ("TESSERA_INTERNAL_KEY", INTERNAL_KEY),
+        ("TESSERA_NEAR_CACHE", "on"),
+        ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "2000"),
+    ])
+    .await
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    verified: u64,
+    issued: u64,
+    failures: Vec<String>,
+}
+
+/// Verifies a seeded token and issues a new one (verified at once on the other instance),
+/// round after round, until told to stop.
+async fn drive(apps: Arc<[TestApp; 2]>, tokens: Arc<Vec<String>>, task: usize, stop: Arc<AtomicBool>) -> Tally {
+    let deadline = Instant::now() + LOAD_LIMIT;
+    let mut tally = Tally::default();
+    for round in 0_usize.. {
+        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            break;
+        }
+        let (here, there) = (&apps[round % 2], &apps[(round + 1) % 2]);
+        let token = &tokens[(round * LOAD_TASKS + task) % tokens.len()];
+        let answer = verify(here, &[("authorization", &bearer(token))]).await;
+        tally.verified += 1;
+        if answer.status != StatusCode::OK {
+            tally.failures.push(format!("verify of a seeded token: {} {}", answer.status, answer.body));
+        }
+        let body = format!(r#"{{"user_id":{}}}"#, unique_user());
+        let issued = send(
+            here.address,
+            Method::POST,
+            "/internal/sessions",
+            &[("x-internal-key", INTERNAL_KEY)],
+            Some(("application/json", body.into_bytes())),
+        )
+        .await;
+        tally.issued += 1;
+        if issued.status != StatusCode::CREATED {
+            tally.failures.push(format!("issue: {} {}", issued.status, issued.body));
+            continue;
+        }
+        let new_token = json_field(&issued.body, "token");
+        let answer = verify(there, &[("authorization", &bearer(&new_token))]).await;
+        tally.verified += 1;
+        if answer.status != StatusCode::OK {
+            tally
+                .failures
+                .push(format!("verify of a new token on the other instance: {} {}", answer.status, answer.body));
+        }
+    }
+    tally
+}
+
+fn node_id(cluster: &mut PrivateCluster, shard: usize) -> String {
+    cluster.primary(shard).query(&["CLUSTER", "MYID"]).text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_under_load_fails_no_verification_and_no_issue() {
+    let mut cluster =
+        tokio::task::spawn_blocking(|| PrivateCluster::start(&["--cluster-node-timeout", "2000"])).await.unwrap();
+    let url = cluster.url();
+    let apps = Arc::new([instance(&url).await, instance(&url).await]);
+    let mut tokens = Vec::with_capacity(SEEDED_TOKENS);
+    for index in 0..SEEDED_TOKENS {
+        let (token, _) = issue(&apps[index % 2], &format!(r#"{{"user_id":{}}}"#, unique_user())).await;
+        for app in apps.iter() {
+            assert_eq!(verify(app, &[("authorization", &bearer(&token))]).await.status, StatusCode::OK);
+        }
+        tokens.push(token);
+    }
+    let tokens = Arc::new(tokens);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..LOAD_TASKS)
+        .map(|task| tokio::spawn(drive(Arc::clone(&apps), Arc::clone(&tokens), task, Arc::clone(&stop))))
+        .collect();
+    let (from, to) = (node_id(&mut cluster, 0), node_id(&mut cluster, 1));
+    let entry = format!("127.0.0.1:{}", cluster.primary(1).port());
+    let started = Instant::now();
+    let reshard = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &entry, "--cluster-from", &from, "--cluster-to", &to])
+            .args(["--cluster-slots", SLOTS_MOVED, "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs")
+    })
+    .await
+    .unwrap();
+    let resharded_in = started.elapsed();
+    assert!(
+        reshard.status.success(),
+        "redis-cli --cluster reshard failed: {}{}",
+        String::from_utf8_lossy(&reshard.stdout),
+        String::from_utf8_lossy(&reshard.stderr)
+    );
+    tokio::time::sleep(LOAD_AFTER_RESHARD).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await.unwrap();
+        total.verified += tally.verified;
+        total.issued += tally.issued;
+        total.failures.extend(tally.failures);
+    }
+    eprintln!(
+        "reshard of {SLOTS_MOVED} slots in {resharded_in:?} under load: {} verifications, {} issues, {} failed",
+        total.verified,
+        total.issued,
+        total.failures.len()
+    );
+    assert!(total.verified > 100 && total.issued > 50, "too little load ran during the reshard: {total:?}");
+    assert!(total.failures.is_empty(), "requests failed during the reshard: {:?}", total.failures);
+
+    // A seeded token whose slot moved, cached by both instances, deleted on its new owner.
+    let (raw_backend, raw) = raw_cache(&url).await;
+    let moved_node = cluster.primary(1).port();
+    let moved = tokens
+        .iter()
+        .find(|token| {
+            let key = format!("token:{token}");
+            // Shard 0 started with the slots below 5,461: a token there now on shard 1 moved.
+            let started_on_shard_0 =
+                matches!(cluster.primary(1).query(&["CLUSTER", "KEYSLOT", &key]), tests::RespReply::Integer(slot) if slot < 5_461);
+            started_on_shard_0 && cluster.primary(1).query(&["EXISTS", &key]) == tests::RespReply::Integer(1)
+        })
+        .unwrap_or_else(|| panic!("no seeded token moved to node {moved_node}"));
+    for app in apps.iter() {
+        for _ in 0..2 {
+            assert_eq!(verify(app, &[("authorization", &bearer(moved))]).await.status, StatusCode::OK);
+        }
+    }
+    let deleted = Instant::now();
+    assert!(raw.delete_key(&format!("token:{moved}")).await.unwrap());
+    for app in apps.iter() {
+        loop {
+            let status = verify(app, &[("authorization", &bearer(moved))]).await.status;
+            if status == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert_eq!(status, StatusCode::OK);
+            assert!(deleted.elapsed() < REFUSAL_BOUND, "a token deleted on its new node was still accepted");
+            tokio::task::yield_now().await;
+        }
+    }
+    eprintln!("a token deleted on its new node: refused by both instances {:?} after the delete", deleted.elapsed());
+    raw_backend.close().await;
+    match Arc::try_unwrap(apps) {
+        Ok([first, second]) => {
+            first.stop().await;
+            second.stop().await;
+        }
+        Err(_) => panic!("a load task still holds the instances"),
+    }
+}
