@@ -10,11 +10,19 @@
 //! - on `+switch-master`, reconnects every pooled connection that is not on the new primary
 //!   and opens the gate once each one is there and answers `ROLE` as a master;
 //! - does the same when a command got `READONLY` (a connection on a replica), when a failover
-//!   announced no result within [`FAILOVER_BOUND`], and when the sentinels, asked every
-//!   [`CHECK_PERIOD`], agree on a primary some connection is not on (missed announcements:
-//!   a sentinel connection that dropped).
+//!   announced no new primary within its bound, and when the sentinels, asked every second
+//!   while nothing is followed, agree on a primary some connection is not on (missed
+//!   announcements: a sentinel connection that dropped).
+//!
+//! The decisions, and the rules they keep, are [`machine`]'s; the [`Follower`] here is its
+//! driver: it feeds the machine what happens and carries out its actions, running every query
+//! (asking the sentinels, a round of realignment) as a task whose result comes back as one more
+//! input, so that it never waits on a query before closing the gate.
+
+mod machine;
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -24,21 +32,21 @@ use fred::{
     interfaces::{ClientLike, EventInterface, PubsubInterface, ServerInterface},
     types::{CustomCommand, Message, Value, config::Server},
 };
-use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+use tokio::{
+    sync::mpsc,
+    task::{self, JoinSet},
+    time::MissedTickBehavior,
+};
 
 use cache_toolkit::{GateClosed, PrimaryGate};
 use config::{HostPort, RedisSettings, RedisTarget};
 
 use crate::error::InfraError;
+use machine::{Action, Closing, Input, Machine, Placement, Query};
 
-/// How often the sentinels are asked where the primary is, in case an announcement was missed.
-const CHECK_PERIOD: Duration = Duration::from_secs(1);
-/// A failover that started but announced neither a new primary nor an abort within this long:
-/// the gate opens on whatever primary the sentinels then agree on.
-const FAILOVER_BOUND: Duration = Duration::from_secs(10);
-/// Between two rounds of reconnecting the connections that are not on the primary yet; it
-/// doubles after each failed round, up to [`CHECK_PERIOD`].
-const REALIGN_PAUSE: Duration = Duration::from_millis(50);
+/// How often the follower wakes its machine to act on time (due rounds, checks, the failover
+/// bound): as fine as the shortest pause the machine keeps.
+const TICK: Duration = machine::REALIGN_PAUSE;
 /// One connection's forced reconnection or ROLE answer is awaited at most this long.
 const STEP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Between two attempts to reach a sentinel whose first connection failed.
@@ -51,7 +59,7 @@ enum Announcement {
     FailoverStarted,
     /// The failover is over: this is the primary now.
     SwitchedTo(Server),
-    /// The failover was given up: the primary did not change.
+    /// A sentinel gave the failover up; another sentinel may still be running it.
     FailoverAborted,
     /// A sentinel connection was (re)established: announcements may have been missed.
     Resubscribed,
@@ -109,7 +117,7 @@ impl SentinelWatch {
         let follower = Follower {
             pool: pool.clone(),
             sentinels: Arc::clone(&sentinels),
-            service_name: service_name.clone(),
+            service_name: Arc::from(service_name.as_str()),
             gate,
             connect_timeout: settings.connect_timeout,
         };
@@ -219,245 +227,209 @@ fn announcement(message: &Message, service_name: &str) -> Option<Announcement> {
     }
 }
 
-/// Keeps the pool on the primary; the only task that opens the gate.
+/// Keeps the pool on the primary; the only task that opens the gate. It drives a [`Machine`]:
+/// every announcement, query result, `READONLY` report and tick is one step, and the loop
+/// itself never awaits a query, so an announced failover closes the gate within one turn.
 struct Follower {
     pool: Pool,
     sentinels: Arc<[Sentinel]>,
-    service_name: String,
+    service_name: Arc<str>,
     gate: Arc<PrimaryGate>,
     connect_timeout: Duration,
 }
 
-/// Where one pooled connection is, as seen from the primary the sentinels name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Placement {
-    /// On that primary, which answers `ROLE` as a master.
-    OnPrimary,
-    /// On another node, or on one that answers `ROLE` as a replica: must reconnect.
-    Misplaced,
-    /// On that primary, which does not answer (down): fred reconnects by itself.
-    Unanswered,
-}
-
-/// The primary the pool must reach before the gate opens.
-#[derive(Clone, Debug)]
-struct Target {
-    primary: Server,
-    /// Since when commands may have been refused for it.
-    since: Instant,
-    /// Named by a `+switch-master`: trusted over the sentinels' answers for [`FAILOVER_BOUND`],
-    /// since the sentinels that did not lead the failover learn of it only seconds later.
-    announced: bool,
-}
-
-impl Target {
-    fn from_sentinels(primary: Server) -> Self {
-        Self { primary, since: Instant::now(), announced: false }
-    }
-
-    /// Whether the sentinels' majority may replace this primary.
-    fn revisable(&self) -> bool {
-        !self.announced || self.since.elapsed() >= FAILOVER_BOUND
-    }
-}
-
-/// What the follower remembers between two events. Each event has one method on
-/// [`Follower`]; the loop only chooses the next event.
-#[derive(Debug)]
-struct FollowerState {
-    /// The next round of reconnections, further apart while rounds fail (a primary that
-    /// answers as a replica must not see a storm of reconnections).
-    next_round: Instant,
-    failed_rounds: u32,
-    /// When the gate was closed for a failover whose end is not announced yet.
-    failover_since: Option<Instant>,
-    /// The primary the pool must reach before the gate opens.
-    target: Option<Target>,
-    /// The primary the pool was last found on: the other sentinels' copies of an announcement
-    /// already followed must not close the gate again.
-    aligned_on: Option<Server>,
-}
-
-impl FollowerState {
-    fn new() -> Self {
-        Self { next_round: Instant::now(), failed_rounds: 0, failover_since: None, target: None, aligned_on: None }
-    }
-
-    /// Whether a `READONLY` reply should make the follower ask the sentinels: only while it
-    /// follows nothing already.
-    fn idle(&self) -> bool {
-        self.failover_since.is_none() && self.target.is_none()
-    }
-
-    /// Whether a round of reconnections is due when `next_round` comes.
-    fn realigning(&self) -> bool {
-        self.target.is_some() && self.failover_since.is_none()
+impl From<Announcement> for Input {
+    fn from(announcement: Announcement) -> Self {
+        match announcement {
+            Announcement::FailoverStarted => Input::FailoverStarted,
+            Announcement::SwitchedTo(primary) => Input::SwitchedTo(primary),
+            Announcement::FailoverAborted => Input::FailoverAborted,
+            Announcement::Resubscribed => Input::Resubscribed,
+        }
     }
 }
 
 impl Follower {
     async fn run(self, mut announcements: mpsc::Receiver<Announcement>) {
-        let mut check = tokio::time::interval(CHECK_PERIOD);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut state = FollowerState::new();
+        let (results, mut answered) = mpsc::channel(8);
+        let mut queries = Queries { tasks: JoinSet::new(), if_lost: HashMap::new(), results };
+        let mut machine = Machine::new(self.sentinels.len(), now());
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let input = tokio::select! {
+                // Announcements first: a failover start must close the gate before anything else.
+                biased;
                 announcement = announcements.recv() => match announcement {
+                    Some(announcement) => Input::from(announcement),
                     None => return,
-                    Some(Announcement::FailoverStarted) => self.on_failover_started(&mut state),
-                    Some(Announcement::SwitchedTo(primary)) => self.on_switched_to(&mut state, primary),
-                    Some(Announcement::FailoverAborted | Announcement::Resubscribed) => {
-                        self.on_failover_over_or_missed(&mut state).await;
-                    }
                 },
-                () = self.gate.read_only_reported(), if state.idle() => self.on_read_only(&mut state).await,
-                _ = check.tick(), if state.target.is_none() => self.on_check(&mut state).await,
-                () = tokio::time::sleep_until(state.next_round), if state.realigning() => {
-                    self.on_round(&mut state).await;
+                () = self.gate.read_only_reported() => Input::ReadOnly,
+                Some(result) = answered.recv() => result,
+                Some(ended) = queries.tasks.join_next_with_id(), if !queries.tasks.is_empty() => {
+                    match queries.reap(ended) {
+                        Some(lost) => lost,
+                        None => continue,
+                    }
                 }
+                _ = tick.tick() => Input::Tick,
+            };
+            for action in machine.step(now(), input) {
+                self.act(action, &mut queries);
             }
         }
     }
 
-    /// `+selected-slave`: the primary stops being one any moment; commands are refused.
-    fn on_failover_started(&self, state: &mut FollowerState) {
-        if state.failover_since.is_none() {
-            tracing::warn!("failover started: refusing Redis commands until the new primary is known");
-        }
-        self.gate.close(GateClosed::Failover);
-        state.failover_since = Some(Instant::now());
-        state.target = None;
-    }
-
-    /// `+switch-master`: the pool must move to `primary` before the gate opens.
-    fn on_switched_to(&self, state: &mut FollowerState, primary: Server) {
-        let since = state.failover_since.take().unwrap_or_else(Instant::now);
-        if state.aligned_on.as_ref() != Some(&primary) {
-            self.gate.close(GateClosed::Failover);
-        }
-        if state.target.as_ref().is_none_or(|current| current.primary != primary) {
-            tracing::info!(primary = %address(&primary), "the sentinels announced a new primary");
-            state.target = Some(Target { primary, since, announced: true });
-        }
-    }
-
-    /// A failover was aborted, or a sentinel connection came back (announcements may have
-    /// been missed): follow the primary the sentinels agree on, unless an announced one is
-    /// still trusted.
-    async fn on_failover_over_or_missed(&self, state: &mut FollowerState) {
-        state.failover_since = None;
-        if state.target.as_ref().is_none_or(Target::revisable) {
-            state.target = self.agreed_primary().await.map(Target::from_sentinels).or(state.target.take());
-        }
-    }
-
-    /// A command got `READONLY`: some connection is on a replica.
-    async fn on_read_only(&self, state: &mut FollowerState) {
-        state.target = self.agreed_primary().await.map(Target::from_sentinels);
-        if state.target.is_none() {
-            tracing::warn!("no sentinel majority names a primary: Redis commands stay refused");
-        }
-    }
-
-    /// Every [`CHECK_PERIOD`] while nothing is followed: a failover that never ended is given
-    /// up after [`FAILOVER_BOUND`], and the sentinels are asked where the primary is.
-    async fn on_check(&self, state: &mut FollowerState) {
-        if state.failover_since.is_some_and(|since| since.elapsed() >= FAILOVER_BOUND) {
-            tracing::warn!("a failover announced no result within {FAILOVER_BOUND:?}");
-            state.failover_since = None;
-        }
-        if state.failover_since.is_none() {
-            state.target = self.agreed_primary().await.map(Target::from_sentinels);
-        }
-    }
-
-    /// One round of reconnections towards the target; the gate opens once every connection is
-    /// on it.
-    async fn on_round(&self, state: &mut FollowerState) {
-        let Some(mut current) = state.target.take() else { return };
-        let on_primary = self.realign_round(&current.primary).await;
-        state.failed_rounds = if on_primary { 0 } else { state.failed_rounds.saturating_add(1) };
-        state.next_round =
-            Instant::now() + (REALIGN_PAUSE * 2_u32.saturating_pow(state.failed_rounds.min(5))).min(CHECK_PERIOD);
-        if on_primary {
-            if self.gate.closed().is_some() {
+    fn act(&self, action: Action, queries: &mut Queries) {
+        match action {
+            Action::CloseGate(why) => self.close_gate(why),
+            Action::OpenGate { primary, refused_for } => {
                 self.gate.open();
                 tracing::warn!(
-                    primary = %address(&current.primary),
-                    refused_ms = current.since.elapsed().as_millis() as u64,
+                    %primary,
+                    refused_ms = refused_for.as_millis() as u64,
                     "every Redis connection is on the primary: commands resume"
                 );
             }
-            state.aligned_on = Some(current.primary);
-        } else if self.gate.closed().is_some() {
-            // Still refusing: the sentinels may name another primary by now.
-            if current.revisable()
-                && let Some(agreed) = self.agreed_primary().await
-                && agreed != current.primary
-            {
-                tracing::info!(primary = %address(&agreed), "the sentinels name another primary now");
-                current = Target { primary: agreed, ..current };
+            Action::AskSentinels(query) => {
+                let asked =
+                    ask_sentinels(Arc::clone(&self.sentinels), Arc::clone(&self.service_name), self.connect_timeout);
+                let results = queries.results.clone();
+                let unanswered = Input::SentinelsAnswered { query, answers: vec![None; self.sentinels.len()] };
+                queries.spawn(
+                    async move {
+                        let answers = asked.await;
+                        let _ = results.send(Input::SentinelsAnswered { query, answers }).await;
+                    },
+                    unanswered,
+                );
             }
-            state.target = Some(current);
+            Action::Realign { query, target } => {
+                let unfinished = Input::RoundEnded { query, target: target.clone(), placement: Placement::Unanswered };
+                let round = realign_round(self.pool.clone(), target, query, queries.results.clone());
+                queries.spawn(round, unfinished);
+            }
         }
-        // Otherwise nothing was misplaced, only unanswered: an outage, which fred rides out by
-        // itself.
     }
 
-    /// The primary most answering sentinels name, if more than half of them name it.
-    async fn agreed_primary(&self) -> Option<Server> {
-        let mut answers: Vec<Server> = Vec::new();
-        for sentinel in self.sentinels.iter() {
-            let Some(sentinel) = sentinel.client().filter(ClientLike::is_connected) else { continue };
-            let asked = sentinel.custom::<Value, _>(
-                CustomCommand::new_static("SENTINEL", fred::types::ClusterHash::Random, false),
-                vec!["get-master-addr-by-name", self.service_name.as_str()],
-            );
-            match tokio::time::timeout(self.connect_timeout, asked).await {
-                Ok(Ok(Value::Array(address))) => {
-                    if let [host, port] = address.as_slice()
-                        && let (Some(host), Some(port)) =
-                            (host.as_str(), port.as_str().and_then(|port| port.parse().ok()))
-                    {
-                        answers.push(Server::new(host.as_ref(), port));
-                    }
+    fn close_gate(&self, why: Closing) {
+        let already_closed_for_a_failover = self.gate.closed() == Some(GateClosed::Failover);
+        match why {
+            Closing::FailoverStarted => {
+                self.gate.close(GateClosed::Failover);
+                if !already_closed_for_a_failover {
+                    tracing::warn!("failover started: refusing Redis commands until the new primary is known");
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::debug!(%error, "a sentinel did not name the primary"),
-                Err(_) => tracing::debug!("a sentinel did not name the primary in time"),
             }
-        }
-        let most = answers.iter().max_by_key(|candidate| answers.iter().filter(|other| other == candidate).count())?;
-        let votes = answers.iter().filter(|other| *other == most).count();
-        (votes * 2 > answers.len()).then(|| most.clone())
-    }
-
-    /// One round: reconnects (at once, each bounded) the pooled connections that are not on
-    /// `primary`; true when every connection is on it and it answers as a master. Closes the
-    /// gate when a connection is found misplaced (a write there could be lost).
-    async fn realign_round(&self, primary: &Server) -> bool {
-        let clients = self.pool.clients();
-        let placements = futures::future::join_all(clients.iter().map(|client| placement(client, primary))).await;
-        let misplaced: Vec<&Client> = clients
-            .iter()
-            .zip(&placements)
-            .filter_map(|(client, placement)| (*placement == Placement::Misplaced).then_some(client))
-            .collect();
-        if !misplaced.is_empty() {
-            if self.gate.closed().is_none() {
+            Closing::PrimaryAnnounced => {
                 self.gate.close(GateClosed::Failover);
                 tracing::warn!(
-                    primary = %address(primary),
-                    connections = misplaced.len(),
+                    "the sentinels announced a new primary: refusing Redis commands until every connection is on it"
+                );
+            }
+            Closing::Misplaced { primary } => {
+                self.gate.close(GateClosed::Failover);
+                tracing::warn!(
+                    %primary,
                     "Redis connections are not on the primary the sentinels name: refusing commands and reconnecting"
                 );
             }
-            let reconnections =
-                misplaced.iter().map(|client| tokio::time::timeout(STEP_TIMEOUT, client.force_reconnection()));
-            futures::future::join_all(reconnections).await;
+            // The gate logged the reply when it closed itself.
+            Closing::ReadOnlyReply => self.gate.close(GateClosed::ReadOnlyReply),
         }
-        placements.iter().all(|placement| *placement == Placement::OnPrimary)
     }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The follower's queries, run as tasks it owns: they are aborted when it ends.
+#[derive(Debug)]
+struct Queries {
+    tasks: JoinSet<()>,
+    /// For each running task, what the machine is told should it end without reporting (a
+    /// panic): every query must end, or the machine waits for it forever.
+    if_lost: HashMap<task::Id, Input>,
+    results: mpsc::Sender<Input>,
+}
+
+impl Queries {
+    fn spawn(&mut self, query: impl Future<Output = ()> + Send + 'static, if_lost: Input) {
+        let task = self.tasks.spawn(query);
+        self.if_lost.insert(task.id(), if_lost);
+    }
+
+    /// A task ended: what to tell the machine if it ended without reporting.
+    fn reap(&mut self, ended: Result<(task::Id, ()), task::JoinError>) -> Option<Input> {
+        match ended {
+            Ok((id, ())) => {
+                self.if_lost.remove(&id);
+                None
+            }
+            Err(error) => {
+                tracing::error!(%error, "a query of the sentinel follower failed");
+                self.if_lost.remove(&error.id())
+            }
+        }
+    }
+}
+
+/// Asks every configured sentinel at once where the primary is, each bounded by `timeout`: one
+/// entry per sentinel, `None` for one that is not connected or did not name a primary.
+async fn ask_sentinels(sentinels: Arc<[Sentinel]>, service_name: Arc<str>, timeout: Duration) -> Vec<Option<Server>> {
+    let asked = sentinels.iter().map(|sentinel| ask_sentinel(sentinel.client(), &service_name, timeout));
+    futures::future::join_all(asked).await
+}
+
+async fn ask_sentinel(sentinel: Option<Client>, service_name: &str, timeout: Duration) -> Option<Server> {
+    let sentinel = sentinel.filter(ClientLike::is_connected)?;
+    let asked = sentinel.custom::<Value, _>(
+        CustomCommand::new_static("SENTINEL", fred::types::ClusterHash::Random, false),
+        vec!["get-master-addr-by-name", service_name],
+    );
+    match tokio::time::timeout(timeout, asked).await {
+        Ok(Ok(answer)) => named_primary(&answer),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "a sentinel did not name the primary");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("a sentinel did not name the primary in time");
+            None
+        }
+    }
+}
+
+/// `SENTINEL get-master-addr-by-name` answers `[host, port]`, or nil for an unknown service.
+fn named_primary(answer: &Value) -> Option<Server> {
+    let Value::Array(address) = answer else { return None };
+    let [host, port] = address.as_slice() else { return None };
+    let host = host.as_str()?;
+    let port: u16 = port.as_str()?.parse().ok()?;
+    Some(Server::new(&*host, port))
+}
+
+/// One round towards `primary`: finds where each pooled connection is; reports the misplaced
+/// ones at once (the gate must close before they are reconnected), reconnects them (at once,
+/// each bounded), then reports the round's placement.
+async fn realign_round(pool: Pool, primary: Server, query: Query, results: mpsc::Sender<Input>) {
+    let clients = pool.clients();
+    let placements = futures::future::join_all(clients.iter().map(|client| placement(client, &primary))).await;
+    let misplaced: Vec<&Client> = clients
+        .iter()
+        .zip(&placements)
+        .filter_map(|(client, placement)| (*placement == Placement::Misplaced).then_some(client))
+        .collect();
+    if !misplaced.is_empty() {
+        tracing::info!(%primary, connections = misplaced.len(), "reconnecting the Redis connections not on the primary");
+        let _ = results.send(Input::MisplacedFound { query, target: primary.clone() }).await;
+        let reconnections =
+            misplaced.iter().map(|client| tokio::time::timeout(STEP_TIMEOUT, client.force_reconnection()));
+        futures::future::join_all(reconnections).await;
+    }
+    let worst = Placement::worst(placements.iter().copied());
+    let _ = results.send(Input::RoundEnded { query, target: primary, placement: worst }).await;
 }
 
 async fn placement(client: &Client, primary: &Server) -> Placement {
@@ -475,10 +447,6 @@ async fn placement(client: &Client, primary: &Server) -> Placement {
         },
         _ => Placement::Unanswered,
     }
-}
-
-fn address(server: &Server) -> String {
-    format!("{}:{}", server.host, server.port)
 }
 
 #[cfg(test)]

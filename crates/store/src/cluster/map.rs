@@ -108,9 +108,8 @@ impl SlotMap {
     /// What changed from this map to `next`.
     pub(super) fn change_to(&self, next: &Self) -> MapChange {
         let named = |map: &Self, server: &Server| map.primaries.iter().any(|primary| primary.server == *server);
-        let mut change = MapChange::default();
-        change.joined = next.primaries.iter().filter(|p| !named(self, &p.server)).map(|p| p.server.clone()).collect();
-        change.left = self.primaries.iter().filter(|p| !named(next, &p.server)).map(|p| p.server.clone()).collect();
+        let joined = next.primaries.iter().filter(|p| !named(self, &p.server)).map(|p| p.server.clone()).collect();
+        let left = self.primaries.iter().filter(|p| !named(next, &p.server)).map(|p| p.server.clone()).collect();
         let mut shrunk: Vec<Server> = Vec::new();
         for (slot, &owner) in self.owners.iter().enumerate() {
             let Some(before) = self.primaries.get(usize::from(owner)) else { continue };
@@ -122,8 +121,7 @@ impl SlotMap {
                 shrunk.push(before.server.clone());
             }
         }
-        change.shrunk = shrunk;
-        change
+        MapChange { joined, left, shrunk }
     }
 }
 
