@@ -379,3 +379,40 @@ async fn issue_token(app: &TestApp) -> (StatusCode, String) {
     let token = if answer.status == StatusCode::CREATED { json_field(&answer.body, "token") } else { String::new() };
     (answer.status, token)
 }
+
+/// A graceful failover while one of the three sentinels is frozen (SIGSTOP: connected, never
+/// answering) and tessera's event connection to another is cut mid-failover (it resubscribes
+/// while the old primary still answers as master). The gate must close on the leader's
+/// `+selected-slave` without waiting for the frozen sentinel, must not reopen on the old primary
+/// when the connection comes back, and no acknowledged token may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_with_a_frozen_sentinel_and_a_cut_event_connection_loses_no_token() {
+    show_logs();
+    let (mut deployment, app) = Deployment::start().await;
+    let first_primary = deployment.primary_port();
+    let replica = deployment.nodes.iter().map(PrivateRedis::port).find(|port| *port != first_primary).unwrap();
+    deployment.sentinels[2].freeze();
+    let started = Instant::now();
+    let (observed, promoted_at) = under_load(&app, Vec::new(), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(deployment.sentinels[0].query(&["SENTINEL", "FAILOVER", SERVICE]), RespReply::Simple("OK".into()));
+        // Sentinels publish their events on connections of type pubsub: tessera's listener.
+        let cut = deployment.sentinels[1].query(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(matches!(cut, RespReply::Integer(killed) if killed >= 1), "no event connection to cut: {cut:?}");
+        let promoted_at = promoted(&deployment, replica).await;
+        let deadline = Instant::now() + PHASE_BOUND;
+        while deployment.primary_port() != replica {
+            assert!(Instant::now() < deadline, "the sentinels did not name the promoted replica");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_until_serving(&app).await;
+        promoted_at
+    })
+    .await;
+    let tail = report("graceful, one sentinel frozen", started, promoted_at, &observed);
+    let lost_tokens = lost(&app, &observed.acknowledged).await;
+    assert_nothing_lost("graceful, one sentinel frozen", &observed, &lost_tokens);
+    assert!(tail <= TAIL_BOUND, "503 until {tail:?} after the promotion");
+    deployment.sentinels[2].thaw();
+    app.stop().await;
+}
