@@ -388,7 +388,7 @@ async fn issue_token(app: &TestApp) -> (StatusCode, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_with_a_frozen_sentinel_and_a_cut_event_connection_loses_no_token() {
     show_logs();
-    let (mut deployment, app) = Deployment::start().await;
+    let (deployment, app) = Deployment::start().await;
     let first_primary = deployment.primary_port();
     let replica = deployment.nodes.iter().map(PrivateRedis::port).find(|port| *port != first_primary).unwrap();
     deployment.sentinels[2].freeze();
