@@ -284,7 +284,9 @@ impl ClusterNodes {
         let pool = self.pool_for_slot(slot)?;
         match command(pool.next().clone()).await {
             Ok(answer) => Ok(answer),
-            Err(error) => self.follow_redirects(slot, error, command).await,
+            // Boxed: the redirect path (a map read, an ASK connection) is rare, and inline it
+            // would grow every command's future by kilobytes.
+            Err(error) => Box::pin(self.follow_redirects(slot, error, command)).await,
         }
     }
 
