@@ -274,7 +274,7 @@ impl ClusterNodes {
     /// redirects ([`Redirect`]): `MOVED` is sent again at once to the named node (and the map
     /// read again), `ASK` as `ASKING` plus the command on the named node, `TRYAGAIN` and
     /// `CLUSTERDOWN` after a pause, all within the command timeout and at most
-    /// [`MOST_REDIRECTS`] times. Each of those refusals means the command was not executed, so
+    /// `MOST_REDIRECTS` (5) times. Each of those refusals means the command was not executed, so
     /// a write is sent again too; any other error is returned as it is.
     pub async fn on_slot<T, Sent: Future<Output = Result<T, FredError>>>(
         &self,
