@@ -215,7 +215,11 @@ impl CacheStore {
                 if let Some(why) = gate.as_deref().and_then(PrimaryGate::closed) {
                     return Err(StoreFailure::PrimaryChanging(why));
                 }
-                on_redis(route).await.map_err(|error| {
+                // Boxed: the Redis side nests the route, the redirects and fred's own futures, and
+                // inline that depth reaches rustc's layout recursion limit (128) in a caller's
+                // async block (the README's `get_or_load`); one allocation per command is
+                // nothing beside its round trip.
+                Box::pin(on_redis(route)).await.map_err(|error| {
                     route.report(&error);
                     if let Some(gate) = gate.as_deref()
                         && crate::error::is_read_only_reply(&error)
