@@ -14,7 +14,24 @@ impl DecodedSlot {
     /// `text` decoded by `decode`: the first reader decodes and keeps the result, later readers
     /// share it. A reader asking for another type than the one kept decodes afresh.
     pub fn get_or_decode<T: Any + Send + Sync>(&self, text: &str, decode: impl Fn(&str) -> T) -> Arc<T> {
-        let kept = self.0.get_or_init(|| Arc::new(decode(text)));
-        Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(decode(text)))
+        self.get_or_decode_telling(text, decode).0
+    }
+
+    /// [`Self::get_or_decode`], and whether this call decoded the value it keeps (the near
+    /// cache then weighs it against its budget).
+    pub fn get_or_decode_telling<T: Any + Send + Sync>(
+        &self,
+        text: &str,
+        decode: impl Fn(&str) -> T,
+    ) -> (Arc<T>, bool) {
+        let mut kept_now = false;
+        let kept = self.0.get_or_init(|| {
+            kept_now = true;
+            Arc::new(decode(text))
+        });
+        match Arc::clone(kept).downcast::<T>() {
+            Ok(decoded) => (decoded, kept_now),
+            Err(_) => (Arc::new(decode(text)), false),
+        }
     }
 }

@@ -25,6 +25,11 @@ use store::{CacheEvent, CacheMetrics};
 const MAX_SHARDS: usize = 64;
 const MIN_SHARD_BYTES: u64 = 64 * 1024;
 
+/// Heap bytes one entry's record costs the store, for the entry's weight: its map bucket and its
+/// CLOCK ring record.
+pub(crate) const SLOT_BYTES: usize = size_of::<(Arc<str>, Slot<Arc<()>>)>() + 1;
+pub(crate) const RING_RECORD_BYTES: usize = size_of::<(Arc<str>, u64)>();
+
 /// A stored value told when the store lets go of it (removed, replaced, evicted, expired,
 /// flushed), so a reader that kept a clone can tell it is no longer the key's value.
 pub(crate) trait Retire {
@@ -106,9 +111,16 @@ impl<V: Clone + Retire> NearStore<V> {
 
     /// Stores `value` under `key` for `lifetime_ms` from `now_ms`, counting `weight` bytes
     /// against the budget, then evicts from the key's shard until it is within its share.
+    /// A value heavier than a shard's budget is not stored (it would empty its shard on every
+    /// read): what the key held is dropped, and the refusal counted.
     pub(crate) fn insert(&self, key: &str, value: V, weight: u32, lifetime_ms: u64, now_ms: u64) {
         let mut shard = self.shard(key);
         shard.remove(key, Removal::Dropped, &self.metrics);
+        if u64::from(weight) > self.shard_budget {
+            value.retire();
+            self.metrics.count(CacheEvent::NearTooLarge);
+            return;
+        }
         let key: Arc<str> = Arc::from(key);
         let sequence = shard.next_sequence;
         shard.next_sequence += 1;
@@ -119,6 +131,20 @@ impl<V: Clone + Retire> NearStore<V> {
         self.metrics.add_near_bytes(u64::from(weight));
         shard.evict_down_to(self.shard_budget, now_ms, &self.metrics);
         shard.compact();
+    }
+
+    /// Adds `extra` bytes to the weight of `key`'s entry, if `is_it` says the entry is the one
+    /// they belong to (a decoded form made after the insert), and evicts down to the budget.
+    pub(crate) fn add_weight(&self, key: &str, is_it: impl Fn(&V) -> bool, extra: u32, now_ms: u64) {
+        let mut shard = self.shard(key);
+        let Some(slot) = shard.entries.get_mut(key) else { return };
+        if !is_it(&slot.value) {
+            return;
+        }
+        slot.weight = slot.weight.saturating_add(extra);
+        shard.bytes += u64::from(extra);
+        self.metrics.add_near_bytes(u64::from(extra));
+        shard.evict_down_to(self.shard_budget, now_ms, &self.metrics);
     }
 
     pub(crate) fn remove(&self, key: &str) {
@@ -320,6 +346,40 @@ mod tests {
         }
         assert!(store.ring_len() <= 2 * store.len() + 33, "ring of {} records", store.ring_len());
         assert_eq!(store.bytes(), 100);
+    }
+
+    /// A value heavier than a shard's budget would push out every other entry of its shard on
+    /// every read: it is refused, counted, and the key's older value is not left behind.
+    #[test]
+    fn a_value_heavier_than_a_shard_is_not_stored() {
+        let (store, metrics) = store(MIN_SHARD_BYTES);
+        for index in 0..50_u32 {
+            store.insert(&format!("key-{index}"), index, 1_000, 60_000, 0);
+        }
+        store.insert("big", 1, 10, 60_000, 0);
+        let too_heavy = u32::try_from(MIN_SHARD_BYTES).unwrap() + 1;
+        store.insert("big", 2, too_heavy, 60_000, 0);
+        assert_eq!(store.get("big", 0), None, "neither the heavy value nor the one it replaced");
+        assert_eq!(store.len(), 50, "the shard's other entries stay");
+        assert_eq!(metrics.snapshot().event(CacheEvent::NearTooLarge), 1);
+        assert_eq!(metrics.snapshot().near_bytes, 50_000);
+    }
+
+    /// Weight added after the insert (a decoded form) counts, goes with the entry, and evicts
+    /// others when the shard goes over; it is not added to a newer value of the key.
+    #[test]
+    fn weight_added_later_counts_against_the_budget() {
+        let (store, metrics) = store(MIN_SHARD_BYTES);
+        for index in 0..60_u32 {
+            store.insert(&format!("key-{index}"), index, 1_000, 60_000, 0);
+        }
+        store.add_weight("key-0", |value| *value == 0, 10_000, 0);
+        assert!(store.bytes() <= MIN_SHARD_BYTES, "{} bytes held", store.bytes());
+        assert_eq!(metrics.snapshot().near_bytes, store.bytes());
+        store.insert("key-1", 100, 1_000, 60_000, 0);
+        let before = store.bytes();
+        store.add_weight("key-1", |value| *value == 1, 10_000, 0);
+        assert_eq!(store.bytes(), before, "the decoded form of a replaced value");
     }
 
     #[test]

@@ -71,8 +71,21 @@ pub use self::{
 
 /// Lock stripes for per-key generations: a collision only cancels an unrelated insert.
 const GENERATION_STRIPES: usize = 1_024;
-/// Fixed per-entry overhead counted against `max_bytes` on top of key and value.
-const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// What the allocator adds to each allocation (glibc's chunk header, rounded), counted once per
+/// heap block an entry holds.
+const ALLOCATION_BYTES: usize = 16;
+/// An `Arc`'s two reference counts, ahead of what it holds.
+const ARC_COUNTS_BYTES: usize = 2 * size_of::<usize>();
+/// Heap an entry costs besides its key's and value's bytes: the `NearEntry` in its `Arc`, the
+/// key's `Arc<str>` header, the retired flag's `Arc` (shared with remembered verdicts), and
+/// the store's map bucket and ring record. The bucket is counted twice (a hash map keeps up
+/// to half its buckets empty after growing) and the ring record three times (the ring keeps
+/// stale records up to twice the live ones before compacting).
+const ENTRY_OVERHEAD_BYTES: usize = (ALLOCATION_BYTES + ARC_COUNTS_BYTES + size_of::<NearEntry>())
+    + (ALLOCATION_BYTES + ARC_COUNTS_BYTES)
+    + (ALLOCATION_BYTES + ARC_COUNTS_BYTES + size_of::<AtomicBool>())
+    + 2 * entries::SLOT_BYTES
+    + 3 * entries::RING_RECORD_BYTES;
 
 /// What an entry holds: a string key's value (or its absence: a tracked miss), or a whole list
 /// (LRANGE 0 -1; empty when the key is missing).
@@ -83,12 +96,25 @@ pub enum NearValue {
 }
 
 impl NearValue {
+    /// The heap this value holds: its text, or its items and their slice, each allocation with
+    /// the allocator's overhead.
     fn bytes(&self) -> usize {
         match self {
-            Self::Text(value) => value.as_deref().map_or(0, str::len),
-            Self::List(items) => items.iter().map(|item| item.len() + 24).sum(),
+            Self::Text(value) => value.as_deref().map_or(0, |text| ALLOCATION_BYTES + ARC_COUNTS_BYTES + text.len()),
+            Self::List(items) => {
+                ALLOCATION_BYTES
+                    + ARC_COUNTS_BYTES
+                    + items.iter().map(|item| size_of::<String>() + ALLOCATION_BYTES + item.capacity()).sum::<usize>()
+            }
         }
     }
+}
+
+/// The weight of a decoded form of `text` as `T`, added to its entry's when it is made: the
+/// `Arc<T>` and, for its own heap, as much again as the text (a decoded record holds the
+/// strings its text held), which the memory test checks against an allocation count.
+fn decoded_weight<T>(text: &str) -> usize {
+    ALLOCATION_BYTES + ARC_COUNTS_BYTES + size_of::<T>() + 2 * ALLOCATION_BYTES + text.len()
 }
 
 /// One cached key: its value, the connection that vouched for it at which epoch, and the
@@ -100,7 +126,8 @@ pub(crate) struct NearEntry {
     pub(crate) epoch: u64,
     pub(crate) decoded: DecodedSlot,
     /// When the store lets go of it: set by the store on every removal ([`entries::Retire`]).
-    pub(crate) retired: AtomicBool,
+    /// Shared with the verdicts remembered from it, which so keep nothing else of it alive.
+    pub(crate) retired: Arc<AtomicBool>,
     /// The store's expiry of the entry, in the cache's milliseconds.
     pub(crate) expires_at_ms: u64,
 }
@@ -284,7 +311,12 @@ impl NearCache {
         let NearValue::Text(value) = &entry.value else { return None };
         self.metrics.count(CacheEvent::NearHit);
         let Some(text) = value.as_deref() else { return Some(None) };
-        Some(Some(entry.decoded.get_or_decode(text, decode)))
+        let (decoded, kept_now) = entry.decoded.get_or_decode_telling(text, decode);
+        if kept_now {
+            let weight = u32::try_from(decoded_weight::<T>(text)).unwrap_or(u32::MAX);
+            self.entries.add_weight(key, |kept| Arc::ptr_eq(kept, &entry), weight, self.now_ms());
+        }
+        Some(Some(decoded))
     }
 
     /// The verdict `memo` remembers, if the list entry it was read from may still be served
@@ -433,7 +465,7 @@ impl NearCache {
             connection: Arc::clone(&ticket.connection),
             epoch: ticket.epoch,
             decoded: DecodedSlot::default(),
-            retired: AtomicBool::new(false),
+            retired: Arc::new(AtomicBool::new(false)),
             expires_at_ms: now_ms.saturating_add(lifetime_ms),
         };
         self.entries.insert(key, Arc::new(entry), weight, lifetime_ms, now_ms);

@@ -7,12 +7,15 @@
 //! the embedded store it holds an [`EmbeddedVerdict`] instead, which holds until the list
 //! changes, goes or expires.
 
-use std::sync::{Arc, Mutex, atomic::Ordering};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use store::{CacheEvent, embedded::EmbeddedVerdict};
 use tokio::time::Instant;
 
-use crate::{NearCache, NearEntry, NearValue};
+use crate::{NearCache, NearValue, connection::ConnectionState};
 
 /// A list-membership verdict remembered against the list it was read from: the near cache's
 /// entry for the list, or the embedded store's list itself. While that list is unchanged and
@@ -26,10 +29,23 @@ pub struct ListVerdict {
 
 #[derive(Debug)]
 pub(crate) enum Remembered {
-    /// Read from this near-cache entry of the list.
-    Near(Arc<NearEntry>, bool),
+    /// Read from a near-cache entry of the list.
+    Near(NearVerdict),
     /// Read from the embedded store's list.
     Embedded(EmbeddedVerdict),
+}
+
+/// A verdict read from a near-cache list entry, with what tells whether that entry may still be
+/// served, and nothing else of it: holding the entry itself would keep its items alive after
+/// the store let it go, outside the budget (a user with many sessions, each remembering a
+/// version of the list).
+#[derive(Debug)]
+pub(crate) struct NearVerdict {
+    retired: Arc<AtomicBool>,
+    connection: Arc<ConnectionState>,
+    epoch: u64,
+    expires_at_ms: u64,
+    listed: bool,
 }
 
 impl ListVerdict {
@@ -50,14 +66,14 @@ impl ListVerdict {
 impl NearCache {
     pub fn remembered_verdict(&self, memo: &ListVerdict) -> Option<bool> {
         let remembered = memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(Remembered::Near(entry, listed)) = remembered.as_ref() else { return None };
+        let Some(Remembered::Near(verdict)) = remembered.as_ref() else { return None };
         let now_ms = self.now_ms();
-        let state = &entry.connection;
-        let servable = !entry.retired.load(Ordering::Acquire)
-            && entry.expires_at_ms > now_ms
-            && entry.epoch == state.epoch.load(Ordering::Acquire)
+        let state = &verdict.connection;
+        let servable = !verdict.retired.load(Ordering::Acquire)
+            && verdict.expires_at_ms > now_ms
+            && verdict.epoch == state.epoch.load(Ordering::Acquire)
             && self.serves(state, now_ms);
-        let listed = *listed;
+        let listed = verdict.listed;
         drop(remembered);
         servable.then(|| {
             self.metrics.count(CacheEvent::NearHit);
@@ -69,7 +85,13 @@ impl NearCache {
         let Some(entry) = self.servable(key) else { return };
         let NearValue::List(items) = &entry.value else { return };
         let listed = items.iter().any(|item| item == element);
-        *memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Remembered::Near(entry, listed));
+        let verdict = NearVerdict {
+            retired: Arc::clone(&entry.retired),
+            connection: Arc::clone(&entry.connection),
+            epoch: entry.epoch,
+            expires_at_ms: entry.expires_at_ms,
+            listed,
+        };
+        *memo.remembered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Remembered::Near(verdict));
     }
 }

@@ -39,6 +39,8 @@ pub enum CacheEvent {
     /// A read's answer not put into the near cache because an invalidation, a flush or a
     /// connection change happened while it was in flight.
     NearInsertCancelled,
+    /// A value not cached: heavier than one near-cache shard's share of the budget.
+    NearTooLarge,
     /// A loader run by `get_or_load` (the source was asked).
     Load,
     /// A `get_or_load` caller that waited for another caller's load instead of loading.
@@ -65,13 +67,14 @@ pub enum CacheEvent {
 }
 
 impl CacheEvent {
-    pub const ALL: [CacheEvent; 17] = [
+    pub const ALL: [CacheEvent; 18] = [
         CacheEvent::NearHit,
         CacheEvent::NearMiss,
         CacheEvent::NearInsert,
         CacheEvent::NearEviction,
         CacheEvent::NearInvalidation,
         CacheEvent::NearInsertCancelled,
+        CacheEvent::NearTooLarge,
         CacheEvent::Load,
         CacheEvent::CoalescedWait,
         CacheEvent::NegativeHit,
@@ -94,6 +97,7 @@ impl CacheEvent {
             CacheEvent::NearEviction => "near_evictions",
             CacheEvent::NearInvalidation => "near_invalidations",
             CacheEvent::NearInsertCancelled => "near_inserts_cancelled",
+            CacheEvent::NearTooLarge => "near_too_large",
             CacheEvent::Load => "loads",
             CacheEvent::CoalescedWait => "coalesced_waits",
             CacheEvent::NegativeHit => "negative_hits",
