@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cache_toolkit::{CacheClient, CacheOptions, KeyPrefix};
+use cache_toolkit::{CacheClient, CacheOptions, KeyPrefix, PrimaryPools};
 use config::{AppEnv, Settings};
 use infra::Backend;
 use tests::PrivateCluster;
@@ -217,4 +217,89 @@ async fn a_dead_primary_stalls_only_its_own_shard_and_no_acknowledged_write_is_l
             );
         }
     }
+}
+
+/// The new primary refuses connections this long after its promotion.
+const REFUSED_AFTER_PROMOTION: Duration = Duration::from_millis(1_500);
+/// Once the new primary accepts connections, its shard answers within this: a pool that
+/// reconnects waits at most its reconnect delay (250 ms on a cluster), a pool rebuilt after
+/// fred gave it up waits for the next refresh (100 ms while a primary is not connected).
+const RECOVERY_AFTER_ACCEPT: Duration = Duration::from_secs(1);
+
+/// A failover names a new primary whose first connections fail (a relay in front of it answers
+/// as a Redis at `maxclients` does, then closes): its pool is retried, `primary_pools` (the
+/// `/metrics` gauge) shows it connecting meanwhile, and its shard answers again soon after the
+/// node accepts connections. A pool that gave up after a failed first connection would leave
+/// the shard failing until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_primary_that_refuses_its_first_connections_is_used_once_it_accepts() {
+    let options = ["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"];
+    let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&options)).await.unwrap();
+    let relay = tests::RefusingRelay::start(cluster.replica(DEAD_SHARD).port()).await;
+    let relay_port = relay.port();
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        cluster.announce_replica_at(DEAD_SHARD, relay_port);
+        cluster
+    })
+    .await
+    .unwrap();
+    let tag = cluster.hash_tag_on_shard(DEAD_SHARD);
+    let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", &cluster.url())]).unwrap();
+    let backend = Backend::start(&settings).await.unwrap();
+    let all_connected = Some(PrimaryPools { connected: SHARDS, connecting: 0 });
+    assert_eq!(backend.cache().primary_pools(), all_connected);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS_PER_SHARD)
+        .map(|worker| tokio::spawn(drive(backend.cache().clone(), tag.clone(), worker, Arc::clone(&stop))))
+        .collect();
+    tokio::time::sleep(LOAD_BEFORE_KILL).await;
+    cluster.primary(DEAD_SHARD).stop();
+    let kill = Instant::now();
+    while !cluster.replica_promoted(DEAD_SHARD) {
+        assert!(kill.elapsed() < PROMOTION_TIMEOUT, "the replica was not promoted within {PROMOTION_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let promotion = Instant::now();
+    let mut seen_connecting = false;
+    while promotion.elapsed() < REFUSED_AFTER_PROMOTION {
+        seen_connecting |= backend.cache().primary_pools().is_some_and(|pools| pools.connecting > 0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = relay.refused();
+    assert!(refused > 0, "nothing tried the new primary while it refused connections");
+    assert!(seen_connecting, "the new primary's refused pool was never shown as connecting");
+    relay.accept();
+    let accepted = Instant::now();
+    let healed = loop {
+        if backend.cache().primary_pools() == all_connected {
+            break accepted.elapsed();
+        }
+        assert!(accepted.elapsed() < PROMOTION_TIMEOUT, "the new primary's pool never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    tokio::time::sleep(LOAD_AFTER_PROMOTION).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        outcomes.extend(worker.await.unwrap().outcomes);
+    }
+    backend.close().await;
+
+    let first_answer = outcomes
+        .iter()
+        .filter(|outcome| outcome.succeeded && outcome.finished > accepted)
+        .map(|outcome| outcome.finished - accepted)
+        .min();
+    eprintln!(
+        "cluster failover to a primary refusing its first connections: {refused} connections refused in the {:?} \
+         after the promotion; all pools connected {healed:?} after it accepted, its shard answered {first_answer:?} \
+         after",
+        REFUSED_AFTER_PROMOTION,
+    );
+    let first_answer = first_answer.expect("the shard never answered after its new primary accepted connections");
+    assert!(
+        first_answer <= RECOVERY_AFTER_ACCEPT,
+        "the shard answered {first_answer:?} after its new primary accepted connections"
+    );
 }

@@ -15,8 +15,8 @@ mod http;
 
 pub use backend::{Backend, fresh_home, tessera_command};
 pub use dev_support::{
-    CertificateFiles, ClientCertificates, LaggingLink, PrivateCluster, PrivateRedis, RespReply, ServerProcess,
-    ServerTls, TestCertificates, Topology, env::required as required_env, free_port,
+    CertificateFiles, ClientCertificates, LaggingLink, PrivateCluster, PrivateRedis, RefusingRelay, RespReply,
+    ServerProcess, ServerTls, TestCertificates, Topology, env::required as required_env, free_port,
 };
 pub use http::{HttpResponse, get, get_on, raw_status, send};
 

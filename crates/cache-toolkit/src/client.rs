@@ -182,6 +182,12 @@ impl CacheClient {
         }
     }
 
+    /// A Redis Cluster's primaries by the state of the pool kept for each (connected, or
+    /// reconnecting); `None` on the embedded store and on a standalone or sentinel Redis.
+    pub fn primary_pools(&self) -> Option<crate::PrimaryPools> {
+        self.inner.store.primary_pools()
+    }
+
     /// Whether Redis commands are held now because the primary is changing (the primary gate
     /// of a sentinel set-up is closed); always `false` for the embedded store and without a gate.
     pub fn primary_gate_closed(&self) -> bool {

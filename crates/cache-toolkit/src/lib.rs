@@ -31,8 +31,8 @@ pub use replication::{ReplicaWait, Replication};
 pub use store::embedded::{DataDirError, Durability, Fsync, JOURNAL_FILE, Recovered, Replayed};
 pub use store::{
     CacheError, CacheErrorKind, CacheEvent, CacheMetrics, CacheScript, CacheStore, EmbeddedStats, EmbeddedStore,
-    FlushCause, GateClosed, LATENCY_BUCKETS_SECONDS, ListEnd, MAX_TTL, MetricsSnapshot, Op, PrimaryGate, RedactedKey,
-    RedisPool, ScriptReply, StoreKind, Ttl,
+    FlushCause, GateClosed, LATENCY_BUCKETS_SECONDS, ListEnd, MAX_TTL, MetricsSnapshot, Op, PrimaryGate, PrimaryPools,
+    RedactedKey, RedisPool, ScriptReply, StoreKind, Ttl,
 };
 
 /// The README's Rust examples, compiled and run as doc tests.

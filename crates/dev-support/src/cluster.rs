@@ -96,6 +96,26 @@ impl PrivateCluster {
         &self.nodes[SHARDS + shard]
     }
 
+    /// Makes `shard`'s replica announce `port` as its client port (`cluster-announce-port`, a
+    /// relay in front of it, say) and returns once every node names it there.
+    pub fn announce_replica_at(&self, shard: usize, port: u16) {
+        let replica = self.replica(shard);
+        let reply = replica.query(&["CONFIG", "SET", "cluster-announce-port", &port.to_string()]);
+        assert_eq!(
+            reply,
+            RespReply::Simple("OK".into()),
+            "CONFIG SET cluster-announce-port on shard {shard}'s replica"
+        );
+        let id = replica.query(&["CLUSTER", "MYID"]).text();
+        let announced = format!("127.0.0.1:{port}@");
+        for node in &self.nodes {
+            wait_for(&format!("node {} to name shard {shard}'s replica at port {port}", node.port()), || {
+                let view = node.query(&["CLUSTER", "NODES"]).text();
+                view.lines().any(|line| line.starts_with(&id) && line.contains(&announced))
+            });
+        }
+    }
+
     /// Whether `shard`'s replica has taken over (its `ROLE` is `master`).
     pub fn replica_promoted(&self, shard: usize) -> bool {
         match self.replica(shard).query(&["ROLE"]) {

@@ -1,7 +1,8 @@
 //! What the tests and xtask share to run things, with no Tessera dependency: private Redis
 //! servers and clusters ([`PrivateRedis`], [`PrivateCluster`], with TLS from
 //! [`TestCertificates`]), a RESP client to read them as they are ([`RespReply`]), a slow
-//! replication link ([`LaggingLink`]), child servers stopped on drop ([`ServerProcess`]), free
+//! replication link ([`LaggingLink`]), a way in that refuses connections until told
+//! not to ([`RefusingRelay`]), child servers stopped on drop ([`ServerProcess`]), free
 //! loopback ports, signals, the one HTTP client ([`http`]), and the environment `cargo xtask
 //! test` hands the tests ([`mod@env`]).
 //!
@@ -21,6 +22,7 @@ mod lagging_link;
 pub mod ports;
 mod process;
 mod redis;
+mod refusing_relay;
 mod resp;
 pub mod signal;
 mod tls;
@@ -31,5 +33,6 @@ pub use lagging_link::LaggingLink;
 pub use ports::free_port;
 pub use process::ServerProcess;
 pub use redis::{ClientCertificates, PrivateRedis, ServerTls, answers_ping};
+pub use refusing_relay::RefusingRelay;
 pub use resp::{RespReply, query, try_query};
 pub use tls::{CertificateFiles, TestCertificates};

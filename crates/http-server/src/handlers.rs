@@ -177,6 +177,7 @@ pub(crate) fn metrics(state: &AppState) -> Response<Body> {
     let text = state.metrics.render(
         &state.cache.metrics().snapshot(),
         state.cache.embedded_stats(),
+        state.cache.primary_pools(),
         state.cache.primary_gate_closed(),
     );
     let mut response = Response::new(Body::from(text));

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot};
+use cache_toolkit::{EmbeddedStats, LATENCY_BUCKETS_SECONDS, MetricsSnapshot, PrimaryPools};
 
 use crate::{middleware::VerifyOutcome, route::RouteName};
 
@@ -92,7 +92,14 @@ impl HttpMetrics {
     }
 
     /// The Prometheus text; `gate_closed`: whether the store's primary gate holds commands now.
-    pub(crate) fn render(&self, cache: &MetricsSnapshot, embedded: Option<EmbeddedStats>, gate_closed: bool) -> String {
+    /// `primary_pools`: a cluster's primaries by the state of their pools.
+    pub(crate) fn render(
+        &self,
+        cache: &MetricsSnapshot,
+        embedded: Option<EmbeddedStats>,
+        primary_pools: Option<PrimaryPools>,
+        gate_closed: bool,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP tessera_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE tessera_http_requests_total counter\n");
@@ -145,6 +152,17 @@ impl HttpMetrics {
             self.connections_refused_per_ip.load(Ordering::Relaxed),
         );
         render_cache(&mut out, cache);
+        if let Some(pools) = primary_pools {
+            let _ = writeln!(
+                out,
+                "# HELP tessera_redis_cluster_primaries Primaries the cluster's slot map names, by the state of the \
+                 pool kept for each: connected (every connection up) or connecting (reconnecting with backoff, or \
+                 being rebuilt).\n# TYPE tessera_redis_cluster_primaries gauge\n\
+                 tessera_redis_cluster_primaries{{state=\"connected\"}} {}\n\
+                 tessera_redis_cluster_primaries{{state=\"connecting\"}} {}",
+                pools.connected, pools.connecting,
+            );
+        }
         if let Some(embedded) = embedded {
             let _ = writeln!(
                 out,
@@ -258,7 +276,7 @@ mod tests {
             flushes: Vec::new(),
             near_bytes: 0,
         };
-        let text = metrics.render(&cache, None, false);
+        let text = metrics.render(&cache, None, None, false);
         let counted: Vec<&str> = text
             .lines()
             .filter(|line| {
@@ -303,5 +321,18 @@ mod tests {
         for (index, outcome) in VerifyOutcome::ALL.iter().enumerate() {
             assert_eq!(*outcome as usize, index, "{outcome:?} is out of place in VerifyOutcome::ALL");
         }
+    }
+
+    /// A cluster's primaries are shown by the state of their pools; nothing is shown for a
+    /// store that is not a cluster Tessera routes itself.
+    #[test]
+    fn a_clusters_primary_pools_are_shown_by_state() {
+        let metrics = HttpMetrics::default();
+        let cache = MetricsSnapshot::default();
+        let pools = PrimaryPools { connected: 2, connecting: 1 };
+        let text = metrics.render(&cache, None, Some(pools), false);
+        assert!(text.contains("tessera_redis_cluster_primaries{state=\"connected\"} 2\n"), "{text}");
+        assert!(text.contains("tessera_redis_cluster_primaries{state=\"connecting\"} 1\n"), "{text}");
+        assert!(!metrics.render(&cache, None, None, false).contains("tessera_redis_cluster_primaries"));
     }
 }

@@ -58,6 +58,15 @@ pub trait PrimaryWatcher: Send + Sync {
 
 /// Redis Cluster's hash slots.
 const SLOTS: usize = 16_384;
+
+/// A cluster's primaries by the state of the pool Tessera keeps for each ([`ClusterNodes::primary_pools`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrimaryPools {
+    /// Pools whose connections are all up.
+    pub connected: usize,
+    /// Pools with a connection down: reconnecting with backoff, or being rebuilt.
+    pub connecting: usize,
+}
 /// How often the slot map is read while every primary is connected.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often it is read while a primary is not connected (dead, or its replica about to take
@@ -387,6 +396,19 @@ impl ClusterNodes {
     /// be rebuilt.
     pub fn pool_counts(&self) -> (usize, usize) {
         lock(&self.pools).counts()
+    }
+
+    /// The primaries the map names, by the state of their pools now: every connection up, or
+    /// some connecting (fred reconnecting with backoff, or the pool being rebuilt).
+    pub fn primary_pools(&self) -> PrimaryPools {
+        let nodes = self.nodes();
+        let connected = nodes
+            .iter()
+            .filter(|node| {
+                node.pool.clients().iter().all(|client| client.state() == fred::types::ClientState::Connected)
+            })
+            .count();
+        PrimaryPools { connected, connecting: nodes.len() - connected }
     }
 
     /// The near cache to tell about primaries that come and go (their connections need

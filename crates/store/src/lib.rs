@@ -20,7 +20,7 @@ pub mod redis;
 mod route;
 pub mod script;
 
-pub use cluster::{ClusterNodes, PrimaryWatcher, Redirect, WatcherReply};
+pub use cluster::{ClusterNodes, PrimaryPools, PrimaryWatcher, Redirect, WatcherReply};
 pub use embedded_store::{
     self as embedded, EmbeddedStats, EmbeddedStore, ListEnd, MAX_TTL, Ttl, decoded, saturating_deadline,
 };

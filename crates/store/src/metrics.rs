@@ -184,7 +184,7 @@ pub struct CacheMetrics {
 }
 
 /// A point-in-time copy of the counters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricsSnapshot {
     pub operations: u64,
     /// Reads that found their key.

@@ -261,6 +261,15 @@ impl CacheStore {
         }
     }
 
+    /// A cluster's primaries by the state of their pools, when this crate routes the cluster
+    /// itself; `None` otherwise.
+    pub fn primary_pools(&self) -> Option<crate::PrimaryPools> {
+        match self {
+            Self::Redis(RedisPool { route: Route::Cluster(nodes), .. }) => Some(nodes.primary_pools()),
+            Self::Redis(_) | Self::Embedded(_) => None,
+        }
+    }
+
     /// Whether Redis commands are held now because the primary is changing (the primary gate
     /// of a sentinel set-up is closed); always `false` for the embedded store and without a gate.
     pub fn primary_gate_closed(&self) -> bool {
