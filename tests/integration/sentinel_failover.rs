@@ -35,6 +35,11 @@ struct Deployment {
 impl Deployment {
     /// The deployment and a tessera following it.
     async fn start() -> (Self, TestApp) {
+        Self::start_with(&[]).await
+    }
+
+    /// The deployment and a tessera following it, with `settings` on top of the test's.
+    async fn start_with(settings: &[(&str, &str)]) -> (Self, TestApp) {
         let primary = PrivateRedis::start();
         let primary_port = primary.port();
         let (replica, sentinels) = tokio::task::spawn_blocking(move || {
@@ -51,7 +56,9 @@ impl Deployment {
         for sentinel in &sentinels {
             url.push_str(&format!("&node=127.0.0.1:{}", sentinel.port()));
         }
-        let app = spawn_app(&[("REDIS_URL", &url), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)]).await;
+        let mut all = vec![("REDIS_URL", url.as_str()), ("TESSERA_INTERNAL_KEY", INTERNAL_KEY)];
+        all.extend_from_slice(settings);
+        let app = spawn_app(&all).await;
         (Self { nodes: vec![primary, replica], sentinels }, app)
     }
 
@@ -422,5 +429,74 @@ async fn a_failover_with_a_frozen_sentinel_and_a_cut_event_connection_loses_no_t
     let lost_tokens = lost(&app, &observed.acknowledged).await;
     assert_nothing_lost("graceful, one sentinel frozen", &observed, &lost_tokens);
     assert!(tail <= FROZEN_AFTER_PROMOTION + TAIL_BOUND, "503 until {tail:?} after the promotion");
+    app.stop().await;
+}
+
+/// The near cache's `max_silence` (its default): how long a cached entry may be served after
+/// its connection last proved alive.
+const MAX_SILENCE: Duration = Duration::from_millis(750);
+
+/// A graceful failover while a token is cached in the near cache: once the new primary answers,
+/// the token is revoked there directly (as another instance that already follows it, or the
+/// Python system, would). The old primary still answers, so its connections' heartbeats would
+/// keep vouching for the cached entry; the revocation must be honoured within `max_silence`
+/// of being written, with 503s (not 200s) while tessera moves to the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_the_new_primary_during_a_graceful_failover_is_honoured_within_max_silence() {
+    show_logs();
+    let (deployment, app) = Deployment::start_with(&[("TESSERA_NEAR_CACHE", "on")]).await;
+    let old_primary = deployment.primary_port();
+    let new_primary = deployment.nodes.iter().map(PrivateRedis::port).find(|port| *port != old_primary).unwrap();
+    let (status, token) = issue_token(&app).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let authorization = bearer(&token);
+    for _ in 0..20 {
+        assert_eq!(verify(&app, &[("authorization", &authorization)]).await.status, StatusCode::OK);
+    }
+
+    assert_eq!(deployment.sentinels[0].query(&["SENTINEL", "FAILOVER", SERVICE]), RespReply::Simple("OK".into()));
+    let verifying = {
+        let address = app.address;
+        let authorization = authorization.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let deadline = Instant::now() + PHASE_BOUND;
+            while Instant::now() < deadline {
+                let answer =
+                    send(address, Method::GET, "/auth/verify", &[("authorization", &authorization)], None).await;
+                answers.push((Instant::now(), answer.status));
+                if answer.status == StatusCode::UNAUTHORIZED {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answers
+        })
+    };
+    promoted(&deployment, new_primary).await;
+    let revoked = deployment.node(new_primary).query(&["DEL", &format!("token:{token}")]);
+    let revoked_at = Instant::now();
+    assert_eq!(revoked, RespReply::Integer(1), "the token is on the new primary");
+    let answers = verifying.await.unwrap();
+
+    let (refused_at, _) = *answers.last().unwrap();
+    assert_eq!(answers.last().unwrap().1, StatusCode::UNAUTHORIZED, "the revoked token was never refused");
+    let last_valid = answers.iter().rev().find(|(_, status)| *status == StatusCode::OK).map(|(at, _)| *at);
+    let served_after = last_valid.map_or(Duration::ZERO, |at| at.saturating_duration_since(revoked_at));
+    let others: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| {
+            ![StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE, StatusCode::UNAUTHORIZED].contains(status)
+        })
+        .collect();
+    eprintln!(
+        "sentinel graceful failover, token revoked on the new primary: {} verifications, {} answered 503, the last \
+         200 {served_after:?} after the revocation, refused {:?} after it",
+        answers.len(),
+        answers.iter().filter(|(_, status)| *status == StatusCode::SERVICE_UNAVAILABLE).count(),
+        refused_at.saturating_duration_since(revoked_at),
+    );
+    assert!(others.is_empty(), "answers other than 200, 503 and 401: {others:?}");
+    assert!(served_after <= MAX_SILENCE, "the revoked token was served {served_after:?} after its revocation");
     app.stop().await;
 }
