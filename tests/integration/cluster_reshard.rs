@@ -17,8 +17,12 @@ use std::{
 
 use hyper::{Method, StatusCode};
 
+use cache_toolkit::{CacheEvent, CacheOptions, KeyPrefix, NearCacheSettings};
+use config::{AppEnv, Settings};
+use infra::Backend;
+
 use crate::auth_api::{INTERNAL_KEY, bearer, issue, json_field, raw_cache, unique_user, verify};
-use tests::{PrivateCluster, TestApp, send, spawn_app};
+use tests::{PrivateCluster, RespReply, TestApp, send, spawn_app};
 
 const SEEDED_TOKENS: usize = 300;
 const SLOTS_MOVED: &str = "2000";
@@ -189,4 +193,66 @@ async fn a_reshard_under_load_fails_no_verification_and_no_issue() {
         }
         Err(_) => panic!("a load task still holds the instances"),
     }
+}
+
+/// A slot whose migration has begun (`SETSLOT … MIGRATING` and `IMPORTING`, the first step of
+/// a reshard) holds a key this instance cached as absent; another instance creates the key,
+/// which the migrating node sends on to the importing one (`ASK`). The migrating node never
+/// hears of the key, so its tracking connections never invalidate the absence; the instance
+/// must see the key once it learns the slot migrates (it asks every primary each second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_created_in_a_migrating_slot_replaces_a_cached_absence() {
+    const SOURCE: usize = 0;
+    const TARGET: usize = 1;
+    /// The slot map and migrations are read every second; the rest is the question and a read.
+    const SEEN_WITHIN: Duration = Duration::from_millis(1_500);
+    /// The test gives up after this (a cached entry lives up to 30 s).
+    const GIVE_UP: Duration = Duration::from_secs(10);
+
+    let options = ["--cluster-node-timeout", "2000"];
+    let mut cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&options)).await.unwrap();
+    let tag = cluster.hash_tag_on_shard(SOURCE);
+    let key = format!("{{{tag}}}:created-while-migrating");
+    let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", &cluster.url())]).unwrap();
+    let options = CacheOptions { key_prefix: KeyPrefix::parse("").unwrap(), ..CacheOptions::default() };
+    let reader_backend = Backend::connect_redis(&settings.redis, options.clone()).await.unwrap();
+    let reader = reader_backend.cache().with_near_cache(NearCacheSettings::default()).await.unwrap();
+    let writer_backend = Backend::connect_redis(&settings.redis, options).await.unwrap();
+    let writer = writer_backend.cache();
+
+    assert_eq!(reader.get_value(&key).await.unwrap(), None);
+    let hits = reader.metrics().snapshot().event(CacheEvent::NearHit);
+    assert_eq!(reader.get_value(&key).await.unwrap(), None);
+    assert_eq!(reader.metrics().snapshot().event(CacheEvent::NearHit), hits + 1, "the absence is cached");
+
+    let RespReply::Integer(slot) = cluster.primary(SOURCE).query(&["CLUSTER", "KEYSLOT", &key]) else {
+        panic!("CLUSTER KEYSLOT answered no integer");
+    };
+    let slot = slot.to_string();
+    let source_id = cluster.primary(SOURCE).query(&["CLUSTER", "MYID"]).text();
+    let target_id = cluster.primary(TARGET).query(&["CLUSTER", "MYID"]).text();
+    let ok = RespReply::Simple("OK".into());
+    assert_eq!(cluster.primary(TARGET).query(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id]), ok);
+    assert_eq!(cluster.primary(SOURCE).query(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id]), ok);
+
+    writer.set_value(&key, "created", Some(Duration::from_secs(300))).await.unwrap();
+    let created = Instant::now();
+    let seen = loop {
+        match reader.get_value(&key).await.unwrap() {
+            Some(value) => {
+                assert_eq!(value, "created");
+                break created.elapsed();
+            }
+            None => assert!(created.elapsed() < GIVE_UP, "the cached absence was served for {GIVE_UP:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!("cluster: a key created in a migrating slot was seen {seen:?} after, where its absence was cached");
+    assert!(seen <= SEEN_WITHIN, "the cached absence was served {seen:?} after the key was created");
+    // Once seen, it stays seen: the value is not cached from the importing node.
+    for _ in 0..20 {
+        assert_eq!(reader.get_value(&key).await.unwrap().as_deref(), Some("created"));
+    }
+    reader_backend.close().await;
+    writer_backend.close().await;
 }

@@ -36,7 +36,7 @@ use fred::{
 };
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 
-use self::map::{PoolAction, PoolSet, SlotMap};
+use self::map::{PoolAction, PoolSet, SlotMap, migrating_out, ranges_without};
 pub use self::redirect::Redirect;
 
 /// What [`PrimaryWatcher::joined`] answers: done, or why the new primary is not followed yet.
@@ -101,6 +101,8 @@ pub struct ClusterNodes {
     /// One connection per primary for commands redirected with `ASK`: `ASKING` and the command
     /// must follow each other on one connection, so each use holds it alone.
     asking: Mutex<HashMap<Server, Arc<tokio::sync::Mutex<Client>>>>,
+    /// The slots each primary was migrating away when last asked (`CLUSTER NODES`).
+    migrating: Mutex<HashMap<Server, Vec<u16>>>,
     /// Woken when a command failed in a way that may mean the slot map changed.
     suspicion: Arc<Notify>,
     /// The near cache, which tracks every node's connections: told about nodes that come and go.
@@ -247,6 +249,7 @@ impl ClusterNodes {
             pools: Mutex::new(PoolSet::default()),
             connection_tasks: Mutex::new(HashMap::new()),
             asking: Mutex::new(HashMap::new()),
+            migrating: Mutex::new(HashMap::new()),
             suspicion: Arc::clone(&suspicion),
             near: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
@@ -515,6 +518,38 @@ impl ClusterNodes {
         });
     }
 
+    /// Asks every primary which slots it is migrating away (`CLUSTER NODES`), for the near
+    /// cache: while a slot migrates, a key of it that the migrating primary does not hold is
+    /// created on the importing node (through `ASK`), which never tells this primary's tracking
+    /// connections, so a cached absence of that key would be served until the migration ends
+    /// and the map shows the move. A primary that starts migrating a slot is reported as if it
+    /// had lost it: what its connections vouched for is dropped, its canaries leave the slot.
+    /// Nothing is asked without a near cache.
+    async fn follow_migrations(&self) {
+        let Some(near) = self.watcher() else { return };
+        let topology = self.current();
+        let answers = futures::future::join_all(topology.nodes.iter().map(|node| async move {
+            let answer = tokio::time::timeout(QUESTION_TIMEOUT, node.pool.next().cluster_nodes::<String>()).await;
+            (node, answer)
+        }))
+        .await;
+        let mut migrating = lock(&self.migrating);
+        migrating.retain(|server, _| topology.nodes.iter().any(|node| node.server == *server));
+        for (node, answer) in answers {
+            let Ok(Ok(answer)) = answer else { continue };
+            let now = migrating_out(&answer);
+            let before = migrating.insert(node.server.clone(), now.clone()).unwrap_or_default();
+            if now.iter().any(|slot| !before.contains(slot)) {
+                tracing::info!(
+                    primary = %node.server,
+                    slots = ?now,
+                    "redis cluster: a primary migrates slots away; the near cache drops what it vouched for"
+                );
+                near.slots_changed(&node.pool, ranges_without(&node.slots, &now));
+            }
+        }
+    }
+
     /// Notes which pools are connected and which lost their connection task for good, and
     /// rebuilds those due (`PoolSet`): every primary the map names keeps a pool that connects
     /// or is being rebuilt.
@@ -683,6 +718,7 @@ async fn keep_refreshing(nodes: Weak<ClusterNodes>, suspicion: Arc<Notify>) {
             tracing::debug!(%error, "redis cluster: the slot map could not be read");
         }
         nodes.heal_pools().await;
+        nodes.follow_migrations().await;
         let (_, not_connected) = nodes.pool_counts();
         interval = if not_connected == 0 { REFRESH_INTERVAL } else { DEGRADED_REFRESH_INTERVAL };
         drop(nodes);

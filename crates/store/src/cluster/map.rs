@@ -8,7 +8,10 @@
 //!   vouched for in the near cache is dropped: a key of a moved slot may be written on its new
 //!   owner, which never tells the old one's tracking connections;
 //! - every primary the map names has a pool that is connected, connecting, or due to be rebuilt
-//!   after a failed connection ([`PoolSet`]): a pool never stays dead.
+//!   after a failed connection ([`PoolSet`]): a pool never stays dead;
+//! - a primary that starts migrating a slot away is reported like one that lost it
+//!   ([`migrating_out`], [`ranges_without`]): while the slot migrates, its new keys are created
+//!   on the importing node.
 
 use std::{
     collections::HashMap,
@@ -232,11 +235,96 @@ impl PoolSet {
     }
 }
 
+/// The slots the node that answered `cluster_nodes` (its `CLUSTER NODES`) is migrating to
+/// another node: the `[slot->-node id]` markers on its own line (flagged `myself`), which only
+/// the node migrating a slot shows.
+pub(super) fn migrating_out(cluster_nodes: &str) -> Vec<u16> {
+    let Some(myself) = cluster_nodes
+        .lines()
+        .find(|line| line.split_whitespace().nth(2).is_some_and(|flags| flags.split(',').any(|flag| flag == "myself")))
+    else {
+        return Vec::new();
+    };
+    let mut slots: Vec<u16> = myself
+        .split_whitespace()
+        .skip(8)
+        .filter_map(|field| field.strip_prefix('[')?.split_once("->-")?.0.parse().ok())
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots
+}
+
+/// `ranges` (first and last slot, inclusive) without `slots` (sorted).
+pub(super) fn ranges_without(ranges: &[(u16, u16)], slots: &[u16]) -> Vec<(u16, u16)> {
+    let mut left = Vec::with_capacity(ranges.len() + slots.len());
+    for &(first, last) in ranges {
+        // The first slot not yet placed, one past `u16::MAX` once all are.
+        let mut start = u32::from(first);
+        for &slot in slots.iter().filter(|slot| (first..=last).contains(*slot)) {
+            if u32::from(slot) > start {
+                left.push((u16::try_from(start).unwrap_or(slot), slot - 1));
+            }
+            start = u32::from(slot) + 1;
+        }
+        if start <= u32::from(last) {
+            left.push((u16::try_from(start).unwrap_or(last), last));
+        }
+    }
+    left
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// `CLUSTER NODES` as a primary migrating slots 93 and 5000 answers it (an importing
+    /// node's `[slot-<-id]` markers and other nodes' lines do not count).
+    #[test]
+    fn the_slots_a_node_migrates_away_are_read_from_its_own_line() {
+        let answer = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,,shard-id=69bc slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002,,shard-id=114f master - 0 1426238316232 2 connected 5461-10922 [7000-<-292f8b365bb7edb5e285caf0b7e6ddc7265a2f4a]
+292f8b365bb7edb5e285caf0b7e6ddc7265a2f4a 127.0.0.1:30001@31001,,shard-id=58fe myself,master - 0 0 1 connected 0-5460 [93->-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1] [5000->-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca] [17-<-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1]
+";
+        assert_eq!(migrating_out(answer), vec![93, 5000]);
+        let settled = answer.replace(
+            " [93->-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1] [5000->-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca]",
+            "",
+        );
+        assert_eq!(migrating_out(&settled), Vec::<u16>::new());
+        assert_eq!(migrating_out(""), Vec::<u16>::new());
+    }
+
+    #[test]
+    fn ranges_without_slots_keep_every_other_slot() {
+        assert_eq!(ranges_without(&[(0, 5460)], &[93, 5000]), vec![(0, 92), (94, 4999), (5001, 5460)]);
+        assert_eq!(ranges_without(&[(0, 10), (20, 30)], &[0, 10, 25, 40]), vec![(1, 9), (20, 24), (26, 30)]);
+        assert_eq!(ranges_without(&[(5, 5)], &[5]), vec![]);
+        assert_eq!(ranges_without(&[(16_380, 16_383)], &[16_383]), vec![(16_380, 16_382)]);
+        assert_eq!(ranges_without(&[(0, 3)], &[]), vec![(0, 3)]);
+    }
+
+    proptest! {
+        /// A slot is in the result exactly when it is in a range and not removed.
+        #[test]
+        fn ranges_without_is_set_difference(
+            cuts in proptest::collection::btree_set(0_u16..200, 0..20),
+            removed in proptest::collection::btree_set(0_u16..200, 0..20),
+        ) {
+            let cuts: Vec<u16> = cuts.into_iter().collect();
+            let ranges: Vec<(u16, u16)> = cuts.chunks(2).filter(|pair| pair.len() == 2).map(|pair| (pair[0], pair[1])).collect();
+            let removed: Vec<u16> = removed.into_iter().collect();
+            let left = ranges_without(&ranges, &removed);
+            for slot in 0_u16..200 {
+                let expected = ranges.iter().any(|&(first, last)| (first..=last).contains(&slot)) && !removed.contains(&slot);
+                let kept = left.iter().any(|&(first, last)| (first..=last).contains(&slot));
+                prop_assert_eq!(kept, expected, "slot {}", slot);
+            }
+        }
+    }
 
     fn range(start: u16, end: u16, port: u16) -> SlotRange {
         SlotRange { start, end, primary: Server::new("127.0.0.1", port), id: "id".into() }
