@@ -1,5 +1,6 @@
 //! TLS to Redis against real `redis-server`s started with `--tls-port` and certificates each
-//! test makes: a trusted CA connects (standalone, a one-node cluster, sentinel), the near cache
+//! test makes: a trusted CA connects (standalone, a one-node cluster, a six-node cluster through
+//! a dead primary, sentinel), the near cache
 //! works over it; a wrong CA, a certificate for another name, a missing client certificate and
 //! a plaintext URL to the TLS port all fail at start-up with one clear line — never a silent
 //! plaintext connection. The real `tessera` binary is run both ways.
@@ -16,7 +17,7 @@ use infra::{Backend, InfraError};
 use tokio::net::TcpStream;
 
 use tests::{
-    ClientCertificates, PrivateRedis, RespReply, ServerTls, TestCertificates, free_port, get,
+    ClientCertificates, PrivateCluster, PrivateRedis, RespReply, ServerTls, TestCertificates, free_port, get,
     tessera_command as tessera,
 };
 
@@ -202,6 +203,78 @@ async fn a_one_node_cluster_over_tls() {
         backend.cache().set_value(key, key, None).await.unwrap();
         assert_eq!(backend.cache().get_value(key).await.unwrap().as_deref(), Some(key));
     }
+    backend.close().await;
+}
+
+/// Six nodes in TLS (client ports, cluster bus, replication), the near cache on: every shard
+/// answers, one primary is killed, the other shards keep answering without a failure and the
+/// dead one answers again soon after its replica is promoted, all over TLS. The pools per
+/// primary are built from the TLS settings, and the promoted replica's pool connects with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_six_node_cluster_over_tls_survives_a_dead_primary() {
+    const SHARDS: usize = 3;
+    const DEAD_SHARD: usize = 1;
+    /// The dead shard answers again within this of the promotion (the next read of the slot
+    /// map, every 100 ms while a primary is not connected, and a TLS connection to it).
+    const RECOVERY_BUDGET: Duration = Duration::from_millis(2_000);
+    const PROMOTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+    let certificates = TestCertificates::create();
+    let tls = server_tls(&certificates, ClientCertificates::Optional);
+    let options = ["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"];
+    let mut cluster = tokio::task::spawn_blocking(move || PrivateCluster::start_tls(&tls, &options)).await.unwrap();
+    let tags: Vec<String> = (0..SHARDS).map(|shard| cluster.hash_tag_on_shard(shard)).collect();
+    let backend = connect(&[("REDIS_URL", &cluster.tls_url()), ("TESSERA_REDIS_CA_FILE", path(&certificates.ca()))])
+        .await
+        .unwrap();
+    assert!(backend.describe().ends_with("over TLS"), "{}", backend.describe());
+    let cache = backend.cache().with_near_cache(NearCacheSettings::default()).await.unwrap();
+    let round_trip = |shard: usize, round: usize| {
+        let (cache, key) = (cache.clone(), format!("{{{}}}:tls:{round}", tags[shard]));
+        async move {
+            cache.set_value(&key, "over tls", Some(Duration::from_secs(60))).await.is_ok()
+                && cache.get_value(&key).await.is_ok_and(|value| value.as_deref() == Some("over tls"))
+        }
+    };
+    for shard in 0..SHARDS {
+        assert!(round_trip(shard, 0).await, "shard {shard} over TLS");
+    }
+
+    cluster.primary(DEAD_SHARD).stop();
+    let killed = Instant::now();
+    let mut healthy_failures = Vec::new();
+    let mut promoted_at = None;
+    let mut answered_again = None;
+    for round in 1.. {
+        for shard in (0..SHARDS).filter(|shard| *shard != DEAD_SHARD) {
+            if !round_trip(shard, round).await {
+                healthy_failures.push((shard, killed.elapsed()));
+            }
+        }
+        if promoted_at.is_none() && cluster.replica_promoted(DEAD_SHARD) {
+            promoted_at = Some(Instant::now());
+        }
+        if let Some(promoted) = promoted_at {
+            if round_trip(DEAD_SHARD, round).await {
+                answered_again = Some(promoted.elapsed());
+                break;
+            }
+            assert!(
+                promoted.elapsed() < RECOVERY_BUDGET,
+                "the dead shard did not answer {RECOVERY_BUDGET:?} after the promotion"
+            );
+        }
+        assert!(killed.elapsed() < PROMOTION_TIMEOUT, "the replica was not promoted within {PROMOTION_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let promoted_after = promoted_at.unwrap().duration_since(killed);
+    eprintln!(
+        "TLS cluster: primary killed, replica promoted {promoted_after:?} after; the dead shard answered {:?} after \
+         the promotion; healthy shards failed {} times",
+        answered_again.unwrap(),
+        healthy_failures.len()
+    );
+    assert!(healthy_failures.is_empty(), "healthy shards failed while a primary was dead: {healthy_failures:?}");
     backend.close().await;
 }
 

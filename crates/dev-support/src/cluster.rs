@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{PrivateRedis, RespReply};
+use crate::{PrivateRedis, RespReply, ServerTls};
 
 /// Primaries, and replicas (one per primary).
 const SHARDS: usize = 3;
@@ -24,7 +24,16 @@ impl PrivateCluster {
     /// assigns the slots, joins them and makes three of them replicas; returns once every node
     /// says `cluster_state:ok`, knows the three replicas, and each replica's link is up.
     pub fn start(options: &[&str]) -> Self {
-        let nodes: Vec<PrivateRedis> = (0..2 * SHARDS).map(|_| PrivateRedis::start_cluster_node(options)).collect();
+        Self::form((0..2 * SHARDS).map(|_| PrivateRedis::start_cluster_node(options)).collect())
+    }
+
+    /// [`Self::start`] with every node speaking TLS as well, its cluster bus and replication in
+    /// TLS: a client reaching it at [`Self::tls_url`] is told the nodes' TLS ports.
+    pub fn start_tls(tls: &ServerTls, options: &[&str]) -> Self {
+        Self::form((0..2 * SHARDS).map(|_| PrivateRedis::start_cluster_node_tls_with(tls, options)).collect())
+    }
+
+    fn form(nodes: Vec<PrivateRedis>) -> Self {
         let cluster = Self { nodes };
         for shard in 0..SHARDS {
             let (first, last) = shard_slots(shard);
@@ -70,6 +79,14 @@ impl PrivateCluster {
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self.nodes[1..].iter().map(|node| format!("node=127.0.0.1:{}", node.port())).collect();
         format!("redis-cluster://127.0.0.1:{}?{}", self.nodes[0].port(), seeds.join("&"))
+    }
+
+    /// `rediss-cluster://…` naming every node's TLS port, reached as `localhost` (which the test
+    /// certificate names, as it does 127.0.0.1, the address the nodes announce).
+    pub fn tls_url(&self) -> String {
+        let seeds: Vec<String> =
+            self.nodes[1..].iter().map(|node| format!("node=localhost:{}", node.tls_port())).collect();
+        format!("rediss-cluster://localhost:{}?{}", self.nodes[0].tls_port(), seeds.join("&"))
     }
 
     /// A hash tag (the text between `{` and `}` in a key) whose slot belongs to `shard`.

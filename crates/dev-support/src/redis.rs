@@ -70,23 +70,7 @@ impl PrivateRedis {
     /// A one-node Redis Cluster holding every slot, its client port and cluster bus in TLS
     /// (`tls-cluster yes`); ready once `cluster_state:ok`.
     pub fn start_cluster_node_tls(tls: &ServerTls) -> Self {
-        let mut args = tls_args(tls);
-        // Announced as 127.0.0.1 (which the certificate names); a lone node knows no address of
-        // its own and would announce an empty one.
-        args.extend(
-            [
-                "--cluster-enabled",
-                "yes",
-                "--tls-cluster",
-                "yes",
-                "--cluster-announce-ip",
-                "127.0.0.1",
-                "--cluster-port",
-            ]
-            .map(OsString::from),
-        );
-        args.push(free_port().to_string().into());
-        let redis = Self::launch_with(false, args, true);
+        let redis = Self::launch_cluster_node(Some(tls), &[]);
         assert_eq!(redis.query(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), RespReply::Simple("OK".into()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !redis.query(&["CLUSTER", "INFO"]).text().contains("cluster_state:ok") {
@@ -147,13 +131,28 @@ impl PrivateRedis {
     /// bus on a free port of its own; `options` are added to the command line (e.g.
     /// `--cluster-node-timeout 2000`). [`crate::PrivateCluster`] joins such nodes.
     pub fn start_cluster_node(options: &[&str]) -> Self {
-        let mut args: Vec<OsString> =
-            ["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1", "--cluster-port"]
-                .map(OsString::from)
-                .to_vec();
-        args.push(free_port().to_string().into());
+        Self::launch_cluster_node(None, options)
+    }
+
+    /// [`Self::start_cluster_node`] speaking TLS on [`PrivateRedis::tls_port`] as well, its
+    /// cluster bus and replication links in TLS (`tls-cluster`, `tls-replication`): the ports
+    /// it announces to TLS clients are its TLS ports.
+    pub fn start_cluster_node_tls_with(tls: &ServerTls, options: &[&str]) -> Self {
+        Self::launch_cluster_node(Some(tls), options)
+    }
+
+    /// A cluster-enabled node announced as 127.0.0.1 (which the test certificate names; a lone
+    /// node knows no address of its own and would announce an empty one), its cluster bus on a
+    /// free port of its own.
+    fn launch_cluster_node(tls: Option<&ServerTls>, options: &[&str]) -> Self {
+        let mut args: Vec<OsString> = tls.map(tls_args).unwrap_or_default();
+        args.extend(["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1"].map(OsString::from));
+        if tls.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(OsString::from));
+        }
+        args.extend(["--cluster-port".into(), free_port().to_string().into()]);
         args.extend(options.iter().map(OsString::from));
-        Self::launch_with(false, args, false)
+        Self::launch_with(false, args, tls.is_some())
     }
 
     /// A replica of the master listening on `master_port` (`--replicaof`), returned once its
