@@ -5,7 +5,7 @@
 //! already moved and for new keys, and `MOVED` once it has moved; Tessera follows both
 //! (docs/CLUSTER.md), so no request may fail. Afterwards a token whose slot moved is deleted
 //! on its new owner and must be refused at once by both instances, whose near caches had
-//! vouched for it.
+//! vouched for it (and serve it again after the move).
 
 use std::{
     sync::{
@@ -41,6 +41,18 @@ async fn instance(url: &str) -> TestApp {
         ("TESSERA_REDIS_COMMAND_TIMEOUT_MS", "2000"),
     ])
     .await
+}
+
+/// The near-cache hits `app` counted so far, from its `/metrics`.
+async fn near_hits(app: &TestApp) -> u64 {
+    let response = send(app.address, Method::GET, "/metrics", &[("x-internal-key", INTERNAL_KEY)], None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    response
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("tessera_cache_events_total{event=\"near_hits\"} "))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no near-cache hit count in {}", response.body))
 }
 
 #[derive(Debug, Default)]
@@ -166,10 +178,13 @@ async fn a_reshard_under_load_fails_no_verification_and_no_issue() {
             started_on_shard_0 && cluster.primary(1).query(&["EXISTS", &key]) == tests::RespReply::Integer(1)
         })
         .unwrap_or_else(|| panic!("no seeded token moved to node {moved_node}"));
+    // The near caches serve it again from its new owner: the canaries moved with their slots.
     for app in apps.iter() {
-        for _ in 0..2 {
+        let hits = near_hits(app).await;
+        for _ in 0..3 {
             assert_eq!(verify(app, &[("authorization", &bearer(moved))]).await.status, StatusCode::OK);
         }
+        assert!(near_hits(app).await > hits, "the near cache serves nothing after the reshard");
     }
     let deleted = Instant::now();
     assert!(raw.delete_key(&format!("token:{moved}")).await.unwrap());
