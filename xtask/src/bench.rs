@@ -3,10 +3,14 @@
 //! standalone Redis (no persistence) owned by this run, runs the toolkit micro-benchmark
 //! against it, seeds 10,000 users through Tessera's own code, and then measures
 //! `GET /auth/verify` under wrk, the rows interleaved round by round: the ceiling (bare
-//! hyper), the naive port with fred's defaults and with a 1 s command timeout, tessera on
-//! Redis with the near cache off and on and on the embedded store, tessera under invalid- and
-//! malformed-token floods, and redis-benchmark GET as the Redis limit. Then it measures how
-//! fast a revocation reaches a second tessera instance that had the token in its near cache.
+//! hyper), the naive port with fred's defaults at pool sizes 1, 2, 4 and 8 and with a 1 s
+//! command timeout at pool size 4 (the budgets are taken against the fastest of these), tessera
+//! on Redis with the near cache off and on and on the embedded store, then on a private Redis
+//! Cluster (six nodes, beside the standalone one, seeded with the same users) the naive port on
+//! fred's cluster client and tessera (its own cluster router) with the near cache off and on,
+//! tessera under invalid- and malformed-token floods, and redis-benchmark GET as the Redis
+//! limit. Then it measures how fast a revocation reaches a second tessera instance that had the
+//! token in its near cache.
 //!
 //! Prints the table, writes `target/bench/latest.md` and `latest.json` and, for a full run,
 //! `docs/BENCHMARKS.md`. Exits 0 when it measured (a missed budget is reported, not a
@@ -41,11 +45,13 @@ use crate::redis::{self, Topology};
 use crate::workspace;
 
 use self::redis_stats::BackgroundCommand;
-use self::redis_stats::RedisCli;
+use self::redis_stats::{CommandCounts, RedisCli, RedisNodes};
 use self::report::{Load, Machine, NearCacheCounts, Report, Round, RoundTrips, Row, Setup};
 use self::servers::ServerProcess;
 
 const BENCH_TOPOLOGY: &str = "bench-standalone";
+/// The Redis Cluster of the cluster rows, started beside [`BENCH_TOPOLOGY`].
+const BENCH_CLUSTER_TOPOLOGY: &str = "bench-cluster";
 /// Seeded users, one token each.
 const USERS: u64 = 10_000;
 /// Sequential requests over which the commands sent to Redis are counted exactly.
@@ -53,6 +59,10 @@ const PROBE_REQUESTS: u64 = 1_000;
 /// How long each server is watched while it serves nothing, to learn the commands it sends on
 /// its own (the near cache's heartbeat runs every 250 ms).
 const IDLE_WATCH: Duration = Duration::from_secs(1);
+/// The same for a server on the cluster: tessera's cluster router reads the slot map every
+/// second (and, with the near cache on, asks each primary which slots it migrates away), so a
+/// 1 s watch could miss a tick and count it as a request's command.
+const CLUSTER_IDLE_WATCH: Duration = Duration::from_millis(2_500);
 const REDIS_BENCHMARK_REQUESTS: u64 = 200_000;
 const SEED_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -109,9 +119,14 @@ struct Bench {
     plan: Plan,
     wrk: PathBuf,
     redis_benchmark: PathBuf,
+    /// The standalone Redis: redis-benchmark's target, and the store of most rows.
     redis: RedisCli,
     redis_port: u16,
     redis_pid: u32,
+    /// The standalone Redis as a row's rounds watch it (one node: `redis`).
+    standalone: RedisNodes,
+    /// The cluster rows' Redis Cluster, node by node.
+    cluster: RedisNodes,
     clock_ticks: f64,
     /// Tessera's `X-Internal-Key`, for reading its `/metrics`.
     internal_key: String,
@@ -126,12 +141,119 @@ enum Driver {
 
 /// The servers, in the order [`start_servers`] starts them (indexes into its result).
 const CEILING: usize = 0;
-const NAIVE_DEFAULTS: usize = 1;
-const NAIVE_TIMEOUT: usize = 2;
-const TESSERA_NEAR_OFF: usize = 3;
-const TESSERA_NEAR_ON: usize = 4;
-const TESSERA_EMBEDDED: usize = 5;
-const SERVERS: usize = 6;
+const NAIVE_POOL_1: usize = 1;
+const NAIVE_POOL_2: usize = 2;
+const NAIVE_POOL_4: usize = 3;
+const NAIVE_POOL_8: usize = 4;
+const NAIVE_TIMEOUT: usize = 5;
+const TESSERA_NEAR_OFF: usize = 6;
+const TESSERA_NEAR_ON: usize = 7;
+const TESSERA_EMBEDDED: usize = 8;
+const NAIVE_CLUSTER: usize = 9;
+const TESSERA_CLUSTER_NEAR_OFF: usize = 10;
+const TESSERA_CLUSTER_NEAR_ON: usize = 11;
+const SERVERS: usize = 12;
+
+/// The Redis a server under test reads: none (the ceiling, the embedded store), the standalone
+/// one, or the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisUse {
+    None,
+    Standalone,
+    Cluster,
+}
+
+/// The Redis server `server` (an index into [`start_servers`]' result) reads.
+fn redis_use(server: usize) -> RedisUse {
+    match server {
+        CEILING | TESSERA_EMBEDDED => RedisUse::None,
+        NAIVE_CLUSTER | TESSERA_CLUSTER_NEAR_OFF | TESSERA_CLUSTER_NEAR_ON => RedisUse::Cluster,
+        _ => RedisUse::Standalone,
+    }
+}
+
+impl Bench {
+    /// The Redis server `server` reads; `None` for a server that reads none.
+    fn redis_of(&self, server: usize) -> Option<&RedisNodes> {
+        match redis_use(server) {
+            RedisUse::None => None,
+            RedisUse::Standalone => Some(&self.standalone),
+            RedisUse::Cluster => Some(&self.cluster),
+        }
+    }
+
+    /// The Redis whose commands and CPU a row's rounds record: the one its server reads, else
+    /// the standalone one (idle then: a server without Redis costs Redis nothing).
+    fn loaded_redis(&self, server: usize) -> &RedisNodes {
+        self.redis_of(server).unwrap_or(&self.standalone)
+    }
+}
+
+/// The naive port's servers and rows, one `bench-naive` each: fred's defaults at each pool size
+/// a tuning engineer would try, and a 1 s command timeout at pool size 4 (beside the defaults'
+/// pool-4 row, so the two differ in the timeout alone). The budgets are taken against the
+/// fastest of these rows in the run, so the pool size is picked by measurement, not assumed.
+const NAIVE_SERVERS: [NaiveServer; 5] = [
+    NaiveServer {
+        server: NAIVE_POOL_1,
+        key: report::NAIVE_POOL_1,
+        title: "naive port, fred defaults, pool 1",
+        pool_size: 1,
+        command_timeout_ms: None,
+    },
+    NaiveServer {
+        server: NAIVE_POOL_2,
+        key: report::NAIVE_POOL_2,
+        title: "naive port, fred defaults, pool 2",
+        pool_size: 2,
+        command_timeout_ms: None,
+    },
+    NaiveServer {
+        server: NAIVE_POOL_4,
+        key: report::NAIVE_POOL_4,
+        title: "naive port, fred defaults, pool 4",
+        pool_size: 4,
+        command_timeout_ms: None,
+    },
+    NaiveServer {
+        server: NAIVE_POOL_8,
+        key: report::NAIVE_POOL_8,
+        title: "naive port, fred defaults, pool 8",
+        pool_size: 8,
+        command_timeout_ms: None,
+    },
+    NaiveServer {
+        server: NAIVE_TIMEOUT,
+        key: report::NAIVE_TIMEOUT,
+        title: "naive port, 1 s command timeout, pool 4",
+        pool_size: 4,
+        command_timeout_ms: Some(1_000),
+    },
+];
+
+/// The naive port on fred's cluster client: `bench-naive` given the cluster's
+/// `redis-cluster://` URL, which fred's `Config::from_url` turns into its cluster client; the
+/// reference of the cluster budget. Which standalone pool size is fastest is only known after
+/// the rounds, so this row runs at a fixed pool size: 4, with fred's defaults (each client of
+/// the pool connects to every primary).
+const NAIVE_CLUSTER_SERVER: NaiveServer = NaiveServer {
+    server: NAIVE_CLUSTER,
+    key: report::NAIVE_CLUSTER,
+    title: "naive port on fred's cluster client, fred defaults, pool 4",
+    pool_size: 4,
+    command_timeout_ms: None,
+};
+
+/// One `bench-naive` under test: its index among the servers, its row's key (also the server's
+/// name) and title, and its flags.
+#[derive(Debug, Clone, Copy)]
+struct NaiveServer {
+    server: usize,
+    key: &'static str,
+    title: &'static str,
+    pool_size: usize,
+    command_timeout_ms: Option<u64>,
+}
 
 /// The store a `tessera` under test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -155,21 +277,30 @@ fn run(plan: Plan) -> Result<()> {
 
     // Dropped last, after every guard below has stopped what it guards.
     let registry = dir.join("servers.pids");
-    let _watchdog = process::Watchdog::start(Some(&registry), &[BENCH_TOPOLOGY]);
+    let _watchdog = process::Watchdog::start(Some(&registry), &[BENCH_TOPOLOGY, BENCH_CLUSTER_TOPOLOGY]);
     eprintln!("xtask: starting redis {BENCH_TOPOLOGY} (no persistence)");
     let url = redis::start(&tools, Topology::Standalone, BENCH_TOPOLOGY, Some(std::process::id()))?;
-    let _stop_redis = StopOnDrop;
+    let _stop_redis = StopOnDrop(BENCH_TOPOLOGY);
     servers::reset_registry(&registry)?;
     let redis_port = port_of(&url)?;
     let redis = RedisCli::new(&tools.cli, redis_port);
     let toolkit = toolkit_benchmark(&url, plan.quick)?;
+    // Started after the toolkit micro-benchmark, which its six idle nodes would only disturb.
+    eprintln!("xtask: starting redis {BENCH_CLUSTER_TOPOLOGY} (six nodes, no persistence)");
+    let cluster_url = redis::start(&tools, Topology::Cluster, BENCH_CLUSTER_TOPOLOGY, Some(std::process::id()))?;
+    let stop_cluster = StopOnDrop(BENCH_CLUSTER_TOPOLOGY);
+    let cluster = RedisNodes::cluster(&tools.cli, cluster_seed_port(&cluster_url)?)?;
 
     eprintln!("xtask: seeding {USERS} users through auth-core on redis");
     seed(Command::new(&binaries.seed).args(["--redis", &url]).args(seed_output_args(&dir.join(REDIS_TOKENS))))?;
+    eprintln!("xtask: seeding the same {USERS} users through auth-core on the redis cluster");
+    seed(
+        Command::new(&binaries.seed).args(["--redis", &cluster_url]).args(seed_output_args(&dir.join(CLUSTER_TOKENS))),
+    )?;
     probe::write_tokens(&dir.join(UNKNOWN_TOKENS), &probe::unknown_tokens(USERS as usize)?)?;
     probe::write_tokens(&dir.join(MALFORMED_TOKENS), &probe::malformed_tokens(USERS as usize)?)?;
     let internal_key = format!("bench-{}", probe::unknown_tokens(1)?.concat());
-    let mut servers = start_servers(&binaries, &url, redis_port, &internal_key, &logs, &registry)?;
+    let mut servers = start_servers(&binaries, &url, &cluster_url, redis_port, &internal_key, &logs, &registry)?;
     eprintln!("xtask: seeding {USERS} users into tessera's embedded store through POST /internal/sessions");
     seed(
         Command::new(&binaries.seed)
@@ -178,31 +309,36 @@ fn run(plan: Plan) -> Result<()> {
             .args(seed_output_args(&dir.join(EMBEDDED_TOKENS))),
     )?;
 
+    let redis_pid = redis.pid()?;
     let bench = Bench {
         plan,
         wrk,
         redis_benchmark,
-        redis_pid: redis.pid()?,
+        standalone: RedisNodes::standalone(redis.clone(), redis_pid),
         redis,
         redis_port,
+        redis_pid,
+        cluster,
         clock_ticks: servers::clock_ticks_per_second()?,
         internal_key: internal_key.clone(),
     };
     let mut rows = plan_rows(&dir)?;
     warm_up(&bench, &mut servers, &rows)?;
     let mut background = Vec::new();
-    for server in &mut servers {
-        background.push(idle_background(&bench, server)?);
+    for (index, server) in servers.iter_mut().enumerate() {
+        background.push(idle_background(&bench, index, server)?);
     }
     for (row, driver) in &mut rows {
         if let Driver::Wrk { server, tokens, .. } = driver {
             row.round_trips =
-                Some(count_round_trips(&bench, &mut servers[*server], &background[*server], row, tokens)?);
+                Some(count_round_trips(&bench, *server, &mut servers[*server], &background[*server], row, tokens)?);
         }
     }
     measure_rounds(&bench, &mut servers, &mut rows)?;
     let revocation = measure_revocation(&bench, &binaries, &url, &internal_key, &mut servers, &logs, &registry)?;
     drop(servers);
+    // The durability rows use no Redis; the cluster's six nodes would only share their cores.
+    drop(stop_cluster);
     let durability = durability::measure(&binaries, &bench.wrk, &internal_key, &dir, &logs, &registry, plan.quick)?;
 
     let report = Report {
@@ -241,19 +377,24 @@ fn run(plan: Plan) -> Result<()> {
     Ok(())
 }
 
-/// Token files under `target/bench/`: seeded on Redis, seeded in the embedded store, and the
-/// two floods.
+/// Token files under `target/bench/`: seeded on Redis, on the Redis Cluster, in the embedded
+/// store, and the two floods.
 const REDIS_TOKENS: &str = "tokens-redis.txt";
+const CLUSTER_TOKENS: &str = "tokens-cluster.txt";
 const EMBEDDED_TOKENS: &str = "tokens-embedded.txt";
 const UNKNOWN_TOKENS: &str = "tokens-unknown.txt";
 const MALFORMED_TOKENS: &str = "tokens-malformed.txt";
 
-/// Starts the six servers, each on a free loopback port: the ceiling, the naive port with
-/// fred's defaults and with a 1 s command timeout, tessera on Redis with the near cache off and
-/// on, and tessera on the embedded store.
+/// Starts the twelve servers, each on a free loopback port: the ceiling, the naive port as
+/// [`NAIVE_SERVERS`] lists it (fred's defaults at pool sizes 1, 2, 4 and 8, and a 1 s command
+/// timeout at pool size 4), tessera on Redis (`url`) with the near cache off and on, tessera on
+/// the embedded store, and on the Redis Cluster (`cluster_url`) the naive port on fred's cluster
+/// client ([`NAIVE_CLUSTER_SERVER`]) and tessera with the near cache off and on, configured as
+/// the standalone tessera rows but for `REDIS_URL`.
 fn start_servers(
     binaries: &Binaries,
     url: &str,
+    cluster_url: &str,
     redis_port: u16,
     internal_key: &str,
     logs: &Path,
@@ -267,29 +408,56 @@ fn start_servers(
     let ports = &ports[1..];
     let mut ceiling = Command::new(&binaries.ceiling);
     ceiling.args(["--listen", &listen(ports[CEILING])]);
-    let mut naive_defaults = Command::new(&binaries.naive);
-    naive_defaults.args(["--listen", &listen(ports[NAIVE_DEFAULTS]), "--redis", url]);
-    let mut naive_timeout = Command::new(&binaries.naive);
-    naive_timeout.args(["--listen", &listen(ports[NAIVE_TIMEOUT]), "--redis", url, "--command-timeout-ms", "1000"]);
+    let mut commands = vec![(report::CEILING, ceiling)];
+    for naive in &NAIVE_SERVERS {
+        if naive.server != commands.len() {
+            bail!("{} is listed as server {}, but would start as server {}", naive.key, naive.server, commands.len());
+        }
+        commands.push((naive.key, naive_command(&binaries.naive, ports[naive.server], url, naive)));
+    }
     let tessera = |port: usize, store| tessera_command(&binaries.tessera, ports[port], store, internal_key);
     // The embedded row keeps its data as a production instance does (the default policy).
     let embedded_data = logs.join("data-embedded");
-    let commands = [
-        ("ceiling", ceiling),
-        ("naive-defaults", naive_defaults),
-        ("naive-timeout", naive_timeout),
-        ("tessera-redis-near-off", tessera(TESSERA_NEAR_OFF, TesseraStore::Redis { url, near_cache: false })),
-        ("tessera-redis-near-on", tessera(TESSERA_NEAR_ON, TesseraStore::Redis { url, near_cache: true })),
+    commands.extend([
+        (report::TESSERA_NEAR_OFF, tessera(TESSERA_NEAR_OFF, TesseraStore::Redis { url, near_cache: false })),
+        (report::TESSERA_NEAR_ON, tessera(TESSERA_NEAR_ON, TesseraStore::Redis { url, near_cache: true })),
         (
-            "tessera-embedded",
+            report::TESSERA_EMBEDDED,
             tessera(TESSERA_EMBEDDED, TesseraStore::Embedded { data_dir: Some(&embedded_data), fsync: "everysec" }),
         ),
-    ];
+        (
+            NAIVE_CLUSTER_SERVER.key,
+            naive_command(&binaries.naive, ports[NAIVE_CLUSTER], cluster_url, &NAIVE_CLUSTER_SERVER),
+        ),
+        (
+            report::TESSERA_CLUSTER_NEAR_OFF,
+            tessera(TESSERA_CLUSTER_NEAR_OFF, TesseraStore::Redis { url: cluster_url, near_cache: false }),
+        ),
+        (
+            report::TESSERA_CLUSTER_NEAR_ON,
+            tessera(TESSERA_CLUSTER_NEAR_ON, TesseraStore::Redis { url: cluster_url, near_cache: true }),
+        ),
+    ]);
+    if commands.len() != SERVERS {
+        bail!("{} servers to start, {SERVERS} expected", commands.len());
+    }
     let mut servers = Vec::new();
     for ((name, mut command), port) in commands.into_iter().zip(ports) {
         servers.push(ServerProcess::start(name, &mut command, *port, logs, registry)?);
     }
     Ok(servers)
+}
+
+/// `bench-naive` as `naive` lists it, on 127.0.0.1:`port`, reading the Redis at `url` (fred's
+/// cluster client for a `redis-cluster://` URL).
+fn naive_command(binary: &Path, port: u16, url: &str, naive: &NaiveServer) -> Command {
+    let mut command = Command::new(binary);
+    command.args(["--listen", &listen(port), "--redis", url]);
+    command.args(["--pool-size", &naive.pool_size.to_string()]);
+    if let Some(milliseconds) = naive.command_timeout_ms {
+        command.args(["--command-timeout-ms", &milliseconds.to_string()]);
+    }
+    command
 }
 
 /// The rows, in the order each round runs them, and how each is driven.
@@ -303,13 +471,12 @@ fn plan_rows(dir: &Path) -> Result<Vec<(Row, Driver)>> {
     };
     let valid = Load::Wrk { valid: true };
     let refused = Load::Wrk { valid: false };
-    Ok(vec![
-        (Row::new(report::CEILING, "ceiling: bare hyper, fixed 200", valid), wrk(CEILING, REDIS_TOKENS)?),
-        (
-            Row::new(report::NAIVE_DEFAULTS, "naive port, fred defaults: hyper + fred, GET + serde + LRANGE", valid),
-            wrk(NAIVE_DEFAULTS, REDIS_TOKENS)?,
-        ),
-        (Row::new(report::NAIVE_TIMEOUT, "naive port, 1 s command timeout", valid), wrk(NAIVE_TIMEOUT, REDIS_TOKENS)?),
+    let mut rows =
+        vec![(Row::new(report::CEILING, "ceiling: bare hyper, fixed 200", valid), wrk(CEILING, REDIS_TOKENS)?)];
+    for naive in &NAIVE_SERVERS {
+        rows.push((Row::new(naive.key, naive.title, valid), wrk(naive.server, REDIS_TOKENS)?));
+    }
+    rows.extend([
         (
             Row::new(report::TESSERA_NEAR_OFF, "tessera, Redis, near cache off", valid),
             wrk(TESSERA_NEAR_OFF, REDIS_TOKENS)?,
@@ -319,6 +486,15 @@ fn plan_rows(dir: &Path) -> Result<Vec<(Row, Driver)>> {
             wrk(TESSERA_NEAR_ON, REDIS_TOKENS)?,
         ),
         (Row::new(report::TESSERA_EMBEDDED, "tessera, embedded store", valid), wrk(TESSERA_EMBEDDED, EMBEDDED_TOKENS)?),
+        (Row::new(NAIVE_CLUSTER_SERVER.key, NAIVE_CLUSTER_SERVER.title, valid), wrk(NAIVE_CLUSTER, CLUSTER_TOKENS)?),
+        (
+            Row::new(report::TESSERA_CLUSTER_NEAR_OFF, "tessera, cluster, near cache off", valid),
+            wrk(TESSERA_CLUSTER_NEAR_OFF, CLUSTER_TOKENS)?,
+        ),
+        (
+            Row::new(report::TESSERA_CLUSTER_NEAR_ON, "tessera, cluster, near cache on", valid),
+            wrk(TESSERA_CLUSTER_NEAR_ON, CLUSTER_TOKENS)?,
+        ),
         (
             Row::new("tessera-invalid", "tessera/Redis near cache off, invalid-token flood (401)", refused),
             wrk(TESSERA_NEAR_OFF, UNKNOWN_TOKENS)?,
@@ -335,7 +511,8 @@ fn plan_rows(dir: &Path) -> Result<Vec<(Row, Driver)>> {
             Row::new("redis-get-p16", "redis-benchmark GET -P 16 (50 clients)", Load::RedisBenchmark { pipeline: 16 }),
             Driver::RedisBenchmark { pipeline: 16 },
         ),
-    ])
+    ]);
+    Ok(rows)
 }
 
 /// The rounds: each runs every row once, in order, so drift hits every row alike; then each
@@ -352,16 +529,16 @@ fn measure_rounds(bench: &Bench, servers: &mut [ServerProcess], rows: &mut [(Row
     for round in 1..=plan.rounds {
         for (row, driver) in rows.iter_mut() {
             let measured = match driver {
-                Driver::Wrk { server, script, .. } => {
-                    let server = &mut servers[*server];
+                Driver::Wrk { server: index, script, .. } => {
+                    let server = &mut servers[*index];
                     load::run_wrk(&bench.wrk, server.port(), script, plan.warmup_seconds)
                         .with_context(|| format!("{}: warming up {}", row.title, server.name()))?;
-                    measure_wrk(bench, server, row, script)?
+                    measure_wrk(bench, bench.loaded_redis(*index), server, row, script)?
                 }
                 Driver::RedisBenchmark { pipeline } => measure_redis_benchmark(bench, *pipeline)?,
             };
             eprintln!(
-                "xtask: round {round}/{}: {:<18} {:>9} req/s  p50 {}  p99 {}",
+                "xtask: round {round}/{}: {:<25} {:>9} req/s  p50 {}  p99 {}",
                 plan.rounds,
                 row.key,
                 report::thousands(measured.requests_per_second),
@@ -497,6 +674,12 @@ pub(crate) fn port_of(url: &str) -> Result<u16> {
         .with_context(|| format!("no port in {url}"))
 }
 
+/// The port of the first node of `redis-cluster://127.0.0.1:PORT?node=…&node=…`.
+fn cluster_seed_port(url: &str) -> Result<u16> {
+    let first = url.split_once('?').map_or(url, |(first, _)| first);
+    port_of(first).with_context(|| format!("no first node in {url}"))
+}
+
 /// A short wrk run on each server with its first row's script, so connections, pools and
 /// scripts are set up before anything is measured.
 fn warm_up(bench: &Bench, servers: &mut [ServerProcess], rows: &[(Row, Driver)]) -> Result<()> {
@@ -522,39 +705,45 @@ fn warm_up(bench: &Bench, servers: &mut [ServerProcess], rows: &[(Row, Driver)])
     Ok(())
 }
 
-/// The commands `server` sends to Redis on its own: watched with MONITOR for [`IDLE_WATCH`]
-/// while it serves nothing (by name and key; see [`redis_stats::count_commands`]).
-fn idle_background(bench: &Bench, server: &mut ServerProcess) -> Result<BTreeSet<BackgroundCommand>> {
+/// The commands server `index` sends to Redis on its own: watched with MONITOR (on each
+/// primary of a cluster) for [`IDLE_WATCH`], [`CLUSTER_IDLE_WATCH`] on the cluster, while it
+/// serves nothing (by name and key; see [`redis_stats::count_commands`]).
+fn idle_background(bench: &Bench, index: usize, server: &mut ServerProcess) -> Result<BTreeSet<BackgroundCommand>> {
     server.ensure_alive()?;
-    let Some(ports) = redis_ports(bench, server)? else { return Ok(BTreeSet::new()) };
-    let monitor = bench.redis.monitor()?;
-    std::thread::sleep(IDLE_WATCH);
-    let seen = monitor.finish()?;
-    let background = redis_stats::background_commands(&seen, &ports);
+    let Some(redis) = bench.redis_of(index) else { return Ok(BTreeSet::new()) };
+    let ports = redis_ports(redis, server)?;
+    let monitors = redis.monitor()?;
+    std::thread::sleep(if redis_use(index) == RedisUse::Cluster { CLUSTER_IDLE_WATCH } else { IDLE_WATCH });
+    let seen = monitors.finish()?;
+    let background = redis_stats::background_commands_on_nodes(&seen, &ports);
     if !background.is_empty() {
-        eprintln!("xtask: {:<22} sends on its own, idle: {background:?}", server.name());
+        eprintln!("xtask: {:<25} sends on its own, idle: {background:?}", server.name());
     }
     Ok(background)
 }
 
-/// The local ports of `server`'s connections to the benchmark's Redis; `None` for a server
-/// that has none (the ceiling, the embedded store).
-fn redis_ports(bench: &Bench, server: &ServerProcess) -> Result<Option<BTreeSet<u16>>> {
-    match server.name() {
-        "ceiling" | "tessera-embedded" => Ok(None),
-        _ => servers::redis_connection_ports(server.pid(), bench.redis_port)
-            .with_context(|| format!("finding the redis connections of {}", server.name()))
-            .map(Some),
-    }
+/// The local ports of `server`'s connections to each of `redis`'s primaries, in
+/// [`RedisNodes::primaries`]' order: how `MONITOR` lines are told to be from this server.
+fn redis_ports(redis: &RedisNodes, server: &ServerProcess) -> Result<Vec<BTreeSet<u16>>> {
+    redis
+        .primaries()
+        .iter()
+        .map(|node| {
+            servers::redis_connection_ports(server.pid(), node.port())
+                .with_context(|| format!("finding the redis connections of {} to port {}", server.name(), node.port()))
+        })
+        .collect()
 }
 
-/// The commands the row's server sent to Redis over [`PROBE_REQUESTS`] sequential requests
-/// (MONITOR, its own connections only; what it also sends while idle counted apart), and the
+/// The commands the row's server (server `index`) sent to Redis over [`PROBE_REQUESTS`]
+/// sequential requests (MONITOR, its own connections only, on each primary of a cluster; what
+/// it also sends while idle counted apart; none for a server without Redis), and the
 /// statuses: all 200 for a valid row, all 401 for a flood. The same seeded sequence of
 /// requests is sent twice and the second pass is counted, so every token it sends was
 /// verified moments before: with the near cache on, every counted request is a hit.
 fn count_round_trips(
     bench: &Bench,
+    index: usize,
     server: &mut ServerProcess,
     background: &BTreeSet<BackgroundCommand>,
     row: &Row,
@@ -572,18 +761,22 @@ fn count_round_trips(
         &probe::verify_requests(server.port(), tokens, PROBE_REQUESTS)
             .with_context(|| format!("{}: sending {PROBE_REQUESTS} requests one by one", row.title))?,
     )?;
-    let ports = redis_ports(bench, server)?.unwrap_or_default();
-    let monitor = bench.redis.monitor()?;
+    let watched = match bench.redis_of(index) {
+        Some(redis) => Some((redis_ports(redis, server)?, redis.monitor()?)),
+        None => None,
+    };
     let started = Instant::now();
     let statuses = probe::verify_requests(server.port(), tokens, PROBE_REQUESTS)
         .with_context(|| format!("{}: sending {PROBE_REQUESTS} requests one by one", row.title))?;
     let seconds = started.elapsed().as_secs_f64();
-    let seen = monitor.finish()?;
+    let commands = match watched {
+        Some((ports, monitors)) => redis_stats::count_commands_on_nodes(&monitors.finish()?, &ports, background),
+        None => CommandCounts::default(),
+    };
     check(&statuses)?;
-    let commands = redis_stats::count_commands(&seen, &ports, background);
     let trips = RoundTrips { requests: PROBE_REQUESTS, seconds, statuses, commands };
     eprintln!(
-        "xtask: {:<22} {:.3} redis commands sent per request {:?}, run by scripts {:?}, background {:?}",
+        "xtask: {:<25} {:.3} redis commands sent per request {:?}, run by scripts {:?}, background {:?}",
         row.key,
         trips.sent_per_request(),
         trips.commands.sent,
@@ -628,18 +821,25 @@ fn measure_revocation(
     Ok(revocation)
 }
 
-/// One wrk run on `server`, with the server's and Redis's CPU and the Redis commands around it.
-fn measure_wrk(bench: &Bench, server: &mut ServerProcess, row: &Row, script: &Path) -> Result<Round> {
+/// One wrk run on `server`, with the server's and `redis`'s CPU (every node of a cluster) and
+/// the Redis commands (a cluster's primaries, added up) around it.
+fn measure_wrk(
+    bench: &Bench,
+    redis: &RedisNodes,
+    server: &mut ServerProcess,
+    row: &Row,
+    script: &Path,
+) -> Result<Round> {
     server.ensure_alive()?;
     let near_before = near_cache_counts(bench, server)?;
-    let calls_before = bench.redis.command_calls()?;
-    let redis_before = servers::cpu_ticks(bench.redis_pid)?;
+    let calls_before = redis.command_calls()?;
+    let redis_before = redis.cpu_ticks()?;
     let server_before = servers::cpu_ticks(server.pid())?;
     let report = load::run_wrk(&bench.wrk, server.port(), script, bench.plan.seconds)
         .with_context(|| format!("{}: wrk against {}", row.title, server.name()))?;
     let server_after = servers::cpu_ticks(server.pid())?;
-    let redis_after = servers::cpu_ticks(bench.redis_pid)?;
-    let calls_after = bench.redis.command_calls()?;
+    let redis_after = redis.cpu_ticks()?;
+    let calls_after = redis.command_calls()?;
     let near_after = near_cache_counts(bench, server)?;
     server.ensure_alive()?;
     if report.requests == 0 {
@@ -682,10 +882,10 @@ fn measure_wrk(bench: &Bench, server: &mut ServerProcess, row: &Row, script: &Pa
     })
 }
 
-/// The near cache's hit and miss counters of a tessera on Redis, from its `/metrics`; `None`
-/// for the other servers.
+/// The near cache's hit and miss counters of a tessera on Redis (standalone or cluster), from
+/// its `/metrics`; `None` for the other servers.
 fn near_cache_counts(bench: &Bench, server: &ServerProcess) -> Result<Option<NearCacheCounts>> {
-    if !server.name().starts_with("tessera-redis") {
+    if !["tessera-redis", "tessera-cluster"].iter().any(|prefix| server.name().starts_with(prefix)) {
         return Ok(None);
     }
     let text = probe::metrics(server.port(), &bench.internal_key).with_context(|| server.name().to_owned())?;
@@ -772,27 +972,39 @@ fn benchmarks_doc(report: &Report, markdown: &str) -> String {
          cargo xtask bench --quick   # 3 rounds × 3 s: prints the table, writes target/bench/ only\n\
          ```\n\n\
          It builds the release binaries, installs `wrk` and `redis-server` when they are missing (as \
-         root, with apt-get), starts a private Redis without persistence on a free loopback port, seeds \
-         {users} users with one token each through Tessera's own code, and stops everything it started.\n\n\
+         root, with apt-get), starts a private Redis and a private six-node Redis Cluster (three \
+         primaries, each with a replica), both without persistence, on free loopback ports, seeds \
+         {users} users with one token each into each through Tessera's own code, and stops everything \
+         it started.\n\n\
          ## The rows\n\n\
          - **ceiling**: `bench-ceiling` (crates/bench), a bare hyper 1 server with tessera's connection \
          settings answering every request with 200 and tessera's headers (`x-auth-user-id`, \
          `x-request-id`): the HTTP limit of this machine.\n\
-         - **naive port, fred defaults** and **naive port, 1 s command timeout**: `bench-naive`, \
-         hyper + a fred pool (one connection per core) doing what the original design does, written \
-         as a good engineer would: GET `token:{{t}}`, decode `user_id` alone into a serde-derived \
-         struct, LRANGE `token_list:{{uid}}`, scan it; the same response headers as the ceiling and \
-         tessera. The first runs with fred's defaults (no command timeout), the second with \
-         `--command-timeout-ms 1000` (fred's per-command timeout has a cost of its own); both keep an \
-         endless reconnect policy, which costs nothing on a healthy connection. The budgets are taken \
-         against the faster of the two in the same run.\n\
+         - **naive port, fred defaults, pool 1, 2, 4, 8** and **naive port, 1 s command timeout, pool \
+         4**: `bench-naive`, hyper + a fred pool doing what the original design does, written as a \
+         good engineer would: GET `token:{{t}}`, decode `user_id` alone into a serde-derived struct, \
+         LRANGE `token_list:{{uid}}`, scan it; the same response headers as the ceiling and tessera. \
+         The first four run with fred's defaults (no command timeout) and a pool of 1, 2, 4 and 8 \
+         connections (`--pool-size`), the pool size an engineer tuning the port would pick by \
+         measurement; the fifth with `--command-timeout-ms 1000` at pool size 4 (fred's per-command \
+         timeout has a cost of its own, seen beside the defaults' pool-4 row); all keep an endless \
+         reconnect policy, which costs nothing on a healthy connection. The budgets are taken against \
+         the fastest of the five in the same run, named under the table and marked in it.\n\
          - **tessera, Redis, near cache off** and **near cache on** (`TESSERA_NEAR_CACHE=off|on`), and \
          **tessera, embedded store** (seeded with its own tokens through `POST /internal/sessions`).\n\
+         - **naive port on fred's cluster client, fred defaults, pool 4**, **tessera, cluster, near \
+         cache off** and **near cache on**: the same requests on the Redis Cluster, with its own tokens \
+         for the same users. The naive row is `bench-naive` given the cluster's `redis-cluster://` URL, \
+         which fred's `Config::from_url` turns into fred's cluster client, at pool size 4 (which \
+         standalone pool size is fastest is only known after the rounds); tessera is configured as its \
+         standalone rows but for `REDIS_URL`, and routes each key itself with one fred pool per \
+         primary. The cluster budget divides tessera's near-cache-off req/s by this naive row's, round \
+         by round; it is not among the standalone naive rows the other budgets pick from.\n\
          - **floods**: tessera on Redis (near cache off: a real flood's tokens are never repeated, \
          while wrk repeats 10,000 of them, which a cache would absorb) with random well-formed unknown \
          tokens, and with malformed ones (a `*`, or 8 characters) that are refused before any I/O; \
          every answer is 401.\n\
-         - **redis-benchmark GET**, pipeline 1 and 16, on the same Redis: the Redis limit.\n\
+         - **redis-benchmark GET**, pipeline 1 and 16, on the standalone Redis: the Redis limit.\n\
          - **revocation propagation**: a second tessera with the near cache on beside the first, on the \
          same Redis; for each of {revocation_tokens} fresh tokens, verified on both, revoked with \
          `POST /api/logout` on one, the time from the logout's answer until both answer 401 (polled \
@@ -800,7 +1012,9 @@ fn benchmarks_doc(report: &Report, markdown: &str) -> String {
          Redis commands per request are counted with MONITOR on the row's server's own connections \
          over 1,000 sequential requests that repeat a seeded sequence sent just before (so with the \
          near cache on every counted request is a hit); commands a server sends while idle (the near \
-         cache's heartbeat) are shown apart, per second.\n\n\
+         cache's heartbeat) are shown apart, per second. On the cluster rows MONITOR runs on each \
+         primary, with the server's own connections to that primary, and the counts are added up; their \
+         Redis CPU is that of all six nodes.\n\n\
          {markdown}",
         cores = machine.cores,
         cpu = machine.cpu_model,
@@ -822,13 +1036,14 @@ fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Stops the benchmark's Redis on every way out of `run`.
-struct StopOnDrop;
+/// Stops one of the benchmark's Redis topologies (by its name) on every way out of `run`.
+struct StopOnDrop(&'static str);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Err(error) = redis::stop_if_owned(BENCH_TOPOLOGY, std::process::id()) {
-            eprintln!("xtask: stopping redis {BENCH_TOPOLOGY} failed: {error:#}");
+        let name = self.0;
+        if let Err(error) = redis::stop_if_owned(name, std::process::id()) {
+            eprintln!("xtask: stopping redis {name} failed: {error:#}");
         }
     }
 }

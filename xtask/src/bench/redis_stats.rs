@@ -1,7 +1,9 @@
 //! What the benchmark's Redis says about the load: commands executed (`INFO commandstats`,
 //! which also counts the commands a Lua script runs), the commands clients actually sent
 //! (`MONITOR`, which tells a client's commands from a script's: the round trips), and the
-//! redis-server pid (for its CPU time and peak RSS).
+//! redis-server pid (for its CPU time and peak RSS). A Redis Cluster is watched node by node
+//! ([`RedisNodes`]): commands on each primary (the nodes clients send commands to), CPU time
+//! on every node, replicas too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use super::servers;
 use crate::process;
 
 const CLI_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +31,10 @@ pub(super) struct RedisCli {
 impl RedisCli {
     pub(super) fn new(cli: &Path, port: u16) -> RedisCli {
         RedisCli { cli: cli.to_path_buf(), port }
+    }
+
+    pub(super) fn port(&self) -> u16 {
+        self.port
     }
 
     fn command(&self) -> Command {
@@ -102,6 +109,98 @@ impl RedisCli {
     }
 }
 
+/// The redis-servers of one topology the rows load: the nodes clients send commands to (the
+/// standalone server; a cluster's primaries), whose commands are counted and watched, and the
+/// pid of every redis-server in it (a cluster's replicas too), whose CPU time the load costs.
+#[derive(Debug, Clone)]
+pub(super) struct RedisNodes {
+    primaries: Vec<RedisCli>,
+    pids: Vec<u32>,
+}
+
+impl RedisNodes {
+    /// The standalone server behind `cli`, running as `pid`.
+    pub(super) fn standalone(cli: RedisCli, pid: u32) -> RedisNodes {
+        RedisNodes { primaries: vec![cli], pids: vec![pid] }
+    }
+
+    /// Every node of the cluster `seed_port` is a node of, as its `CLUSTER NODES` lists them.
+    pub(super) fn cluster(cli: &Path, seed_port: u16) -> Result<RedisNodes> {
+        let view = RedisCli::new(cli, seed_port).run(&["cluster", "nodes"])?;
+        let nodes = parse_cluster_nodes(&view);
+        let mut primaries = Vec::new();
+        let mut pids = Vec::new();
+        for node in nodes {
+            let node_cli = RedisCli::new(cli, node.port);
+            pids.push(node_cli.pid()?);
+            if node.primary {
+                primaries.push(node_cli);
+            }
+        }
+        if primaries.is_empty() {
+            bail!("CLUSTER NODES on port {seed_port} names no primary:\n{}", view.trim());
+        }
+        Ok(RedisNodes { primaries, pids })
+    }
+
+    /// The nodes clients send commands to, in a fixed order.
+    pub(super) fn primaries(&self) -> &[RedisCli] {
+        &self.primaries
+    }
+
+    /// Calls of each command so far, added up over the primaries (`INFO commandstats`, without
+    /// `info`); a replica's are left out, since it runs again what its primary ran.
+    pub(super) fn command_calls(&self) -> Result<BTreeMap<String, u64>> {
+        let mut total = BTreeMap::new();
+        for primary in &self.primaries {
+            for (name, calls) in primary.command_calls()? {
+                *total.entry(name).or_insert(0) += calls;
+            }
+        }
+        Ok(total)
+    }
+
+    /// User plus system CPU time of every redis-server of the topology so far, in clock ticks.
+    pub(super) fn cpu_ticks(&self) -> Result<u64> {
+        let mut total = 0;
+        for pid in &self.pids {
+            total += servers::cpu_ticks(*pid)?;
+        }
+        Ok(total)
+    }
+
+    /// `MONITOR` on every primary; returns once each confirmed.
+    pub(super) fn monitor(&self) -> Result<Monitors> {
+        let monitors = self.primaries.iter().map(RedisCli::monitor).collect::<Result<Vec<Monitor>>>()?;
+        Ok(Monitors { monitors })
+    }
+}
+
+/// A node as `CLUSTER NODES` lists it: its client port, and whether it is a primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ClusterNode {
+    pub(super) port: u16,
+    pub(super) primary: bool,
+}
+
+/// `<id> <ip:port@bus[,hostname]> <flags> ...` lines (flags such as `myself,master` or
+/// `slave`); a line without a readable port is skipped, a failed node (`fail`) too.
+pub(super) fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags: Vec<&str> = fields.next()?.split(',').collect();
+            if flags.contains(&"fail") || flags.contains(&"noaddr") {
+                return None;
+            }
+            let client_address = address.split(['@', ',']).next()?;
+            let port = client_address.rsplit_once(':')?.1.parse().ok()?;
+            Some(ClusterNode { port, primary: flags.contains(&"master") })
+        })
+        .collect()
+}
+
 /// Commands counted by `MONITOR` for one server: those its connections sent for the requests
 /// (each a round trip, or part of a pipeline), those Lua scripts ran, and those its
 /// connections send on their own, requests or not (timers such as the near cache's
@@ -153,6 +252,39 @@ pub(super) fn background_commands(
         .collect()
 }
 
+/// [`count_commands`] over several nodes, each watched by its own `MONITOR`: `seen[i]` is what
+/// node `i` saw and `server_ports[i]` the server's own connections to node `i` (a local port
+/// may be reused towards another node, so each node is read with its own ports), added up.
+pub(super) fn count_commands_on_nodes(
+    seen: &[Vec<MonitoredCommand>],
+    server_ports: &[BTreeSet<u16>],
+    background: &BTreeSet<BackgroundCommand>,
+) -> CommandCounts {
+    let mut total = CommandCounts::default();
+    for (seen, ports) in seen.iter().zip(server_ports) {
+        let node = count_commands(seen, ports, background);
+        for (sum, calls_by_name) in [
+            (&mut total.sent, node.sent),
+            (&mut total.in_scripts, node.in_scripts),
+            (&mut total.background, node.background),
+        ] {
+            for (name, calls) in calls_by_name {
+                *sum.entry(name).or_insert(0) += calls;
+            }
+        }
+    }
+    total
+}
+
+/// [`background_commands`] over several nodes (as [`count_commands_on_nodes`] reads them): what
+/// the server sent on its own to any of them.
+pub(super) fn background_commands_on_nodes(
+    seen: &[Vec<MonitoredCommand>],
+    server_ports: &[BTreeSet<u16>],
+) -> BTreeSet<BackgroundCommand> {
+    seen.iter().zip(server_ports).flat_map(|(seen, ports)| background_commands(seen, ports)).collect()
+}
+
 enum MonitorEvent {
     Started,
     Finished(Vec<MonitoredCommand>),
@@ -198,6 +330,20 @@ impl Monitor {
 impl Drop for Monitor {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A `MONITOR` on each of a topology's primaries ([`RedisNodes::monitor`]).
+#[derive(Debug)]
+pub(super) struct Monitors {
+    monitors: Vec<Monitor>,
+}
+
+impl Monitors {
+    /// What each primary saw since the start, in [`RedisNodes::primaries`]' order (see
+    /// [`Monitor::finish`]).
+    pub(super) fn finish(self) -> Result<Vec<Vec<MonitoredCommand>>> {
+        self.monitors.into_iter().map(Monitor::finish).collect()
     }
 }
 

@@ -12,15 +12,31 @@ use self::json::{BudgetJson, ReportJson, RevocationJson, RowJson};
 use super::durability::DurabilityReport;
 use super::redis_stats::CommandCounts;
 
-/// The keys of the rows the budgets read.
 mod json;
 
+/// The keys of the rows the budgets read.
 pub(super) const CEILING: &str = "ceiling";
-pub(super) const NAIVE_DEFAULTS: &str = "naive-defaults";
+/// The naive port with fred's defaults, one row per pool size (`bench-naive --pool-size`).
+pub(super) const NAIVE_POOL_1: &str = "naive-defaults-pool-1";
+pub(super) const NAIVE_POOL_2: &str = "naive-defaults-pool-2";
+pub(super) const NAIVE_POOL_4: &str = "naive-defaults-pool-4";
+pub(super) const NAIVE_POOL_8: &str = "naive-defaults-pool-8";
+/// The naive port with a 1 s command timeout.
 pub(super) const NAIVE_TIMEOUT: &str = "naive-timeout";
+/// Every naive row: the budgets are taken against the fastest of them in the run
+/// ([`Report::fastest_naive`]).
+pub(super) const NAIVE_ROWS: [&str; 5] = [NAIVE_POOL_1, NAIVE_POOL_2, NAIVE_POOL_4, NAIVE_POOL_8, NAIVE_TIMEOUT];
 pub(super) const TESSERA_NEAR_OFF: &str = "tessera-redis-near-off";
 pub(super) const TESSERA_NEAR_ON: &str = "tessera-redis-near-on";
 pub(super) const TESSERA_EMBEDDED: &str = "tessera-embedded";
+/// The naive port on fred's cluster client, on the Redis Cluster: the cluster budget's
+/// reference, and not one of [`NAIVE_ROWS`] (no standalone reference).
+pub(super) const NAIVE_CLUSTER: &str = "naive-fred-cluster-pool-4";
+/// Tessera on the Redis Cluster (its own router, one fred pool per primary).
+pub(super) const TESSERA_CLUSTER_NEAR_OFF: &str = "tessera-cluster-near-off";
+pub(super) const TESSERA_CLUSTER_NEAR_ON: &str = "tessera-cluster-near-on";
+/// The rows on the Redis Cluster.
+const CLUSTER_ROWS: [&str; 3] = [NAIVE_CLUSTER, TESSERA_CLUSTER_NEAR_OFF, TESSERA_CLUSTER_NEAR_ON];
 
 /// How a row loads its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,28 +353,32 @@ impl Report {
         self.rows.iter().find(|row| row.key == key)
     }
 
-    /// The faster of the two naive rows (by median req/s): the budgets are taken against it.
-    pub(super) fn stronger_naive(&self) -> Option<&Row> {
-        [self.row(NAIVE_DEFAULTS), self.row(NAIVE_TIMEOUT)]
-            .into_iter()
-            .flatten()
-            .filter(|row| row.median_rps().is_some())
-            .max_by(|a, b| a.median_rps().unwrap_or_default().total_cmp(&b.median_rps().unwrap_or_default()))
+    /// The fastest of the naive rows ([`NAIVE_ROWS`]) by median req/s: the budgets and their
+    /// "÷ naive" ratios are taken against it, whichever pool size or timeout it ran with.
+    pub(super) fn fastest_naive(&self) -> Option<&Row> {
+        self.rows
+            .iter()
+            .filter(|row| NAIVE_ROWS.contains(&row.key))
+            .filter_map(|row| Some((row, row.median_rps()?)))
+            .max_by(|(_, a), (_, b)| a.total_cmp(b))
+            .map(|(row, _)| row)
+    }
+
+    /// Tessera on the cluster, near cache on, over tessera on standalone Redis, near cache on:
+    /// the median of per-round req/s ratios. Told for information, with no budget.
+    pub(super) fn cluster_near_on_over_standalone(&self) -> Option<f64> {
+        median_ratio_by_round(self.row(TESSERA_CLUSTER_NEAR_ON), self.row(TESSERA_NEAR_ON))
     }
 
     /// The issue's budgets, measured on this run.
     pub(super) fn budgets(&self) -> Vec<Budget> {
-        let naive = self.stronger_naive();
-        let naive_name = naive.map_or("—", |row| row.key);
+        let naive = self.fastest_naive();
+        let naive_name = naive.map_or("no naive row measured", |row| row.title);
         let near_off = self.row(TESSERA_NEAR_OFF);
         let near_on = self.row(TESSERA_NEAR_ON);
         let embedded = self.row(TESSERA_EMBEDDED);
         let ceiling = self.row(CEILING);
-        let over_naive = |row: Option<&Row>| {
-            row.zip(naive).and_then(|(row, naive)| {
-                median(row.rounds.iter().zip(&naive.rounds).map(|(t, n)| t.requests_per_second / n.requests_per_second))
-            })
-        };
+        let over_naive = |row: Option<&Row>| median_ratio_by_round(row, naive);
         let ceiling_p99 = ceiling.and_then(Row::median_p99_ms);
         let p99_threshold = ceiling_p99.map_or(f64::NAN, |p99| 2.0 * p99 + 2.0);
         let p99_derivation = ceiling_p99.map(|p99| format!("2 × ceiling p99 ({p99:.2} ms) + 2 ms"));
@@ -379,8 +399,8 @@ impl Report {
         vec![
             ratio(
                 format!(
-                    "tessera/Redis, near cache on, req/s ÷ the faster naive row (`{naive_name}`) req/s \
-                     (median of per-round ratios)"
+                    "tessera/Redis, near cache on, req/s ÷ the fastest naive row's req/s ({naive_name}; \
+                     median of per-round ratios)"
                 ),
                 over_naive(near_on),
                 2.0,
@@ -400,8 +420,8 @@ impl Report {
             },
             ratio(
                 format!(
-                    "tessera/Redis, near cache off, req/s ÷ the faster naive row (`{naive_name}`) req/s \
-                     (median of per-round ratios)"
+                    "tessera/Redis, near cache off, req/s ÷ the fastest naive row's req/s ({naive_name}; \
+                     median of per-round ratios)"
                 ),
                 over_naive(near_off),
                 1.0,
@@ -477,6 +497,13 @@ impl Report {
                 unit: " MiB",
                 derivation: None,
             },
+            ratio(
+                "tessera/cluster, near cache off, req/s ÷ the naive port on fred's cluster client req/s \
+                 (median of per-round ratios)"
+                    .to_owned(),
+                median_ratio_by_round(self.row(TESSERA_CLUSTER_NEAR_OFF), self.row(NAIVE_CLUSTER)),
+                1.0,
+            ),
         ]
     }
 
@@ -505,7 +532,12 @@ impl Report {
             "| row | req/s median (min–max) | p50 | p99 | × ceiling | Redis cmds/req | CPU ms per 1k req (server + Redis) | peak RSS MiB |\n\
              |---|---|---|---|---|---|---|---|\n",
         );
+        let fastest_naive = self.fastest_naive();
         for row in &self.rows {
+            let title = match fastest_naive {
+                Some(fastest) if fastest.key == row.key => format!("{} (fastest naive)", row.title),
+                _ => row.title.to_owned(),
+            };
             let spread = {
                 let rates: Vec<f64> = row.rounds.iter().map(|round| round.requests_per_second).collect();
                 let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
@@ -517,8 +549,7 @@ impl Report {
             };
             writeln!(
                 text,
-                "| {} | {spread} | {} | {} | {} | {} | {} | {} |",
-                row.title,
+                "| {title} | {spread} | {} | {} | {} | {} | {} | {} |",
                 milliseconds(row.median_p50_ms()),
                 milliseconds(row.median_p99_ms()),
                 row.median_ratio_to_ceiling().map_or("—".to_owned(), |ratio| format!("{ratio:.2}")),
@@ -547,6 +578,35 @@ impl Report {
             thousands(setup.probe_requests as f64)
         )
         .ok();
+        if let Some(naive) = fastest_naive {
+            writeln!(
+                text,
+                "The naive rows are `bench-naive` (hyper + fred, GET + serde + LRANGE) at the pool sizes and \
+                 settings their titles name. The fastest of them in this run, by median req/s, is **{}** \
+                 ({} req/s): the budgets below that divide by a naive row divide by this one.\n",
+                naive.title,
+                naive.median_rps().map_or("—".to_owned(), thousands),
+            )
+            .ok();
+        }
+        if self.rows.iter().any(|row| CLUSTER_ROWS.contains(&row.key)) {
+            text.push_str(
+                "The cluster rows run on a private six-node Redis Cluster (three primaries, each with a \
+                 replica) beside the standalone Redis, seeded with the same users (tokens of its own). The \
+                 naive port on fred's cluster client is the cluster budget's reference only; it is not one \
+                 of the naive rows above. Their Redis cmds/req are counted with MONITOR on each primary \
+                 (the server's own connections to it) and added up; their Redis CPU is that of all six \
+                 nodes.\n\n",
+            );
+        }
+        if let Some(ratio) = self.cluster_near_on_over_standalone() {
+            writeln!(
+                text,
+                "Informational, no budget: tessera/cluster, near cache on, req/s ÷ tessera/Redis standalone, \
+                 near cache on, req/s = **{ratio:.2}×** (median of per-round ratios).\n"
+            )
+            .ok();
+        }
         for row in &self.rows {
             let Some(near) = row.near_cache_total() else { continue };
             writeln!(
@@ -624,7 +684,8 @@ impl Report {
             setup: &self.setup,
             machine: &self.machine,
             rows: self.rows.iter().map(RowJson::of).collect(),
-            stronger_naive: self.stronger_naive().map(|row| row.key),
+            fastest_naive: self.fastest_naive().map(|row| row.key),
+            cluster_near_on_over_standalone_near_on: self.cluster_near_on_over_standalone(),
             revocation: self.revocation.as_ref().map(RevocationJson::of),
             budgets: budgets.iter().map(BudgetJson::of).collect(),
             durability: self.durability.as_ref(),
@@ -634,6 +695,18 @@ impl Report {
         text.push('\n');
         text
     }
+}
+
+/// The median over rounds of `row`'s req/s ÷ `reference`'s req/s in the same round; `None`
+/// when either row is absent or has no rounds.
+fn median_ratio_by_round(row: Option<&Row>, reference: Option<&Row>) -> Option<f64> {
+    let (row, reference) = row.zip(reference)?;
+    median(
+        row.rounds
+            .iter()
+            .zip(&reference.rounds)
+            .map(|(row, reference)| row.requests_per_second / reference.requests_per_second),
+    )
 }
 
 /// The median; `None` for no values.

@@ -16,7 +16,10 @@ pub(super) struct ReportJson<'a> {
     pub(super) setup: &'a Setup,
     pub(super) machine: &'a Machine,
     pub(super) rows: Vec<RowJson<'a>>,
-    pub(super) stronger_naive: Option<&'static str>,
+    pub(super) fastest_naive: Option<&'static str>,
+    /// Tessera on the cluster over tessera on standalone Redis, both near cache on
+    /// ([`super::Report::cluster_near_on_over_standalone`]); informational, no budget.
+    pub(super) cluster_near_on_over_standalone_near_on: Option<f64>,
     pub(super) revocation: Option<RevocationJson<'a>>,
     pub(super) budgets: Vec<BudgetJson<'a>>,
     pub(super) durability: Option<&'a super::DurabilityReport>,
