@@ -323,15 +323,19 @@ fn run(plan: Plan) -> Result<()> {
         internal_key: internal_key.clone(),
     };
     let mut rows = plan_rows(&dir)?;
-    warm_up(&bench, &mut servers, &rows)?;
-    let mut background = Vec::new();
+    // Each server in turn is warmed up, watched while idle and probed, so that its probe runs
+    // seconds after its warm-up filled its near cache: an entry lives at most 30 s, and one
+    // that expired between the probe's two passes would be counted as a round trip.
+    eprintln!("xtask: warming up each server for {} s, then probing it", bench.plan.warmup_seconds);
     for (index, server) in servers.iter_mut().enumerate() {
-        background.push(idle_background(&bench, index, server)?);
-    }
-    for (row, driver) in &mut rows {
-        if let Driver::Wrk { server, tokens, .. } = driver {
-            row.round_trips =
-                Some(count_round_trips(&bench, *server, &mut servers[*server], &background[*server], row, tokens)?);
+        warm_up(&bench, index, server, &rows)?;
+        let background = idle_background(&bench, index, server)?;
+        for (row, driver) in &mut rows {
+            if let Driver::Wrk { server: row_server, tokens, .. } = driver
+                && *row_server == index
+            {
+                row.round_trips = Some(count_round_trips(&bench, index, server, &background, row, tokens)?);
+            }
         }
     }
     measure_rounds(&bench, &mut servers, &mut rows)?;
@@ -680,27 +684,24 @@ fn cluster_seed_port(url: &str) -> Result<u16> {
     port_of(first).with_context(|| format!("no first node in {url}"))
 }
 
-/// A short wrk run on each server with its first row's script, so connections, pools and
+/// A short wrk run on server `index` with its first row's script, so connections, pools and
 /// scripts are set up before anything is measured.
-fn warm_up(bench: &Bench, servers: &mut [ServerProcess], rows: &[(Row, Driver)]) -> Result<()> {
-    eprintln!("xtask: warming up each server for {} s", bench.plan.warmup_seconds);
-    for (index, server) in servers.iter_mut().enumerate() {
-        let script = rows.iter().find_map(|(_, driver)| match driver {
-            Driver::Wrk { server, script, .. } if *server == index => Some(script),
-            _ => None,
-        });
-        let Some(script) = script else { continue };
-        let report = load::run_wrk(&bench.wrk, server.port(), script, bench.plan.warmup_seconds)
-            .with_context(|| format!("warming up {}", server.name()))?;
-        server.ensure_alive()?;
-        if report.non_2xx > 0 || report.requests == 0 {
-            bail!(
-                "warming up {}: {} of {} responses were not 2xx; valid tokens must verify",
-                server.name(),
-                report.non_2xx,
-                report.requests
-            );
-        }
+fn warm_up(bench: &Bench, index: usize, server: &mut ServerProcess, rows: &[(Row, Driver)]) -> Result<()> {
+    let script = rows.iter().find_map(|(_, driver)| match driver {
+        Driver::Wrk { server, script, .. } if *server == index => Some(script),
+        _ => None,
+    });
+    let Some(script) = script else { return Ok(()) };
+    let report = load::run_wrk(&bench.wrk, server.port(), script, bench.plan.warmup_seconds)
+        .with_context(|| format!("warming up {}", server.name()))?;
+    server.ensure_alive()?;
+    if report.non_2xx > 0 || report.requests == 0 {
+        bail!(
+            "warming up {}: {} of {} responses were not 2xx; valid tokens must verify",
+            server.name(),
+            report.non_2xx,
+            report.requests
+        );
     }
     Ok(())
 }
