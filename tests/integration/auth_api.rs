@@ -73,14 +73,19 @@ pub(crate) async fn verify(app: &TestApp, headers: &[(&str, &str)]) -> tests::Ht
 
 /// Store operations the app has made so far, read from its own `/metrics`.
 async fn store_operations(app: &TestApp) -> u64 {
+    metric(app, "tessera_store_operation_seconds_count").await
+}
+
+/// The value of the `/metrics` sample named `sample` (its name and labels, as written there).
+pub(crate) async fn metric(app: &TestApp, sample: &str) -> u64 {
     let response = send(app.address, Method::GET, "/metrics", &[("x-internal-key", INTERNAL_KEY)], None).await;
     assert_eq!(response.status, StatusCode::OK);
     response
         .body
         .lines()
-        .find_map(|line| line.strip_prefix("tessera_store_operation_seconds_count "))
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
         .and_then(|count| count.parse().ok())
-        .unwrap_or_else(|| panic!("no operation count in {}", response.body))
+        .unwrap_or_else(|| panic!("no {sample} in {}", response.body))
 }
 
 macro_rules! on_every_backend {

@@ -93,6 +93,17 @@ async fn drive(cache: CacheClient, tag: String, worker: usize, stop: Arc<AtomicB
     load
 }
 
+/// Kills `shard`'s primary (SIGKILL) and waits until its replica is promoted: when each happened.
+async fn kill_and_await_promotion(cluster: &mut PrivateCluster, shard: usize) -> (Instant, Instant) {
+    cluster.primary(shard).stop();
+    let kill = Instant::now();
+    while !cluster.replica_promoted(shard) {
+        assert!(kill.elapsed() < PROMOTION_TIMEOUT, "the replica was not promoted within {PROMOTION_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (kill, Instant::now())
+}
+
 /// The longest stretch, from `kill` to `end`, without a successful answer on one shard: the
 /// largest gap between consecutive successes, the first measured from the kill, the last to the end.
 fn longest_outage(outcomes: &[Outcome], kill: Instant, end: Instant) -> Duration {
@@ -126,13 +137,7 @@ async fn a_dead_primary_stalls_only_its_own_shard_and_no_acknowledged_write_is_l
     }
     tokio::time::sleep(LOAD_BEFORE_KILL).await;
 
-    cluster.primary(DEAD_SHARD).stop();
-    let kill = Instant::now();
-    while !cluster.replica_promoted(DEAD_SHARD) {
-        assert!(kill.elapsed() < PROMOTION_TIMEOUT, "the replica was not promoted within {PROMOTION_TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let promotion = Instant::now();
+    let (kill, promotion) = kill_and_await_promotion(&mut cluster, DEAD_SHARD).await;
     tokio::time::sleep(LOAD_AFTER_PROMOTION).await;
     // Then a graceful failover of another shard: its old primary answers MOVED until the slot
     // map is read again.
@@ -254,13 +259,7 @@ async fn a_new_primary_that_refuses_its_first_connections_is_used_once_it_accept
         .map(|worker| tokio::spawn(drive(backend.cache().clone(), tag.clone(), worker, Arc::clone(&stop))))
         .collect();
     tokio::time::sleep(LOAD_BEFORE_KILL).await;
-    cluster.primary(DEAD_SHARD).stop();
-    let kill = Instant::now();
-    while !cluster.replica_promoted(DEAD_SHARD) {
-        assert!(kill.elapsed() < PROMOTION_TIMEOUT, "the replica was not promoted within {PROMOTION_TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let promotion = Instant::now();
+    let (_, promotion) = kill_and_await_promotion(&mut cluster, DEAD_SHARD).await;
     let mut seen_connecting = false;
     while promotion.elapsed() < REFUSED_AFTER_PROMOTION {
         seen_connecting |= backend.cache().primary_pools().is_some_and(|pools| pools.connecting > 0);

@@ -21,7 +21,7 @@ use cache_toolkit::{CacheEvent, CacheOptions, KeyPrefix, NearCacheSettings};
 use config::{AppEnv, Settings};
 use infra::Backend;
 
-use crate::auth_api::{INTERNAL_KEY, bearer, issue, json_field, raw_cache, unique_user, verify};
+use crate::auth_api::{INTERNAL_KEY, bearer, issue, json_field, metric, raw_cache, unique_user, verify};
 use tests::{PrivateCluster, RespReply, TestApp, send, spawn_app};
 
 const SEEDED_TOKENS: usize = 300;
@@ -45,14 +45,7 @@ async fn instance(url: &str) -> TestApp {
 
 /// The near-cache hits `app` counted so far, from its `/metrics`.
 async fn near_hits(app: &TestApp) -> u64 {
-    let response = send(app.address, Method::GET, "/metrics", &[("x-internal-key", INTERNAL_KEY)], None).await;
-    assert_eq!(response.status, StatusCode::OK);
-    response
-        .body
-        .lines()
-        .find_map(|line| line.strip_prefix("tessera_cache_events_total{event=\"near_hits\"} "))
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_else(|| panic!("no near-cache hit count in {}", response.body))
+    metric(app, "tessera_cache_events_total{event=\"near_hits\"}").await
 }
 
 #[derive(Debug, Default)]

@@ -395,12 +395,6 @@ impl ClusterNodes {
         self.current().nodes.clone()
     }
 
-    /// How many primary pools have a connection up, and how many are connecting or waiting to
-    /// be rebuilt.
-    pub fn pool_counts(&self) -> (usize, usize) {
-        lock(&self.pools).counts()
-    }
-
     /// The primaries the map names, by the state of their pools now: every connection up, or
     /// some connecting (fred reconnecting with backoff, or the pool being rebuilt).
     pub fn primary_pools(&self) -> PrimaryPools {
@@ -719,8 +713,7 @@ async fn keep_refreshing(nodes: Weak<ClusterNodes>, suspicion: Arc<Notify>) {
         }
         nodes.heal_pools().await;
         nodes.follow_migrations().await;
-        let (_, not_connected) = nodes.pool_counts();
-        interval = if not_connected == 0 { REFRESH_INTERVAL } else { DEGRADED_REFRESH_INTERVAL };
+        interval = if nodes.primary_pools().connecting == 0 { REFRESH_INTERVAL } else { DEGRADED_REFRESH_INTERVAL };
         drop(nodes);
         tokio::time::sleep(REFRESH_SPACING).await;
     }

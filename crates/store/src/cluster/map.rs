@@ -227,12 +227,6 @@ impl PoolSet {
     pub(super) fn health(&self, server: &Server) -> Option<PoolHealth> {
         self.health.get(server).copied()
     }
-
-    /// How many pools are connected, and how many are connecting or waiting to be rebuilt.
-    pub(super) fn counts(&self) -> (usize, usize) {
-        let connected = self.health.values().filter(|health| **health == PoolHealth::Connected).count();
-        (connected, self.health.len() - connected)
-    }
 }
 
 /// The slots the node that answered `cluster_nodes` (its `CLUSTER NODES`) is migrating to
