@@ -36,7 +36,7 @@ use fred::{
 };
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 
-use self::map::{PoolAction, PoolSet, SlotMap, migrating_out, ranges_without};
+use self::map::{PoolAction, PoolSet, SlotMap, connections_per_primary, migrating_out, ranges_without};
 pub use self::redirect::Redirect;
 
 /// What [`PrimaryWatcher::joined`] answers: done, or why the new primary is not followed yet.
@@ -169,7 +169,8 @@ struct NodeTemplate {
     connection: ConnectionConfig,
     performance: PerformanceConfig,
     policy: Option<ReconnectPolicy>,
-    size: usize,
+    /// The configured pool size, shared out among the primaries ([`connections_per_primary`]).
+    connections: usize,
 }
 
 impl NodeTemplate {
@@ -192,10 +193,10 @@ impl NodeTemplate {
         builder
     }
 
-    /// A pool on `server`, connecting in the background (commands wait for it, up to their
-    /// timeout), and its clients' connection tasks.
-    fn connect(&self, server: &Server) -> Result<(Pool, Vec<ConnectHandle>), FredError> {
-        let pool = self.builder(server).build_pool(self.size)?;
+    /// A pool on `server`, one of `primaries`, connecting in the background (commands wait for
+    /// it, up to their timeout), and its clients' connection tasks.
+    fn connect(&self, server: &Server, primaries: usize) -> Result<(Pool, Vec<ConnectHandle>), FredError> {
+        let pool = self.builder(server).build_pool(connections_per_primary(self.connections, primaries))?;
         let tasks = pool.clients().iter().map(ClientLike::connect).collect();
         Ok((pool, tasks))
     }
@@ -238,7 +239,7 @@ impl ClusterNodes {
             connection: client.connection_config().clone(),
             performance: client.perf_config(),
             policy: client.client_reconnect_policy(),
-            size: cluster.size(),
+            connections: cluster.size(),
         };
         let suspicion = Arc::new(Notify::new());
         let nodes = Arc::new(Self {
@@ -475,7 +476,7 @@ impl ClusterNodes {
         let mut opened: HashMap<Server, Pool> = HashMap::new();
         for action in &actions {
             if let PoolAction::Open(server) = action {
-                let (pool, tasks) = self.template.connect(server)?;
+                let (pool, tasks) = self.template.connect(server, map.primaries().len())?;
                 lock(&self.connection_tasks).insert(server.clone(), tasks);
                 opened.insert(server.clone(), pool);
             }
@@ -565,7 +566,7 @@ impl ClusterNodes {
         for action in due {
             let PoolAction::Rebuild(server) = action else { continue };
             let Some(old) = topology.nodes.iter().find(|node| node.server == server).cloned() else { continue };
-            let (pool, tasks) = match self.template.connect(&server) {
+            let (pool, tasks) = match self.template.connect(&server, topology.map.primaries().len()) {
                 Ok(built) => built,
                 Err(error) => {
                     tracing::warn!(primary = %server, %error, "redis cluster: cannot rebuild a primary's pool");

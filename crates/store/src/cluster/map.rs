@@ -268,11 +268,30 @@ pub(super) fn ranges_without(ranges: &[(u16, u16)], slots: &[u16]) -> Vec<(u16, 
     left
 }
 
+/// How many connections each of `primaries` gets from a pool of `connections`: shared out,
+/// rounded up, at least one each. Each fred client runs one task that sends and flushes;
+/// a pool of that size on every primary would multiply those tasks by the number of primaries,
+/// each handed fewer commands per wake-up to write in one go, which costs CPU on both sides
+/// (docs/CLUSTER.md#connections).
+pub(super) fn connections_per_primary(connections: usize, primaries: usize) -> usize {
+    connections.div_ceil(primaries.max(1)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_pool_is_shared_out_among_the_primaries_with_at_least_one_connection_each() {
+        assert_eq!(connections_per_primary(2, 3), 1);
+        assert_eq!(connections_per_primary(4, 3), 2);
+        assert_eq!(connections_per_primary(6, 3), 2);
+        assert_eq!(connections_per_primary(8, 1), 8);
+        assert_eq!(connections_per_primary(1, 12), 1);
+        assert_eq!(connections_per_primary(3, 0), 3);
+    }
 
     /// `CLUSTER NODES` as a primary migrating slots 93 and 5000 answers it (an importing
     /// node's `[slot-<-id]` markers and other nodes' lines do not count).
