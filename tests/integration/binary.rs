@@ -114,6 +114,33 @@ async fn sigterm_drains_keep_alive_connections_and_exits_0_within_the_deadline()
     }
 }
 
+/// On a cluster Tessera closes the pools it opened per primary once, at shutdown: closed twice
+/// (by `close` and again when dropped), fred logs a warning per client, and an operator reading
+/// a clean restart would see warnings with nothing to act on.
+#[tokio::test]
+async fn a_cluster_deployment_starts_and_stops_without_a_warning() {
+    let url = tests::Topology::Cluster.url();
+    for near_cache in ["on", "off"] {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = tessera(&[
+            ("REDIS_URL", &url),
+            ("TESSERA_LISTEN", &listen),
+            ("TESSERA_NEAR_CACHE", near_cache),
+            ("TESSERA_LOG_FORMAT", "json"),
+        ])
+        .spawn()
+        .unwrap();
+        let address: std::net::SocketAddr = listen.parse().unwrap();
+        wait_until_listening(address).await;
+        assert_eq!(get(address, "/readyz").await.status, StatusCode::OK);
+        let stdout = stop_cleanly(&mut child).await;
+        assert!(stdout.contains("redis connections closed"), "near cache {near_cache}:\n{stdout}");
+        let warnings: Vec<&str> = stdout.lines().filter(|line| line.contains(r#""level":"WARN""#)).collect();
+        assert!(warnings.is_empty(), "near cache {near_cache}: warnings on a clean start and stop:\n{warnings:#?}");
+    }
+}
+
 #[tokio::test]
 async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_says_so() {
     let port = free_port();

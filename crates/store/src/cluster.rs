@@ -20,7 +20,10 @@ mod redirect;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError, RwLock, Weak},
+    sync::{
+        Arc, Mutex, PoisonError, RwLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -110,6 +113,9 @@ pub struct ClusterNodes {
     /// One refresh at a time (the background task, a reset, a test).
     refreshing: tokio::sync::Mutex<()>,
     refresher: Mutex<Option<JoinHandle<()>>>,
+    /// [`Self::close`] ran: the pools are closed, and dropping closes nothing again (fred warns
+    /// about each client told to quit twice).
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for ClusterNodes {
@@ -130,6 +136,9 @@ impl Drop for ClusterNodes {
     fn drop(&mut self) {
         if let Some(task) = self.refresher.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             task.abort();
+        }
+        if *self.closed.get_mut() {
+            return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let topology = self.topology.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -255,6 +264,7 @@ impl ClusterNodes {
             near: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             refresher: Mutex::new(None),
+            closed: AtomicBool::new(false),
         });
         nodes.follow_map(SlotMap::from_ranges(routing.slots()))?;
         let task = tokio::spawn(keep_refreshing(Arc::downgrade(&nodes), suspicion));
@@ -601,6 +611,9 @@ impl ClusterNodes {
     pub async fn close(&self) {
         if let Some(task) = lock(&self.refresher).take() {
             task.abort();
+        }
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
         }
         let nodes = self.nodes();
         let asking: Vec<_> = lock(&self.asking).drain().map(|(_, client)| client).collect();
