@@ -72,6 +72,9 @@ async fn an_unreachable_redis_exits_non_zero_naming_the_address() {
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     let everything = format!("{stderr}{}", String::from_utf8_lossy(&output.stdout));
     assert!(!everything.contains("pw-unreachable-7"), "password leaked: {everything}");
+    // The error alone: no warning from the pool given up (fred's about quitting clients whose
+    // first connection already failed).
+    assert!(!everything.contains("WARN"), "a warning beside the error: {everything}");
 }
 
 #[tokio::test]

@@ -369,9 +369,14 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A pool whose first connection failed must not keep retrying in the background.
+/// A pool whose first connection failed must not keep retrying in the background: its clients
+/// still connecting or connected are told to quit. A client whose first connection failed has
+/// already stopped (`fail_fast`), and fred warns about each stopped client told to quit, which
+/// would put two warnings with nothing to act on before the one error that says what failed.
 async fn abandon(pool: &Pool) {
-    let _ = tokio::time::timeout(Duration::from_millis(500), pool.quit()).await;
+    let running = pool.clients().iter().filter(|client| client.state() != fred::types::ClientState::Disconnected);
+    let quits = running.map(|client| tokio::time::timeout(Duration::from_millis(500), client.quit()));
+    futures::future::join_all(quits).await;
 }
 
 #[cfg(test)]
