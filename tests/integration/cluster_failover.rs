@@ -302,3 +302,87 @@ async fn a_new_primary_that_refuses_its_first_connections_is_used_once_it_accept
         "the shard answered {first_answer:?} after its new primary accepted connections"
     );
 }
+
+/// Once every node announces its own port again, every shard answers within this: the map is
+/// read every 100 ms while a primary's pool is not connected, each address `REDIS_URL` names
+/// is asked on a connection of its own, and the new primaries' pools connect.
+const RECOVERY_FROM_THE_SEEDS: Duration = Duration::from_secs(5);
+
+/// Writes and reads back one key on each of `tags`' shards; whether all of that succeeded.
+async fn every_shard_answers(cache: &CacheClient, tags: &[String], attempt: u64) -> bool {
+    for tag in tags {
+        let (key, value) = (format!("{{{tag}}}:seeds:{attempt}"), format!("value {attempt}"));
+        if cache.set_value(&key, &value, Some(Duration::from_secs(300))).await.is_err() {
+            return false;
+        }
+        if !matches!(cache.get_value(&key).await, Ok(Some(text)) if text == value) {
+            return false;
+        }
+    }
+    true
+}
+
+/// No node Tessera knows answers at the address it knows it by, primaries and replicas alike
+/// (every node announced a relay's port; the relays are gone, Tessera's connections cut, and
+/// the nodes announce their own ports again, as after the whole cluster moved): the slot map is
+/// read from the addresses `REDIS_URL` names, and every shard answers again. Without that last
+/// resort the pools would keep reconnecting to addresses nothing listens on, until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_no_known_node_answers_the_map_is_read_from_the_configured_addresses() {
+    let options = ["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"];
+    let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&options)).await.unwrap();
+    let mut relays = Vec::new();
+    for node in cluster.nodes() {
+        let relay = tests::RefusingRelay::start(node.port()).await;
+        relay.accept();
+        relays.push(relay);
+    }
+    let relay_ports: Vec<u16> = relays.iter().map(tests::RefusingRelay::port).collect();
+    let cluster = tokio::task::spawn_blocking(move || {
+        for (index, port) in relay_ports.into_iter().enumerate() {
+            cluster.announce_node_at(index, port);
+        }
+        cluster
+    })
+    .await
+    .unwrap();
+    let tags: Vec<String> = (0..SHARDS).map(|shard| cluster.hash_tag_on_shard(shard)).collect();
+    let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", &cluster.url())]).unwrap();
+    let backend = Backend::start(&settings).await.unwrap();
+    assert!(every_shard_answers(backend.cache(), &tags, 0).await, "the shards did not answer through the relays");
+
+    // The relays stop listening; the connections they carry are cut on the nodes' side.
+    drop(relays);
+    let cut = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        for node in cluster.nodes() {
+            node.query(&["CLIENT", "KILL", "TYPE", "normal"]);
+        }
+        for index in 0..cluster.nodes().len() {
+            cluster.announce_node_at(index, 0);
+        }
+        cluster
+    })
+    .await
+    .unwrap();
+    let moved = Instant::now();
+    let mut attempt = 1;
+    while !every_shard_answers(backend.cache(), &tags, attempt).await {
+        assert!(
+            moved.elapsed() < RECOVERY_FROM_THE_SEEDS,
+            "the shards did not answer within {RECOVERY_FROM_THE_SEEDS:?} of every node announcing its own port"
+        );
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = moved.elapsed();
+    let pools = backend.cache().primary_pools();
+    backend.close().await;
+    drop(cluster);
+    eprintln!(
+        "cluster moved away from every known address: connections cut, every node announcing its own port {:?} \
+         later; every shard answered {recovered:?} after that",
+        moved - cut
+    );
+    assert_eq!(pools, Some(PrimaryPools { connected: SHARDS, connecting: 0 }));
+}

@@ -113,21 +113,28 @@ impl PrivateCluster {
         &self.nodes[SHARDS + shard]
     }
 
+    /// Every node, primaries first (in shard order), then the replicas.
+    pub fn nodes(&self) -> &[PrivateRedis] {
+        &self.nodes
+    }
+
     /// Makes `shard`'s replica announce `port` as its client port (`cluster-announce-port`, a
     /// relay in front of it, say) and returns once every node names it there.
     pub fn announce_replica_at(&self, shard: usize, port: u16) {
-        let replica = self.replica(shard);
-        let reply = replica.query(&["CONFIG", "SET", "cluster-announce-port", &port.to_string()]);
-        assert_eq!(
-            reply,
-            RespReply::Simple("OK".into()),
-            "CONFIG SET cluster-announce-port on shard {shard}'s replica"
-        );
-        let id = replica.query(&["CLUSTER", "MYID"]).text();
-        let announced = format!("127.0.0.1:{port}@");
-        for node in &self.nodes {
-            wait_for(&format!("node {} to name shard {shard}'s replica at port {port}", node.port()), || {
-                let view = node.query(&["CLUSTER", "NODES"]).text();
+        self.announce_node_at(SHARDS + shard, port);
+    }
+
+    /// Makes node `index` (of [`Self::nodes`]) announce `port` as its client port, or its own
+    /// port again when `port` is 0, and returns once every node names it there.
+    pub fn announce_node_at(&self, index: usize, port: u16) {
+        let node = &self.nodes[index];
+        let reply = node.query(&["CONFIG", "SET", "cluster-announce-port", &port.to_string()]);
+        assert_eq!(reply, RespReply::Simple("OK".into()), "CONFIG SET cluster-announce-port on node {index}");
+        let id = node.query(&["CLUSTER", "MYID"]).text();
+        let announced = format!("127.0.0.1:{}@", if port == 0 { node.port() } else { port });
+        for other in &self.nodes {
+            wait_for(&format!("node {} to name node {index} at {announced}", other.port()), || {
+                let view = other.query(&["CLUSTER", "NODES"]).text();
                 view.lines().any(|line| line.starts_with(&id) && line.contains(&announced))
             });
         }
