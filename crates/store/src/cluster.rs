@@ -113,6 +113,9 @@ pub struct ClusterNodes {
     /// One refresh at a time (the background task, a reset, a test).
     refreshing: tokio::sync::Mutex<()>,
     refresher: Mutex<Option<JoinHandle<()>>>,
+    /// The last map was read from a replica or a `REDIS_URL` address, no known primary having
+    /// answered: said once in the log until a known primary answers again.
+    map_from_others: AtomicBool,
     /// [`Self::close`] ran: the pools are closed, and dropping closes nothing again (fred warns
     /// about each client told to quit twice).
     closed: AtomicBool,
@@ -264,6 +267,7 @@ impl ClusterNodes {
             near: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             refresher: Mutex::new(None),
+            map_from_others: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         nodes.follow_map(SlotMap::from_ranges(routing.slots()))?;
@@ -640,7 +644,10 @@ impl ClusterNodes {
             })
         });
         let error = match futures::future::select_ok(primaries).await {
-            Ok((answer, _)) => return Ok(answer),
+            Ok((answer, _)) => {
+                self.map_from_others.store(false, Ordering::Relaxed);
+                return Ok(answer);
+            }
             Err(error) => error,
         };
         let mut others = lock(&self.replicas).clone();
@@ -664,9 +671,16 @@ impl ClusterNodes {
             return Err(error);
         }
         let (answer, _) = futures::future::select_ok(questions).await?;
-        tracing::info!(
-            "redis cluster: no primary known answered; the map was read from a replica or a configured address"
-        );
+        // Once until a known primary answers again: the map is read again as soon as the last
+        // read ends while a pool is not connected, and a cluster announcing addresses this host
+        // cannot reach would otherwise repeat this every second or so for as long as that lasts.
+        if !self.map_from_others.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "redis cluster: no primary answers at the address the cluster gives for it; the slot map was read \
+                 from a replica or a REDIS_URL address (if this lasts, check the addresses the nodes announce: \
+                 cluster-announce-ip, cluster-announce-port)"
+            );
+        }
         Ok(answer)
     }
 }
