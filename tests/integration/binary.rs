@@ -151,21 +151,7 @@ async fn a_cluster_deployment_starts_and_stops_without_a_warning() {
 async fn a_cluster_announcing_addresses_nothing_listens_on_is_warned_about_once() {
     let options = ["--cluster-require-full-coverage", "no"];
     let cluster = tokio::task::spawn_blocking(move || tests::PrivateCluster::start(&options)).await.unwrap();
-    let mut relays = Vec::new();
-    for node in cluster.nodes() {
-        let relay = tests::RefusingRelay::start(node.port()).await;
-        relay.accept();
-        relays.push(relay);
-    }
-    let relay_ports: Vec<u16> = relays.iter().map(tests::RefusingRelay::port).collect();
-    let cluster = tokio::task::spawn_blocking(move || {
-        for (index, port) in relay_ports.into_iter().enumerate() {
-            cluster.announce_node_at(index, port);
-        }
-        cluster
-    })
-    .await
-    .unwrap();
+    let (cluster, relays) = cluster.behind_relays().await;
     let listen = format!("127.0.0.1:{}", free_port());
     let mut child =
         tessera(&[("REDIS_URL", &cluster.url()), ("TESSERA_LISTEN", &listen), ("TESSERA_LOG_FORMAT", "json")])
@@ -177,9 +163,7 @@ async fn a_cluster_announcing_addresses_nothing_listens_on_is_warned_about_once(
 
     drop(relays);
     let cluster = tokio::task::spawn_blocking(move || {
-        for node in cluster.nodes() {
-            node.query(&["CLIENT", "KILL", "TYPE", "normal"]);
-        }
+        cluster.cut_client_connections();
         cluster
     })
     .await

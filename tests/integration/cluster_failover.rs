@@ -331,21 +331,7 @@ async fn every_shard_answers(cache: &CacheClient, tags: &[String], attempt: u64)
 async fn when_no_known_node_answers_the_map_is_read_from_the_configured_addresses() {
     let options = ["--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"];
     let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&options)).await.unwrap();
-    let mut relays = Vec::new();
-    for node in cluster.nodes() {
-        let relay = tests::RefusingRelay::start(node.port()).await;
-        relay.accept();
-        relays.push(relay);
-    }
-    let relay_ports: Vec<u16> = relays.iter().map(tests::RefusingRelay::port).collect();
-    let cluster = tokio::task::spawn_blocking(move || {
-        for (index, port) in relay_ports.into_iter().enumerate() {
-            cluster.announce_node_at(index, port);
-        }
-        cluster
-    })
-    .await
-    .unwrap();
+    let (cluster, relays) = cluster.behind_relays().await;
     let tags: Vec<String> = (0..SHARDS).map(|shard| cluster.hash_tag_on_shard(shard)).collect();
     let settings = Settings::from_env_pairs(AppEnv::Test, &[("REDIS_URL", &cluster.url())]).unwrap();
     let backend = Backend::start(&settings).await.unwrap();
@@ -355,9 +341,7 @@ async fn when_no_known_node_answers_the_map_is_read_from_the_configured_addresse
     drop(relays);
     let cut = Instant::now();
     let cluster = tokio::task::spawn_blocking(move || {
-        for node in cluster.nodes() {
-            node.query(&["CLIENT", "KILL", "TYPE", "normal"]);
-        }
+        cluster.cut_client_connections();
         for index in 0..cluster.nodes().len() {
             cluster.announce_node_at(index, 0);
         }

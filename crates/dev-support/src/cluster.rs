@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{PrivateRedis, RespReply, ServerTls};
+use crate::{PrivateRedis, RefusingRelay, RespReply, ServerTls};
 
 /// Primaries, and replicas (one per primary).
 const SHARDS: usize = 3;
@@ -137,6 +137,37 @@ impl PrivateCluster {
                 let view = other.query(&["CLUSTER", "NODES"]).text();
                 view.lines().any(|line| line.starts_with(&id) && line.contains(&announced))
             });
+        }
+    }
+
+    /// Puts an accepting [`RefusingRelay`] in front of every node and makes each node announce
+    /// its relay's port, so clients know the nodes only by the relays; the relays, in the order
+    /// of [`Self::nodes`]. Dropping them (and [`Self::cut_client_connections`]) leaves every
+    /// address a client learnt from the cluster with nothing listening.
+    pub async fn behind_relays(self) -> (Self, Vec<RefusingRelay>) {
+        let mut relays = Vec::new();
+        for node in self.nodes() {
+            let relay = RefusingRelay::start(node.port()).await;
+            relay.accept();
+            relays.push(relay);
+        }
+        let ports: Vec<u16> = relays.iter().map(RefusingRelay::port).collect();
+        let cluster = tokio::task::spawn_blocking(move || {
+            for (index, port) in ports.into_iter().enumerate() {
+                self.announce_node_at(index, port);
+            }
+            self
+        })
+        .await
+        .unwrap();
+        (cluster, relays)
+    }
+
+    /// Closes every client connection on every node (`CLIENT KILL TYPE normal`), the question's
+    /// own excepted; replication and the cluster bus are untouched.
+    pub fn cut_client_connections(&self) {
+        for node in &self.nodes {
+            node.query(&["CLIENT", "KILL", "TYPE", "normal"]);
         }
     }
 
