@@ -141,6 +141,11 @@ async fn a_cluster_deployment_starts_and_stops_without_a_warning() {
         assert!(stdout.contains("redis connections closed"), "near cache {near_cache}:\n{stdout}");
         let warnings: Vec<&str> = stdout.lines().filter(|line| line.contains(r#""level":"WARN""#)).collect();
         assert!(warnings.is_empty(), "near cache {near_cache}: warnings on a clean start and stop:\n{warnings:#?}");
+        // Every verification goes to Redis only with the near cache off: then fred's connection
+        // tasks batch better without the runtime's LIFO slot (docs/PERFORMANCE.md).
+        let runtime = stdout.lines().find(|line| line.contains("async runtime started")).unwrap_or_default();
+        let lifo_slot = format!(r#""lifo_slot":{}"#, near_cache == "on");
+        assert!(runtime.contains(&lifo_slot), "near cache {near_cache}: {runtime:?}, expected {lifo_slot}");
     }
 }
 
@@ -196,6 +201,7 @@ async fn with_nothing_configured_the_dev_profile_runs_on_the_embedded_store_and_
     assert!(stdout.contains("embedded store loaded from its data directory"), "{stdout}");
     assert!(stdout.contains(&data.display().to_string()), "{stdout}");
     assert!(stdout.contains("store=embedded"), "the start-up line names the store: {stdout}");
+    assert!(stdout.contains("lifo_slot=true"), "the embedded store keeps the runtime's LIFO slot: {stdout}");
     let _ = std::fs::remove_dir_all(&home);
 }
 
