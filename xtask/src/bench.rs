@@ -709,18 +709,31 @@ fn warm_up(bench: &Bench, index: usize, server: &mut ServerProcess, rows: &[(Row
 /// The commands server `index` sends to Redis on its own: watched with MONITOR (on each
 /// primary of a cluster) for [`IDLE_WATCH`], [`CLUSTER_IDLE_WATCH`] on the cluster, while it
 /// serves nothing (by name and key; see [`redis_stats::count_commands`]).
-fn idle_background(bench: &Bench, index: usize, server: &mut ServerProcess) -> Result<BTreeSet<BackgroundCommand>> {
+fn idle_background(bench: &Bench, index: usize, server: &mut ServerProcess) -> Result<IdleBackground> {
     server.ensure_alive()?;
-    let Some(redis) = bench.redis_of(index) else { return Ok(BTreeSet::new()) };
+    let Some(redis) = bench.redis_of(index) else { return Ok(IdleBackground::default()) };
     let ports = redis_ports(redis, server)?;
     let monitors = redis.monitor()?;
-    std::thread::sleep(if redis_use(index) == RedisUse::Cluster { CLUSTER_IDLE_WATCH } else { IDLE_WATCH });
+    let watch = if redis_use(index) == RedisUse::Cluster { CLUSTER_IDLE_WATCH } else { IDLE_WATCH };
+    std::thread::sleep(watch);
     let seen = monitors.finish()?;
-    let background = redis_stats::background_commands_on_nodes(&seen, &ports);
-    if !background.is_empty() {
-        eprintln!("xtask: {:<25} sends on its own, idle: {background:?}", server.name());
+    let commands = redis_stats::background_commands_on_nodes(&seen, &ports);
+    let sent: u64 = redis_stats::count_commands_on_nodes(&seen, &ports, &commands).background.values().sum();
+    let idle = IdleBackground { commands, per_second: sent as f64 / watch.as_secs_f64() };
+    if !idle.commands.is_empty() {
+        eprintln!("xtask: {:<25} sends on its own, idle: {:.1}/s {:?}", server.name(), idle.per_second, idle.commands);
     }
-    Ok(background)
+    Ok(idle)
+}
+
+/// What a server sent to Redis on its own while it served nothing: which commands (by name and
+/// key), and how many per second over the watch. The rate is taken there, not from the
+/// probe's fraction of a second, which a periodic command (the cluster map read every second)
+/// falls into or not.
+#[derive(Debug, Default)]
+struct IdleBackground {
+    commands: BTreeSet<BackgroundCommand>,
+    per_second: f64,
 }
 
 /// The local ports of `server`'s connections to each of `redis`'s primaries, in
@@ -746,7 +759,7 @@ fn count_round_trips(
     bench: &Bench,
     index: usize,
     server: &mut ServerProcess,
-    background: &BTreeSet<BackgroundCommand>,
+    background: &IdleBackground,
     row: &Row,
     tokens: &[String],
 ) -> Result<RoundTrips> {
@@ -771,11 +784,20 @@ fn count_round_trips(
         .with_context(|| format!("{}: sending {PROBE_REQUESTS} requests one by one", row.title))?;
     let seconds = started.elapsed().as_secs_f64();
     let commands = match watched {
-        Some((ports, monitors)) => redis_stats::count_commands_on_nodes(&monitors.finish()?, &ports, background),
+        Some((ports, monitors)) => {
+            redis_stats::count_commands_on_nodes(&monitors.finish()?, &ports, &background.commands)
+        }
         None => CommandCounts::default(),
     };
     check(&statuses)?;
-    let trips = RoundTrips { requests: PROBE_REQUESTS, seconds, statuses, commands };
+    let trips = RoundTrips {
+        requests: PROBE_REQUESTS,
+        seconds,
+        statuses,
+        commands,
+        background_per_second: background.per_second,
+        background_names: background.commands.iter().map(|(name, _)| name.clone()).collect(),
+    };
     eprintln!(
         "xtask: {:<25} {:.3} redis commands sent per request {:?}, run by scripts {:?}, background {:?}",
         row.key,
@@ -1013,7 +1035,8 @@ fn benchmarks_doc(report: &Report, markdown: &str) -> String {
          Redis commands per request are counted with MONITOR on the row's server's own connections \
          over 1,000 sequential requests that repeat a seeded sequence sent just before (so with the \
          near cache on every counted request is a hit); commands a server sends while idle (the near \
-         cache's heartbeat) are shown apart, per second. On the cluster rows MONITOR runs on each \
+         cache's heartbeat, the cluster map read) are shown apart, per second over a watch while the \
+         server serves nothing (1 s; 2.5 s on the cluster). On the cluster rows MONITOR runs on each \
          primary, with the server's own connections to that primary, and the counts are added up; their \
          Redis CPU is that of all six nodes.\n\n\
          {markdown}",

@@ -2,7 +2,7 @@
 //! medians over rounds, the markdown table, the budgets the issue sets (checked, reported, never
 //! a failure), and the JSON of every number (serde_json).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -119,21 +119,18 @@ impl Round {
 #[derive(Debug, Clone)]
 pub(super) struct RoundTrips {
     pub(super) requests: u64,
-    /// How long the counted requests took, for the rate of background commands.
+    /// How long the counted requests took.
     pub(super) seconds: f64,
     pub(super) statuses: BTreeMap<u16, u64>,
     pub(super) commands: CommandCounts,
+    /// Commands per second the server sent on its own while idle (not per request), and their names.
+    pub(super) background_per_second: f64,
+    pub(super) background_names: BTreeSet<String>,
 }
 
 impl RoundTrips {
     pub(super) fn sent_per_request(&self) -> f64 {
         per(self.commands.sent.values().sum(), self.requests)
-    }
-
-    /// Commands per second the server sent on its own during the probe (not per request).
-    pub(super) fn background_per_second(&self) -> f64 {
-        let background: u64 = self.commands.background.values().sum();
-        if self.seconds > 0.0 { background as f64 / self.seconds } else { 0.0 }
     }
 }
 
@@ -317,9 +314,9 @@ impl Row {
             }
         };
         let background = match &self.round_trips {
-            Some(trips) if !trips.commands.background.is_empty() => {
-                let names: Vec<&str> = trips.commands.background.keys().map(String::as_str).collect();
-                format!(" + {:.1}/s background ({})", trips.background_per_second(), names.join(", "))
+            Some(trips) if trips.background_per_second > 0.0 => {
+                let names: Vec<&str> = trips.background_names.iter().map(String::as_str).collect();
+                format!(" + {:.1}/s background ({})", trips.background_per_second, names.join(", "))
             }
             _ => String::new(),
         };
@@ -570,8 +567,8 @@ impl Report {
             "{} sequential requests that repeat a sequence sent just before, so every token was verified \
              moments earlier (with the near cache on, each request is a hit); after `→`: the commands a \
              Lua script ran inside Redis; `background`: what the server's connections send on their own \
-             (seen while it served nothing, e.g. the near cache's heartbeat), per second, not counted per \
-             request; for the redis-benchmark rows, commands executed per request. CPU: user + system time of the server \
+             (e.g. the near cache's heartbeat, the cluster map read), per second over a watch while it served \
+             nothing (1 s; 2.5 s on the cluster), not counted per request; for the redis-benchmark rows, commands executed per request. CPU: user + system time of the server \
              process and of redis-server per 1,000 requests (median over rounds; wrk shares the machine). \
              Peak RSS: VmHWM of the server process (redis-server for its rows) after its last round. \
              The flood rows expect 401 for every request.\n",

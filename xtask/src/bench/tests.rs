@@ -1,7 +1,7 @@
 //! The benchmark's parsers and arithmetic on real samples of what wrk, redis-benchmark, Redis
 //! and `/proc` print, so a format change is caught here rather than as a wrong table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::durability::{DurabilityReport, IssueRow};
 use super::load::{self, SocketErrors};
@@ -262,6 +262,8 @@ fn the_report_checks_the_budgets_and_names_every_row() {
             seconds: 0.5,
             statuses: BTreeMap::from([(200, 1_000)]),
             commands: CommandCounts { sent: counted(sent), in_scripts: counted(scripted), background },
+            background_per_second: heartbeats as f64 / 0.5,
+            background_names: if heartbeats > 0 { BTreeSet::from(["pexpire".to_owned()]) } else { BTreeSet::new() },
         }
     };
     let row = |key, rates: [(f64, f64); 2], sent: &[(&str, u64)], heartbeats, rss_kib| {

@@ -174,7 +174,7 @@ impl<'a> RoundTripsJson<'a> {
             commands_sent: &trips.commands.sent,
             commands_run_by_scripts: &trips.commands.in_scripts,
             background_commands: &trips.commands.background,
-            background_commands_per_second: trips.background_per_second(),
+            background_commands_per_second: trips.background_per_second,
         }
     }
 }
