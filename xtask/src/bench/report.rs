@@ -567,9 +567,10 @@ impl Report {
             "{} sequential requests that repeat a sequence sent just before, so every token was verified \
              moments earlier (with the near cache on, each request is a hit); after `→`: the commands a \
              Lua script ran inside Redis; `background`: what the server's connections send on their own \
-             (e.g. the near cache's heartbeat, the cluster map read), per second over a watch while it served \
-             nothing (1 s; 2.5 s on the cluster), not counted per request; for the redis-benchmark rows, commands executed per request. CPU: user + system time of the server \
-             process and of redis-server per 1,000 requests (median over rounds; wrk shares the machine). \
+             (e.g. the near cache's heartbeat, the cluster map read), per second over a watch while it \
+             served nothing (1 s; 2.5 s on the cluster), not counted per request; for the redis-benchmark \
+             rows, commands executed per request. CPU: user + system time of the server process and of \
+             redis-server per 1,000 requests (median over rounds; wrk shares the machine). \
              Peak RSS: VmHWM of the server process (redis-server for its rows) after its last round. \
              The flood rows expect 401 for every request.\n",
             thousands(setup.probe_requests as f64)

@@ -29,7 +29,7 @@ pub(super) fn run() -> Result<(), CommandError> {
 /// is off. Then the runtime does without its LIFO slot (docs/PERFORMANCE.md#the-runtime-without-its-lifo-slot):
 /// a fred connection task woken by a request's command no longer runs right after that request
 /// yields, so it finds the commands queued meanwhile and writes them in one system call.
-pub(super) fn every_verification_goes_to_redis(settings: &Settings) -> bool {
+fn every_verification_goes_to_redis(settings: &Settings) -> bool {
     settings.store == StoreKind::Redis && settings.near_cache.mode == NearCacheMode::Off
 }
 
